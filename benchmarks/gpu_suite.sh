@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Everything GPU-related in one call, for a lent GPU machine (about 3 minutes):
+#   build fastgan with its CUDA kernels, run the whole test suite (GPU tests included),
+#   run every benchmark, write the raw report, print a short table last.
+#
+#   bash benchmarks/gpu_suite.sh            # report in benchmarks/results/
+#   OUT=/some/dir bash benchmarks/gpu_suite.sh
+#
+# Needs: a CUDA GPU, torch with CUDA, nvcc, triton, pytest, pytest-benchmark (no network).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-benchmarks/results}
+mkdir -p "$OUT"
+
+if ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu_suite: no CUDA GPU is visible to torch; run this on a GPU machine" >&2
+  exit 2
+fi
+gpu=$($PY -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))")
+stamp=$(date -u +%Y-%m-%d)
+tag="$stamp-$gpu"
+notes="$OUT/$tag-notes.txt"
+
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
+  $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, '| triton', triton.__version__)"
+  nvcc --version 2>/dev/null | tail -1
+} | tee "$notes"
+
+echo "== build (FASTGAN_CUDA=1)"
+if ! FASTGAN_CUDA=1 $PY -m pip install --no-build-isolation --no-deps -q . > "$OUT/$tag-build.log" 2>&1; then
+  tail -40 "$OUT/$tag-build.log"; echo "gpu_suite: build failed" >&2; exit 1
+fi
+(cd /tmp && $PY -m fastgan info) | tee -a "$notes"
+
+echo "== tests"
+FASTGAN_REQUIRE_EXT=1 $PY -P -m pytest tests -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/$tag-tests.log" | tail -30
+tests_rc=${PIPESTATUS[0]}
+echo "tests: $(tail -1 "$OUT/$tag-tests.log") (exit $tests_rc)" >> "$notes"
+
+echo "== benchmarks"
+$PY -P -m pytest benchmarks -q -p no:cacheprovider --benchmark-json "$OUT/$tag-bench.json" \
+  --benchmark-columns=median,iqr > "$OUT/$tag-bench.log" 2>&1
+bench_rc=$?
+tail -3 "$OUT/$tag-bench.log"
+
+echo "== report: $OUT/$tag.md"
+$PY benchmarks/report.py "$OUT/$tag-bench.json" --out "$OUT/$tag.md" \
+  --title "fastgan GPU suite, $gpu, $stamp" --notes "$notes"
+echo "tests exit $tests_rc, benchmarks exit $bench_rc"
+[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]

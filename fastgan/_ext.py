@@ -1,0 +1,55 @@
+"""Loads the compiled extension fastgan._C once, and remembers why when it cannot.
+
+Loading it registers the C++ and CUDA kernels with torch's dispatcher
+(torch.ops.fastgan.*). Without it every op still runs, on its reference or
+Triton backend, after one warning.
+
+FASTGAN_NO_EXT=1 ignores a built extension (to compare against the fallback);
+FASTGAN_REQUIRE_EXT=1 turns a missing extension into an ImportError (CI uses it,
+so a broken build cannot pass as a fallback).
+"""
+import os
+import warnings
+
+import torch  # noqa: F401  (loads libc10/libtorch, which fastgan._C links against)
+
+_module = None
+_error = None
+
+
+def _load():
+    global _module, _error
+    if os.environ.get("FASTGAN_NO_EXT") == "1":
+        _error = "disabled by FASTGAN_NO_EXT=1"
+    else:
+        try:
+            from fastgan import _C
+        except ImportError as exc:
+            _error = f"fastgan._C could not be imported ({exc})"
+            if os.environ.get("FASTGAN_REQUIRE_EXT") == "1":
+                raise ImportError(f"{_error}; FASTGAN_REQUIRE_EXT=1 forbids the fallback") from exc
+        else:
+            _module = _C
+            return
+    warnings.warn(
+        f"fastgan's compiled extension is not loaded ({_error}): fastgan runs its reference and "
+        "Triton kernels only. Build it with `pip install --no-build-isolation .` after "
+        "installing torch; `fastgan info` says more.", RuntimeWarning, stacklevel=3)
+
+
+def module():
+    """The extension module, or None."""
+    return _module
+
+
+def error():
+    """Why the extension is not loaded, or None when it is."""
+    return _error
+
+
+def build_info():
+    """How the extension was built (with_cuda, cuda_runtime, torch, compiler), or {}."""
+    return dict(_module.build_info()) if _module is not None else {}
+
+
+_load()

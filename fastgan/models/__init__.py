@@ -1,0 +1,1 @@
+"""One file per GAN: networks, losses, paper defaults. Empty until the trainer work lands."""

@@ -1,0 +1,3 @@
+"""Modules built on fastgan.ops (fused generator/critic blocks, critic activations).
+
+Empty until the fused-block and gradient-penalty work lands."""

@@ -1,0 +1,116 @@
+"""Builds fastgan and its extension fastgan._C against the torch already installed.
+
+Environment switches (all optional):
+  FASTGAN_BUILD_EXT = auto | 1 | 0   auto (default): build the extension when torch
+                                     is importable, else a pure-Python install with
+                                     a warning; 1: the extension or an error; 0: none.
+  FASTGAN_CUDA      = auto | 1 | 0   auto (default): add the CUDA kernels when torch
+                                     has CUDA and nvcc is found, and fall back to a
+                                     CPU-only extension if they fail to compile;
+                                     1: CUDA kernels or an error; 0: CPU kernels only.
+  TORCH_CUDA_ARCH_LIST               CUDA architectures; default: the visible GPUs,
+                                     or "8.0;9.0+PTX" when none is visible.
+  MAX_JOBS                           parallel compile jobs (ninja).
+
+Build against the installed torch: pip install --no-build-isolation .
+"""
+import glob
+import os
+import re
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _switch(name):
+    value = os.environ.get(name, "auto").strip().lower()
+    if value not in ("auto", "1", "0"):
+        sys.exit(f"fastgan setup: {name}={value!r}; expected auto, 1 or 0")
+    return value
+
+
+def _version():
+    text = open(os.path.join(ROOT, "fastgan", "_version.py")).read()
+    return re.search(r'__version__ = "([^"]+)"', text).group(1)
+
+
+def _sources(pattern):
+    # Relative paths: setuptools refuses absolute ones in a wheel build.
+    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+
+
+def _extension_and_cmdclass():
+    build_ext = _switch("FASTGAN_BUILD_EXT")
+    want_cuda = _switch("FASTGAN_CUDA")
+    if build_ext == "0":
+        return [], {}
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except ImportError as exc:
+        msg = (f"fastgan setup: torch is not importable here ({exc}); the extension builds "
+               "against the installed torch: install torch first, then "
+               "`pip install --no-build-isolation .`")
+        if build_ext == "1":
+            sys.exit(msg)
+        print(f"WARNING: {msg}. Installing without the extension (reference kernels only).",
+              file=sys.stderr)
+        return [], {}
+
+    cpp = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
+    cuda = _sources("csrc/cuda/*.cu")
+    has_cuda = torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
+    if want_cuda == "1" and not has_cuda:
+        sys.exit("fastgan setup: FASTGAN_CUDA=1 but "
+                 + ("this torch has no CUDA" if torch.version.cuda is None
+                    else "nvcc was not found (set CUDA_HOME)"))
+    use_cuda = has_cuda and want_cuda != "0"
+
+    cxx = ["-O3", "-std=c++20"]
+    link = []
+    if sys.platform.startswith("linux"):
+        # at::parallel_for is inline OpenMP: without -fopenmp the C++ kernels run on one
+        # thread. The library it links, libgomp.so.1, resolves at run time to the copy
+        # torch has already loaded (same SONAME), so there is one OpenMP runtime.
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
+    if not use_cuda:
+        ext = cpp_extension.CppExtension("fastgan._C", cpp, extra_compile_args={"cxx": cxx},
+                                         extra_link_args=link)
+    else:
+        if "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
+            os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
+        ext = cpp_extension.CUDAExtension(
+            "fastgan._C", cpp + cuda, define_macros=[("FASTGAN_WITH_CUDA", None)],
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++20"]}, extra_link_args=link)
+
+    class BuildExtension(cpp_extension.BuildExtension):
+        # A failed CUDA compile in auto mode costs the CUDA kernels, never the install.
+        def build_extension(self, ext):
+            try:
+                super().build_extension(ext)
+            except Exception as exc:  # compiler errors come as several types
+                if not (use_cuda and want_cuda == "auto"):
+                    raise
+                print(f"WARNING: fastgan's CUDA kernels failed to build ({exc}); "
+                      "building the CPU kernels only. FASTGAN_CUDA=1 makes this an error.",
+                      file=sys.stderr)
+                ext.sources = [s for s in ext.sources if not s.endswith(".cu")]
+                ext.define_macros = [m for m in ext.define_macros if m[0] != "FASTGAN_WITH_CUDA"]
+                super().build_extension(ext)
+
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = _extension_and_cmdclass()
+
+setup(
+    version=_version(),
+    # fastgan/kernels is a link to the top-level kernels/, so the checkout is a complete
+    # package too; the wheel holds a copy.
+    packages=find_packages(include=["fastgan", "fastgan.*"]),
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+)

@@ -1,0 +1,79 @@
+"""Test-session setup shared by every test.
+
+Triton: on a machine without a CUDA GPU the whole session runs Triton's kernels in
+its interpreter, on CPU tensors. TRITON_INTERPRET must be set before fastgan's
+kernels are defined, so it is set here, before any test module imports fastgan.
+An explicit TRITON_INTERPRET=0 is respected (the Triton-on-CPU tests then skip).
+
+GPU tests carry @pytest.mark.gpu and skip, with the reason, where no GPU is visible.
+
+Under CI (CI=true) the C++ and Triton (interpreter) backends must be available on
+CPU: a test that would skip for their absence fails instead, so a broken build
+cannot pass as a row of skips.
+"""
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import fastgan  # noqa: E402  (after TRITON_INTERPRET)
+from fastgan import _backend  # noqa: E402
+
+HAS_GPU = torch.cuda.is_available()
+_REQUIRED_ON_CI = {("cpp", "cpu"), ("triton", "cpu")}
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_GPU:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU and none is visible; benchmarks/gpu_suite.sh "
+                                   "runs these on a GPU machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def need_backend(backend, device_type):
+    """Skips (or, under CI for the CPU backends, fails) when `backend` cannot run on `device_type`."""
+    ok, why = _backend.status(backend, device_type)
+    if ok:
+        return
+    msg = f"backend {backend!r} unavailable on {device_type}: {why}"
+    if os.environ.get("CI") == "true" and (backend, device_type) in _REQUIRED_ON_CI:
+        pytest.fail(f"{msg} (required under CI)")
+    pytest.skip(msg)
+
+
+# Every (backend, device) pair an op test runs on; the GPU ones carry the gpu mark.
+BACKEND_DEVICES = [
+    pytest.param(("reference", "cpu"), id="reference-cpu"),
+    pytest.param(("cpp", "cpu"), id="cpp-cpu"),
+    pytest.param(("triton", "cpu"), id="triton-cpu"),
+    pytest.param(("reference", "cuda"), id="reference-cuda", marks=pytest.mark.gpu),
+    pytest.param(("cuda", "cuda"), id="cuda-cuda", marks=pytest.mark.gpu),
+    pytest.param(("triton", "cuda"), id="triton-cuda", marks=pytest.mark.gpu),
+]
+
+
+@pytest.fixture(params=BACKEND_DEVICES)
+def backend_device(request):
+    """(backend, device) for op tests; skipped where that backend cannot run."""
+    backend, device = request.param
+    need_backend(backend, device)
+    return backend, device
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_backend():
+    saved = fastgan.get_backend()
+    yield
+    fastgan.set_backend(saved)
+
+
+@pytest.fixture
+def require_backend():
+    """need_backend, for tests that choose their backend themselves."""
+    return need_backend
