@@ -37,7 +37,7 @@ def _nvcc_command(nvcc, source, output):
     cmd = [
         nvcc, "-c", str(source), "-o", str(output),
         "-gencode", "arch=compute_90,code=sm_90",
-        "-std=c++20", "-O3", "--use_fast_math", "--expt-relaxed-constexpr",
+        "-std=c++20", "-O3", "--expt-relaxed-constexpr",
         "-Xcompiler", "-fPIC",
         "-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
         "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__",
