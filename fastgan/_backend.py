@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from fastgan import _ext
+from fastgan import _ext, kernels
 
 BACKENDS = ("auto", "triton", "cuda", "cpp", "reference")
 
@@ -44,8 +44,6 @@ def get_backend():
 
 
 def _triton_status(device_type):
-    from fastgan import kernels  # imported lazily: triton's import costs ~1 s
-
     if kernels.error() is not None:
         return False, kernels.error()
     if device_type == "cuda":
