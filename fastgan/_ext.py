@@ -8,6 +8,7 @@ FASTGAN_NO_EXT=1 ignores a built extension (to compare against the fallback);
 FASTGAN_REQUIRE_EXT=1 turns a missing extension into an ImportError (CI uses it,
 so a broken build cannot pass as a fallback).
 """
+import importlib.util
 import os
 import warnings
 
@@ -25,7 +26,10 @@ def _load():
         try:
             from fastgan import _C
         except ImportError as exc:
-            _error = f"fastgan._C could not be imported ({exc})"
+            if importlib.util.find_spec("fastgan._C") is None:
+                _error = "fastgan._C is not installed (fastgan was installed without its extension)"
+            else:  # built, but does not load: an ABI or library mismatch, say
+                _error = f"fastgan._C could not be imported ({exc})"
             if os.environ.get("FASTGAN_REQUIRE_EXT") == "1":
                 raise ImportError(f"{_error}; FASTGAN_REQUIRE_EXT=1 forbids the fallback") from exc
         else:
