@@ -10,24 +10,13 @@ torch.compile of the loop. GB/s counts each element read once and written once.
 """
 import pytest
 import torch
-from torch import nn
-
 from fastgan import _backend
 from fastgan.ops import clip_weights_
 
 C = 0.01
 
 
-def dcgan_critic(ndf=64):
-    return nn.Sequential(
-        nn.Conv2d(3, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
-        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2),
-        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2),
-        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2),
-        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False))
-
-
-def _params(kind, device, dtype):
+def _params(kind, device, dtype, dcgan_critic):
     gen = torch.Generator().manual_seed(0)
     if kind == "dcgan-critic":
         shapes = [p.shape for p in dcgan_critic().parameters()]
@@ -54,7 +43,7 @@ IMPLS = ["eager-loop", "eager-foreach", "torch.compile", "fastgan-cuda", "fastga
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("kind", ["dcgan-critic", "300-small"])
 @pytest.mark.parametrize("impl", IMPLS)
-def test_clip_weights(measure, device, impl, kind, dtype):
+def test_clip_weights(measure, device, dcgan_critic, impl, kind, dtype):
     if impl.startswith("fastgan-"):
         backend = impl.removeprefix("fastgan-")
         ok, why = _backend.status(backend, device)
@@ -65,6 +54,6 @@ def test_clip_weights(measure, device, impl, kind, dtype):
         fn = lambda p: clip_weights_(p, C, backend=backend)  # noqa: E731
     else:
         fn = {"eager-loop": _python_loop, "eager-foreach": _foreach, "torch.compile": _compiled_loop}[impl]
-    params = _params(kind, device, dtype)
+    params = _params(kind, device, dtype, dcgan_critic)
     measure(lambda: fn(params), nbytes=2 * sum(p.numel() * p.element_size() for p in params),
             group=f"clip_weights {kind} {str(dtype).removeprefix('torch.')} {device}")

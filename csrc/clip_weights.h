@@ -22,15 +22,9 @@
 #include <limits>
 #include <type_traits>
 
+#include "bits.h"
+
 namespace fastgan {
-
-template <size_t N> struct UInt;
-template <> struct UInt<2> { using type = uint16_t; };
-template <> struct UInt<4> { using type = uint32_t; };
-template <> struct UInt<8> { using type = uint64_t; };
-
-template <typename scalar_t>
-using bits_t = typename UInt<sizeof(scalar_t)>::type;
 
 // The bound's and infinity's bit patterns for one dtype (host side).
 template <typename scalar_t>
@@ -47,17 +41,6 @@ ClipBits<scalar_t> make_clip_bits(double c) {
   std::memcpy(&b.hi, &hi, sizeof b.hi);
   std::memcpy(&b.inf, &inf, sizeof b.inf);
   return b;
-}
-
-// Magnitudes, hi and inf have no sign bit, so they compare as signed integers:
-// x86 has signed vector compares only (an unsigned one costs two more instructions).
-template <typename bits>
-C10_HOST_DEVICE inline bits clip_bits(bits x, bits hi, bits inf) {
-  using sbits = std::make_signed_t<bits>;
-  constexpr bits kSign = static_cast<bits>(bits(1) << (8 * sizeof(bits) - 1));
-  const auto mag = static_cast<sbits>(x & static_cast<bits>(~kSign));
-  return (mag > static_cast<sbits>(hi) && mag <= static_cast<sbits>(inf))
-             ? static_cast<bits>((x & kSign) | hi) : x;
 }
 
 // torch.clamp_ refuses a bound its dtype cannot hold (fp16: c > 65504); so do we,

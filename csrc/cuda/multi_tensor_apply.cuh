@@ -97,14 +97,14 @@ inline constexpr size_t kArgsBudget = kKernelParamLimit - kMetadataBudget;
 
 namespace detail {
 // Half of the metadata budget buys tensor slots: each costs one address per
-// list plus an int64 size, 8 * (DEPTH + 1) bytes. DEPTH 1..4 -> 120, 80,
-// 60, 48 tensors per launch.
+// list plus an int64 size, 8 * (DEPTH + 1) bytes. DEPTH 1..5 -> 120, 80,
+// 60, 48, 40 tensors per launch.
 constexpr int max_tensors(int depth) {
   return static_cast<int>((kMetadataBudget / 2) / (8 * (depth + 1)));
 }
 // The rest buys table entries, 5 bytes each (int32 chunk + uint8 tensor),
 // rounded down to a multiple of 8 so that padding cannot push the struct
-// over budget: 384 blocks per launch for every DEPTH 1..4
+// over budget: 384 blocks per launch for every DEPTH 1..5
 // (384 x 64K = 25M elements = 96 MiB of fp32 per launch, read and written
 // in ~65 us at ~3 TB/s on an H100, so the ~4 us overhead of each further
 // launch for a bigger tensor is noise).
@@ -120,7 +120,7 @@ constexpr int max_blocks(int depth) {
 // block b processes chunk block_to_chunk[b] of slot block_to_tensor[b].
 template <int DEPTH>
 struct TensorListMetadata {
-  static_assert(DEPTH >= 1 && DEPTH <= 4, "multi_tensor_apply supports 1 to 4 lists");
+  static_assert(DEPTH >= 1 && DEPTH <= 5, "multi_tensor_apply supports 1 to 5 lists");
   static constexpr int kDepth = DEPTH;
   static constexpr int kMaxTensors = detail::max_tensors(DEPTH);
   static constexpr int kMaxBlocks = detail::max_blocks(DEPTH);
@@ -136,8 +136,10 @@ static_assert(sizeof(TensorListMetadata<1>) <= kMetadataBudget, "metadata over b
 static_assert(sizeof(TensorListMetadata<2>) <= kMetadataBudget, "metadata over budget");
 static_assert(sizeof(TensorListMetadata<3>) <= kMetadataBudget, "metadata over budget");
 static_assert(sizeof(TensorListMetadata<4>) <= kMetadataBudget, "metadata over budget");
+static_assert(sizeof(TensorListMetadata<5>) <= kMetadataBudget, "metadata over budget");
 static_assert(TensorListMetadata<1>::kMaxTensors == 120 && TensorListMetadata<1>::kMaxBlocks == 384);
 static_assert(TensorListMetadata<4>::kMaxTensors == 48 && TensorListMetadata<4>::kMaxBlocks == 384);
+static_assert(TensorListMetadata<5>::kMaxTensors == 40 && TensorListMetadata<5>::kMaxBlocks == 384);
 
 // What one thread of one block sees: the chunk's tensor in each list, the
 // chunk's first element, its length, and the thread's index in the block.

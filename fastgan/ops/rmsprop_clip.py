@@ -1,0 +1,161 @@
+"""fastgan.ops.rmsprop_clip_: one RMSprop step (as torch.optim.RMSprop) and the WGAN clip.
+
+WGAN (Arjovsky et al. 2017, Algorithm 1) updates the critic with RMSprop and then
+clips every parameter to [-c, c]. Done as torch.optim.RMSprop + a clamp loop, that
+is a dozen launches per parameter tensor; here it is one pass over all of them
+(CUDA and Triton: one multi-tensor launch per dtype; C++: one parallel loop).
+
+Arithmetic: torch.optim.RMSprop's single-tensor sequence, op for op
+(csrc/rmsprop_clip.h), in float32 (float64 for float64 tensors), each state
+rounded to its storage dtype once per step; float32 stays within an ulp of torch.
+With 16-bit storage torch rounds after every op and fastgan once, so fastgan is
+the more accurate of the two there. The clip is clip_weights_'s, on the result.
+
+The tensors of one parameter (param, grad, states) must be dense and identically
+strided for the fused backends; other layouts run on the reference.
+"""
+import math
+
+import torch
+
+from fastgan import _backend, _ext, kernels
+from fastgan.ops import _checks
+from fastgan.kernels._layout import is_dense
+from fastgan.ops.clip_weights import clip_weights_reference
+
+OP = _backend.Op("rmsprop_clip_", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
+_OP_NAME = "rmsprop_clip_"
+
+
+def rmsprop_clip_reference(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
+                           weight_decay, momentum, centered, maximize, clip):
+    """The oracle: torch.optim.RMSprop's sequence per tensor, in opmath, then clamp_."""
+    for i, p in enumerate(params):
+        compute = torch.float64 if p.dtype == torch.float64 else torch.float32
+        pf, g, v = p.to(compute), grads[i].to(compute), square_avgs[i].to(compute)
+        lr_t = lr.to(device=p.device, dtype=compute)
+        if maximize:
+            g = -g
+        if weight_decay != 0:
+            g = g.add(pf, alpha=weight_decay)
+        v = v.mul(alpha).addcmul(g, g, value=1 - alpha)
+        if centered:
+            ga = grad_avgs[i].to(compute).lerp(g, 1 - alpha)
+            avg = v.addcmul(ga, ga, value=-1).sqrt().add(eps)
+            grad_avgs[i].copy_(ga)
+        else:
+            avg = v.sqrt().add(eps)
+        if momentum != 0:
+            b = momentum_bufs[i].to(compute).mul(momentum).addcdiv(g, avg)
+            momentum_bufs[i].copy_(b)
+            pf = pf.addcmul(b, lr_t, value=-1)  # torch's add_(b, alpha=-lr): one fma
+        else:
+            pf = pf + (-lr_t * g) / avg
+        square_avgs[i].copy_(v)
+        p.copy_(pf)
+    if clip >= 0:
+        clip_weights_reference(params, clip)
+
+
+if kernels.error() is None:
+    @torch.library.custom_op("fastgan::rmsprop_clip_triton_",
+                             mutates_args=("params", "square_avgs", "momentum_bufs", "grad_avgs"))
+    def _rmsprop_clip_triton(params: list[torch.Tensor], grads: list[torch.Tensor],
+                             square_avgs: list[torch.Tensor], momentum_bufs: list[torch.Tensor],
+                             grad_avgs: list[torch.Tensor], lr: torch.Tensor, alpha: float,
+                             eps: float, weight_decay: float, momentum: float, centered: bool,
+                             maximize: bool, clip: float) -> None:
+        kernels.rmsprop_clip.rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs,
+                                           lr, alpha, eps, weight_decay, momentum, centered,
+                                           maximize, clip)
+
+    @_rmsprop_clip_triton.register_fake
+    def _(*args):
+        return None
+
+if _ext.module() is not None:
+    @torch.library.register_fake("fastgan::rmsprop_clip_")
+    def _(*args):
+        return None
+
+
+def check_hyper(op, alpha, eps, weight_decay, momentum):
+    """RMSprop's hyperparameters in range: alpha in [0, 1], the rest finite and >= 0."""
+    for name, value, ok in (("alpha", alpha, 0 <= alpha <= 1), ("eps", eps, eps >= 0),
+                            ("weight_decay", weight_decay, weight_decay >= 0),
+                            ("momentum", momentum, momentum >= 0)):
+        if not (math.isfinite(value) and ok):
+            raise ValueError(f"{op}: {name} = {value} is out of range")
+
+
+def _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps, weight_decay,
+           momentum, centered, clip):
+    params = _checks.tensor_list(_OP_NAME, params)
+    n = len(params)
+    lists = {"grads": list(grads), "square_avgs": list(square_avgs),
+             "momentum_bufs": list(momentum_bufs), "grad_avgs": list(grad_avgs)}
+    used = {"grads": True, "square_avgs": True, "momentum_bufs": momentum != 0, "grad_avgs": centered}
+    for name, tensors in lists.items():
+        want = n if used[name] else 0
+        if len(tensors) != want:
+            raise ValueError(f"{_OP_NAME}: {name} has {len(tensors)} tensors; expected {want}"
+                             + (" (one per parameter)" if used[name] else
+                                " (unused with these hyperparameters)"))
+        for i, t in enumerate(tensors):
+            p = params[i]
+            if not (isinstance(t, torch.Tensor) and t.shape == p.shape and t.dtype == p.dtype
+                    and t.device == p.device):
+                raise ValueError(f"{_OP_NAME}: {name}[{i}] must match params[{i}] "
+                                 f"({p.dtype} {tuple(p.shape)} on {p.device})")
+    if not (isinstance(lr, torch.Tensor) and lr.numel() == 1 and lr.dtype == torch.float32):
+        raise TypeError(f"{_OP_NAME}: lr must be a 1-element float32 tensor")
+    if n and lr.device != params[0].device:
+        raise ValueError(f"{_OP_NAME}: lr is on {lr.device} but params are on {params[0].device}")
+    check_hyper(_OP_NAME, alpha, eps, weight_decay, momentum)
+    if math.isnan(clip):
+        raise ValueError(f"{_OP_NAME}: clip is NaN; pass a bound >= 0, or None for no clip")
+    if clip >= 0:
+        clip = _checks.nonnegative(_OP_NAME, "clip", clip)
+        for i, p in enumerate(params):
+            if clip > torch.finfo(p.dtype).max:
+                raise ValueError(f"{_OP_NAME}: clip = {clip} exceeds the largest finite {p.dtype} "
+                                 f"({torch.finfo(p.dtype).max}) of params[{i}]")
+    return params, lists
+
+
+def fusable(params, *lists):
+    """True when every parameter and its gradient/state tensors are dense and identically
+    strided, so a fused kernel may walk them as flat ranges."""
+    return all(is_dense(p) and all(not lst or lst[i].stride() == p.stride() for lst in lists)
+               for i, p in enumerate(params))
+
+
+def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, *, alpha=0.99,
+                  eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False,
+                  clip=0.01, backend=None):
+    """One RMSprop step and clip over lists of parameters, in place.
+
+    params, grads, square_avgs: one tensor per parameter. momentum_bufs: one per
+    parameter when momentum != 0, else empty; grad_avgs likewise when centered.
+    lr: a 1-element float32 tensor on the parameters' device (a CUDA graph replays
+    the step with whatever it holds). clip: the WGAN bound, None or < 0 for none.
+    backend: as every fastgan op (None: the default of fastgan.set_backend).
+    """
+    clip = -1.0 if clip is None else clip
+    params, lists = _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
+                           weight_decay, momentum, centered, clip)
+    if not params:
+        return
+    args = (params, lists["grads"], lists["square_avgs"], lists["momentum_bufs"],
+            lists["grad_avgs"], lr, float(alpha), float(eps), float(weight_decay),
+            float(momentum), bool(centered), bool(maximize), float(clip))
+    chosen = OP.resolve(params[0].device, backend)
+    if chosen != "reference" and not fusable(params, *lists.values()):
+        chosen = "reference"
+    with torch.no_grad():
+        if chosen == "reference":
+            rmsprop_clip_reference(*args)
+        elif chosen == "triton":
+            torch.ops.fastgan.rmsprop_clip_triton_(*args)
+        else:
+            torch.ops.fastgan.rmsprop_clip_(*args)

@@ -1,0 +1,170 @@
+"""RMSpropClip: torch.optim.RMSprop and WGAN's weight clip as one fused step.
+
+WGAN (Arjovsky et al. 2017, Algorithm 1): RMSprop with lr = 5e-5 on the critic,
+every critic parameter clipped to [-c, c], c = 0.01, after each update. The
+remaining hyperparameters are torch.optim.RMSprop's defaults (alpha 0.99, eps
+1e-8); the paper names none.
+
+The state (step, square_avg, momentum_buffer, grad_avg) has torch.optim.RMSprop's
+keys, so state dicts move between the two. A group's "clip" is its bound, None
+for no clip (see clip_param_groups to exclude parameters by name).
+
+Speed: each step is one fastgan.ops.rmsprop_clip_ call per (device, dtype) of a
+group: one multi-tensor kernel on a GPU. On a module flattened with
+fastgan.optim.flatten_parameters, the kernel runs over the flat buffers (its
+states are then flat too), and zero_grad zeroes the flat gradient buffer.
+Capturable: the learning rate lives in a device tensor, so a CUDA graph of the
+step replays with the current lr; a Tensor lr is used as given.
+"""
+import math
+
+import torch
+
+from fastgan.ops.rmsprop_clip import check_hyper, rmsprop_clip_
+
+_STATE_KEYS = ("square_avg", "momentum_buffer", "grad_avg")
+
+
+def _check_hyper(lr, alpha, eps, weight_decay, momentum, clip):
+    if not isinstance(lr, torch.Tensor) and not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"RMSpropClip: lr must be >= 0, got {lr}")
+    check_hyper("RMSpropClip", alpha, eps, weight_decay, momentum)
+    if clip is not None and not (math.isfinite(clip) and clip >= 0):
+        raise ValueError(f"RMSpropClip: clip must be None or a finite number >= 0, got {clip}")
+
+
+class RMSpropClip(torch.optim.Optimizer):
+    """RMSprop followed by the WGAN clip of every parameter, fused (see the module doc).
+
+    params: parameters or param groups (a group may set its own "clip", None for none).
+    backend: the fastgan backend for the fused kernel (None: fastgan's default).
+    """
+
+    def __init__(self, params, lr=5e-5, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, maximize=False, clip=0.01, *, backend=None):
+        _check_hyper(lr, alpha, eps, weight_decay, momentum, clip)
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                        centered=centered, maximize=maximize, clip=clip)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            _check_hyper(group["lr"], group["alpha"], group["eps"], group["weight_decay"],
+                         group["momentum"], group["clip"])
+        self.backend = backend
+        self._lr = {}    # (group index, device) -> 1-element float32 tensor on that device
+        self._flat = {}  # id(FlatGroup) -> {state key: flat state buffer}
+
+    def _lr_tensor(self, index, group, device):
+        lr = group["lr"]
+        if isinstance(lr, torch.Tensor):
+            return lr.to(device=device, dtype=torch.float32).reshape(1)
+        cached = self._lr.get((index, device))
+        if cached is None or cached[0] != lr:
+            t = cached[1] if cached is not None else torch.empty(1, dtype=torch.float32, device=device)
+            t.fill_(lr)  # a device write, no host sync
+            self._lr[(index, device)] = cached = (lr, t)
+        return cached[1]
+
+    def _init_state(self, group, params):
+        keys = ["square_avg"] + (["momentum_buffer"] if group["momentum"] != 0 else []) \
+            + (["grad_avg"] if group["centered"] else [])
+        for p in params:
+            state = self.state[p]
+            if "step" not in state:
+                state["step"] = torch.zeros((), dtype=torch.float32,
+                                            device=p.device if p.is_cuda else "cpu")
+            flat = getattr(p, "_fastgan_flat", None)
+            if flat is not None:
+                self._adopt_flat_state(flat, keys)
+            for key in keys:
+                if key not in state:
+                    state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return keys
+
+    def _adopt_flat_state(self, flat, keys):
+        """Makes the states of a flat group's parameters views of flat state buffers (copying
+        any state already there, e.g. from load_state_dict)."""
+        buffers = self._flat.setdefault(id(flat), {})
+        for key in keys:
+            buf = buffers.get(key)
+            if buf is not None and all(key in self.state[p] and self.state[p][key].data_ptr() ==
+                                       buf.data_ptr() + o * buf.element_size()
+                                       for p, o in zip(flat.params, flat.offsets)):
+                continue
+            buf = torch.zeros_like(flat.data)
+            for p, view in zip(flat.params, flat.views(buf)):
+                old = self.state[p].get(key)
+                if old is not None:
+                    view.copy_(old)
+                self.state[p][key] = view
+            buffers[key] = buf
+
+    def _lists(self, group, params, keys):
+        """(params, grads, states...) lists for the op: the flat buffers when `params` are
+        exactly a flattened group whose gradients are still views, else per tensor."""
+        flat = getattr(params[0], "_fastgan_flat", None)
+        if (flat is not None and len(params) == len(flat.params)
+                and all(a is b for a, b in zip(params, flat.params)) and flat.grads_are_views()):
+            self._adopt_flat_state(flat, keys)
+            buffers = self._flat[id(flat)]
+            return [flat.data], [flat.grad], {k: [buffers[k]] for k in keys}
+        return params, [p.grad for p in params], {k: [self.state[p][k] for p in params] for k in keys}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            by_kind = {}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("RMSpropClip does not support sparse gradients")
+                by_kind.setdefault((p.device, p.dtype), []).append(p)
+            for (device, _), params in by_kind.items():
+                keys = self._init_state(group, params)
+                torch._foreach_add_([self.state[p]["step"] for p in params], 1)
+                ps, gs, states = self._lists(group, params, keys)
+                rmsprop_clip_(ps, gs, states["square_avg"], states.get("momentum_buffer", []),
+                              states.get("grad_avg", []), self._lr_tensor(index, group, device),
+                              alpha=group["alpha"], eps=group["eps"],
+                              weight_decay=group["weight_decay"], momentum=group["momentum"],
+                              centered=group["centered"], maximize=group["maximize"],
+                              clip=group["clip"], backend=self.backend)
+        return loss
+
+    def zero_grad(self, set_to_none=True):
+        """As torch's, except that gradients which are views of a flat gradient buffer
+        (flatten_parameters) stay views: that buffer is zeroed, one kernel."""
+        flats = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                flat = getattr(p, "_fastgan_flat", None)
+                if flat is not None and flat.grads_are_views():
+                    flats[id(flat)] = flat
+                elif p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad.detach_().requires_grad_(False).zero_()
+        for flat in flats.values():
+            flat.grad.zero_()
+
+
+def clip_param_groups(module, clip=0.01, exclude=()):
+    """Param groups for RMSpropClip that clip every parameter of `module` except those whose
+    name matches a pattern of `exclude` (fnmatch, e.g. "fc.*" or "*.bias"). WGAN clips every
+    critic parameter, BatchNorm's affine ones included; buffers (running statistics) are
+    never parameters and so never clipped."""
+    import fnmatch
+
+    patterns = [exclude] if isinstance(exclude, str) else list(exclude)
+    clipped, kept = [], []
+    for name, p in module.named_parameters():
+        (kept if any(fnmatch.fnmatchcase(name, pat) for pat in patterns) else clipped).append(p)
+    groups = [{"params": clipped, "clip": clip}] if clipped else []
+    if kept:
+        groups.append({"params": kept, "clip": None})
+    return groups

@@ -1,0 +1,115 @@
+"""Fused RMSprop + WGAN clip over a list of parameters: one launch per dtype.
+
+The element math is csrc/rmsprop_clip.h's: torch.optim.RMSprop's sequence with
+the fmas torch's kernels make, written explicitly (tl.fma); IEEE square root and
+division (sqrt_rn, div_rn: Triton's plain sqrt and / are approximate on NVIDIA GPUs). Lists, in metadata order: params,
+grads, square_avgs, then momentum_bufs when MOMENTUM, then grad_avgs when CENTERED.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from ._multi_tensor import TL_DTYPES, address, metadata, opmath, tensor_of_block
+from .clip_weights import bound, clip_value
+
+BLOCK = 2048  # 4-5 lists in flight: keeps registers under control at 4 warps
+
+_hypers = {}
+
+
+@triton.jit
+def _sqrt(x, COMPUTE: tl.constexpr):
+    if COMPUTE == tl.float32:
+        return tl.sqrt_rn(x)  # plain tl.sqrt is approximate for float32 on NVIDIA GPUs
+    else:
+        return tl.sqrt(x)  # float64: IEEE already (sqrt_rn takes float32 only)
+
+
+@triton.jit
+def _div(a, b, COMPUTE: tl.constexpr):
+    if COMPUTE == tl.float32:
+        return tl.div_rn(a, b)
+    else:
+        return a / b
+
+
+@triton.jit
+def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, n_tensors,
+                        N_LISTS: tl.constexpr, CENTERED: tl.constexpr, MOMENTUM: tl.constexpr,
+                        MAXIMIZE: tl.constexpr, WEIGHT_DECAY: tl.constexpr, CLIP: tl.constexpr,
+                        DTYPE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+    t, offs, mask = tensor_of_block(meta_ptr, n_tensors, N_LISTS, BLOCK)
+    p_ptr = address(meta_ptr, n_tensors, t, 0, DTYPE) + offs
+    g_ptr = address(meta_ptr, n_tensors, t, 1, DTYPE) + offs
+    v_ptr = address(meta_ptr, n_tensors, t, 2, DTYPE) + offs
+    # hyper: [alpha, 1 - alpha, eps, weight_decay, momentum], rounded to COMPUTE on the host
+    alpha = tl.load(hyper_ptr)
+    one_minus_alpha = tl.load(hyper_ptr + 1)
+    eps = tl.load(hyper_ptr + 2)
+    lr = tl.load(lr_ptr).to(COMPUTE)
+
+    p = tl.load(p_ptr, mask=mask).to(COMPUTE)
+    g = tl.load(g_ptr, mask=mask).to(COMPUTE)
+    v = tl.load(v_ptr, mask=mask).to(COMPUTE)
+    if MAXIMIZE:
+        g = -g
+    if WEIGHT_DECAY:
+        g = tl.fma(p, tl.load(hyper_ptr + 3), g)
+    v = tl.fma(one_minus_alpha * g, g, v * alpha)
+    tl.store(v_ptr, v.to(DTYPE), mask=mask)
+    if CENTERED:
+        ga_ptr = address(meta_ptr, n_tensors, t, 3 + MOMENTUM, DTYPE) + offs
+        ga = tl.load(ga_ptr, mask=mask).to(COMPUTE)
+        ga = tl.fma(one_minus_alpha, g - ga, ga)
+        tl.store(ga_ptr, ga.to(DTYPE), mask=mask)
+        avg = _sqrt(tl.fma(-ga, ga, v), COMPUTE) + eps
+    else:
+        avg = _sqrt(v, COMPUTE) + eps
+    if MOMENTUM:
+        b_ptr = address(meta_ptr, n_tensors, t, 3, DTYPE) + offs
+        b = tl.load(b_ptr, mask=mask).to(COMPUTE)
+        b = b * tl.load(hyper_ptr + 4) + _div(g, avg, COMPUTE)
+        tl.store(b_ptr, b.to(DTYPE), mask=mask)
+        p = tl.fma(b, -lr, p)
+    else:
+        p = p + _div(-lr * g, avg, COMPUTE)
+    p = p.to(DTYPE)
+    if CLIP:  # the clip of clip_weights_, on the stored value
+        p = clip_value(p.to(COMPUTE), tl.load(c_ptr).to(COMPUTE)).to(DTYPE)
+    tl.store(p_ptr, p, mask=mask)
+
+
+def _hyper(alpha, eps, weight_decay, momentum, dtype, device):
+    key = (alpha, eps, weight_decay, momentum, dtype, device)
+    if key not in _hypers:
+        if len(_hypers) >= 64:
+            _hypers.pop(next(iter(_hypers)))
+        compute = torch.float64 if dtype == torch.float64 else torch.float32
+        _hypers[key] = torch.tensor([alpha, 1.0 - alpha, eps, weight_decay, momentum],
+                                    dtype=compute).to(device)
+    return _hypers[key]
+
+
+def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
+                  weight_decay, momentum, centered, maximize, clip):
+    """One RMSprop + clip step; lists as in fastgan.ops.rmsprop_clip_, all dense and
+    identically strided (the caller checks), lr a 1-element float32 device tensor."""
+    groups = {}
+    for i, p in enumerate(params):
+        if p.numel():
+            groups.setdefault(p.dtype, []).append(i)
+    use_momentum = momentum != 0.0
+    for dtype, idx in groups.items():
+        lists = [[params[i] for i in idx], [grads[i] for i in idx], [square_avgs[i] for i in idx]]
+        if use_momentum:
+            lists.append([momentum_bufs[i] for i in idx])
+        if centered:
+            lists.append([grad_avgs[i] for i in idx])
+        meta, n_blocks = metadata(lists, BLOCK)
+        device = params[idx[0]].device
+        c_t = bound(clip if clip >= 0 else 0.0, dtype, device)
+        rmsprop_clip_kernel[(n_blocks,)](
+            meta, lr, _hyper(alpha, eps, weight_decay, momentum, dtype, device), c_t, len(idx),
+            N_LISTS=len(lists), CENTERED=centered, MOMENTUM=use_momentum, MAXIMIZE=maximize,
+            WEIGHT_DECAY=weight_decay != 0.0, CLIP=clip >= 0, DTYPE=TL_DTYPES[dtype],
+            COMPUTE=opmath(dtype), BLOCK=BLOCK)
