@@ -33,7 +33,6 @@
 namespace fastgan {
 namespace {
 
-constexpr const char* kOp = "rmsprop_clip_";
 
 template <typename scalar_t>
 using opmath_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;

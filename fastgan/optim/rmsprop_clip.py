@@ -67,6 +67,7 @@ class RMSpropClip(torch.optim.Optimizer):
     def _init_state(self, group, params):
         keys = ["square_avg"] + (["momentum_buffer"] if group["momentum"] != 0 else []) \
             + (["grad_avg"] if group["centered"] else [])
+        flats = {}
         for p in params:
             state = self.state[p]
             if "step" not in state:
@@ -74,21 +75,23 @@ class RMSpropClip(torch.optim.Optimizer):
                                             device=p.device if p.is_cuda else "cpu")
             flat = getattr(p, "_fastgan_flat", None)
             if flat is not None:
-                self._adopt_flat_state(flat, keys)
+                flats[id(flat)] = flat
+        for flat in flats.values():  # once per flat group, not per parameter
+            self._adopt_flat_state(flat, keys)
+        for p in params:
             for key in keys:
-                if key not in state:
-                    state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if key not in self.state[p]:
+                    self.state[p][key] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return keys
 
     def _adopt_flat_state(self, flat, keys):
-        """Makes the states of a flat group's parameters views of flat state buffers (copying
-        any state already there, e.g. from load_state_dict)."""
+        """Makes the states of a flat group's parameters views of flat state buffers, copying
+        any state already there (from load_state_dict, or from before the flattening). Runs
+        once per group and state key: load_state_dict forgets the buffers, so they are
+        rebuilt from the loaded tensors on the next step."""
         buffers = self._flat.setdefault(id(flat), {})
         for key in keys:
-            buf = buffers.get(key)
-            if buf is not None and all(key in self.state[p] and self.state[p][key].data_ptr() ==
-                                       buf.data_ptr() + o * buf.element_size()
-                                       for p, o in zip(flat.params, flat.offsets)):
+            if key in buffers:
                 continue
             buf = torch.zeros_like(flat.data)
             for p, view in zip(flat.params, flat.views(buf)):
@@ -98,13 +101,16 @@ class RMSpropClip(torch.optim.Optimizer):
                 self.state[p][key] = view
             buffers[key] = buf
 
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self._flat.clear()  # the loaded state tensors are not views of the flat buffers
+
     def _lists(self, group, params, keys):
         """(params, grads, states...) lists for the op: the flat buffers when `params` are
         exactly a flattened group whose gradients are still views, else per tensor."""
         flat = getattr(params[0], "_fastgan_flat", None)
         if (flat is not None and len(params) == len(flat.params)
                 and all(a is b for a, b in zip(params, flat.params)) and flat.grads_are_views()):
-            self._adopt_flat_state(flat, keys)
             buffers = self._flat[id(flat)]
             return [flat.data], [flat.grad], {k: [buffers[k]] for k in keys}
         return params, [p.grad for p in params], {k: [self.state[p][k] for p in params] for k in keys}
