@@ -51,10 +51,7 @@ def clip_weights_(tensors, c, *, backend=None):
     """
     tensors = _checks.tensor_list("clip_weights_", tensors)
     c = _checks.nonnegative("clip_weights_", "c", c)
-    for i, t in enumerate(tensors):  # as torch.clamp_, which refuses such a bound
-        if c > torch.finfo(t.dtype).max:
-            raise ValueError(f"clip_weights_: c = {c} exceeds the largest finite {t.dtype} "
-                             f"({torch.finfo(t.dtype).max}) of tensors[{i}]")
+    _checks.bound_fits("clip_weights_", "c", c, tensors)
     if not tensors:
         return
     chosen = OP.resolve(tensors[0].device, backend)

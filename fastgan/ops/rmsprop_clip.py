@@ -116,10 +116,7 @@ def _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
         raise ValueError(f"{_OP_NAME}: clip is NaN; pass a bound >= 0, or None for no clip")
     if clip >= 0:
         clip = _checks.nonnegative(_OP_NAME, "clip", clip)
-        for i, p in enumerate(params):
-            if clip > torch.finfo(p.dtype).max:
-                raise ValueError(f"{_OP_NAME}: clip = {clip} exceeds the largest finite {p.dtype} "
-                                 f"({torch.finfo(p.dtype).max}) of params[{i}]")
+        _checks.bound_fits(_OP_NAME, "clip", clip, params, label="params")
     return params, lists
 
 
