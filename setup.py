@@ -69,7 +69,7 @@ def _extension_and_cmdclass():
     use_cuda = has_cuda and want_cuda != "0"
 
     # No implicit fused multiply-adds: the kernels write every fma they mean
-    # (csrc/rmsprop_clip.h), so results do not depend on what a compiler contracts.
+    # (csrc/rmsprop_math.h), so results do not depend on what a compiler contracts.
     # No errno from math functions: with it GCC keeps sqrtf a possible libm call and
     # will not vectorize the RMSprop loop (8x slower than torch's step on the dev host).
     cxx = ["-O3", "-std=c++20", "-ffp-contract=off", "-fno-math-errno"]

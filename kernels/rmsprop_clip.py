@@ -1,9 +1,10 @@
 """Fused RMSprop + WGAN clip over a list of parameters: one launch per dtype.
 
-The element math is csrc/rmsprop_clip.h's: torch.optim.RMSprop's sequence with
-the fmas torch's kernels make, written explicitly (tl.fma); IEEE square root and
-division (sqrt_rn, div_rn: Triton's plain sqrt and / are approximate on NVIDIA GPUs). Lists, in metadata order: params,
-grads, square_avgs, then momentum_bufs when MOMENTUM, then grad_avgs when CENTERED.
+The element math is csrc/rmsprop_math.h's: torch.optim.RMSprop's sequence with the
+fmas torch's kernels make, written explicitly (tl.fma); IEEE square root and division
+(sqrt_rn, div_rn: Triton's plain sqrt and / are approximate on NVIDIA GPUs).
+Lists, in metadata order: params, grads, square_avgs, then momentum_bufs when
+MOMENTUM, then grad_avgs when CENTERED.
 """
 import torch
 import triton

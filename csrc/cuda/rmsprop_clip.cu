@@ -3,7 +3,7 @@
 // optimizer state, with one multi-tensor launch series per dtype (a critic's 10-300
 // parameters cost 1-8 launches instead of ~10 ATen launches each).
 //
-// The element math is fastgan::rmsprop_element (csrc/rmsprop_clip.h) and the clip
+// The element math is fastgan::rmsprop_element (csrc/rmsprop_math.h) and the clip
 // fastgan::clip_bits (csrc/clip_weights.h), both shared with the CPU kernel. Storage
 // is fp32/fp16/bf16/fp64; arithmetic in opmath (float, double for fp64), each
 // stored value rounded once.
