@@ -16,6 +16,7 @@ import torch  # noqa: F401  (loads libc10/libtorch, which fastgan._C links again
 
 _module = None
 _error = None
+_build_info = {}
 
 
 def _load():
@@ -34,6 +35,7 @@ def _load():
                 raise ImportError(f"{_error}; FASTGAN_REQUIRE_EXT=1 forbids the fallback") from exc
         else:
             _module = _C
+            _build_info.update(_C.build_info())  # fixed at build time: read once
             return
     warnings.warn(
         f"fastgan's compiled extension is not loaded ({_error}): fastgan runs its reference and "
@@ -53,7 +55,7 @@ def error():
 
 def build_info():
     """How the extension was built (with_cuda, cuda_runtime, torch, compiler), or {}."""
-    return dict(_module.build_info()) if _module is not None else {}
+    return _build_info
 
 
 _load()

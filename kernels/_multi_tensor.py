@@ -5,39 +5,33 @@ One int64 tensor carries, for L lists of n tensors each,
      first block of each tensor (n) | tensor of each block (n_blocks)]
 so a kernel finds its block's tensor, element range and per-list addresses with
 a few scalar loads (see tensor_of_block / address below). The metadata is cached
-per (device, dtype, addresses, sizes): repeating a step over the same parameters
-copies nothing to the device after the first time. An entry can never be stale:
-its key is exactly its content.
+per (device, addresses, sizes): repeating a step over the same parameters copies
+nothing to the device after the first time. An entry can never be stale: its key
+is exactly its content.
 """
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
 from ._layout import is_dense  # noqa: F401  (re-exported for the kernels)
 
-_CACHE_SIZE = 64
-_cache = {}
-
-
 def metadata(lists, block):
     """(meta, n_blocks) for L lists of n same-sized dense tensors on one device."""
-    first_list = lists[0]
-    key = (first_list[0].device, first_list[0].dtype, block,
-           tuple(t.data_ptr() for tensors in lists for t in tensors),
-           tuple(t.numel() for t in first_list))
-    hit = _cache.get(key)
-    if hit is not None:
-        return hit
+    first = lists[0]
+    return _metadata(first[0].device, block, tuple(t.data_ptr() for tensors in lists for t in tensors),
+                     tuple(t.numel() for t in first))
+
+
+@functools.lru_cache(maxsize=64)
+def _metadata(device, block, addresses, numels):
     first, block_tensor = [], []
-    for i, t in enumerate(first_list):
+    for i, n in enumerate(numels):
         first.append(len(block_tensor))
-        block_tensor.extend([i] * triton.cdiv(t.numel(), block))
-    meta = torch.tensor(list(key[3]) + list(key[4]) + first + block_tensor, dtype=torch.int64)
-    value = (meta.to(first_list[0].device), len(block_tensor))
-    if len(_cache) >= _CACHE_SIZE:
-        _cache.pop(next(iter(_cache)))
-    _cache[key] = value
-    return value
+        block_tensor.extend([i] * triton.cdiv(n, block))
+    meta = torch.tensor(list(addresses) + list(numels) + first + block_tensor, dtype=torch.int64)
+    return meta.to(device), len(block_tensor)
 
 
 @triton.jit

@@ -4,6 +4,8 @@ One launch per dtype present in the list; the tensors travel in the metadata of
 kernels/_multi_tensor.py, cached, so clipping the same parameters every step
 copies nothing to the device after the first.
 """
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -13,9 +15,6 @@ from ._multi_tensor import TL_DTYPES, address, is_dense, metadata, opmath, tenso
 # 4096 elements a program: 16 KiB of float32 in flight per program, enough to
 # keep HBM busy with 4 warps; the DCGAN 64x64 critic (2.77M parameters) needs ~680.
 BLOCK = 4096
-
-_bounds = {}
-
 
 @triton.jit
 def clip_value(x, hi):
@@ -36,14 +35,10 @@ def clip_weights_kernel(meta_ptr, c_ptr, n_tensors, DTYPE: tl.constexpr, COMPUTE
     tl.store(base + offs, clip_value(x, hi).to(DTYPE), mask=mask)
 
 
+@functools.lru_cache(maxsize=64)
 def bound(c, dtype, device):
     """c rounded to dtype, as a 1-element device tensor (cached)."""
-    key = (c, dtype, device)
-    if key not in _bounds:
-        if len(_bounds) >= 64:
-            _bounds.pop(next(iter(_bounds)))
-        _bounds[key] = torch.tensor([c], dtype=dtype).to(device)
-    return _bounds[key]
+    return torch.tensor([c], dtype=dtype).to(device)
 
 
 def clip_weights_(tensors, c):

@@ -6,6 +6,8 @@ fmas torch's kernels make, written explicitly (tl.fma); IEEE square root and div
 Lists, in metadata order: params, grads, square_avgs, then momentum_bufs when
 MOMENTUM, then grad_avgs when CENTERED.
 """
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -14,9 +16,6 @@ from ._multi_tensor import TL_DTYPES, address, metadata, opmath, tensor_of_block
 from .clip_weights import bound, clip_value
 
 BLOCK = 2048  # 4-5 lists in flight: keeps registers under control at 4 warps
-
-_hypers = {}
-
 
 @triton.jit
 def _sqrt(x, COMPUTE: tl.constexpr):
@@ -80,15 +79,11 @@ def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, n_tensors,
     tl.store(p_ptr, p, mask=mask)
 
 
+@functools.lru_cache(maxsize=64)
 def _hyper(alpha, eps, weight_decay, momentum, dtype, device):
-    key = (alpha, eps, weight_decay, momentum, dtype, device)
-    if key not in _hypers:
-        if len(_hypers) >= 64:
-            _hypers.pop(next(iter(_hypers)))
-        compute = torch.float64 if dtype == torch.float64 else torch.float32
-        _hypers[key] = torch.tensor([alpha, 1.0 - alpha, eps, weight_decay, momentum],
-                                    dtype=compute).to(device)
-    return _hypers[key]
+    """[alpha, 1 - alpha, eps, weight_decay, momentum] in opmath on the device (cached)."""
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    return torch.tensor([alpha, 1.0 - alpha, eps, weight_decay, momentum], dtype=compute).to(device)
 
 
 def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,

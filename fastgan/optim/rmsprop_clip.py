@@ -16,6 +16,7 @@ states are then flat too), and zero_grad zeroes the flat gradient buffer.
 Capturable: the learning rate lives in a device tensor, so a CUDA graph of the
 step replays with the current lr; a Tensor lr is used as given.
 """
+import fnmatch
 import math
 
 import torch
@@ -144,19 +145,22 @@ class RMSpropClip(torch.optim.Optimizer):
     def zero_grad(self, set_to_none=True):
         """As torch's, except that gradients which are views of a flat gradient buffer
         (flatten_parameters) stay views: that buffer is zeroed, one kernel."""
-        flats = {}
+        views = {}  # id(FlatGroup) -> (group, its gradients are still views): one check per group
         for group in self.param_groups:
             for p in group["params"]:
                 flat = getattr(p, "_fastgan_flat", None)
-                if flat is not None and flat.grads_are_views():
-                    flats[id(flat)] = flat
-                elif p.grad is not None:
+                if flat is not None and id(flat) not in views:
+                    views[id(flat)] = (flat, flat.grads_are_views())
+                if flat is not None and views[id(flat)][1]:
+                    continue
+                if p.grad is not None:
                     if set_to_none:
                         p.grad = None
                     else:
                         p.grad.detach_().requires_grad_(False).zero_()
-        for flat in flats.values():
-            flat.grad.zero_()
+        for flat, are_views in views.values():
+            if are_views:
+                flat.grad.zero_()
 
 
 def clip_param_groups(module, clip=0.01, exclude=()):
@@ -164,8 +168,6 @@ def clip_param_groups(module, clip=0.01, exclude=()):
     name matches a pattern of `exclude` (fnmatch, e.g. "fc.*" or "*.bias"). WGAN clips every
     critic parameter, BatchNorm's affine ones included; buffers (running statistics) are
     never parameters and so never clipped."""
-    import fnmatch
-
     patterns = [exclude] if isinstance(exclude, str) else list(exclude)
     clipped, kept = [], []
     for name, p in module.named_parameters():
