@@ -20,7 +20,8 @@ def device():
 @pytest.fixture
 def measure(benchmark):
     """measure(fn, nbytes, group): times fn (synchronizing a GPU after each call, so the
-    time covers its work), then records bytes and GB/s (nbytes / median) beside it."""
+    time covers its work), then records bytes and GB/s (nbytes / median) beside it
+    (nbytes=None: a whole training step, where GB/s means nothing)."""
     def run(fn, nbytes, group, rounds=50, iterations=5):
         fn()  # warm-up: compilation, autotuning, metadata caches
         if DEVICE == "cuda":
@@ -29,8 +30,9 @@ def measure(benchmark):
             timed = fn
         benchmark.group = group
         benchmark.pedantic(timed, rounds=rounds, iterations=iterations, warmup_rounds=3)
-        benchmark.extra_info["bytes"] = nbytes
-        benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats.stats.median / 1e9, 2)
+        if nbytes is not None:
+            benchmark.extra_info["bytes"] = nbytes
+            benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats.stats.median / 1e9, 2)
     return run
 
 
@@ -49,3 +51,21 @@ def _dcgan_critic(ndf=64):
 def dcgan_critic():
     """A factory of the DCGAN 64x64 critic (the benchmarks' parameter set)."""
     return _dcgan_critic
+
+
+@pytest.fixture
+def skip_unavailable():
+    """skip_unavailable(impl, device): skips a "fastgan-<backend>" implementation whose
+    backend cannot run here, and the Triton interpreter (a test vehicle, not a backend to time)."""
+    from fastgan import _backend
+
+    def check(impl, device):
+        if not impl.startswith("fastgan-"):
+            return
+        backend = impl.split("-")[1]
+        ok, why = _backend.status(backend, device)
+        if not ok:
+            pytest.skip(f"{backend} backend unavailable on {device}: {why}")
+        if backend == "triton" and device == "cpu":
+            pytest.skip("the Triton interpreter is a test vehicle, not a performance backend")
+    return check

@@ -7,6 +7,6 @@ from fastgan._version import __version__
 from fastgan import _ext  # noqa: F401  (loads fastgan._C, registering its kernels)
 from fastgan._backend import BACKENDS, BackendUnavailable, get_backend, set_backend
 from fastgan._info import info
-from fastgan import ops, optim
+from fastgan import nn, ops, optim
 
-__all__ = ["__version__", "BACKENDS", "BackendUnavailable", "get_backend", "set_backend", "info", "ops", "optim"]
+__all__ = ["__version__", "BACKENDS", "BackendUnavailable", "get_backend", "set_backend", "info", "nn", "ops", "optim"]

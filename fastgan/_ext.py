@@ -59,3 +59,11 @@ def build_info():
 
 
 _load()
+
+
+def has_op(name):
+    """True when the loaded extension registered the op torch.ops.fastgan.<name> (an
+    extension built from older sources may lack newer ops)."""
+    if module() is None:
+        return False
+    return hasattr(torch.ops.fastgan, name)

@@ -14,7 +14,7 @@ except Exception as exc:  # an ImportError, or a broken triton install
     _error = f"triton is not usable ({type(exc).__name__}: {exc})"
 else:
     _error = None
-    from . import clip_weights, rmsprop_clip  # noqa: F401
+    from . import bias_leaky_relu, clip_weights, penalty, penalty_sampling, rmsprop_clip  # noqa: F401
 
 
 def error():

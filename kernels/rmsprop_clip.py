@@ -13,25 +13,10 @@ import triton
 import triton.language as tl
 
 from ._multi_tensor import TL_DTYPES, address, metadata, opmath, tensor_of_block
+from ._math import div_ieee as _div, sqrt_ieee as _sqrt
 from .clip_weights import bound, clip_value
 
 BLOCK = 2048  # 4-5 lists in flight: keeps registers under control at 4 warps
-
-@triton.jit
-def _sqrt(x, COMPUTE: tl.constexpr):
-    if COMPUTE == tl.float32:
-        return tl.sqrt_rn(x)  # plain tl.sqrt is approximate for float32 on NVIDIA GPUs
-    else:
-        return tl.sqrt(x)  # float64: IEEE already (sqrt_rn takes float32 only)
-
-
-@triton.jit
-def _div(a, b, COMPUTE: tl.constexpr):
-    if COMPUTE == tl.float32:
-        return tl.div_rn(a, b)
-    else:
-        return a / b
-
 
 @triton.jit
 def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, n_tensors,
@@ -108,4 +93,5 @@ def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alph
             meta, lr, _hyper(alpha, eps, weight_decay, momentum, dtype, device), c_t, len(idx),
             N_LISTS=len(lists), CENTERED=centered, MOMENTUM=use_momentum, MAXIMIZE=maximize,
             WEIGHT_DECAY=weight_decay != 0.0, CLIP=clip >= 0, DTYPE=TL_DTYPES[dtype],
-            COMPUTE=opmath(dtype), BLOCK=BLOCK)
+            COMPUTE=opmath(dtype), BLOCK=BLOCK,
+            enable_fp_fusion=False)  # only the fmas written (tl.fma), as the C++ build

@@ -23,15 +23,6 @@ namespace {
 
 constexpr int64_t kChunk = 32768;  // as clip_weights: 128 KiB of float32 per task
 
-bool cpu_has_avx2_fma() {
-#ifdef FASTGAN_HAVE_AVX2_UNIT
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-#else
-  return false;
-#endif
-}
-
 template <typename scalar_t>
 void run_loop(const RMSpropLoopArgs& a) {
 #ifdef FASTGAN_HAVE_AVX2_UNIT

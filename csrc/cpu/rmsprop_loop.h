@@ -13,10 +13,7 @@
 
 #include "../bits.h"
 #include "../rmsprop_math.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FASTGAN_HAVE_AVX2_UNIT 1
-#endif
+#include "elem.h"  // FASTGAN_HAVE_AVX2_UNIT, cpu_has_avx2_fma
 
 namespace fastgan {
 

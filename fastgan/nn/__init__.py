@@ -1,3 +1,5 @@
-"""Modules built on fastgan.ops (fused generator/critic blocks, critic activations).
+"""Modules built on fastgan.ops: critic activations fused to second order, critics."""
+from fastgan.nn.activation import BiasLeakyReLU
+from fastgan.nn.dcgan import DCGANCritic, dcgan_init_
 
-Empty until the fused-block and gradient-penalty work lands."""
+__all__ = ["BiasLeakyReLU", "DCGANCritic", "dcgan_init_"]

@@ -1,0 +1,75 @@
+"""The DCGAN critic (Radford et al. 2015) at 16-128 px, as WGAN-GP and DCGAN use it.
+
+    x (C x R x R) -> Conv 4x4/2 (width) -> act -> Conv 4x4/2 (2*width) -> [norm] -> act -> ...
+      -> (8*width x 4 x 4) -> Conv 4x4/1 -> one score per sample
+
+The activation is LeakyReLU(0.2) (Radford et al. 2015, sec. 3). norm=None is the WGAN-GP
+critic (Gulrajani et al. 2017 use no BatchNorm in a gradient-penalty critic: the penalty
+is per sample and BatchNorm couples the samples); norm="batch" is the DCGAN discriminator
+(BatchNorm on every layer but the first). No sigmoid: the losses take logits.
+
+fused=True builds each norm-free layer as Conv2d(bias=False) + fastgan.nn.BiasLeakyReLU
+(bias and activation fused, differentiable twice with fused kernels); fused=False is the
+same network in stock modules, Conv2d(bias=True) + nn.LeakyReLU, for comparison.
+Weights are initialized N(0, 0.02), BatchNorm scales N(1, 0.02), biases 0 (Radford et al.
+2015, sec. 4).
+"""
+import math
+
+import torch
+from torch import nn
+
+from fastgan.nn.activation import BiasLeakyReLU
+
+NEGATIVE_SLOPE = 0.2
+INIT_STD = 0.02
+
+
+def dcgan_init_(module):
+    """DCGAN's initialization (Radford et al. 2015, sec. 4), in place."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, INIT_STD)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, INIT_STD)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, BiasLeakyReLU) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return module
+
+
+class DCGANCritic(nn.Sequential):
+    """The DCGAN critic/discriminator; forward returns one logit per sample, shape (B,)."""
+
+    def __init__(self, resolution=64, in_channels=3, width=64, norm=None, fused=True,
+                 negative_slope=NEGATIVE_SLOPE, backend=None):
+        if resolution not in (16, 32, 64, 128):
+            raise ValueError(f"DCGANCritic: resolution must be 16, 32, 64 or 128, got {resolution}")
+        if norm not in (None, "batch"):
+            raise ValueError(f"DCGANCritic: norm must be None or 'batch', got {norm!r}")
+        layers = []
+        c_in, c_out = in_channels, width
+        for i in range(int(math.log2(resolution)) - 2):  # down to 4 x 4
+            conv_bias = not fused and (norm is None or i == 0)
+            layers.append(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=conv_bias))
+            if norm == "batch" and i > 0:
+                layers.append(nn.BatchNorm2d(c_out))
+                act_channels = None
+            else:
+                act_channels = c_out if fused else None
+            layers.append(BiasLeakyReLU(act_channels, negative_slope, backend=backend) if fused
+                          else nn.LeakyReLU(negative_slope))
+            c_in, c_out = c_out, c_out * 2
+        layers.append(nn.Conv2d(c_in, 1, 4, 1, 0))
+        layers.append(nn.Flatten(0))
+        super().__init__(*layers)
+        dcgan_init_(self)
+
+    def __getitem__(self, idx):
+        # nn.Sequential rebuilds its own class from a slice; a slice of a critic is a plain
+        # nn.Sequential of its layers (e.g. critic[:-2], the features before the score).
+        if isinstance(idx, slice):
+            return nn.Sequential(*list(self._modules.values())[idx])
+        return super().__getitem__(idx)

@@ -1,0 +1,146 @@
+"""fastgan.ops.bias_leaky_relu: a critic's bias + leaky ReLU, fused at every order.
+
+    y = leaky_relu(x + bias[c], negative_slope),  c the index along dim 1
+
+The DCGAN/WGAN-GP critic's activation (LeakyReLU(0.2), Radford et al. 2015). In a
+gradient-penalty step the critic is differentiated twice, and there eager PyTorch is
+wasteful: the derivative of leaky_relu_backward with respect to its input is zero almost
+everywhere, yet autograd materializes that zero tensor and pushes it back through the
+convolution before it (a full convolution backward of zeros per layer). Here the
+backward is one kernel, dx = (y > 0 ? dy : slope * dy), computed from the saved output,
+and that kernel is its own derivative with respect to dy, with no derivative with respect
+to y: the second order costs one more elementwise pass and nothing else (the pattern of
+StyleGAN2's bias_act). The bias gradient is the sum of dx over every dimension but 1.
+
+Arithmetic in float32 (float64 for float64), rounded once to x's dtype: in float32 and
+float64 exactly F.leaky_relu(x + bias.view(...)). negative_slope >= 0 (the mask is read
+from the output, which needs y > 0 exactly where x + bias > 0).
+"""
+import torch
+
+from fastgan import _backend, _ext, kernels
+from fastgan.kernels._layout import is_dense
+from fastgan.ops import _checks
+from fastgan.ops.penalty import compute_dtype
+
+OP = _backend.Op("bias_leaky_relu", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
+NEGATIVE_SLOPE = 0.2  # the DCGAN critic's (Radford et al. 2015)
+
+
+def _bias_view(bias, x):
+    return bias.reshape((1, -1) + (1,) * (x.dim() - 2))
+
+
+def bias_leaky_relu_reference(x, bias, negative_slope):
+    """The oracle: plain PyTorch in opmath, differentiated by autograd."""
+    t = compute_dtype(x.dtype)
+    v = x.to(t)
+    if bias is not None:
+        v = v + _bias_view(bias.to(t), x)
+    return torch.nn.functional.leaky_relu(v, negative_slope).to(x.dtype)
+
+
+def _fake_like_first(t, *args):
+    return torch.empty_like(t)
+
+
+if _ext.has_op("bias_leaky_relu"):
+    torch.library.register_fake("fastgan::bias_leaky_relu")(_fake_like_first)
+    torch.library.register_fake("fastgan::leaky_relu_backward")(_fake_like_first)
+
+if kernels.error() is None:
+    @torch.library.custom_op("fastgan::bias_leaky_relu_triton", mutates_args=())
+    def _forward_triton(x: torch.Tensor, bias: torch.Tensor | None,
+                        negative_slope: float) -> torch.Tensor:
+        return kernels.bias_leaky_relu.bias_leaky_relu(x, bias, negative_slope)
+
+    @torch.library.custom_op("fastgan::leaky_relu_backward_triton", mutates_args=())
+    def _backward_triton(grad: torch.Tensor, out: torch.Tensor,
+                         negative_slope: float) -> torch.Tensor:
+        return kernels.bias_leaky_relu.leaky_relu_backward(grad, out, negative_slope)
+
+    _forward_triton.register_fake(_fake_like_first)
+    _backward_triton.register_fake(_fake_like_first)
+
+
+def _ops(backend):
+    ns = torch.ops.fastgan
+    if backend == "triton":
+        return ns.bias_leaky_relu_triton, ns.leaky_relu_backward_triton
+    return ns.bias_leaky_relu, ns.leaky_relu_backward
+
+
+class _BiasLeakyReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bias, negative_slope, backend):
+        y = _ops(backend)[0](x, bias, negative_slope)
+        ctx.save_for_backward(y)
+        ctx.args = (negative_slope, backend)
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved_tensors
+        dx = _LeakyReLUGrad.apply(dy, y.detach(), *ctx.args)  # no derivative in y: no edge
+        db = None
+        if ctx.bias_dtype is not None and ctx.needs_input_grad[1]:
+            dims = [0] + list(range(2, dx.dim()))
+            db = dx.sum(dims, dtype=compute_dtype(dx.dtype)).to(ctx.bias_dtype)
+        return dx, db, None, None
+
+
+class _LeakyReLUGrad(torch.autograd.Function):
+    """dx = mask(y) * dy: linear in dy, so its derivative is itself; none in y."""
+
+    @staticmethod
+    def forward(ctx, dy, y, negative_slope, backend):
+        ctx.save_for_backward(y)
+        ctx.args = (negative_slope, backend)
+        if dy.stride() != y.stride() or dy.dtype != y.dtype:  # walked together, in memory order
+            dy = torch.empty_like(y).copy_(dy)
+        return _ops(backend)[1](dy, y, negative_slope)
+
+    @staticmethod
+    def backward(ctx, ddx):
+        (y,) = ctx.saved_tensors
+        return _LeakyReLUGrad.apply(ddx, y.detach(), *ctx.args), None, None, None
+
+
+def _check(x, bias, negative_slope):
+    op = "bias_leaky_relu"
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: x must be a tensor, got {type(x).__name__}")
+    if x.dtype not in _checks.FINITE_MAX:
+        raise TypeError(f"{op}: x has dtype {x.dtype}; expected float32, float16, bfloat16 or float64")
+    negative_slope = _checks.nonnegative(op, "negative_slope", negative_slope)
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor):
+            raise TypeError(f"{op}: bias must be a tensor or None, got {type(bias).__name__}")
+        if x.dim() < 2:
+            raise ValueError(f"{op}: a bias needs x with a channel dimension (dim 1), got shape "
+                             f"{tuple(x.shape)}")
+        if bias.dim() != 1 or bias.shape[0] != x.shape[1]:
+            raise ValueError(f"{op}: bias must be 1-D with {x.shape[1]} elements (x.size(1)), got "
+                             f"shape {tuple(bias.shape)}")
+        if bias.dtype not in _checks.FINITE_MAX:
+            raise TypeError(f"{op}: bias has dtype {bias.dtype}; expected a floating dtype")
+        if bias.device != x.device:
+            raise ValueError(f"{op}: bias is on {bias.device} but x is on {x.device}")
+    return negative_slope
+
+
+def bias_leaky_relu(x, bias=None, negative_slope=NEGATIVE_SLOPE, *, backend=None):
+    """leaky_relu(x + bias[c], negative_slope) with c along dim 1; bias may be None.
+
+    Differentiable to any order with fused kernels. x: NCHW, channels_last, (N, C) or any
+    dense layout (others are copied); the output keeps x's layout. bias: 1-D of
+    x.size(1), any floating dtype (a float32 bias with a bf16 x under autocast is fine).
+    """
+    negative_slope = _check(x, bias, negative_slope)
+    chosen = OP.resolve(x.device, backend)
+    if chosen == "reference":
+        return bias_leaky_relu_reference(x, bias, negative_slope)
+    if not is_dense(x):
+        x = x.contiguous()
+    return _BiasLeakyReLU.apply(x, bias, negative_slope, chosen)

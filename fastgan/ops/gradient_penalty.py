@@ -1,0 +1,103 @@
+"""fastgan.ops.gradient_penalty: WGAN-GP, DRAGAN and R1 in one call.
+
+    mode       samples x                                          penalty
+    "wgan-gp"  eps*real + (1-eps)*fake, eps ~ U[0,1) per sample    weight * mean (||grad||_2 - center)^2
+               (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", Alg. 1; λ = 10)
+    "dragan"   real + 0.5*std(real)*U[0,1), clamped to data_range weight * mean (||grad||_2 - center)^2
+               (Kodali et al. 2017, "On Convergence and Stability of GANs"; λ = 10)
+    "r1"       real                                               weight/2 * mean ||grad||_2^2
+               (Mescheder et al. 2018, "Which Training Methods for GANs do actually
+               Converge?", eq. 9; StyleGAN2's regularizer)
+
+grad = d critic(x).sum() / dx, per sample over all of C*H*W. The sampling is
+fastgan.ops.interpolate / perturb (random numbers on the device), the penalty
+fastgan.ops.penalty_from_grad (fused, differentiable twice), and the critic's own double
+backward is autograd's (convolutions on cuDNN; fastgan's critic activations,
+fastgan.nn.BiasLeakyReLU, keep their second order fused).
+
+Mixed precision: run it inside the caller's autocast region like the rest of the critic
+loss; the norm accumulates in float32 whatever the critic computes in. With float16 and a
+torch.amp.GradScaler, pass scaler=: the critic's output is scaled before the input
+gradient is taken (so small fp16 gradients do not flush to zero) and the gradient is
+unscaled on the device, before its norm, with the scaler's own scale tensor (no host
+synchronization). A step whose gradient overflowed then yields a non-finite penalty, the
+critic's parameter gradients are non-finite, and scaler.step() skips it and lowers the
+scale, as it does for any overflowed step.
+"""
+import torch
+
+from fastgan.ops.penalty import EPS, penalty_from_grad
+from fastgan.ops.sampling import DRAGAN_SCALE, interpolate, perturb
+
+MODES = ("wgan-gp", "dragan", "r1")
+WEIGHT = 10.0  # λ of WGAN-GP (Gulrajani et al. 2017) and DRAGAN (Kodali et al. 2017); γ of R1
+_CENTER = {"wgan-gp": 1.0, "dragan": 1.0, "r1": 0.0}
+
+
+def _scale_of(scaler, device):
+    """The scaler's scale as a device tensor (read on the device: no synchronization)."""
+    if scaler is None or not scaler.is_enabled():
+        return None
+    scale = scaler._get_scale_async()
+    if scale is None:  # created lazily by the scaler's first scale() call
+        scaler.scale(torch.zeros((), device=device))
+        scale = scaler._get_scale_async()
+    return scale
+
+
+def gradient_penalty(critic, real, fake=None, *, mode="wgan-gp", weight=WEIGHT, center=None,
+                     generator=None, scaler=None, data_range=(-1.0, 1.0),
+                     perturb_scale=DRAGAN_SCALE, eps=EPS, backend=None):
+    """The weighted gradient penalty of `critic`, ready to add to the critic loss.
+
+    critic: a callable returning one score per sample (shape (B,) or (B, 1)).
+    real: the real batch; fake: the generated batch (mode "wgan-gp" only), detached: the
+        penalty trains the critic, not the generator. Under autocast fake may be
+        bf16/fp16; it is converted to real's dtype.
+    mode: "wgan-gp", "dragan" or "r1" (see the module docstring).
+    weight: λ (γ for R1, which uses weight / 2). center: the target norm; None takes
+        the mode's (1, 1, 0). generator: a torch.Generator for the sampling.
+    scaler: a torch.amp.GradScaler when training in float16 with loss scaling.
+    data_range: DRAGAN's clamp of the perturbed samples (None: none).
+    """
+    if mode not in MODES:
+        raise ValueError(f"gradient_penalty: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if not isinstance(real, torch.Tensor):
+        raise TypeError(f"gradient_penalty: real must be a tensor, got {type(real).__name__}")
+    if center is None:
+        center = _CENTER[mode]
+    elif mode == "r1" and center != 0:
+        raise ValueError(f"gradient_penalty: mode 'r1' penalizes ||grad||^2 (center 0), got center={center}")
+    if mode == "wgan-gp":
+        if fake is None:
+            raise ValueError("gradient_penalty: mode 'wgan-gp' interpolates real and fake; pass fake")
+        if isinstance(fake, torch.Tensor) and fake.dtype != real.dtype:
+            fake = fake.detach().to(real.dtype)  # a generator's bf16/fp16 output under autocast
+        x = interpolate(real, fake, generator=generator, backend=backend)
+    elif fake is not None:
+        raise ValueError(f"gradient_penalty: mode {mode!r} takes the penalty at (perturbed) real "
+                         "samples only; fake must be None")
+    elif mode == "dragan":
+        x = perturb(real, scale=perturb_scale, data_range=data_range, generator=generator,
+                    backend=backend)
+    else:
+        x = real.detach().clone(memory_format=torch.preserve_format)
+    x.requires_grad_(True)
+
+    scale = _scale_of(scaler, x.device)
+    with torch.enable_grad():
+        out = critic(x)
+        if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != x.shape[0] \
+                or out.numel() != x.shape[0]:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"gradient_penalty: critic must return one score per sample, shape "
+                             f"({x.shape[0]},) or ({x.shape[0]}, 1); got {got}")
+        total = out.float().sum()
+        if scale is not None:
+            total = total * scale.reshape(())
+        (grad,) = torch.autograd.grad(total, x, create_graph=True)
+        if scale is not None:
+            grad = grad * scale.reshape(()).reciprocal()
+        if mode == "r1":
+            return penalty_from_grad(grad, weight=weight / 2, center=0.0, backend=backend)
+        return penalty_from_grad(grad, weight=weight, center=center, eps=eps, backend=backend)
