@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Everything GPU-related in one call, for a lent GPU machine (about 3 minutes):
+# Everything GPU-related in one call, for a lent GPU machine (never yet timed on one):
 #   build fastgan with its CUDA kernels, run the whole test suite (GPU tests included),
 #   run every benchmark, write the raw report, print a short table last.
 #
 #   bash benchmarks/gpu_suite.sh            # report in benchmarks/results/
 #   OUT=/some/dir bash benchmarks/gpu_suite.sh
+#   bash benchmarks/gpu_suite.sh tests      # build + tests only; "bench": build + benchmarks only
+#                                           # (two calls when one would pass a 10-minute limit)
 #
 # Needs: a CUDA GPU, torch with CUDA, nvcc, triton, pytest, pytest-benchmark (no network).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+STAGE=${1:-all}
+case "$STAGE" in all|tests|bench) ;; *) echo "gpu_suite: unknown stage $STAGE (all, tests, bench)" >&2; exit 2;; esac
 PY=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
@@ -35,10 +39,15 @@ if ! FASTGAN_CUDA=1 $PY -m pip install --no-build-isolation --no-deps -q . > "$O
 fi
 (cd /tmp && $PY -m fastgan info) | tee -a "$notes"
 
+tests_rc=0
+bench_rc=0
+if [ "$STAGE" != bench ]; then
 echo "== tests"
 FASTGAN_REQUIRE_EXT=1 $PY -P -m pytest tests -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/$tag-tests.log" | tail -30
 tests_rc=${PIPESTATUS[0]}
 echo "tests: $(tail -1 "$OUT/$tag-tests.log") (exit $tests_rc)" >> "$notes"
+fi
+[ "$STAGE" = tests ] && { echo "tests exit $tests_rc"; exit "$tests_rc"; }
 
 echo "== benchmarks"
 $PY -P -m pytest benchmarks -q -p no:cacheprovider --benchmark-json "$OUT/$tag-bench.json" \

@@ -81,7 +81,7 @@ def gradient_penalty(critic, real, fake=None, *, mode="wgan-gp", weight=WEIGHT, 
         x = perturb(real, scale=perturb_scale, data_range=data_range, generator=generator,
                     backend=backend)
     else:
-        x = real.detach().clone(memory_format=torch.preserve_format)
+        x = real.detach()  # a new leaf on real's storage: real itself is untouched
     x.requires_grad_(True)
 
     scale = _scale_of(scaler, x.device)

@@ -271,3 +271,32 @@ def test_penalty_step_captures_in_a_cuda_graph(backend):
     torch.cuda.synchronize()
     assert all(torch.isfinite(v) for v in values)
     assert len({v.item() for v in values}) == 3  # a fresh eps per replay
+
+
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_critic_step_under_autocast_matches_plain_pytorch(backend_device, amp_dtype):
+    # Both networks compute in the 16-bit dtype under autocast; they differ only in where
+    # they round (fastgan's bias + activation round once, eager's conv-with-bias and
+    # leaky_relu twice), so they agree to the 16-bit dtype's precision.
+    backend, device = backend_device
+    fused, stock = _critics(backend, torch.float32, device)
+    real = _batch((3, 3, 16, 16), torch.float32, device, 1, False)
+    fake = _batch((3, 3, 16, 16), torch.float32, device, 2, False)
+    gen_device = "cpu" if device == "cpu" else "cuda"
+    device_type = torch.device(device).type
+    with torch.autocast(device_type, dtype=amp_dtype):
+        gp = gradient_penalty(fused, real, fake, generator=torch.Generator(gen_device).manual_seed(7),
+                              backend=backend)
+        loss = fused(fake).float().mean() - fused(real).float().mean() + gp
+    loss.backward()
+    x = interpolate_reference(real, fake, draw_seed(device, torch.Generator(gen_device).manual_seed(7)))
+    with torch.autocast(device_type, dtype=amp_dtype):
+        plain_gp = _plain_penalty(stock, x, 10.0, 1.0)
+        plain_loss = stock(fake).float().mean() - stock(real).float().mean() + plain_gp
+    plain_loss.backward()
+    assert gp.dtype == torch.float32 and torch.isfinite(gp)
+    tol = dict(rtol=3e-2, atol=3e-2 * plain_gp.abs().item())
+    torch.testing.assert_close(gp.detach(), plain_gp.detach().float(), **tol)
+    for got, want in zip(_grads_in_stock_order(fused), [p.grad for p in stock.parameters()]):
+        scale = want.abs().max().item()
+        torch.testing.assert_close(got, want, rtol=0, atol=5e-2 * scale + 1e-6)
