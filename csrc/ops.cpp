@@ -68,4 +68,40 @@ TORCH_LIBRARY(fastgan, m) {
   // i / 4, i the element's offset in memory (DRAGAN, Kodali et al. 2017). scale: a 0-dim
   // float32 tensor on the device (0.5 * the batch's standard deviation).
   m.def("perturb(Tensor real, Tensor scale, Tensor seed, float lo, float hi) -> Tensor");
+
+  // ---- BatchNorm + (leaky) ReLU after a convolution (DCGAN blocks), fused -------------
+  // x: (N, C, ...) dense (NCHW or channels_last), the convolution's output. T = float64 for
+  // float64 x, float32 otherwise. use_batch_stats: mean_c and the biased var_c over every
+  // element of channel c (n = numel / C), accumulated in T by Welford/Chan merges; then, when
+  // running_mean/running_var are given, in place: r = (1 - momentum) * r + momentum * s with
+  // the unbiased variance var * n / (n - 1) (BatchNorm2d's rule). Otherwise mean = running_mean
+  // and var = running_var. invstd = 1 / sqrt(var + eps). Then per element, in T, rounded once
+  // to x's dtype: v = (x - mean_c) * (w_c * invstd_c) + b_c (w = 1, b = 0 when None);
+  // out = v > 0 ? v : v * negative_slope. Returns (out, mean, invstd), the last two (C,) T.
+  // Exact formulas: csrc/batch_norm_act_math.h.
+  m.def("batch_norm_act(Tensor x, Tensor? weight, Tensor? bias, Tensor(a!)? running_mean, "
+        "Tensor(b!)? running_var, bool use_batch_stats, float momentum, float eps, "
+        "float negative_slope) -> (Tensor, Tensor, Tensor)");
+  // The backward, in two passes: g = out > 0 ? grad_out : grad_out * negative_slope,
+  // xhat = (x - mean_c) * invstd_c; pass 1 sums per channel sum_g = sum g, sum_gx = sum g * xhat;
+  // pass 2 grad_x = w_c * invstd_c * (g - sum_g / n - xhat * sum_gx / n) when use_batch_stats,
+  // else w_c * invstd_c * g. Returns (grad_x like x, grad_weight = sum_gx, grad_bias = sum_g),
+  // the last two (C,) T. grad_out, out, x: same shape, dtype and strides.
+  m.def("batch_norm_act_backward(Tensor grad_out, Tensor out, Tensor x, Tensor? weight, "
+        "Tensor mean, Tensor invstd, bool use_batch_stats, float negative_slope) "
+        "-> (Tensor, Tensor, Tensor)");
+
+  // ---- BEGAN's losses and k_t update (Berthelot et al. 2017), fused --------------------
+  // L_r = mean |real - real_recon|, L_f = mean |fake - fake_recon| (sums in T); k: a 1-element
+  // floating tensor on the device. Returns 0-dim T tensors (d_loss = L_r - k * L_f,
+  // g_loss = L_f, k_next = clamp(k + lambda_k * (gamma * L_r - L_f), 0, 1),
+  // convergence = L_r + |gamma * L_r - L_f|, L_r, L_f). real/real_recon and fake/fake_recon:
+  // pairwise same shape, dtype and strides; both pairs one dtype.
+  m.def("began_loss(Tensor real, Tensor real_recon, Tensor fake, Tensor fake_recon, Tensor k, "
+        "float gamma, float lambda_k) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Its backward: c_r = d_dloss, c_f = d_gloss - k * d_dloss (0-dim T device tensors);
+  // d_real = c_r * sign(real - real_recon) / N_r, d_real_recon = -d_real, likewise for fake
+  // with c_f and N_f (sign(0) = 0). Returns (d_real, d_real_recon, d_fake, d_fake_recon).
+  m.def("began_loss_backward(Tensor real, Tensor real_recon, Tensor fake, Tensor fake_recon, "
+        "Tensor k, Tensor d_dloss, Tensor d_gloss) -> (Tensor, Tensor, Tensor, Tensor)");
 }

@@ -8,5 +8,6 @@ from fastgan import _ext  # noqa: F401  (loads fastgan._C, registering its kerne
 from fastgan._backend import BACKENDS, BackendUnavailable, get_backend, set_backend
 from fastgan._info import info
 from fastgan import nn, ops, optim
+from fastgan.accelerate import accelerate
 
-__all__ = ["__version__", "BACKENDS", "BackendUnavailable", "get_backend", "set_backend", "info", "nn", "ops", "optim"]
+__all__ = ["__version__", "BACKENDS", "BackendUnavailable", "get_backend", "set_backend", "info", "accelerate", "nn", "ops", "optim"]

@@ -42,7 +42,9 @@ CPU_PROGRAMS = 8  # the interpreter runs programs one by one: few, but more than
 
 # Indices into the hyper tensor: weight, center, eps, 2 * weight / B (as make_penalty_hyper
 # of csrc/penalty.h rounds them) and B.
-_WEIGHT, _CENTER, _EPS, _TWO_W_OVER_B, _BATCH = 0, 1, 2, 3, 4
+# constexpr: a @triton.jit function may read a module global only if it is one (the
+# interpreter does not check this; the GPU compiler refuses plain ints).
+_WEIGHT, _CENTER, _EPS, _TWO_W_OVER_B, _BATCH = (tl.constexpr(i) for i in range(5))
 
 
 @triton.jit

@@ -120,5 +120,18 @@ struct Elem<bf16> {
   static storage store(T v) { return float_to_bfloat16(v); }
 };
 
+// The C++ loops' sums run in kLanes independent partial sums (lane l takes elements l,
+// l + kLanes, ...) combined by a fixed tree: the compiler vectorizes the lanes (4 SSE / 2 AVX
+// vectors of float) without reassociating anything, so every ISA build gives the same bits.
+constexpr int kLanes = 16;
+
+template <typename T>
+T reduce_lanes(T (&acc)[kLanes]) {
+  for (int w = kLanes / 2; w >= 1; w /= 2) {
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  }
+  return acc[0];
+}
+
 }  // namespace FASTGAN_ISA
 }  // namespace fastgan

@@ -29,19 +29,6 @@ PenaltyLoops penalty_loops_avx2();  // csrc/cpu/penalty_avx2.cpp
 inline namespace FASTGAN_ISA {
 namespace penalty_loop {
 
-// Sums run in kLanes independent partial sums (lane l takes elements l, l + kLanes, ...),
-// combined by a fixed tree: the compiler vectorizes the lanes (4 SSE / 2 AVX vectors of
-// float) without reassociating anything, so every ISA build gives the same bits.
-constexpr int kLanes = 16;
-
-template <typename T>
-T reduce_lanes(T (&acc)[kLanes]) {
-  for (int w = kLanes / 2; w >= 1; w /= 2) {
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  }
-  return acc[0];
-}
-
 template <typename D>
 double sum_squares(const void* gv, int64_t n) {
   using E = Elem<D>;

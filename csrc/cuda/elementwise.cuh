@@ -25,6 +25,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/macros/Macros.h>
 #include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 #include <c10/util/Exception.h>
 #include <cuda_runtime.h>
 
@@ -268,6 +269,49 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSM)
   op.begin(b);
   walk<V>(start, end, sl.al, threadIdx.x, kThreads, op);
   op.end(k);
+}
+
+// ---- small vectors of any floating dtype ---------------------------------------------
+
+// A per-channel parameter or statistic (weight, bias, running_mean, a 1-element k) may have
+// another floating dtype than the data (fp32 parameters with bf16 x under autocast): it is
+// read and written through a converting accessor, one uniform switch per access, rather
+// than a kernel per dtype pair.
+enum class FloatDtype : int { kFloat, kHalf, kBFloat16, kDouble };
+
+inline FloatDtype float_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return FloatDtype::kFloat;
+    case at::kHalf: return FloatDtype::kHalf;
+    case at::kBFloat16: return FloatDtype::kBFloat16;
+    default:
+      TORCH_CHECK(t == at::kDouble, "fastgan: expected a floating dtype, got ", t);
+      return FloatDtype::kDouble;
+  }
+}
+
+template <typename T>
+C10_HOST_DEVICE inline T load_float(const void* p, int64_t i, FloatDtype d) {
+  switch (d) {
+    case FloatDtype::kFloat: return static_cast<T>(static_cast<const float*>(p)[i]);
+    case FloatDtype::kHalf: return to_op<T>(static_cast<const c10::Half*>(p)[i]);
+    case FloatDtype::kBFloat16: return to_op<T>(static_cast<const c10::BFloat16*>(p)[i]);
+    default: return static_cast<T>(static_cast<const double*>(p)[i]);
+  }
+}
+
+// v rounded once to the element's dtype (through float for fp16/bf16, so a double v is
+// rounded twice there: fp64 data with fp16 statistics does not occur in practice).
+template <typename T>
+C10_HOST_DEVICE inline void store_float(void* p, int64_t i, T v, FloatDtype d) {
+  switch (d) {
+    case FloatDtype::kFloat: static_cast<float*>(p)[i] = static_cast<float>(v); break;
+    case FloatDtype::kHalf: static_cast<c10::Half*>(p)[i] = c10::Half(static_cast<float>(v)); break;
+    case FloatDtype::kBFloat16:
+      static_cast<c10::BFloat16*>(p)[i] = c10::BFloat16(static_cast<float>(v));
+      break;
+    default: static_cast<double*>(p)[i] = static_cast<double>(v); break;
+  }
 }
 
 // A flat grid-stride walk over [0, n).

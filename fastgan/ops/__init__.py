@@ -1,5 +1,7 @@
 """fastgan's ops. Each takes backend= ("auto", "triton", "cuda", "cpp", "reference");
 None means the default set by fastgan.set_backend / FASTGAN_BACKEND."""
+from fastgan.ops.batch_norm_act import batch_norm_act, batch_norm_act_reference
+from fastgan.ops.began_loss import began_loss, began_loss_reference
 from fastgan.ops.bias_leaky_relu import bias_leaky_relu, bias_leaky_relu_reference
 from fastgan.ops.clip_weights import clip_weights_, clip_weights_reference
 from fastgan.ops.gradient_penalty import gradient_penalty
@@ -8,7 +10,8 @@ from fastgan.ops.rmsprop_clip import rmsprop_clip_, rmsprop_clip_reference
 from fastgan.ops.sampling import (draw_seed, interpolate, interpolate_reference, perturb,
                                   perturb_reference)
 
-__all__ = ["bias_leaky_relu", "bias_leaky_relu_reference", "clip_weights_", "clip_weights_reference",
+__all__ = ["batch_norm_act", "batch_norm_act_reference", "began_loss", "began_loss_reference",
+           "bias_leaky_relu", "bias_leaky_relu_reference", "clip_weights_", "clip_weights_reference",
            "draw_seed", "gradient_penalty", "interpolate", "interpolate_reference",
            "penalty_from_grad", "penalty_reference", "perturb", "perturb_reference",
            "rmsprop_clip_", "rmsprop_clip_reference"]

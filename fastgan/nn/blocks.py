@@ -1,0 +1,120 @@
+"""Fused convolution blocks: ConvTranspose2d/Conv2d -> BatchNorm2d -> ReLU/LeakyReLU.
+
+The DCGAN generator block (ConvTranspose2d without bias, BatchNorm2d, ReLU) and the
+DCGAN/LSGAN discriminator block (Conv2d, BatchNorm2d, LeakyReLU(0.2)) of Radford et al.
+2015. Each module *is* the nn.Sequential it replaces (the same three child modules, so
+the same state_dict keys and shapes: "0.weight", "1.weight", "1.bias",
+"1.running_mean", ...) with a fused forward:
+
+    training (batch statistics)  the convolution on cuDNN, then fastgan.ops.batch_norm_act:
+                                 one statistics reduction, one normalize + affine +
+                                 activation pass; backward in two passes
+    eval (running statistics)    BatchNorm folded into the convolution's weight and bias:
+                                 one convolution, then one fused bias + activation
+                                 (fastgan.ops.bias_leaky_relu)
+
+BatchNorm2d's semantics are kept: momentum (None: cumulative average), eps, affine,
+track_running_stats, num_batches_tracked, train/eval.
+"""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fastgan.ops.batch_norm_act import batch_norm_act
+from fastgan.ops.bias_leaky_relu import bias_leaky_relu
+
+
+def act_slope(act):
+    """The negative slope of a ReLU (0) or LeakyReLU module."""
+    return float(act.negative_slope) if isinstance(act, nn.LeakyReLU) else 0.0
+
+
+def _conv(conv, x, weight, bias):
+    if isinstance(conv, nn.ConvTranspose2d):
+        return F.conv_transpose2d(x, weight, bias, conv.stride, conv.padding, conv.output_padding,
+                                  conv.groups, conv.dilation)
+    return conv._conv_forward(x, weight, bias)
+
+
+def _folded(conv, bn):
+    """(weight, bias) of the convolution with eval-mode BatchNorm folded in."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = bn.weight * scale
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    # Output channels: dim 0 of a Conv2d weight (out, in/groups, kh, kw); a ConvTranspose2d
+    # weight is (in, out/groups, kh, kw), output channel g * out/groups + j in column j of
+    # the rows of group g.
+    if isinstance(conv, nn.ConvTranspose2d):
+        g = conv.groups
+        w = conv.weight.reshape(g, -1, *conv.weight.shape[1:]) * scale.reshape(g, 1, -1, 1, 1)
+        w = w.reshape(conv.weight.shape)
+    else:
+        w = conv.weight * scale.reshape(-1, 1, 1, 1)
+    return w.to(conv.weight.dtype), shift
+
+
+def fused_conv_bn_act(conv, bn, slope, x, backend=None):
+    """act(bn(conv(x))) with the BatchNorm and the activation fused (see the module docstring)."""
+    use_batch_stats = bn.training or bn.running_mean is None
+    if not use_batch_stats:
+        weight, shift = _folded(conv, bn)
+        return bias_leaky_relu(_conv(conv, x, weight, None), shift, slope, backend=backend)
+    y = _conv(conv, x, conv.weight, conv.bias)  # not conv(x): an accelerated conv's forward is this
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    update = bn.training and bn.track_running_stats and bn.running_mean is not None
+    if update and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative moving average (BatchNorm2d reads the count too)
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    return batch_norm_act(y, bn.weight, bn.bias, bn.running_mean if update else None,
+                          bn.running_var if update else None, use_batch_stats=True,
+                          momentum=momentum, eps=bn.eps, negative_slope=slope, backend=backend)
+
+
+class _ConvBNAct(nn.Sequential):
+    def __init__(self, conv, bn, act, backend):
+        super().__init__(conv, bn, act)
+        self.backend = backend
+
+    def forward(self, x):
+        return fused_conv_bn_act(self[0], self[1], act_slope(self[2]), x, self.backend)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):  # a plain nn.Sequential of the layers, not a fused block
+            return nn.Sequential(*list(self._modules.values())[idx])
+        return super().__getitem__(idx)
+
+
+class ConvTransposeBNReLU(_ConvBNAct):
+    """nn.Sequential(nn.ConvTranspose2d(..., bias=False), nn.BatchNorm2d(out), nn.ReLU()),
+    fused: the DCGAN generator block. Same state_dict; checkpoints load either way."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=False, dilation=1, *, eps=1e-5, momentum=0.1,
+                 affine=True, track_running_stats=True, backend=None, device=None, dtype=None):
+        kw = dict(device=device, dtype=dtype)
+        super().__init__(
+            nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding,
+                               groups, bias, dilation, **kw),
+            nn.BatchNorm2d(out_channels, eps, momentum, affine, track_running_stats, **kw),
+            nn.ReLU(), backend)
+
+
+class ConvBNLeakyReLU(_ConvBNAct):
+    """nn.Sequential(nn.Conv2d(..., bias=False), nn.BatchNorm2d(out), nn.LeakyReLU(0.2)),
+    fused: the DCGAN/LSGAN discriminator block. Same state_dict."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=False, *, negative_slope=0.2, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, backend=None, device=None, dtype=None):
+        kw = dict(device=device, dtype=dtype)
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                      **kw),
+            nn.BatchNorm2d(out_channels, eps, momentum, affine, track_running_stats, **kw),
+            nn.LeakyReLU(negative_slope), backend)

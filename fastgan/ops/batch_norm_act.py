@@ -1,0 +1,169 @@
+"""fastgan.ops.batch_norm_act: BatchNorm followed by ReLU / LeakyReLU, fused.
+
+The tail of every DCGAN block (Radford et al. 2015): a convolution (left to cuDNN), then
+BatchNorm2d, then ReLU (generator) or LeakyReLU(0.2) (discriminator). Eager PyTorch runs
+BatchNorm and the activation as separate kernels over the convolution's output, forward
+and backward. Here, with batch statistics (training):
+
+    forward   one split reduction for the per-channel mean and variance (Welford/Chan
+              merges in float32, so a large mean loses no precision; the running
+              statistics updated on the device with BatchNorm2d's momentum and
+              unbiased-variance rule), then one pass: normalize, affine, activation
+    backward  one split reduction (sum g, sum g * xhat, g the output gradient through the
+              activation's mask, taken from the saved output), then one pass for dx
+
+Exact formulas: csrc/ops.cpp and csrc/batch_norm_act_math.h. The reference is BatchNorm's
+arithmetic in plain PyTorch (float32 for 16-bit inputs, like cuDNN's), differentiated by
+autograd.
+"""
+import torch
+
+from fastgan import _backend, _ext, kernels
+from fastgan.kernels._layout import is_dense
+from fastgan.ops import _checks
+from fastgan.ops.penalty import compute_dtype
+
+OP = _backend.Op("batch_norm_act", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
+
+
+def _channel_view(v, x):
+    return v.reshape((1, -1) + (1,) * (x.dim() - 2))
+
+
+def batch_norm_act_reference(x, weight, bias, running_mean, running_var, use_batch_stats, momentum,
+                             eps, negative_slope):
+    """(out, mean, invstd) in plain PyTorch; updates the running statistics like BatchNorm2d."""
+    t = compute_dtype(x.dtype)
+    xt = x.to(t)
+    if use_batch_stats:
+        dims = [0] + list(range(2, x.dim()))
+        var, mean = torch.var_mean(xt, dim=dims, correction=0)
+        if running_mean is not None:
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():
+                running_mean.mul_(1 - momentum).add_(momentum * mean.detach().to(running_mean.dtype))
+                running_var.mul_(1 - momentum).add_(
+                    momentum * (var.detach() * (n / (n - 1))).to(running_var.dtype))
+    else:
+        mean, var = running_mean.to(t), running_var.to(t)
+    invstd = 1 / torch.sqrt(var + eps)
+    scale = invstd if weight is None else weight.to(t) * invstd
+    v = (xt - _channel_view(mean, x)) * _channel_view(scale, x)
+    if bias is not None:
+        v = v + _channel_view(bias.to(t), x)
+    out = torch.nn.functional.leaky_relu(v, negative_slope).to(x.dtype)
+    return out, mean, invstd
+
+
+def _fake_forward(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps, slope):
+    t = compute_dtype(x.dtype)
+    c = x.shape[1]
+    return torch.empty_like(x), x.new_empty((c,), dtype=t), x.new_empty((c,), dtype=t)
+
+
+def _fake_backward(grad_out, out, x, weight, mean, invstd, use_batch_stats, slope):
+    return torch.empty_like(x), torch.empty_like(mean), torch.empty_like(mean)
+
+
+if _ext.has_op("batch_norm_act"):
+    torch.library.register_fake("fastgan::batch_norm_act")(_fake_forward)
+    torch.library.register_fake("fastgan::batch_norm_act_backward")(_fake_backward)
+
+if kernels.error() is None:
+    @torch.library.custom_op("fastgan::batch_norm_act_triton",
+                             mutates_args=("running_mean", "running_var"))
+    def _forward_triton(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                        running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
+                        use_batch_stats: bool, momentum: float, eps: float,
+                        negative_slope: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return kernels.batch_norm_act.batch_norm_act(x, weight, bias, running_mean, running_var,
+                                                     use_batch_stats, momentum, eps, negative_slope)
+
+    @torch.library.custom_op("fastgan::batch_norm_act_backward_triton", mutates_args=())
+    def _backward_triton(grad_out: torch.Tensor, out: torch.Tensor, x: torch.Tensor,
+                         weight: torch.Tensor | None, mean: torch.Tensor, invstd: torch.Tensor,
+                         use_batch_stats: bool,
+                         negative_slope: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return kernels.batch_norm_act.batch_norm_act_backward(grad_out, out, x, weight, mean, invstd,
+                                                              use_batch_stats, negative_slope)
+
+    _forward_triton.register_fake(_fake_forward)
+    _backward_triton.register_fake(_fake_backward)
+
+
+def _ops(backend):
+    ns = torch.ops.fastgan
+    if backend == "triton":
+        return ns.batch_norm_act_triton, ns.batch_norm_act_backward_triton
+    return ns.batch_norm_act, ns.batch_norm_act_backward
+
+
+class _BatchNormAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps,
+                slope, backend):
+        out, mean, invstd = _ops(backend)[0](x, weight, bias, running_mean, running_var,
+                                             use_batch_stats, momentum, eps, slope)
+        ctx.save_for_backward(x, out, weight, mean, invstd)
+        ctx.args = (use_batch_stats, slope, backend)
+        ctx.param_dtypes = (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, out, weight, mean, invstd = ctx.saved_tensors
+        use_batch_stats, slope, backend = ctx.args
+        if grad_out.stride() != x.stride() or grad_out.dtype != x.dtype:
+            grad_out = torch.empty_like(x).copy_(grad_out)
+        gx, gw, gb = _ops(backend)[1](grad_out, out, x, weight, mean, invstd, use_batch_stats, slope)
+        w_dtype, b_dtype = ctx.param_dtypes
+        gw = gw.to(w_dtype) if w_dtype is not None and ctx.needs_input_grad[1] else None
+        gb = gb.to(b_dtype) if b_dtype is not None and ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None, None, None, None, None, None
+
+
+def _check(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps, slope):
+    op = "batch_norm_act"
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: x must be a tensor, got {type(x).__name__}")
+    if x.dtype not in _checks.FINITE_MAX:
+        raise TypeError(f"{op}: x has dtype {x.dtype}; expected float32, float16, bfloat16 or float64")
+    if x.dim() < 2 or x.numel() == 0:
+        raise ValueError(f"{op}: x must be (N, C, ...) with elements, got shape {tuple(x.shape)}")
+    for name, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        if v is not None and (not isinstance(v, torch.Tensor) or v.shape != (x.shape[1],)
+                              or v.dtype not in _checks.FINITE_MAX or v.device != x.device):
+            raise ValueError(f"{op}: {name} must be a floating ({x.shape[1]},) tensor on {x.device}")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: running_mean and running_var come together")
+    if not use_batch_stats and running_mean is None:
+        raise ValueError(f"{op}: without batch statistics the running statistics are needed")
+    if use_batch_stats and x.numel() // x.shape[1] <= 1:
+        raise ValueError(f"{op}: batch statistics need more than one value per channel, got shape "
+                         f"{tuple(x.shape)}")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"{op}: momentum must be in [0, 1], got {momentum}")
+    return _checks.nonnegative(op, "eps", eps), _checks.nonnegative(op, "negative_slope", slope)
+
+
+def batch_norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
+                   use_batch_stats=True, momentum=0.1, eps=1e-5, negative_slope=0.0, backend=None):
+    """leaky_relu(batch_norm(x), negative_slope) (negative_slope 0: ReLU), fused.
+
+    x: (N, C, ...), NCHW or channels_last (other layouts are copied). With
+    use_batch_stats, the statistics of x are used and, when given, running_mean and
+    running_var are updated in place (BatchNorm2d's rule, `momentum` the factor);
+    otherwise the running statistics are used. Differentiable once (x, weight, bias).
+    """
+    eps, negative_slope = _check(x, weight, bias, running_mean, running_var, use_batch_stats,
+                                 float(momentum), eps, negative_slope)
+    chosen = OP.resolve(x.device, backend)
+    if chosen == "reference":
+        return batch_norm_act_reference(x, weight, bias, running_mean, running_var, use_batch_stats,
+                                        float(momentum), eps, negative_slope)[0]
+    if not is_dense(x):
+        x = x.contiguous()
+    return _BatchNormAct.apply(x, weight, bias, running_mean, running_var, bool(use_batch_stats),
+                               float(momentum), eps, negative_slope, chosen)

@@ -1,0 +1,212 @@
+"""fastgan.nn.ConvTransposeBNReLU / ConvBNLeakyReLU against the nn.Sequential they replace,
+and fastgan.accelerate on models written with stock modules."""
+import pytest
+import torch
+from torch import nn
+
+import fastgan
+from fastgan.nn import ConvBNLeakyReLU, ConvTransposeBNReLU
+
+TOL = {torch.float64: dict(rtol=1e-9, atol=1e-9), torch.float32: dict(rtol=1e-4, atol=1e-4)}
+
+
+def _pair(kind, cin, cout, backend, device, dtype=torch.float32, **kw):
+    """(fused block, the stock nn.Sequential) with the same random state."""
+    torch.manual_seed(0)
+    if kind == "convT":
+        fused = ConvTransposeBNReLU(cin, cout, 4, 2, 1, backend=backend, **kw)
+        stock = nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False),
+                              nn.BatchNorm2d(cout, **kw), nn.ReLU())
+    else:
+        fused = ConvBNLeakyReLU(cin, cout, 3, 2, 1, backend=backend, **kw)
+        stock = nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout, **kw),
+                              nn.LeakyReLU(0.2))
+    with torch.no_grad():
+        if stock[1].affine:
+            stock[1].weight.uniform_(0.5, 1.5)
+            stock[1].bias.uniform_(-0.3, 0.3)
+    assert list(fused.state_dict()) == list(stock.state_dict())
+    fused.load_state_dict(stock.state_dict())
+    return fused.to(device, dtype), stock.to(device, dtype)
+
+
+def _steps(block, x, steps=3):
+    """Three training steps' outputs and gradients, then an eval output."""
+    outs, grads = [], []
+    block.train()
+    for i in range(steps):
+        xi = (x * (1 + 0.1 * i)).detach().requires_grad_(True)
+        y = block(xi)
+        dy = torch.cos(torch.arange(y.numel(), device=y.device, dtype=torch.float64)).reshape(y.shape).to(y.dtype)
+        params = [p for p in block.parameters()]
+        g = torch.autograd.grad(y, [xi] + params, grad_outputs=dy)
+        outs.append(y.detach())
+        grads.append(g)
+    block.eval()
+    with torch.no_grad():
+        outs.append(block(x))
+    return outs, grads
+
+
+@pytest.mark.parametrize("kind", ["convT", "conv"])
+@pytest.mark.parametrize("cin,cout,shape", [(4, 1, (2, 4, 5, 7)), (6, 3, (1, 6, 3, 5)),
+                                            (3, 5, (3, 3, 8, 8)), (8, 1024, (2, 8, 2, 2))],
+                         ids=["c1", "c3-b1-odd", "c5", "c1024"])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_block_matches_sequential_float32(backend_device, kind, cin, cout, shape, layout):
+    backend, device = backend_device
+    fused, stock = _pair(kind, cin, cout, backend, device)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(device)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+        fused, stock = fused.to(memory_format=torch.channels_last), stock.to(memory_format=torch.channels_last)
+    f_outs, f_grads = _steps(fused, x)
+    s_outs, s_grads = _steps(stock, x)
+    for a, b in zip(f_outs, s_outs):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+    for ga, gb in zip(f_grads, s_grads):
+        for a, b in zip(ga, gb):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * (b.abs().max().item() + 1))
+    for k, v in stock.state_dict().items():  # running statistics and the batch count
+        torch.testing.assert_close(fused.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("kind", ["convT", "conv"])
+def test_block_under_autocast(backend_device, kind, amp_dtype):
+    backend, device = backend_device
+    fused, stock = _pair(kind, 6, 5, backend, device)
+    x = torch.randn(3, 6, 8, 8, generator=torch.Generator().manual_seed(2)).to(device)
+    device_type = torch.device(device).type
+    with torch.autocast(device_type, dtype=amp_dtype):
+        yf = fused(x)
+        ys = stock(x)
+    assert yf.dtype == ys.dtype
+    torch.testing.assert_close(yf.float(), ys.float(), rtol=3e-2, atol=3e-2)
+    torch.testing.assert_close(fused[1].running_var, stock[1].running_var, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_block_in_16_bit(backend_device, dtype):
+    backend, device = backend_device
+    if device == "cpu" and dtype == torch.float16:
+        pytest.skip("stock BatchNorm2d has no float16 CPU kernel to compare with")
+    fused, stock = _pair("convT", 6, 5, backend, device, dtype)
+    x = torch.randn(3, 6, 5, 5, generator=torch.Generator().manual_seed(3)).to(device, dtype)
+    torch.testing.assert_close(fused(x).float(), stock(x).float(), rtol=3e-2, atol=3e-2)
+
+
+@pytest.mark.parametrize("options", [dict(affine=False), dict(track_running_stats=False),
+                                     dict(momentum=None), dict(eps=1e-3, momentum=0.3)],
+                         ids=["no-affine", "no-running-stats", "cumulative", "eps-momentum"])
+def test_batchnorm_options_behave_as_pytorch(backend_device, options):
+    backend, device = backend_device
+    fused, stock = _pair("conv", 4, 6, backend, device, **options)
+    x = torch.randn(3, 4, 6, 6, generator=torch.Generator().manual_seed(4)).to(device)
+    f_outs, _ = _steps(fused, x)
+    s_outs, _ = _steps(stock, x)
+    for a, b in zip(f_outs, s_outs):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+    for k, v in stock.state_dict().items():
+        torch.testing.assert_close(fused.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_gradcheck_float64(backend_device):
+    backend, device = backend_device
+    fused, _ = _pair("convT", 3, 2, backend, device, torch.float64)
+    fused[1].track_running_stats = False
+    fused[1].running_mean = fused[1].running_var = fused[1].num_batches_tracked = None
+    x = torch.randn(2, 3, 2, 3, dtype=torch.float64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: fused(t), (x,))
+
+
+def _dcgan_generator(nz=16, ngf=8):
+    """The DCGAN generator (Radford et al. 2015) at 64x64, written with stock modules."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), nn.Tanh())
+
+
+def test_accelerate_a_dcgan_generator(backend_device, capsys):
+    backend, device = backend_device
+    torch.manual_seed(0)
+    stock = _dcgan_generator().to(device)
+    state = {k: v.clone() for k, v in stock.state_dict().items()}
+    torch.manual_seed(1)
+    model = _dcgan_generator().to(device)
+    model.load_state_dict(state)
+    assert fastgan.accelerate(model, backend=backend) is model
+    assert len(model.fastgan_fused) == 4
+    assert "fused 4 block(s)" in capsys.readouterr().err
+    assert list(model.state_dict()) == list(state)
+    z = torch.randn(3, 16, 1, 1, generator=torch.Generator().manual_seed(2)).to(device)
+    for _ in range(2):
+        torch.testing.assert_close(model(z), stock(z), **TOL[torch.float32])
+    model.eval(), stock.eval()
+    torch.testing.assert_close(model(z), stock(z), **TOL[torch.float32])
+    for k, v in stock.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+    model.load_state_dict(state)  # the original checkpoint loads into the accelerated model
+    fastgan.accelerate(model)
+    assert "already fused" in capsys.readouterr().err
+
+
+class _Named(nn.Module):
+    """Named submodules called from a custom forward."""
+
+    def __init__(self, residual=False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.LeakyReLU(0.2)
+        self.head = nn.Conv2d(4, 1, 3)
+        self.residual = residual
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        if self.residual:
+            y = y + 1.0  # something between the BatchNorm and the activation: not fusable
+        return self.head(self.act(y))
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["chain", "broken-chain"])
+def test_accelerate_named_submodules(backend_device, residual, capsys):
+    backend, device = backend_device
+    torch.manual_seed(0)
+    stock = _Named(residual).to(device)
+    model = _Named(residual).to(device)
+    model.load_state_dict(stock.state_dict())
+    fastgan.accelerate(model, backend=backend)
+    assert len(model.fastgan_fused) == (0 if residual else 1)
+    if residual:
+        assert "model unchanged" in capsys.readouterr().err
+    x = torch.randn(2, 3, 6, 6).to(device)
+    torch.testing.assert_close(model(x), stock(x), **TOL[torch.float32])
+
+
+def test_accelerate_leaves_shared_and_untraceable_models_alone(capsys):
+    act = nn.ReLU()
+    shared = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), act, nn.Conv2d(4, 4, 3), act)
+    fastgan.accelerate(shared)
+    err = capsys.readouterr().err
+    assert shared.fastgan_fused == [] and "used in more than one place" in err
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                return self.body(x)
+            return self.body(-x)
+
+    model = Branchy()
+    fastgan.accelerate(model)
+    err = capsys.readouterr().err
+    assert "could not trace" in err and len(model.fastgan_fused) == 1  # the Sequential inside
+    with pytest.raises(TypeError, match="expected an nn.Module"):
+        fastgan.accelerate("model")

@@ -1,0 +1,146 @@
+"""fastgan.ops.batch_norm_act in every backend against the reference (BatchNorm's
+arithmetic in plain PyTorch + leaky_relu), forward, running statistics and backward.
+
+Tolerances: the statistics are sums over N*H*W in another order, so float32 agrees to a
+few ulps of the normalized value; 16-bit outputs to one or two ulps of their dtype.
+"""
+import pytest
+import torch
+
+from fastgan.ops import batch_norm_act, batch_norm_act_reference
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
+TOL = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-5),
+       torch.bfloat16: dict(rtol=2e-2, atol=2e-2), torch.float16: dict(rtol=4e-3, atol=4e-3)}
+# (shape, layout): channel counts 1, 3, 5, 1024; batch 1; odd spatial sizes; 2-D.
+CASES = [((4, 1, 5, 7), "nchw"), ((3, 3, 9, 11), "nchw"), ((1, 5, 7, 9), "channels_last"),
+         ((2, 1024, 2, 3), "nchw"), ((2, 1024, 2, 3), "channels_last"), ((33, 5), "2d"),
+         ((2, 3, 64, 65), "channels_last")]
+
+
+def _x(shape, layout, dtype, device, seed=0, offset=0.0):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(shape, generator=gen, dtype=torch.float64) * 2 + offset).to(dtype).to(device)
+    return x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+
+
+def _params(c, device, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    w = (torch.rand(c, generator=gen) + 0.5).to(device)
+    b = (torch.randn(c, generator=gen) * 0.3).to(device)
+    rm = (torch.randn(c, generator=gen) * 0.1).to(device)
+    rv = (torch.rand(c, generator=gen) + 0.5).to(device)
+    return w, b, rm, rv
+
+
+def _run(backend, x, w, b, rm, rv, use_batch_stats, slope, dy):
+    x = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+    w = w.detach().clone().requires_grad_(True) if w is not None else None
+    b = b.detach().clone().requires_grad_(True) if b is not None else None
+    rm = rm.clone() if rm is not None else None
+    rv = rv.clone() if rv is not None else None
+    out = batch_norm_act(x, w, b, rm, rv, use_batch_stats=use_batch_stats, momentum=0.1, eps=1e-5,
+                         negative_slope=slope, backend=backend)
+    inputs = [x] + [t for t in (w, b) if t is not None]
+    grads = torch.autograd.grad(out, inputs, grad_outputs=dy)
+    return out.detach(), grads, rm, rv
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape,layout", CASES, ids=lambda v: str(v))
+@pytest.mark.parametrize("use_batch_stats", [True, False], ids=["train", "eval"])
+def test_matches_reference(backend_device, dtype, shape, layout, use_batch_stats):
+    backend, device = backend_device
+    x = _x(shape, layout, dtype, device)
+    w, b, rm, rv = _params(shape[1], device)
+    slope = 0.0 if len(shape) == 4 else 0.2
+    dy = _x(shape, layout, dtype, device, seed=3)
+    got = _run(backend, x, w, b, rm, rv, use_batch_stats, slope, dy)
+    ref = _run("reference", x.double(), w.double(), b.double(), rm.double(), rv.double(),
+               use_batch_stats, slope, dy.double())
+    torch.testing.assert_close(got[0], ref[0].to(dtype), **TOL[dtype])
+    assert got[0].dtype == dtype and got[0].stride() == x.stride()
+    torch.testing.assert_close(got[2], ref[2].float(), rtol=1e-5, atol=1e-6)  # running stats
+    torch.testing.assert_close(got[3], ref[3].float(), rtol=1e-5, atol=1e-6)
+    # Gradients: x in its dtype; weight and bias (float32 parameters) are sums over N*H*W,
+    # judged against their size.
+    torch.testing.assert_close(got[1][0], ref[1][0].to(dtype), **TOL[dtype])
+    rtol = max(TOL[dtype]["rtol"], TOL[torch.float32]["rtol"])
+    for g, r in zip(got[1][1:], ref[1][1:]):
+        torch.testing.assert_close(g.double(), r, rtol=0, atol=rtol * (r.abs().max().item() + 1))
+
+
+def test_without_affine_or_running_stats(backend_device):
+    backend, device = backend_device
+    x = _x((3, 4, 5, 5), "nchw", torch.float32, device)
+    dy = _x((3, 4, 5, 5), "nchw", torch.float32, device, seed=4)
+    got = _run(backend, x, None, None, None, None, True, 0.2, dy)
+    ref = _run("reference", x.double(), None, None, None, None, True, 0.2, dy.double())
+    torch.testing.assert_close(got[0], ref[0].float(), **TOL[torch.float32])
+    torch.testing.assert_close(got[1][0], ref[1][0].float(), **TOL[torch.float32])
+
+
+def test_large_mean_keeps_the_variance(backend_device):
+    # x = 1000 + N(0, 4): a naive float32 sum of squares loses the variance entirely.
+    backend, device = backend_device
+    x = _x((8, 3, 16, 16), "nchw", torch.float32, device, offset=1000.0)
+    rm, rv = torch.zeros(3, device=device), torch.ones(3, device=device)
+    batch_norm_act(x, None, None, rm, rv, momentum=1.0, backend=backend)
+    n = x.numel() // 3
+    want = x.double().transpose(0, 1).reshape(3, -1).var(dim=1) * 1.0  # unbiased
+    torch.testing.assert_close(rv.double(), want, rtol=1e-4, atol=0)
+    assert n > 1
+
+
+@pytest.mark.parametrize("use_batch_stats", [True, False], ids=["train", "eval"])
+def test_gradcheck_float64(backend_device, use_batch_stats):
+    backend, device = backend_device
+    x = _x((3, 2, 3, 2), "nchw", torch.float64, device).requires_grad_(True)
+    w, b, rm, rv = (t.double() for t in _params(2, device))
+    w.requires_grad_(True)
+    b.requires_grad_(True)
+
+    def f(x, w, b):  # no running-stat update inside gradcheck's repeated calls
+        return batch_norm_act(x, w, b, None if use_batch_stats else rm, None if use_batch_stats else rv,
+                              use_batch_stats=use_batch_stats, negative_slope=0.2, backend=backend)
+
+    assert torch.autograd.gradcheck(f, (x, w, b))
+
+
+@pytest.mark.parametrize("kwargs,error,words", [
+    (dict(x=torch.ones(4, 3, dtype=torch.int64)), TypeError, "x has dtype torch.int64"),
+    (dict(x=torch.ones(1, 3)), ValueError, "more than one value per channel"),
+    (dict(weight=torch.ones(4)), ValueError, r"weight must be a floating \(3,\) tensor"),
+    (dict(running_mean=torch.zeros(3)), ValueError, "come together"),
+    (dict(use_batch_stats=False), ValueError, "running statistics are needed"),
+    (dict(momentum=1.5), ValueError, r"momentum must be in \[0, 1\]"),
+    (dict(negative_slope=-1.0), ValueError, "negative_slope must be a finite number >= 0"),
+])
+def test_bad_input_names_the_problem(kwargs, error, words):
+    args = dict(x=torch.randn(4, 3)) | kwargs
+    x = args.pop("x")
+    with pytest.raises(error, match=words):
+        batch_norm_act(x, **args)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_opcheck(require_backend, backend):
+    require_backend(backend, "cpu")
+    suffix = "_triton" if backend == "triton" else ""
+    ops = torch.ops.fastgan
+    x = _x((3, 4, 5, 5), "channels_last", torch.float32, "cpu")
+    w, b, rm, rv = _params(4, "cpu")
+    torch.library.opcheck(getattr(ops, "batch_norm_act" + suffix).default,
+                          (x, w, b, rm, rv, True, 0.1, 1e-5, 0.0))
+    out, mean, invstd = getattr(ops, "batch_norm_act" + suffix)(x, w, b, None, None, True, 0.1, 1e-5, 0.0)
+    torch.library.opcheck(getattr(ops, "batch_norm_act_backward" + suffix).default,
+                          (torch.ones_like(x), out, x, w, mean, invstd, True, 0.0))
+
+
+def test_cpp_entry_points_check_their_arguments(require_backend):
+    require_backend("cpp", "cpu")
+    ops = torch.ops.fastgan
+    with pytest.raises(RuntimeError, match="x must be dense"):
+        ops.batch_norm_act(torch.ones(4, 6, 3)[:, ::2], None, None, None, None, True, 0.1, 1e-5, 0.0)
+    with pytest.raises(RuntimeError, match="running_mean and running_var come together"):
+        ops.batch_norm_act(torch.ones(4, 3), None, None, torch.zeros(3), None, True, 0.1, 1e-5, 0.0)

@@ -1,0 +1,128 @@
+"""fastgan.ops.began_loss against BEGAN's formulas (Berthelot et al. 2017, sec. 3.3-3.4)."""
+import pytest
+import torch
+
+from fastgan.ops import began_loss, began_loss_reference
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
+TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6),
+       torch.bfloat16: dict(rtol=1e-5, atol=1e-6), torch.float16: dict(rtol=1e-5, atol=1e-6)}
+
+
+def _pair(shape, dtype, device, seed, layout="nchw"):
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1
+    b = a + torch.randn(shape, generator=gen, dtype=torch.float64) * 0.1
+    a, b = a.to(dtype).to(device), b.to(dtype).to(device)
+    if layout == "channels_last":
+        a, b = (t.contiguous(memory_format=torch.channels_last) for t in (a, b))
+    return a, b
+
+
+def _run(backend, real, real_recon, fake, fake_recon, k):
+    leaves = [t.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+              for t in (real, real_recon, fake, fake_recon)]
+    d_loss, g_loss, k_next, m = began_loss(*leaves, k, backend=backend)
+    grads = torch.autograd.grad(1.3 * d_loss + 0.7 * g_loss, leaves)
+    return (d_loss.detach(), g_loss.detach(), k_next, m), grads
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape,layout", [((3, 3, 9, 11), "nchw"), ((1, 3, 64, 64), "channels_last"),
+                                          ((5, 7), "nchw")], ids=str)
+def test_matches_reference(backend_device, dtype, shape, layout):
+    backend, device = backend_device
+    real, real_recon = _pair(shape, dtype, device, 1, layout)
+    fake, fake_recon = _pair(shape, dtype, device, 2, layout)
+    k = torch.tensor([0.3], device=device)
+    got, got_grads = _run(backend, real, real_recon, fake, fake_recon, k)
+    ref, ref_grads = _run("reference", real.double(), real_recon.double(), fake.double(),
+                          fake_recon.double(), k.double())
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g.double(), r, **TOL[dtype])
+    # Gradients are +-c/N rounded once to the dtype (Triton's interpreter truncates 16-bit
+    # stores: one ulp).
+    grad_rtol = {torch.float64: 1e-12, torch.float32: 1e-6, torch.bfloat16: 2 ** -7, torch.float16: 2 ** -10}
+    for g, r in zip(got_grads, ref_grads):
+        assert g.dtype == dtype
+        torch.testing.assert_close(g, r.to(dtype), rtol=grad_rtol[dtype], atol=0)
+
+
+def test_k_follows_the_paper_over_100_updates_and_clamps_at_both_ends(backend_device):
+    backend, device = backend_device
+    real, real_recon = _pair((4, 3, 8, 8), torch.float64, device, 3)
+    fake, fake_recon = _pair((4, 3, 8, 8), torch.float64, device, 4)
+    l_r = (real - real_recon).abs().mean().item()
+    k = torch.zeros(1, dtype=torch.float64, device=device)
+    k_py, history, hit = 0.0, [], set()
+    for step in range(100):
+        # Alternate which side wins so k climbs to 1, then falls to 0.
+        scale = 100.0 if step < 50 else 0.05
+        f_recon = fake + (fake_recon - fake) * (1.0 / scale)
+        l_f = (fake - f_recon).abs().mean().item()
+        d_loss, g_loss, k_next, m = began_loss(real, real_recon, fake, f_recon, k, gamma=0.5,
+                                               lambda_k=5.0, backend=backend)
+        assert d_loss.item() == pytest.approx(l_r - k_py * l_f, rel=1e-12, abs=1e-15)
+        assert g_loss.item() == pytest.approx(l_f, rel=1e-12)
+        assert m.item() == pytest.approx(l_r + abs(0.5 * l_r - l_f), rel=1e-12)
+        k_py = min(max(k_py + 5.0 * (0.5 * l_r - l_f), 0.0), 1.0)
+        assert k_next.item() == pytest.approx(k_py, rel=1e-12, abs=1e-15)
+        hit.add(k_py)
+        k = k_next.reshape(1)
+        history.append(k_py)
+    assert 1.0 in hit and 0.0 in hit  # both clamps taken
+    assert history[49] == 1.0 and history[-1] == 0.0
+
+
+def test_gradcheck_float64(backend_device):
+    backend, device = backend_device
+    real, real_recon = _pair((2, 3, 2, 2), torch.float64, device, 5)
+    fake, fake_recon = _pair((2, 3, 2, 2), torch.float64, device, 6)
+    k = torch.tensor([0.4], dtype=torch.float64, device=device)
+    inputs = [t.requires_grad_(True) for t in (real, real_recon, fake, fake_recon)]
+
+    def f(*xs):
+        d_loss, g_loss, _, _ = began_loss(*xs, k, backend=backend)
+        return d_loss, g_loss
+
+    assert torch.autograd.gradcheck(f, inputs)
+
+
+def test_no_gradient_for_k_next_and_convergence(backend_device):
+    backend, device = backend_device
+    real, real_recon = _pair((2, 3, 4, 4), torch.float32, device, 7)
+    fake, fake_recon = _pair((2, 3, 4, 4), torch.float32, device, 8)
+    fake_recon.requires_grad_(True)
+    _, _, k_next, m = began_loss(real, real_recon, fake, fake_recon, torch.zeros(1, device=device),
+                                 backend=backend)
+    assert not k_next.requires_grad and not m.requires_grad
+
+
+@pytest.mark.parametrize("kwargs,error,words", [
+    (dict(k=0.0), TypeError, "k must be a 1-element floating tensor"),
+    (dict(gamma=1.5), ValueError, r"gamma must be in \[0, 1\]"),
+    (dict(lambda_k=-1.0), ValueError, "lambda_k must be a finite number >= 0"),
+    (dict(fake_recon=torch.zeros(2, 3)), ValueError, "fake_recon has shape"),
+    (dict(real=torch.zeros(2, 4, dtype=torch.int32)), TypeError, "real must be a float32"),
+])
+def test_bad_input_names_the_problem(kwargs, error, words):
+    args = dict(real=torch.zeros(2, 4), real_recon=torch.zeros(2, 4), fake=torch.zeros(2, 4),
+                fake_recon=torch.zeros(2, 4), k=torch.zeros(1)) | kwargs
+    k = args.pop("k")
+    with pytest.raises(error, match=words):
+        began_loss(args.pop("real"), args.pop("real_recon"), args.pop("fake"), args.pop("fake_recon"),
+                   k, **args)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_opcheck(require_backend, backend):
+    require_backend(backend, "cpu")
+    suffix = "_triton" if backend == "triton" else ""
+    ops = torch.ops.fastgan
+    real, real_recon = _pair((2, 3, 5, 5), torch.float32, "cpu", 9)
+    fake, fake_recon = _pair((2, 3, 5, 5), torch.float32, "cpu", 10)
+    k = torch.tensor([0.2])
+    torch.library.opcheck(getattr(ops, "began_loss" + suffix).default,
+                          (real, real_recon, fake, fake_recon, k, 0.5, 0.001))
+    torch.library.opcheck(getattr(ops, "began_loss_backward" + suffix).default,
+                          (real, real_recon, fake, fake_recon, k, torch.tensor(1.0), torch.tensor(0.5)))
