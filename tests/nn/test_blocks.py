@@ -84,6 +84,13 @@ def test_block_under_autocast(backend_device, kind, amp_dtype):
     assert yf.dtype == ys.dtype
     torch.testing.assert_close(yf.float(), ys.float(), rtol=3e-2, atol=3e-2)
     torch.testing.assert_close(fused[1].running_var, stock[1].running_var, rtol=1e-2, atol=1e-3)
+    # Input, weight and affine gradients, to the 16-bit dtype's precision.
+    dy = torch.cos(torch.arange(yf.numel(), device=yf.device, dtype=torch.float32)).reshape(yf.shape)
+    gf = torch.autograd.grad(yf, list(fused.parameters()), grad_outputs=dy.to(yf.dtype))
+    gs = torch.autograd.grad(ys, list(stock.parameters()), grad_outputs=dy.to(ys.dtype))
+    for a, b in zip(gf, gs):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=0, atol=5e-2 * (b.abs().max().item() + 1e-3))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
@@ -210,3 +217,34 @@ def test_accelerate_leaves_shared_and_untraceable_models_alone(capsys):
     assert "could not trace" in err and len(model.fastgan_fused) == 1  # the Sequential inside
     with pytest.raises(TypeError, match="expected an nn.Module"):
         fastgan.accelerate("model")
+
+
+@pytest.mark.parametrize("kind", ["convT", "conv"])
+def test_eval_fold_with_groups_and_a_conv_bias(backend_device, kind):
+    # The fold scales output channels: dim 0 of a Conv2d weight, per-group columns of a
+    # ConvTranspose2d weight; a convolution bias is folded into the shift.
+    backend, device = backend_device
+    torch.manual_seed(0)
+    if kind == "convT":
+        stock = nn.Sequential(nn.ConvTranspose2d(4, 6, 3, 2, 1, groups=2, bias=True), nn.BatchNorm2d(6),
+                              nn.ReLU())
+    else:
+        stock = nn.Sequential(nn.Conv2d(4, 6, 3, 1, 1, groups=2, bias=True), nn.BatchNorm2d(6),
+                              nn.LeakyReLU(0.2))
+    stock = stock.to(device)
+    x = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(5)).to(device)
+    with torch.no_grad():
+        stock(x)  # running statistics away from their initial values
+        stock[1].weight.uniform_(0.5, 1.5)
+        stock[1].bias.uniform_(-1, 1)
+    model = nn.Sequential(*[m for m in stock])  # the same modules, accelerated in place below
+    stock_copy = {k: v.clone() for k, v in stock.state_dict().items()}
+    stock.eval()
+    with torch.no_grad():
+        want = stock(x)
+    fastgan.accelerate(model, backend=backend, verbose=False)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want, **TOL[torch.float32])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, stock_copy[k])
