@@ -25,7 +25,7 @@ import sys
 import torch
 from torch import nn
 
-from fastgan.nn.blocks import act_slope, fused_conv_bn_act
+from fastgan.nn.blocks import _ConvBNAct, act_slope, fused_conv_bn_act
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.LeakyReLU)
@@ -86,7 +86,7 @@ def _fuse(conv, bn, act, backend):
 
 def _sequential_chains(model):
     for prefix, seq in model.named_modules():
-        if isinstance(seq, nn.Sequential):
+        if isinstance(seq, nn.Sequential) and not isinstance(seq, _ConvBNAct):  # those are fused
             items = list(seq._modules.items())
             for i in range(len(items) - 2):
                 (n0, a), (_, b), (n2, c) = items[i:i + 3]
@@ -138,7 +138,8 @@ def accelerate(model, *, backend=None, verbose=True):
                          "containers were searched")
     else:
         chains = []
-    seen, already = set(), 0
+    seen = set()
+    already = sum(isinstance(m, _ConvBNAct) for m in model.modules())  # fastgan.nn blocks
     for name, conv, bn, act in chains + list(_sequential_chains(model)):
         if id(conv) in seen:
             continue

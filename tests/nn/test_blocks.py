@@ -215,6 +215,9 @@ def test_accelerate_leaves_shared_and_untraceable_models_alone(capsys):
     fastgan.accelerate(model)
     err = capsys.readouterr().err
     assert "could not trace" in err and len(model.fastgan_fused) == 1  # the Sequential inside
+    built = nn.Sequential(ConvTransposeBNReLU(4, 8, 4, 2, 1), nn.Conv2d(8, 3, 3))
+    fastgan.accelerate(built)
+    assert built.fastgan_fused == [] and "1 block(s) are already fused" in capsys.readouterr().err
     with pytest.raises(TypeError, match="expected an nn.Module"):
         fastgan.accelerate("model")
 
