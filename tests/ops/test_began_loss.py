@@ -126,3 +126,40 @@ def test_opcheck(require_backend, backend):
                           (real, real_recon, fake, fake_recon, k, 0.5, 0.001))
     torch.library.opcheck(getattr(ops, "began_loss_backward" + suffix).default,
                           (real, real_recon, fake, fake_recon, k, torch.tensor(1.0), torch.tensor(0.5)))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_a_began_step_captures_in_a_cuda_graph(backend):
+    # k_t lives on the device and nothing is read back: the loss, its gradients and the
+    # k update replay from a CUDA graph, k advancing as the formula says.
+    real, real_recon = _pair((4, 3, 16, 16), torch.float32, "cuda", 11)
+    fake, fake_recon = _pair((4, 3, 16, 16), torch.float32, "cuda", 12)
+    fake_recon.requires_grad_(True)
+    k = torch.zeros(1, device="cuda")
+
+    def step():
+        d_loss, g_loss, k_next, m = began_loss(real, real_recon, fake, fake_recon, k, lambda_k=0.1,
+                                               backend=backend)
+        (grad,) = torch.autograd.grad(d_loss, fake_recon)
+        k.copy_(k_next.reshape(1))
+        return d_loss, grad
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    k.zero_()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    k.zero_()
+    l_r = (real - real_recon).abs().mean().item()
+    l_f = (fake - fake_recon).abs().mean().item()
+    k_py = 0.0
+    for _ in range(3):
+        graph.replay()
+        k_py = min(max(k_py + 0.1 * (0.5 * l_r - l_f), 0.0), 1.0)
+        assert k.item() == pytest.approx(k_py, rel=1e-5, abs=1e-7)
