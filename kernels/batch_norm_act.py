@@ -38,7 +38,7 @@ import triton.language as tl
 
 from ._multi_tensor import TL_DTYPES, opmath
 from ._math import div_ieee as _div, sqrt_ieee as _sqrt
-from .penalty import CPU_PROGRAMS, MAX_GRID_Y, _sm_count
+from ._launch import MAX_GRID_Y, compute_dtype as _compute, target_programs
 
 TILE = 1024  # elements a reduction step: [BLOCK_C, BLOCK_J]
 MIN_WORK = 4096  # fewest elements worth a reduction program
@@ -269,10 +269,6 @@ def _hyper(slope, momentum, eps, n, compute, device):
     return torch.tensor(values, dtype=compute).to(device)
 
 
-def _compute(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _walk(x):
     """(channels, inner = channel_stride, n per channel) of x, as channel_walk."""
     channels = x.shape[1]
@@ -289,7 +285,7 @@ def _plan(channels, inner, n, device):
         block_c = min(triton.next_power_of_2(channels), max(1, 32 // triton.next_power_of_2(inner)))
     block_j = min(TILE // block_c, triton.next_power_of_2(n))
     channel_blocks = triton.cdiv(channels, block_c)
-    target = 4 * _sm_count(device) if device.type == "cuda" else CPU_PROGRAMS
+    target = target_programs(device)
     slices = max(1, min(triton.cdiv(target, channel_blocks), triton.cdiv(n * block_c, MIN_WORK),
                         MAX_GRID_Y))
     chunk = triton.cdiv(triton.cdiv(n, slices), block_j) * block_j  # whole steps a slice

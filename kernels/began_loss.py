@@ -9,7 +9,7 @@ from its data pointers (dense, the two of a pair with the same strides).
   over one slice of the real pair each, the others the fake pair, into partial[S_r + S_f];
   then one finalize program sums each pair's partials (a fixed tree: the same bits every
   run) and computes the six 0-dim results from k (read on the device, converted to T).
-  Slices as kernels/penalty.py: ~4 programs per SM a pair, at least MIN_SLICE elements.
+  Slices as kernels/penalty.py (kernels/_launch.py): ~4 programs per SM a pair, at least MIN_SLICE elements.
 - Backward: one launch over the blocks of both pairs; a program's coefficient
   (c_r / N_r or (d_gloss - k * d_dloss) / N_f) is computed once from device scalars.
   d_x = (c * sign) / N equals sign * (c / N) exactly (sign in {-1, 0, 1}).
@@ -24,7 +24,7 @@ import triton.language as tl
 
 from ._multi_tensor import TL_DTYPES, opmath
 from ._math import div_ieee as _div
-from .penalty import CPU_PROGRAMS, MIN_SLICE, REDUCE_BLOCK, _sm_count
+from ._launch import MIN_SLICE, REDUCE_BLOCK, compute_dtype as _compute, target_programs
 
 BLOCK = 4096  # elements an elementwise program: 2 streams in, 2 out
 _INT32_LIMIT = 2**31 - 1
@@ -125,10 +125,6 @@ def _hyper(gamma, lambda_k, n_real, n_fake, compute, device):
     return torch.tensor([gamma, lambda_k, float(n_real), float(n_fake)], dtype=compute).to(device)
 
 
-def _compute(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _slicing(numel, target):
     """(chunk, slices) of one pair: whole REDUCE_BLOCK steps a slice."""
     slices = max(1, min(target, triton.cdiv(numel, MIN_SLICE)))
@@ -141,7 +137,7 @@ def began_loss(real, real_recon, fake, fake_recon, k, gamma, lambda_k):
     compute = _compute(real.dtype)
     n_real, n_fake = real.numel(), fake.numel()
     hyper = _hyper(gamma, lambda_k, n_real, n_fake, compute, real.device)
-    target = 4 * _sm_count(real.device) if real.device.type == "cuda" else CPU_PROGRAMS
+    target = target_programs(real.device)
     chunk_real, slices_real = _slicing(n_real, target)
     chunk_fake, slices_fake = _slicing(n_fake, target)
     slices = slices_real + slices_fake

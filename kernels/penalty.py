@@ -32,13 +32,11 @@ import triton
 import triton.language as tl
 
 from ._multi_tensor import TL_DTYPES, opmath
+from ._launch import MAX_GRID_Y, MIN_SLICE, REDUCE_BLOCK, target_programs
+from ._launch import compute_dtype as _compute
 from ._math import div_ieee as _div, sqrt_ieee as _sqrt
 
-REDUCE_BLOCK = 1024  # elements a partial-sum step: 4 KiB of float32 per load, 4 warps
-MIN_SLICE = 4096  # shortest slice worth a program (fewer and the finalize dominates)
 BLOCK = 2048  # elements an elementwise program: up to 3 streams (g, ggrad, out) in flight
-MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
-CPU_PROGRAMS = 8  # the interpreter runs programs one by one: few, but more than one slice
 
 # Indices into the hyper tensor: weight, center, eps, 2 * weight / B (as make_penalty_hyper
 # of csrc/penalty.h rounds them) and B.
@@ -157,15 +155,6 @@ def _hyper(weight, center, eps, batch, compute, device):
     return torch.tensor(values, dtype=compute).to(device)
 
 
-@functools.lru_cache(maxsize=16)
-def _sm_count(device):
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
-def _compute(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _walk(grad):
     """(B, M, grid axis 1) of grad's samples."""
     batch = grad.shape[0]
@@ -178,10 +167,7 @@ def _reduce(grad, ggrad, hyper, sumsq, center, dot):
     batch, m, grid_y = _walk(grad)
     compute = _compute(grad.dtype)
     block = min(REDUCE_BLOCK, triton.next_power_of_2(m))
-    if grad.device.type == "cuda":
-        target = 4 * _sm_count(grad.device)
-    else:
-        target = CPU_PROGRAMS
+    target = target_programs(grad.device)
     slices = max(1, min(triton.cdiv(target, batch), triton.cdiv(m, MIN_SLICE)))
     chunk = triton.cdiv(triton.cdiv(m, slices), block) * block  # whole blocks a slice
     slices = triton.cdiv(m, chunk)

@@ -21,11 +21,11 @@ import torch
 import triton
 import triton.language as tl
 
+from ._launch import MAX_GRID_Y
 from ._multi_tensor import TL_DTYPES, opmath
 from ._philox import philox_index, philox_key, uniform
 
 BLOCK = 2048  # elements a program; perturb evaluates Philox on BLOCK // 4 = 512 counters
-MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
 _INT32_LIMIT = 2**31 - 1
 
 

@@ -1,0 +1,26 @@
+"""What the Triton launchers of the split reductions share: the compute dtype, how many
+programs fill the device, the grid limits, the default slicing."""
+import functools
+
+import torch
+
+MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
+CPU_PROGRAMS = 8  # the interpreter runs programs one by one: few, but more than one slice
+REDUCE_BLOCK = 1024  # elements a partial-sum step: 4 KiB of float32 per load, 4 warps
+MIN_SLICE = 4096  # shortest slice worth a program (fewer and the finalize dominates)
+
+
+def compute_dtype(dtype):
+    """The dtype sums and per-sample/per-channel values are kept in: float64 for float64 data,
+    float32 for the rest."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@functools.lru_cache(maxsize=16)
+def _sm_count(device):
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def target_programs(device):
+    """Programs a reduction aims for: ~4 per SM on a GPU (even at batch 1 or 3 channels)."""
+    return 4 * _sm_count(device) if device.type == "cuda" else CPU_PROGRAMS
