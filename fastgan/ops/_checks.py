@@ -45,6 +45,15 @@ def tensor_list(op, tensors):
     return tensors
 
 
+def floating(op, name, t):
+    """Raises unless t is a float32/float16/bfloat16/float64 tensor, naming it."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+    if t.dtype not in FINITE_MAX:
+        raise TypeError(f"{op}: {name} has dtype {t.dtype}; expected float32, float16, bfloat16 or "
+                        "float64")
+
+
 def bound_fits(op, name, value, tensors, label="tensors"):
     """Raises when `value` exceeds the largest finite value of a tensor's dtype (as
     torch.clamp_ refuses such a bound), naming the first such tensor."""

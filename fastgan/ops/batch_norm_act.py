@@ -125,10 +125,7 @@ class _BatchNormAct(torch.autograd.Function):
 
 def _check(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps, slope):
     op = "batch_norm_act"
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{op}: x must be a tensor, got {type(x).__name__}")
-    if x.dtype not in _checks.FINITE_MAX:
-        raise TypeError(f"{op}: x has dtype {x.dtype}; expected float32, float16, bfloat16 or float64")
+    _checks.floating(op, "x", x)
     if x.dim() < 2 or x.numel() == 0:
         raise ValueError(f"{op}: x must be (N, C, ...) with elements, got shape {tuple(x.shape)}")
     for name, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean),

@@ -109,10 +109,7 @@ class _LeakyReLUGrad(torch.autograd.Function):
 
 def _check(x, bias, negative_slope):
     op = "bias_leaky_relu"
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{op}: x must be a tensor, got {type(x).__name__}")
-    if x.dtype not in _checks.FINITE_MAX:
-        raise TypeError(f"{op}: x has dtype {x.dtype}; expected float32, float16, bfloat16 or float64")
+    _checks.floating(op, "x", x)
     negative_slope = _checks.nonnegative(op, "negative_slope", negative_slope)
     if bias is not None:
         if not isinstance(bias, torch.Tensor):

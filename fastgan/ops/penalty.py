@@ -141,11 +141,7 @@ def _as_dout(dout, sumsq):
 
 def _check(grad, weight, center, eps):
     op = "penalty_from_grad"
-    if not isinstance(grad, torch.Tensor):
-        raise TypeError(f"{op}: grad must be a tensor, got {type(grad).__name__}")
-    if grad.dtype not in _checks.FINITE_MAX:
-        raise TypeError(f"{op}: grad has dtype {grad.dtype}; expected float32, float16, bfloat16 "
-                        "or float64")
+    _checks.floating(op, "grad", grad)
     if grad.dim() < 1 or grad.shape[0] < 1 or grad.numel() == 0:
         raise ValueError(f"{op}: grad must have a batch dimension and at least one element, got "
                          f"shape {tuple(grad.shape)}")

@@ -88,11 +88,7 @@ if kernels.error() is None:
 
 
 def _check_real(op, real):
-    if not isinstance(real, torch.Tensor):
-        raise TypeError(f"{op}: real must be a tensor, got {type(real).__name__}")
-    if real.dtype not in _checks.FINITE_MAX:
-        raise TypeError(f"{op}: real has dtype {real.dtype}; expected float32, float16, bfloat16 "
-                        "or float64")
+    _checks.floating(op, "real", real)
     if real.dim() < 1 or real.numel() == 0:
         raise ValueError(f"{op}: real must have a batch dimension and at least one element, got "
                          f"shape {tuple(real.shape)}")
