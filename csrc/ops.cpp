@@ -104,4 +104,14 @@ TORCH_LIBRARY(fastgan, m) {
   // with c_f and N_f (sign(0) = 0). Returns (d_real, d_real_recon, d_fake, d_fake_recon).
   m.def("began_loss_backward(Tensor real, Tensor real_recon, Tensor fake, Tensor fake_recon, "
         "Tensor k, Tensor d_dloss, Tensor d_gloss) -> (Tensor, Tensor, Tensor, Tensor)");
+
+  // ---- A training batch from a uint8 dataset in memory (issue 6), in one pass -----------
+  // data: uint8 [N, H, W, C] contiguous (HWC images, C = 1 or 3); index: int64 [B] on data's
+  // device; flip: uint8 or bool [B] or None (nonzero: mirror sample b along W). Returns
+  // out[b, c, h, w] = (float(data[index[b], h, w', c]) - 127.5f) / 127.5f, w' = flip[b] ?
+  // W-1-w : w, the division IEEE in float32, rounded once to dtype (float32, float16 or
+  // bfloat16); [B, C, H, W], contiguous or channels_last. The CPU kernel checks every
+  // index against N; the CUDA kernel writes NaN for an index outside [0, N) (no read, no sync).
+  m.def("gather_images(Tensor data, Tensor index, Tensor? flip, ScalarType dtype, "
+        "bool channels_last) -> Tensor");
 }

@@ -14,8 +14,8 @@ except Exception as exc:  # an ImportError, or a broken triton install
     _error = f"triton is not usable ({type(exc).__name__}: {exc})"
 else:
     _error = None
-    from . import (batch_norm_act, began_loss, bias_leaky_relu, clip_weights, penalty,  # noqa: F401
-                   penalty_sampling, rmsprop_clip)
+    from . import (batch_norm_act, began_loss, bias_leaky_relu, clip_weights,  # noqa: F401
+                   gather_images, penalty, penalty_sampling, rmsprop_clip)
 
 
 def error():

@@ -90,4 +90,10 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
     K.began_loss.began_loss(x, x, x, x, k, 0.5, 0.001)
     K.began_loss.began_loss_backward(x, x, x, x, k, dout, dout)
 K._philox.philox_words(seed, torch.arange(5))
+for c in (1, 3):
+    images, index = torch.zeros(4, 5, 7, c, dtype=torch.uint8), torch.tensor([2, 0, 3])
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for flip in (None, torch.tensor([1, 0, 1], dtype=torch.uint8)):
+            for channels_last in (False, True):
+                K.gather_images.gather_images(images, index, flip, dtype, channels_last)
 print(f"compiled {len(compiled)} kernel variants for sm_90:", ", ".join(sorted(set(compiled.values()))))
