@@ -1,7 +1,7 @@
 """The `fastgan` command (also `python -m fastgan`, which torchrun needs).
 
-Subcommands: info. train, sample, eval, models and data arrive with the trainer,
-data and metrics work. Errors are one line on stderr and a non-zero exit.
+Subcommands: train, sample, models, data, info (eval arrives with the metrics work).
+Errors are one line on stderr and a non-zero exit.
 """
 import argparse
 import json
@@ -20,6 +20,92 @@ def _info(args):
 
     d = fastgan.info()
     print(json.dumps(d, indent=2) if args.json else format_info(d))
+    return 0
+
+
+def _train(args):
+    import pathlib
+
+    import torch
+
+    from fastgan import models
+    from fastgan.train import config as cfgmod
+    from fastgan.train.trainer import CONFIG_FILE, Trainer, default_run_dir
+
+    flags = {k: v for k, v in {
+        "arch": args.arch, "data": args.data, "resolution": args.resolution,
+        "batch_size": args.batch_size, "steps": args.steps, "epochs": args.epochs,
+        "amp": True if args.amp else None, "out": args.out, "seed": args.seed,
+        "device": args.device, "ema": args.ema, "data_backend": args.data_backend,
+        "num_workers": args.num_workers, "progress": False if args.no_progress else None,
+    }.items() if v is not None}
+    layers = []
+    if args.config:
+        layers.append(cfgmod.load_config_file(args.config))
+    layers.append(cfgmod.parse_set(args.set))
+    layers.append(flags)
+    name = args.model
+    for layer in layers:
+        if layer.get("model") is not None:
+            if name is not None and layer["model"] != name:
+                raise CLIError(f"--model {name} but the config says model {layer['model']!r}")
+            name = name or layer["model"]
+    if args.resume:
+        run_dir = pathlib.Path(args.out or default_run_dir({"model": name}))
+        if name is None and args.out is None:
+            raise CLIError("--resume: name the run with --out DIR (or --model for runs/<model>)")
+        saved_path = run_dir / CONFIG_FILE
+        if not saved_path.is_file():
+            raise CLIError(f"--resume: {run_dir} holds no fastgan run (no {CONFIG_FILE})")
+        saved = cfgmod.load_config_file(saved_path)
+        if name is not None and saved["model"] != name:
+            raise CLIError(f"--resume: {run_dir} is a {saved['model']!r} run, not {name!r}")
+        name = saved["model"]
+        layers.insert(0, saved)
+    if name is None:
+        raise CLIError("name a model with --model (see `fastgan models`)")
+    models.get(name)  # unknown model: one line
+    config = cfgmod.resolve(name, *layers)
+    hyper, train = cfgmod.split(config, models.get(name))
+    torch.manual_seed(int(train["seed"]))
+    model = models.build(name, **hyper)
+    Trainer(model, None, train, resume=args.resume, overwrite=args.overwrite).fit()
+    return 0
+
+
+def _sample(args):
+    import pathlib
+
+    import torch
+
+    from fastgan.train.logging import save_image_grid
+    from fastgan.train.trainer import load_generator
+
+    if args.num < 1:
+        raise CLIError(f"--num must be positive, got {args.num}")
+    g = load_generator(args.run, checkpoint=args.checkpoint, ema=not args.no_ema)
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.interpolate:
+        cols = 8
+        rows = max(1, args.num // cols)
+        a, b = (torch.randn(rows, 1, g.z_dim, generator=gen) for _ in range(2))
+        t = torch.linspace(0, 1, cols).view(1, cols, 1)
+        z = (a + (b - a) * t).reshape(rows * cols, g.z_dim)  # straight lines in z
+    else:
+        cols = None
+        z = torch.randn(args.num, g.z_dim, generator=gen)
+    with torch.no_grad():
+        images = g(z).float()
+    out = pathlib.Path(args.out) if args.out else (
+        pathlib.Path(args.run) / "samples" / f"sample_seed{args.seed}{'_interp' if args.interpolate else ''}.png")
+    save_image_grid(images, out, nrow=cols)
+    print(f"wrote {out} ({images.shape[0]} images from {g.fastgan_checkpoint})")
+    return 0
+
+
+def _models(args):
+    from fastgan import models
+    print("\n\n".join(models.get(n).describe() for n in models.names()))
     return 0
 
 
@@ -44,6 +130,57 @@ def build_parser():
                                    "on each device type (and why any is not).")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_info)
+    from fastgan.data.cli import register as register_data
+    register_data(sub)
+
+    p = sub.add_parser(
+        "train", help="train a model",
+        description="Train a model with its paper's defaults (see `fastgan models`). Every "
+                    "hyperparameter can be set by --config FILE (YAML or TOML) and --set key=value; "
+                    "explicit flags win. Without --data the built-in digits are used, at 16 px "
+                    "with a small network. The resolved config is saved as DIR/config.yaml.")
+    p.add_argument("--model", help="the model (fastgan models lists them)")
+    p.add_argument("--arch", help="the model's architecture (default: its first)")
+    p.add_argument("--data", help="a folder or zip of images, a prepared cache file, or 'digits' "
+                                  "(default: the built-in digits)")
+    p.add_argument("--resolution", type=int, help="image side: 16, 32, 64 or 128")
+    p.add_argument("--batch-size", type=int, help="global batch size (split over processes)")
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument("--steps", type=int, help="generator steps (each runs n_critic critic steps)")
+    steps.add_argument("--epochs", type=float, help="passes over the data by the critic")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision: bf16 autocast (fp16 + loss scaling on GPUs without bf16)")
+    p.add_argument("--out", help="run directory (default: runs/<model>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest valid checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--config", help="a YAML or TOML file of settings")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="set any hyperparameter or trainer setting, e.g. --set lr_d=2e-4 --set ema=0.999")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--ema", type=float, help="keep an EMA of the generator's weights with this decay")
+    p.add_argument("--data-backend", choices=("auto", "dali", "nvjpeg", "cpu", "cache"),
+                   help="how images are decoded (default auto)")
+    p.add_argument("--num-workers", type=int, help="decoding workers of the cpu backend")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("sample", help="a PNG grid of samples from a trained run",
+                       description="Write a PNG grid of samples from a run's newest (or a chosen) "
+                                   "checkpoint, with its EMA weights when it kept them.")
+    p.add_argument("--run", required=True, help="the run directory")
+    p.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--out", help="output PNG (default: RUN/samples/sample_seed<N>.png)")
+    p.add_argument("--seed", type=int, default=0, help="seed of z (default 0)")
+    p.add_argument("--interpolate", action="store_true",
+                   help="rows of 8 samples along straight lines between two random z")
+    p.add_argument("--checkpoint", help="a checkpoint file (default: the newest valid one)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even when EMA ones exist")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("models", help="list the models with their papers and defaults",
+                       description="Every model with its paper and default hyperparameters.")
+    p.set_defaults(func=_models)
     return parser
 
 

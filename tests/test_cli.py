@@ -61,3 +61,71 @@ def test_errors_are_one_line_and_nonzero(fastgan_cmd, args, words):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert words in lines[0] and "--help" in lines[0]
+
+
+# -- train, sample, models --------------------------------------------------------------------
+
+TINY = ["--set", "g_width=4", "--set", "d_width=4", "--set", "z_dim=8", "--batch-size", "8",
+        "--no-progress", "--device", "cpu", "--set", "tensorboard=false"]
+
+
+def test_train_then_sample(tmp_path):
+    run = tmp_path / "run"
+    r = _run(sys.executable, "-m", "fastgan", "train", "--model", "wgan-gp", "--steps", "2", "--amp",
+             "--out", str(run), *TINY)
+    assert r.returncode == 0, r.stderr
+    assert "training wgan-gp for 2 steps" in r.stderr and "bfloat16 autocast" in r.stderr
+    config = (run / "config.yaml").read_text()
+    assert "gp_weight: 10.0" in config and "resolution: 16" in config and "amp: true" in config
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000000002.pt"]
+    out = tmp_path / "grid.png"
+    r = _run(sys.executable, "-m", "fastgan", "sample", "--run", str(run), "--num", "16",
+             "--out", str(out), "--interpolate")
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+    with Image.open(out) as im:  # 2 rows of 8 interpolated 16 x 16 samples, 2-pixel padding
+        assert im.size == (8 * 18 + 2, 2 * 18 + 2)
+    # the same run again: refused; --resume continues it to 3 steps
+    r = _run(sys.executable, "-m", "fastgan", "train", "--model", "wgan-gp", "--steps", "2",
+             "--out", str(run), *TINY)
+    assert r.returncode == 2 and "already exists; pass --resume" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = _run(sys.executable, "-m", "fastgan", "train", "--resume", "--steps", "3", "--out", str(run),
+             "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in r.stderr and "step_000000003.pt" in " ".join(
+        p.name for p in (run / "checkpoints").iterdir())
+
+
+def test_models_lists_papers_and_defaults(fastgan_cmd):
+    r = _run(*fastgan_cmd, "models")
+    assert r.returncode == 0, r.stderr
+    for text in ("dcgan:", "wgan-gp:", "arXiv:1511.06434", "arXiv:1704.00028", "n_critic = 5",
+                 "betas = (0.0, 0.9)", "lr_g = 0.0002"):
+        assert text in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "nope"], "unknown model 'nope'"),
+    (["train", "--model", "dcgan", "--data", "/no/such/folder"], "/no/such/folder"),
+    (["train", "--model", "dcgan", "--resolution", "48"], "resolution must be 16, 32, 64 or 128"),
+    (["train", "--model", "dcgan", "--set", "lr_dd=1"], "unknown setting(s) lr_dd"),
+    (["train", "--model", "dcgan", "--set", "lr_d"], "expected key=value"),
+    (["train"], "name a model with --model"),
+    (["train", "--model", "dcgan", "--steps", "1", "--epochs", "1"], "not allowed with argument"),
+    (["train", "--model", "dcgan", "--resume", "--out", "/no/such/run"], "holds no fastgan run"),
+    (["sample", "--run", "/no/such/run"], "holds no fastgan run"),
+])
+def test_train_and_sample_errors_are_one_line(args, message, tmp_path):
+    if args[0] == "train" and "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "run")]  # never runs/ under the working directory
+    r = _run(sys.executable, "-m", "fastgan", *args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("args", [["train", "--help"], ["sample", "--help"], ["models", "--help"]])
+def test_subcommand_help(args):
+    r = _run(sys.executable, "-m", "fastgan", *args)
+    assert r.returncode == 0 and "usage: fastgan" in r.stdout

@@ -1,1 +1,16 @@
-"""DALI pipelines, the GPU-resident dataset, fallbacks. Empty until the data work lands."""
+"""Image data for training: loaders over folders, zips and prepared files, and the built-in digits.
+
+    make_loader(path, resolution=64, batch_size=...)   batches in [-1, 1] (fastgan.data.loader)
+    digits()                                           the built-in dataset's folder
+    prepare(path, out) / validate(path)                `fastgan data prepare|validate`
+
+Backends: "dali" (GPU decoding, or DALI's CPU-only mode), "nvjpeg" (torchvision on the
+GPU), "cpu" (PIL in DataLoader workers) and "cache" (the whole decoded dataset in memory,
+each batch one fastgan.ops.gather_images call); "auto" picks and says which.
+"""
+from fastgan.data.digits import digits
+from fastgan.data.loader import BACKENDS, CACHE_BUDGET, DEFAULT_DATASET, ImageLoader, make_loader
+from fastgan.data.tools import prepare, validate
+
+__all__ = ["BACKENDS", "CACHE_BUDGET", "DEFAULT_DATASET", "ImageLoader", "digits", "make_loader",
+           "prepare", "validate"]

@@ -1,4 +1,16 @@
-"""The DCGAN critic (Radford et al. 2015) at 16-128 px, as WGAN-GP and DCGAN use it.
+"""The DCGAN generator and critic (Radford et al. 2015) at 16-128 px, as DCGAN and WGAN-GP use them.
+
+Generator (Radford et al. 2015, fig. 1):
+
+    z (z_dim) -> ConvT 4x4/1 -> (16*width x 4 x 4 at 64 px) -> BN -> ReLU
+      -> [ConvT 4x4/2 -> BN -> ReLU] ... (channels halve as the side doubles)
+      -> ConvT 4x4/2 -> C x R x R -> tanh
+
+At 64 px and width 64 this is the paper's 4x4x1024 -> 8x8x512 -> 16x16x256 -> 32x32x128
+-> 64x64x3. fused=True builds each ConvT -> BN -> ReLU as fastgan.nn.ConvTransposeBNReLU
+(the same state_dict as the stock nn.Sequential, which fused=False builds).
+
+Critic:
 
     x (C x R x R) -> Conv 4x4/2 (width) -> act -> Conv 4x4/2 (2*width) -> [norm] -> act -> ...
       -> (8*width x 4 x 4) -> Conv 4x4/1 -> one score per sample
@@ -6,7 +18,9 @@
 The activation is LeakyReLU(0.2) (Radford et al. 2015, sec. 3). norm=None is the WGAN-GP
 critic (Gulrajani et al. 2017 use no BatchNorm in a gradient-penalty critic: the penalty
 is per sample and BatchNorm couples the samples); norm="batch" is the DCGAN discriminator
-(BatchNorm on every layer but the first). No sigmoid: the losses take logits.
+(BatchNorm on every layer but the first; fused=True runs each Conv -> BN -> LeakyReLU
+with fastgan's fused kernels through fastgan.accelerate, which keeps the state_dict
+keys). No sigmoid: the losses take logits.
 
 fused=True builds each norm-free layer as Conv2d(bias=False) + fastgan.nn.BiasLeakyReLU
 (bias and activation fused, differentiable twice with fused kernels); fused=False is the
@@ -19,7 +33,9 @@ import math
 import torch
 from torch import nn
 
+from fastgan.accelerate import accelerate
 from fastgan.nn.activation import BiasLeakyReLU
+from fastgan.nn.blocks import ConvTransposeBNReLU
 
 NEGATIVE_SLOPE = 0.2
 INIT_STD = 0.02
@@ -45,8 +61,7 @@ class DCGANCritic(nn.Sequential):
 
     def __init__(self, resolution=64, in_channels=3, width=64, norm=None, fused=True,
                  negative_slope=NEGATIVE_SLOPE, backend=None):
-        if resolution not in (16, 32, 64, 128):
-            raise ValueError(f"DCGANCritic: resolution must be 16, 32, 64 or 128, got {resolution}")
+        _check_resolution("DCGANCritic", resolution)
         if norm not in (None, "batch"):
             raise ValueError(f"DCGANCritic: norm must be None or 'batch', got {norm!r}")
         layers = []
@@ -56,16 +71,17 @@ class DCGANCritic(nn.Sequential):
             layers.append(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=conv_bias))
             if norm == "batch" and i > 0:
                 layers.append(nn.BatchNorm2d(c_out))
-                act_channels = None
+                layers.append(nn.LeakyReLU(negative_slope))  # fused below by accelerate
             else:
-                act_channels = c_out if fused else None
-            layers.append(BiasLeakyReLU(act_channels, negative_slope, backend=backend) if fused
-                          else nn.LeakyReLU(negative_slope))
+                layers.append(BiasLeakyReLU(c_out, negative_slope, backend=backend) if fused
+                              else nn.LeakyReLU(negative_slope))
             c_in, c_out = c_out, c_out * 2
         layers.append(nn.Conv2d(c_in, 1, 4, 1, 0))
         layers.append(nn.Flatten(0))
         super().__init__(*layers)
         dcgan_init_(self)
+        if fused and norm == "batch":
+            accelerate(self, backend=backend, verbose=False)
 
     def __getitem__(self, idx):
         # nn.Sequential rebuilds its own class from a slice; a slice of a critic is a plain
@@ -73,3 +89,32 @@ class DCGANCritic(nn.Sequential):
         if isinstance(idx, slice):
             return nn.Sequential(*list(self._modules.values())[idx])
         return super().__getitem__(idx)
+
+
+def _check_resolution(cls, resolution):
+    if resolution not in (16, 32, 64, 128):
+        raise ValueError(f"{cls}: resolution must be 16, 32, 64 or 128, got {resolution}")
+
+
+class DCGANGenerator(nn.Sequential):
+    """The DCGAN generator: z of shape (B, z_dim) -> images (B, C, R, R) in [-1, 1]."""
+
+    def __init__(self, resolution=64, z_dim=100, out_channels=3, width=64, fused=True, backend=None):
+        _check_resolution("DCGANGenerator", resolution)
+        n_up = int(math.log2(resolution)) - 2  # 4 x 4 -> R x R
+
+        def block(c_in, c_out, stride, padding):
+            if fused:
+                return ConvTransposeBNReLU(c_in, c_out, 4, stride, padding, backend=backend)
+            return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, stride, padding, bias=False),
+                                 nn.BatchNorm2d(c_out), nn.ReLU())
+
+        c = width * 2 ** n_up
+        layers = [nn.Unflatten(1, (z_dim, 1, 1)), block(z_dim, c, 1, 0)]
+        for _ in range(n_up - 1):
+            layers.append(block(c, c // 2, 2, 1))
+            c //= 2
+        layers += [nn.ConvTranspose2d(c, out_channels, 4, 2, 1), nn.Tanh()]
+        super().__init__(*layers)
+        self.z_dim = z_dim
+        dcgan_init_(self)

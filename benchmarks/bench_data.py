@@ -1,0 +1,104 @@
+"""Images per second of each data backend: CelebA-like JPEGs (178 x 218) -> 64 x 64 batches of 128.
+
+Targets (issue 6): on an H100/H200 the GPU decoding path (DALI, nvJPEG without it) >= 15,000
+images/s and the GPU-resident dataset ("cache") >= 1,000,000 images/s; on a 2-core CPU
+machine DALI's CPU-only mode >= 1.5 x a PIL DataLoader with 2 workers.
+
+Each backend runs one warm-up epoch (worker start-up, pipeline build, decode-once for the
+cache), then a timed epoch (cache: as many epochs as fill about 2 s), synchronizing a GPU
+at the end. The set is generated once into FASTGAN_BENCH_DATA (default: a temporary folder)
+with FASTGAN_BENCH_N images (default 20,000 with a GPU, 2,000 without).
+
+    python benchmarks/bench_data.py [--backends cpu,dali,nvjpeg,cache] [--workers 2] [--json OUT]
+"""
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fastgan.data import _dali, _nvjpeg, make_loader
+
+BATCH, RESOLUTION = 128, 64
+
+
+def make_set(root, n, seed=0):
+    """n JPEGs of 178 x 218 with photo-like statistics (smooth fields, edges, noise), quality 90."""
+    root.mkdir(parents=True, exist_ok=True)
+    have = len(list(root.glob("*.jpg")))
+    if have >= n:
+        return root
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, 178)[None, :, None]
+    y = np.linspace(0, 1, 218)[:, None, None]
+    for i in range(have, n):
+        f = rng.uniform(2, 12, (2, 3))
+        img = 128 + 90 * np.sin(np.pi * (x * f[0] + y * f[1]) + rng.uniform(0, 6, 3))
+        img = (img + rng.normal(0, 8, img.shape)).clip(0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=90)
+        (root / f"{i:06d}.jpg").write_bytes(buf.getvalue())
+    return root
+
+
+def measure(path, backend, device, workers):
+    loader = make_loader(path, resolution=RESOLUTION, batch_size=BATCH, backend=backend, device=device,
+                         num_workers=workers, verbose=False, flip=True)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in loader:  # warm-up epoch
+        pass
+    sync()
+    epochs, images, start = 0, 0, time.perf_counter()
+    while True:
+        for x, _ in loader:
+            images += x.shape[0]
+        epochs += 1
+        sync()
+        elapsed = time.perf_counter() - start
+        if backend != "cache" or elapsed > 2.0:
+            return images / elapsed
+
+
+def main(argv=None):
+    gpu = torch.cuda.is_available()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backends", default="cpu,dali,nvjpeg,cache")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="DataLoader workers (cpu) / decoding threads (dali, nvjpeg)")
+    p.add_argument("--json", help="write the results here as JSON")
+    args = p.parse_args(argv)
+    n = int(os.environ.get("FASTGAN_BENCH_N", 20_000 if gpu else 2_000))
+    root = Path(os.environ.get("FASTGAN_BENCH_DATA") or Path(tempfile.gettempdir()) / f"fastgan-bench-{n}")
+    make_set(root, n)
+    device = torch.device("cuda" if gpu else "cpu")
+    results = {"device": torch.cuda.get_device_name() if gpu else f"cpu ({os.cpu_count()} cores)",
+               "images": n, "batch": BATCH, "resolution": RESOLUTION, "workers": args.workers,
+               "images_per_s": {}}
+    for backend in args.backends.split(","):
+        if backend == "dali" and not _dali.available():
+            print("dali: skipped, DALI is not installed", file=sys.stderr)
+            continue
+        if backend == "nvjpeg" and not _nvjpeg.available():
+            print("nvjpeg: skipped, needs a GPU and torchvision", file=sys.stderr)
+            continue
+        rate = measure(root, backend, device, args.workers)
+        results["images_per_s"][backend] = round(rate)
+        print(f"{backend:7s} {rate:12,.0f} images/s  ({n} JPEGs 178x218 -> {BATCH}x3x{RESOLUTION}x{RESOLUTION}, "
+              f"{device}, {args.workers} workers)")
+    r = results["images_per_s"]
+    if "dali" in r and "cpu" in r:
+        print(f"dali / cpu: {r['dali'] / r['cpu']:.2f}x" + ("" if gpu else " (target on 2 cores: >= 1.5x)"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

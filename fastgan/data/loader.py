@@ -1,0 +1,372 @@
+"""make_loader: image batches in [-1, 1] from a folder, a zip, a prepared file or the digits.
+
+Every backend ends in the same step: fastgan.ops.gather_images turns uint8 HWC images into
+a [B, C, R, R] batch in [-1, 1] ((v - 127.5) / 127.5), flipping the samples the flip mask
+marks. The "cache" backend gathers straight from the whole dataset held on the device; the
+decoding backends ("dali", "nvjpeg", "cpu") decode each batch to uint8 first.
+
+Order. Epoch e visits torch.randperm(n, generator seeded with seed * 1_000_003 + e)
+(arange(n) with shuffle=False), trimmed to a multiple of world_size; shard (rank, world)
+takes positions rank, rank + world, ...: disjoint, equal shards that together cover the
+epoch once. The flip mask is drawn per epoch position on the output device, from a
+generator seeded with seed * 1_000_003 + e + 2**32, so a shard's flips are those of the
+same positions in a one-process run. The position (epoch, next batch) is the loader's
+whole state: resuming from state_dict() yields the batches an uninterrupted run would.
+
+Bad files. The header check (fastgan.data._scan) skips and counts what it can see before
+the run. A sample whose compressed data turns out corrupt during an epoch is replaced in
+its batch by another sample of that batch (shapes never change; CUDA graphs rely on it),
+counted in `skipped`, and reported once.
+"""
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from fastgan.data import _dali, _nvjpeg, prepared
+from fastgan.data._pil import PILDecoder, Samples
+from fastgan.data._scan import Source, check_all
+from fastgan.ops import gather_images
+
+DEFAULT_DATASET = "digits"
+BACKENDS = ("auto", "dali", "nvjpeg", "cpu", "cache")
+# Datasets whose decoded size fits are decoded once and kept whole ("auto" -> "cache").
+CACHE_BUDGET = {"cuda": 1 << 30, "cpu": 256 << 20}
+_FLIP_SEED_OFFSET = 2**32
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _say(verbose, msg):
+    if verbose:
+        print(f"fastgan data: {msg}", file=sys.stderr, flush=True)
+
+
+def _epoch_seed(seed, epoch):
+    return seed * 1_000_003 + epoch
+
+
+def _mib(nbytes):
+    return f"{nbytes / 2**20:.1f} MiB"
+
+
+class ImageLoader:
+    """One epoch of (images, labels) batches per iteration; see make_loader."""
+
+    def __init__(self, *, n, labels, num_classes, batch_size, resolution, channels, device,
+                 backend, data=None, decoder=None, flip, shuffle, drop_last, seed, shard,
+                 dtype, channels_last, skipped, verbose, source):
+        self._n = n                       # usable samples in the whole dataset
+        self.num_classes = num_classes
+        self.batch_size, self.resolution, self.channels = batch_size, resolution, channels
+        self.device, self.backend = device, backend
+        self.flip, self.shuffle, self.drop_last, self.seed = flip, shuffle, drop_last, seed
+        self.rank, self.world_size = shard
+        self.dtype, self.channels_last = dtype, channels_last
+        self.num_samples = n // self.world_size
+        self.epoch, self._batch = 0, 0
+        self._data, self._decoder = data, decoder
+        self._labels = None if labels is None else torch.as_tensor(labels, dtype=torch.int64).to(device)
+        self._skipped_before = skipped
+        self._bad = set()                 # samples found corrupt while decoding
+        self._verbose, self._source = verbose, source
+        self._plan_cache = None
+        self._arange = torch.arange(batch_size, device=data.device if data is not None else device)
+
+    # -- position -----------------------------------------------------------------
+    def __len__(self):
+        per, b = self.num_samples, self.batch_size
+        return per // b if self.drop_last else math.ceil(per / b)
+
+    @property
+    def skipped(self):
+        """Files skipped: at the header check, and found corrupt while decoding."""
+        return self._skipped_before + len(self._bad)
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "batch": self._batch, "seed": self.seed,
+                "num_samples": self.num_samples, "batch_size": self.batch_size,
+                "shard": [self.rank, self.world_size]}
+
+    def load_state_dict(self, state):
+        for key in ("seed", "num_samples", "batch_size", "shard"):
+            if key in state and state[key] != self.state_dict()[key]:
+                raise ValueError(f"load_state_dict: the state has {key}={state[key]!r} but this loader "
+                                 f"has {self.state_dict()[key]!r}; its position would mean other batches")
+        epoch, batch = int(state["epoch"]), int(state["batch"])
+        if epoch < 0 or not 0 <= batch <= len(self):
+            raise ValueError(f"load_state_dict: position epoch={epoch}, batch={batch} is out of range "
+                             f"(0..{len(self)} batches per epoch)")
+        self.epoch, self._batch = epoch, batch
+
+    # -- one epoch's order --------------------------------------------------------
+    def _plan(self, epoch):
+        """(order on host, order on the data's device, flips on that device or None) of this shard."""
+        if self._plan_cache is not None and self._plan_cache[0] == epoch:
+            return self._plan_cache[1:]
+        n, world = self._n, self.world_size
+        if self.shuffle:
+            g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        take = slice(self.rank, self.num_samples * world, world)
+        order = order[take].contiguous()
+        dev = self._data.device if self._data is not None else self.device
+        order_dev = order.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else order
+        flips = None
+        if self.flip:
+            g = torch.Generator(dev).manual_seed(_epoch_seed(self.seed, epoch) + _FLIP_SEED_OFFSET)
+            flips = (torch.rand(self.num_samples * world, generator=g, device=dev) < 0.5)[take].contiguous()
+        self._plan_cache = (epoch, order, order_dev, flips)
+        return order, order_dev, flips
+
+    def _spans(self, start):
+        per, b = self.num_samples, self.batch_size
+        return [(k, k * b, min((k + 1) * b, per)) for k in range(start, len(self))]
+
+    # -- iteration ------------------------------------------------------------------
+    def __iter__(self):
+        if self._batch >= len(self):        # stopped right after an epoch's last batch
+            self.epoch, self._batch = self.epoch + 1, 0
+        epoch = self.epoch
+        order, order_dev, flips = self._plan(epoch)
+        spans = self._spans(self._batch)
+        batches = self._cache_batches(order, order_dev, flips, spans) if self._data is not None \
+            else self._decoded_batches(order, order_dev, flips, spans)
+        for k, item in zip((k for k, _, _ in spans), batches):
+            self._batch = k + 1
+            yield item
+        self.epoch, self._batch = epoch + 1, 0
+
+    def _out(self, images):
+        if images.device != self.device:   # pinned-host dataset feeding a GPU
+            images = images.pin_memory().to(self.device, non_blocking=True)
+        return images
+
+    def _labels_of(self, index):
+        return None if self._labels is None else self._labels[index.to(self._labels.device)]
+
+    def _cache_batches(self, order, order_dev, flips, spans):
+        for _, s, e in spans:
+            idx = order_dev[s:e]
+            f = None if flips is None else flips[s:e]
+            images = gather_images(self._data, idx, f, dtype=self.dtype, channels_last=self.channels_last)
+            yield self._out(images), self._labels_of(idx)
+
+    def _decoded_batches(self, order, order_dev, flips, spans):
+        decoded = self._decoder.batches([order[s:e] for _, s, e in spans])
+        for (_, s, e), (u8, failed) in zip(spans, decoded):
+            idx = order_dev[s:e]
+            if failed.any():
+                u8, idx = self._substitute(u8, order[s:e], failed)
+            u8 = u8.to(self.device, non_blocking=True)
+            f = None if flips is None else flips[s:e]
+            images = gather_images(u8, self._arange[:e - s], f, dtype=self.dtype,
+                                   channels_last=self.channels_last)
+            yield images, self._labels_of(idx)
+
+    def _substitute(self, u8, idx, failed):
+        """Replaces the failed samples of a batch by its first good one (zeros if none)."""
+        new = {int(i) for i in idx[failed]} - self._bad
+        if new:
+            self._bad |= new
+            names = ", ".join(repr(self._decoder.samples.files[i]) for i in sorted(new)[:3])
+            _say(self._verbose, f"{len(new)} file(s) of {str(self._source)!r} failed to decode "
+                                f"({names}{', ...' if len(new) > 3 else ''}); each is replaced by another "
+                                f"sample of its batch ({self.skipped} skipped in all)")
+        good = (~failed).nonzero()
+        idx = idx.clone()
+        if len(good):
+            j = int(good[0])
+            u8 = u8.clone()
+            u8[failed.to(u8.device)] = u8[j].clone()
+            idx[failed] = idx[j]
+        return u8, idx.to(self.device)
+
+    def __repr__(self):
+        return (f"ImageLoader(backend={self.backend!r}, num_samples={self.num_samples}, "
+                f"batch_size={self.batch_size}, resolution={self.resolution}, channels={self.channels}, "
+                f"num_classes={self.num_classes}, device={str(self.device)!r}, epoch={self.epoch})")
+
+
+# -- choosing and building a backend ---------------------------------------------------
+def _decoder_choice(device):
+    """(name, reason) of the fastest decoding backend available for `device`."""
+    if device.type == "cuda":
+        if _dali.available():
+            return "dali", "GPU decoding with DALI (device='mixed')"
+        if _nvjpeg.available():
+            return "nvjpeg", "GPU decoding with torchvision's nvJPEG (DALI is not installed)"
+        return "cpu", "neither DALI nor torchvision is installed: PIL decodes on the CPU"
+    if _dali.available():
+        return "dali", "DALI's CPU-only mode (no GPU)"
+    return "cpu", "PIL in DataLoader workers (no GPU, DALI not installed)"
+
+
+def _make_decoder(name, samples, sizes, batch_size, device, num_workers):
+    if name == "dali":
+        return _dali.DALIDecoder(samples, sizes, batch_size, device, num_workers)
+    if name == "nvjpeg":
+        return _nvjpeg.NvJPEGDecoder(samples, sizes, device, num_workers)
+    return PILDecoder(samples, num_workers, pin_memory=device.type == "cuda")
+
+
+def decode_all(decoder, n, sink, batch=256, progress=False, desc="decoding"):
+    """Decodes samples 0..n-1 in order, calling sink(first_index, uint8 batch, failed mask)."""
+    from tqdm import tqdm
+
+    spans = [(s, min(s + batch, n)) for s in range(0, n, batch)]
+    with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for (s, e), (u8, failed) in zip(spans, decoder.batches([range(s, e) for s, e in spans])):
+            sink(s, u8, failed)
+            bar.update(e - s)
+
+
+def _pin_instead(nbytes, device):
+    """True when a dataset of nbytes should stay in pinned host memory rather than the GPU."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes > free - max(2 << 30, free // 4)  # leave room for the model
+
+
+def _check_args(resolution, batch_size, backend, crop, channels, shard, dtype, seed, num_workers):
+    if not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+    if crop is not None and (not isinstance(crop, int) or crop < 1):
+        raise ValueError(f"crop must be None (the largest centered square) or a positive int, got {crop!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    try:
+        rank, world = (int(v) for v in shard)
+    except (TypeError, ValueError):
+        raise ValueError(f"shard must be (rank, world_size), got {shard!r}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard!r}")
+    if dtype not in _DTYPES:
+        raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
+    if not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
+        raise ValueError(f"num_workers must be None or an int >= 0, got {num_workers!r}")
+    return rank, world
+
+
+def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None, crop=None,
+                flip=False, shuffle=True, drop_last=True, seed=0, shard=(0, 1),
+                channels_last=False, dtype=torch.float32, channels=3, num_workers=None,
+                verbose=True):
+    """An ImageLoader over a folder tree or .zip of JPEG/PNG images, a prepared file
+    (fastgan data prepare), or "digits" (fastgan.data.digits()).
+
+    Images are center-cropped (crop=None: the largest square, 178 for CelebA; crop=N: N x N)
+    and resized with antialiasing to resolution x resolution. backend: "auto" (a prepared
+    file or a dataset whose decoded size fits CACHE_BUDGET -> "cache"; otherwise "dali",
+    "nvjpeg" or "cpu", the fastest available; the choice is printed with verbose=True),
+    "dali", "nvjpeg", "cpu" or "cache". num_workers: DataLoader workers ("cpu") or decoding
+    threads ("dali", "nvjpeg"); None: min(8, CPU count).
+    """
+    shard = _check_args(resolution, batch_size, backend, crop, channels, shard, dtype, seed, num_workers)
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+    if isinstance(path, str) and path == DEFAULT_DATASET:
+        from fastgan.data.digits import digits
+        path = digits()
+    path = Path(path).expanduser()
+    common = dict(batch_size=batch_size, resolution=resolution, channels=channels, device=device,
+                  flip=flip, shuffle=shuffle, drop_last=drop_last, seed=seed, shard=shard, dtype=dtype,
+                  channels_last=channels_last, verbose=verbose, source=path)
+
+    if prepared.is_prepared(path):
+        if backend not in ("auto", "cache"):
+            raise ValueError(f"{str(path)!r} is a prepared file, which loads with backend='cache' "
+                             f"(or 'auto'), not {backend!r}")
+        m = prepared.read_manifest(path)
+        prepared.check_request(path, m, resolution, crop, channels)
+        prepared.check_source(path, m)
+        nbytes = m["data_bytes"]
+        pin = _pin_instead(nbytes, device)
+        data, m = prepared.load(path, device, pin=pin)
+        where = "pinned host memory (too big for the GPU)" if pin else str(device)
+        _say(verbose, f"backend 'cache': prepared file {str(path)!r}, {m['count']} images "
+                      f"({_mib(nbytes)}) in {where}")
+        loader = ImageLoader(n=m["count"], labels=m["labels"], num_classes=len(m["classes"]),
+                             backend="cache", data=data, skipped=len(m["skipped"]), **common)
+    else:
+        source = Source(path)
+        checks = check_all(source, crop, channels, progress=verbose and len(source.files) > 5000)
+        usable = [k for k, c in enumerate(checks) if c.ok]
+        skipped = len(source.others) + len(source.files) - len(usable)
+        if not usable:
+            first = next(c.problem for c in checks)
+            raise ValueError(f"dataset {str(path)!r}: none of its {len(source.files)} image files is "
+                             f"usable ({source.files[0]!r}: {first}); see `fastgan data validate {path}`")
+        if skipped:
+            _say(verbose, f"{skipped} of {len(source.files) + len(source.others)} files in {str(path)!r} "
+                          f"are skipped (not images, corrupt, truncated or smaller than the crop); "
+                          f"`fastgan data validate {path}` lists them")
+        files = [source.files[k] for k in usable]
+        sizes = [(checks[k].width, checks[k].height) for k in usable]
+        labels = None if source.labels is None else [source.labels[k] for k in usable]
+        samples = Samples(source, files, resolution, crop, channels)
+        nbytes = len(files) * resolution * resolution * channels
+        name, reason = backend, "asked"
+        if backend == "auto":
+            budget = CACHE_BUDGET[device.type]
+            if nbytes <= budget:
+                name = "cache"
+                reason = f"its decoded size {_mib(nbytes)} fits the {_mib(budget)} budget on {device.type}"
+            else:
+                name, reason = _decoder_choice(device)
+        if name == "dali":
+            _dali.require()
+        if name == "nvjpeg":
+            _nvjpeg.require(device)
+        if name == "cache":
+            dec_name, dec_reason = _decoder_choice(device)
+            decoder = _make_decoder(dec_name, samples, sizes, 256, device, workers)
+            data, failed_at = _decode_whole(decoder, len(files), device, nbytes, verbose, path)
+            if failed_at:
+                keep = sorted(set(range(len(files))) - set(failed_at))
+                data = data[torch.tensor(keep, device=data.device)].contiguous()
+                labels = None if labels is None else [labels[k] for k in keep]
+                _say(verbose, f"{len(failed_at)} file(s) failed to decode and are skipped")
+            _say(verbose, f"backend 'cache' ({reason}): {data.shape[0]} images decoded once with "
+                          f"{dec_name} into {'pinned host memory' if data.device != device else device}")
+            loader = ImageLoader(n=data.shape[0], labels=labels, num_classes=len(source.classes),
+                                 backend="cache", data=data, skipped=skipped + len(failed_at), **common)
+        else:
+            decoder = _make_decoder(name, samples, sizes, batch_size, device, workers)
+            _say(verbose, f"backend {name!r} ({reason}): {len(files)} images of {str(path)!r}")
+            loader = ImageLoader(n=len(files), labels=labels, num_classes=len(source.classes),
+                                 backend=name, decoder=decoder, skipped=skipped, **common)
+    if len(loader) == 0:
+        raise ValueError(f"dataset {str(path)!r}: shard {loader.rank} of {loader.world_size} has "
+                         f"{loader.num_samples} images, fewer than batch_size={batch_size} with drop_last=True")
+    return loader
+
+
+def _decode_whole(decoder, n, device, nbytes, verbose, path):
+    """Decodes a whole dataset once into uint8 [n, R, R, C] on `device` (pinned host memory
+    when it does not fit the GPU); returns it and the indices that failed to decode."""
+    s = decoder.samples
+    pin = _pin_instead(nbytes, device)
+    target = torch.device("cpu") if pin else device
+    data = torch.empty((n, s.resolution, s.resolution, s.channels), dtype=torch.uint8,
+                       device=target, pin_memory=pin)
+    failed_at = []
+
+    def sink(start, u8, failed):
+        data[start:start + len(u8)] = u8.to(target, non_blocking=True)
+        failed_at.extend(start + int(j) for j in failed.nonzero().flatten())
+
+    decode_all(decoder, n, sink, progress=verbose and n > 2000, desc=f"decoding {path.name}")
+    return data, failed_at

@@ -1,0 +1,183 @@
+"""Prepared files: a dataset decoded once to one uint8 array, with its manifest inside.
+
+`fastgan data prepare PATH --resolution 64 --out FILE` writes
+
+    bytes 0..8        magic b"FGIMG\\x00\\x00\\x01"
+    bytes 8..24       manifest offset and length (two little-endian uint64)
+    bytes 4096..      the images, uint8 [count, resolution, resolution, channels] (NHWC)
+    after the images  the manifest, UTF-8 JSON
+
+The manifest comes last so the images stream to disk as they decode (CelebA at 64x64 is
+2.5 GB). It records the format version, count, resolution, crop, channels, labels and
+class names, the source path and its file list with sizes (used and skipped, each skipped
+one with its reason) and the sha256 of the image bytes. The file is written to a
+temporary name beside FILE, fsynced and renamed, so a crash never leaves a half file
+under FILE. Loading refuses, saying why, a file that is foreign, of another format
+version, of the wrong size, prepared at another resolution/crop/channels than asked,
+whose source (when still present) has changed since, or whose checksum does not match.
+"""
+import hashlib
+import json
+import os
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MAGIC = b"FGIMG\x00\x00\x01"
+VERSION = 1
+DATA_OFFSET = 4096
+_CHUNK = 64 << 20  # bytes hashed / copied at a time when loading
+
+
+def is_prepared(path):
+    """True when `path` is a file that starts with the prepared-file magic."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
+
+
+class Writer:
+    """Streams uint8 image batches to a temporary file beside `out`; commit() adds the
+    manifest and renames it to `out`. Used as a context manager (the temporary file is
+    removed on an error)."""
+
+    def __init__(self, out, overwrite=False):
+        self.out = Path(out).expanduser()
+        if self.out.exists() and not overwrite:
+            raise ValueError(f"{str(self.out)!r} exists; pass --overwrite (overwrite=True) to replace it")
+        if not self.out.parent.is_dir():
+            raise FileNotFoundError(f"folder {str(self.out.parent)!r} of the output file does not exist")
+        self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
+        self._f = open(self.tmp, "wb")
+        self._f.write(b"\0" * DATA_OFFSET)
+        self._sha = hashlib.sha256()
+        self.nbytes = 0
+
+    def write(self, batch):
+        b = np.ascontiguousarray(batch.cpu().numpy() if isinstance(batch, torch.Tensor) else batch)
+        self._sha.update(b.data)
+        self._f.write(b.data)
+        self.nbytes += b.nbytes
+
+    def commit(self, manifest):
+        manifest = {**manifest, "format": "fastgan-images", "version": VERSION,
+                    "dtype": "uint8", "layout": "NHWC", "data_offset": DATA_OFFSET,
+                    "data_bytes": self.nbytes, "sha256": self._sha.hexdigest(),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        r, c = manifest["resolution"], manifest["channels"]
+        assert self.nbytes == manifest["count"] * r * r * c, "image bytes do not match the count"
+        text = json.dumps(manifest, separators=(",", ":")).encode()
+        self._f.write(text)
+        self._f.seek(len(MAGIC))
+        self._f.write(struct.pack("<QQ", DATA_OFFSET + self.nbytes, len(text)))
+        self._f.seek(0)
+        self._f.write(MAGIC)
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.tmp, self.out)
+        dir_fd = os.open(self.out.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a crash
+        finally:
+            os.close(dir_fd)
+        return manifest
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if not self._f.closed:
+            self._f.close()
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+def read_manifest(path):
+    """The manifest of prepared file `path`, after checking magic, version and size."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(len(MAGIC) + 16)
+        if head[:len(MAGIC)] != MAGIC:
+            raise ValueError(f"{str(path)!r} is not a fastgan prepared file (foreign header)")
+        offset, length = struct.unpack("<QQ", head[len(MAGIC):])
+        if offset + length != size:
+            raise ValueError(f"prepared file {str(path)!r} has the wrong size ({size} bytes, its "
+                             f"header says {offset + length}): truncated or altered; prepare it again")
+        f.seek(offset)
+        try:
+            m = json.loads(f.read(length))
+        except ValueError as exc:
+            raise ValueError(f"prepared file {str(path)!r} has a corrupt manifest ({exc})") from None
+    if m.get("format") != "fastgan-images" or m.get("version") != VERSION:
+        raise ValueError(f"prepared file {str(path)!r} is format {m.get('format')!r} version "
+                         f"{m.get('version')!r}; this fastgan reads fastgan-images version {VERSION}: "
+                         "prepare it again")
+    r, c = m["resolution"], m["channels"]
+    if m["data_bytes"] != m["count"] * r * r * c or m["data_offset"] + m["data_bytes"] != offset:
+        raise ValueError(f"prepared file {str(path)!r}: its manifest does not match its size; prepare it again")
+    return m
+
+
+def check_request(path, m, resolution, crop, channels):
+    """Refuses a prepared file made with other settings than those asked."""
+    for key, asked in (("resolution", resolution), ("crop", crop), ("channels", channels)):
+        if m[key] != asked:
+            raise ValueError(f"prepared file {str(path)!r} was made with {key}={m[key]!r} but "
+                             f"{key}={asked!r} is asked; prepare it again with those settings "
+                             "or ask for the file's")
+
+
+def check_source(path, m):
+    """Refuses a prepared file whose source folder or zip, if still present, has changed."""
+    from fastgan.data._scan import Source
+
+    src = Path(m["source"])
+    if not src.exists():
+        return
+    try:
+        now = Source(src).listing()
+    except ValueError as exc:
+        raise ValueError(f"prepared file {str(path)!r} is stale: its source {str(src)!r} "
+                         f"changed ({exc})") from None
+    then = {name: size for name, size in m["files"]}
+    then.update({name: size for name, size, _ in m["skipped"]})
+    if now != then:
+        added = len(now.keys() - then.keys())
+        removed = len(then.keys() - now.keys())
+        resized = sum(1 for k in now.keys() & then.keys() if now[k] != then[k])
+        raise ValueError(f"prepared file {str(path)!r} is stale: its source {str(src)!r} changed since "
+                         f"it was prepared ({added} files added, {removed} removed, {resized} changed "
+                         "size); prepare it again")
+
+
+def load(path, device, pin=False):
+    """The images of a prepared file as uint8 [count, R, R, C] on `device` (pinned host
+    memory with pin=True), read in chunks and checked against the manifest's sha256."""
+    path = Path(path)
+    m = read_manifest(path)
+    r, c, n = m["resolution"], m["channels"], m["count"]
+    device = torch.device(device)
+    host = torch.empty((n, r, r, c), dtype=torch.uint8, pin_memory=pin or device.type == "cuda")
+    flat = host.view(-1).numpy()
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(m["data_offset"])
+        pos = 0
+        while pos < flat.size:
+            k = f.readinto(memoryview(flat[pos:pos + _CHUNK]))
+            if not k:
+                break
+            sha.update(memoryview(flat[pos:pos + k]))
+            pos += k
+    if pos != flat.size or sha.hexdigest() != m["sha256"]:
+        raise ValueError(f"prepared file {str(path)!r} is corrupt: the sha256 of its images does not "
+                         "match its manifest; prepare it again")
+    data = host if pin or device.type != "cuda" else host.to(device)
+    return data, m

@@ -1,0 +1,94 @@
+"""prepare (decode a dataset once to a prepared file) and validate (list every bad file),
+behind `fastgan data prepare` and `fastgan data validate`."""
+import os
+from pathlib import Path
+
+import torch
+
+from fastgan.data import prepared
+from fastgan.data._pil import PILDecoder, Samples
+from fastgan.data._scan import Source, check_all
+from fastgan.data.loader import _decoder_choice, _make_decoder, decode_all
+
+
+def _source_path(path):
+    if isinstance(path, str) and path == "digits":
+        from fastgan.data.digits import digits
+        return digits()
+    return Path(path).expanduser()
+
+
+def prepare(path, out, *, resolution=64, crop=None, channels=3, overwrite=False, device=None,
+            progress=True):
+    """Decodes the dataset at `path` once, with the fastest decoder available, into the
+    prepared file `out` (fastgan.data.prepared); returns its manifest."""
+    path = _source_path(path)
+    if prepared.is_prepared(path):
+        raise ValueError(f"{str(path)!r} is already a prepared file")
+    if crop is not None and (not isinstance(crop, int) or crop < 1):
+        raise ValueError(f"crop must be None or a positive int, got {crop!r}")
+    if not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if Path(out).expanduser().exists() and not overwrite:  # before the scan, not after it
+        raise ValueError(f"{str(out)!r} exists; pass --overwrite (overwrite=True) to replace it")
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    source = Source(path)
+    checks = check_all(source, crop, channels, progress=progress)
+    usable = [k for k, c in enumerate(checks) if c.ok]
+    skipped = [[n, s, "not an image (extension)"] for n, s in zip(source.others, source.other_sizes)]
+    skipped += [[source.files[k], source.sizes[k], c.problem] for k, c in enumerate(checks) if not c.ok]
+    files = [source.files[k] for k in usable]
+    sizes = [(checks[k].width, checks[k].height) for k in usable]
+    name, _ = _decoder_choice(device)
+    decoder = _make_decoder(name, Samples(source, files, resolution, crop, channels), sizes, 256,
+                            device, min(8, os.cpu_count() or 1))
+    failed_at = set()
+    with prepared.Writer(out, overwrite=overwrite) as w:
+        def sink(start, u8, failed):
+            ok = ~failed
+            failed_at.update(start + int(j) for j in failed.nonzero().flatten())
+            w.write(u8[ok.to(u8.device)] if not ok.all() else u8)
+
+        decode_all(decoder, len(files), sink, progress=progress, desc=f"preparing {path.name}")
+        keep = [k for k in range(len(files)) if k not in failed_at]
+        skipped += [[files[k], source.sizes[usable[k]], "corrupt: failed to decode"] for k in sorted(failed_at)]
+        labels = None if source.labels is None else [source.labels[usable[k]] for k in keep]
+        return w.commit({
+            "count": len(keep), "resolution": resolution, "crop": crop, "channels": channels,
+            "labels": labels, "classes": source.classes, "source": str(path.resolve()),
+            "files": [[files[k], source.sizes[usable[k]]] for k in keep], "skipped": skipped,
+            "decoder": name})
+
+
+def validate(path, *, crop=None, channels=3, resolution=64, num_workers=None, progress=False):
+    """Checks every file of a dataset: the header check, then a full PIL decode of the rest.
+    Returns {"total", "usable", "bad": [(name, why)], "converted": [(name, note)]}; for a
+    prepared file, its manifest and checksum are checked instead (bad lists the reason)."""
+    path = _source_path(path)
+    if prepared.is_prepared(path):
+        try:
+            m = prepared.read_manifest(path)
+            prepared.check_source(path, m)
+            prepared.load(path, "cpu")
+        except ValueError as exc:
+            return {"total": 1, "usable": 0, "bad": [(str(path), str(exc))], "converted": [], "prepared": None}
+        return {"total": m["count"], "usable": m["count"], "bad": [], "converted": [], "prepared": m}
+    source = Source(path)
+    checks = check_all(source, crop, channels, progress=progress)
+    bad = [(n, "not an image (extension)") for n in source.others]
+    bad += [(source.files[k], c.problem) for k, c in enumerate(checks) if not c.ok]
+    converted = [(source.files[k], c.note) for k, c in enumerate(checks) if c.ok and c.note]
+    usable = [source.files[k] for k, c in enumerate(checks) if c.ok]
+    workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+    decoder = PILDecoder(Samples(source, usable, resolution, crop, channels), workers, pin_memory=False)
+    failed_at = []
+    decode_all(decoder, len(usable),
+               lambda s, u8, failed: failed_at.extend(s + int(j) for j in failed.nonzero().flatten()),
+               progress=progress, desc=f"decoding {path.name}")
+    bad += [(usable[k], "corrupt: failed to decode") for k in failed_at]
+    bad.sort()
+    total = len(source.files) + len(source.others)
+    return {"total": total, "usable": len(usable) - len(failed_at), "bad": bad, "converted": converted,
+            "prepared": None}

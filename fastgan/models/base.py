@@ -1,0 +1,108 @@
+"""The model interface: what a GAN supplies to the one trainer, and nothing else.
+
+A model is a class with
+
+    name, paper, summary      for `fastgan models` and the README
+    defaults                  its hyperparameters with the paper's values (cited in its file)
+    archs                     the architectures it offers (the first is the default)
+    build_networks()          -> (generator, critic); the generator maps z (B, z_dim) to images
+    build_optimizers()        -> (generator optimizer, critic optimizer)
+    critic_loss(critic, real, fake, scaler=None) -> (loss, {name: 0-dim tensor})
+                              one critic/discriminator step; fake is detached
+    generator_loss(critic, fake)                 -> (loss, {name: 0-dim tensor})
+    extra_state() / load_extra_state(d)   state beside the networks (BEGAN's k_t), for checkpoints
+
+The trainer owns everything else: devices, precision, the n_critic loop (the model's
+`n_critic` hyperparameter), the data, EMA, checkpoints, logging. Logged values are 0-dim
+tensors that stay on the device until the trainer reads them back. The losses take the
+critic to call as an argument (the trainer passes its DistributedDataParallel wrapper
+when there is one); model.generator and model.critic are the bare networks.
+"""
+import torch
+
+# Hyperparameters every model has; the dataset decides resolution and channels.
+COMMON = {
+    "arch": None,            # None: the model's first arch
+    "resolution": 64,
+    "channels": 3,
+    "z_dim": 100,
+    "batch_size": 64,
+    "n_critic": 1,
+    "fused": True,           # fastgan's fused kernels (False: the same networks in stock modules)
+}
+
+
+class GANModel:
+    name = ""
+    paper = ""
+    summary = ""
+    archs = ("dcgan",)
+    defaults = {}
+
+    def __init__(self, **config):
+        merged = {**COMMON, **self.defaults}
+        unknown = sorted(set(config) - set(merged))
+        if unknown:
+            raise ValueError(f"model {self.name!r}: unknown hyperparameter(s) {', '.join(unknown)}; "
+                             f"it has {', '.join(sorted(merged))}")
+        merged.update(config)
+        if merged["arch"] is None:
+            merged["arch"] = self.archs[0]
+        if merged["arch"] not in self.archs:
+            raise ValueError(f"model {self.name!r}: unknown arch {merged['arch']!r}; "
+                             f"expected one of {', '.join(self.archs)}")
+        for key in ("resolution", "channels", "z_dim", "batch_size", "n_critic"):
+            if not isinstance(merged[key], int) or isinstance(merged[key], bool) or merged[key] < 1:
+                raise ValueError(f"model {self.name!r}: {key} must be a positive integer, "
+                                 f"got {merged[key]!r}")
+        self.config = merged
+        self.generator, self.critic = self.build_networks()
+
+    # -- what a model supplies -------------------------------------------------------------
+    def build_networks(self):
+        raise NotImplementedError
+
+    def build_optimizers(self):
+        raise NotImplementedError
+
+    def critic_loss(self, critic, real, fake, *, scaler=None):
+        raise NotImplementedError
+
+    def generator_loss(self, critic, fake):
+        raise NotImplementedError
+
+    def extra_state(self):
+        return {}
+
+    def load_extra_state(self, state):
+        if state:
+            raise ValueError(f"model {self.name!r} keeps no extra state, got {sorted(state)}")
+
+    # -- shared helpers ----------------------------------------------------------------------
+    @property
+    def n_critic(self):
+        return self.config["n_critic"]
+
+    @property
+    def z_dim(self):
+        return self.config["z_dim"]
+
+    def sample_z(self, n, device, generator=None):
+        """The prior: z ~ N(0, I) of shape (n, z_dim)."""
+        return torch.randn(n, self.z_dim, device=device, generator=generator)
+
+    def to(self, device=None, memory_format=None):
+        for net in (self.generator, self.critic):
+            net.to(device)
+            if memory_format is not None:
+                net.to(memory_format=memory_format)
+        return self
+
+    @classmethod
+    def describe(cls):
+        """One block of text: the model, its paper and its defaults."""
+        d = {**COMMON, **cls.defaults, "arch": cls.archs[0]}
+        lines = [f"{cls.name}: {cls.summary}", f"  paper: {cls.paper}",
+                 f"  archs: {', '.join(cls.archs)}"]
+        lines += [f"  {k} = {v!r}" for k, v in sorted(d.items())]
+        return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""A run's configuration: one flat dict of the model's hyperparameters and the trainer's settings.
+
+Resolution order (later wins): the model's paper defaults (fastgan.models) and TRAIN_DEFAULTS,
+then the built-in dataset's defaults when it is used (DATASET_DEFAULTS), then a config file
+(--config, YAML or TOML), then --set key=value, then the explicit flags. The resolved config is
+saved as config.yaml in the run directory and is what --resume continues with.
+"""
+import ast
+import pathlib
+
+# The trainer's own settings (the model's hyperparameters live in fastgan.models).
+TRAIN_DEFAULTS = {
+    "model": None,
+    "data": None,            # None: the built-in dataset (fastgan.data.DEFAULT_DATASET)
+    "data_backend": "auto",
+    "crop": None,
+    "flip": False,
+    "num_workers": None,
+    "steps": None,           # generator steps; None: from epochs, else DEFAULT_STEPS
+    "epochs": None,
+    "amp": False,
+    "channels_last": None,   # None: on CUDA only
+    "ema": 0.0,              # EMA decay of the generator's weights; 0: no EMA
+    "seed": 0,
+    "device": None,          # None: cuda if available, else cpu
+    "log_every": 50,
+    "sample_every": 500,
+    "ckpt_every": 1000,
+    "keep": 3,
+    "num_samples": 64,       # the sample grid
+    "tensorboard": True,
+    "progress": True,
+    "sync_bn": False,
+    "out": None,             # the run directory; None: runs/<model>
+}
+DEFAULT_STEPS = 100_000
+
+# The built-in digits (8x8 upscaled) are small and gray: a small network at 16 px, sized so
+# that `fastgan train --model wgan-gp --amp` finishes on a 2-core CPU in under 10 minutes.
+DATASET_DEFAULTS = {
+    "digits": {"resolution": 16, "channels": 1, "g_width": 32, "d_width": 32, "steps": 5000,
+               "ema": 0.999, "sample_every": 500},
+}
+
+TRAIN_KEYS = frozenset(TRAIN_DEFAULTS)
+
+
+def parse_value(text):
+    """A --set value: a Python/YAML-ish literal (1e-4, true, [0, 0.9], none) or a plain string."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null", "~"):
+        return None
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_set(items):
+    """['key=value', ...] -> {key: value}; ValueError naming a malformed item."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected key=value")
+        out[key.strip().replace("-", "_")] = parse_value(value)
+    return out
+
+
+def load_config_file(path):
+    """A flat mapping from a YAML (.yaml/.yml) or TOML (.toml) file. Sections `model:` and
+    `train:` are flattened into it."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib
+        data = tomllib.loads(text)
+    elif path.suffix in (".yaml", ".yml"):
+        import yaml
+        data = yaml.safe_load(text) or {}
+    else:
+        raise ValueError(f"config file {path}: expected a .yaml, .yml or .toml file")
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: expected a mapping of key: value")
+    flat = {}
+    for key, value in data.items():
+        if key in ("model", "train") and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return {k.replace("-", "_"): (tuple(v) if isinstance(v, list) else v) for k, v in flat.items()}
+
+
+def save_config(config, path):
+    import yaml
+    plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(config.items())}
+    tmp = pathlib.Path(path).with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(plain, sort_keys=True))
+    tmp.replace(path)
+
+
+def split(config, model_cls):
+    """(model hyperparameters, trainer settings); ValueError naming an unknown key."""
+    from fastgan.models.base import COMMON
+    model_keys = set(COMMON) | set(model_cls.defaults)
+    unknown = sorted(set(config) - model_keys - TRAIN_KEYS)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)} for model {model_cls.name!r}; "
+                         f"model: {', '.join(sorted(model_keys))}; trainer: {', '.join(sorted(TRAIN_KEYS))}")
+    hyper = {k: v for k, v in config.items() if k in model_keys}
+    train = {**TRAIN_DEFAULTS, **{k: v for k, v in config.items() if k in TRAIN_KEYS}}
+    return hyper, train
+
+
+def resolve(model_name, *layers):
+    """The full config of a run of `model_name`: defaults, then each layer (dicts, later wins).
+    The built-in dataset's defaults apply when the layers leave `data` unset or "digits"."""
+    from fastgan import models
+    from fastgan.models.base import COMMON
+    cls = models.get(model_name)
+    merged = {}
+    for layer in layers:
+        merged.update(layer)
+    builtin = DATASET_DEFAULTS.get(merged.get("data") or "digits", {})
+    full = {**TRAIN_DEFAULTS, **COMMON, "arch": cls.archs[0], **cls.defaults, **builtin, **merged}
+    full["model"] = model_name
+    if full["steps"] is None and full["epochs"] is None:
+        full["steps"] = DEFAULT_STEPS
+    if full["steps"] is not None and full["epochs"] is not None and "steps" in merged and "epochs" in merged:
+        raise ValueError("give --steps or --epochs, not both")
+    if "epochs" in merged and merged["epochs"] is not None and "steps" not in merged:
+        full["steps"] = None  # the built-in dataset's step count yields to --epochs
+    split(full, cls)  # validates the keys
+    return full

@@ -1,0 +1,396 @@
+"""The one trainer: every model's n_critic loop, precision, EMA, checkpoints, logging, DDP.
+
+    model = fastgan.models.build("wgan-gp", resolution=32, channels=1)
+    fastgan.Trainer(model, loader, {"steps": 1000, "amp": True, "out": "runs/mine"}).fit()
+
+One generator step ("step", the papers' iteration) is n_critic critic steps, each on a fresh
+real batch and fresh z, then one generator step on fresh z. The step never waits for the
+host: logged values are summed on the device and read back once every `log_every` steps
+(with the gradient norms, which are computed only on those steps).
+
+Precision (amp=True): bfloat16 autocast where the device supports it (every CPU, CUDA
+devices with bf16), else float16 autocast with a GradScaler. channels_last: on CUDA by
+default.
+
+Multi-GPU: started by torchrun (WORLD_SIZE > 1 in the environment) the trainer joins the
+process group (NCCL on CUDA, gloo on CPU), wraps the networks in DistributedDataParallel,
+shards the data, splits the batch size over the processes (batch_size is the global
+batch, as in the papers) and logs and checkpoints on rank 0 only.
+
+Checkpoints hold everything a run needs to continue exactly: networks, optimizers, scaler,
+EMA, the model's extra state, every RNG state, the step, the config and the data position;
+a resumed CPU run gives the same losses, step for step, as an uninterrupted one.
+"""
+import copy
+import math
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+import torch
+from torch import distributed as dist
+
+from fastgan.train import checkpoint as ckpt
+from fastgan.train.config import TRAIN_DEFAULTS, save_config
+
+CONFIG_FILE = "config.yaml"
+
+
+def default_run_dir(config):
+    return pathlib.Path("runs") / str(config.get("model") or "run")
+
+
+def prepare_run_dir(run_dir, *, resume=False, overwrite=False):
+    """Checks that a run may write to run_dir (never another run's, unless asked)."""
+    run_dir = pathlib.Path(run_dir)
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    used = run_dir.exists() and any(run_dir.iterdir())
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} is a file")
+    if resume:
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"--resume: {run_dir} holds no fastgan run (no {CONFIG_FILE})")
+    elif used:
+        if not overwrite:
+            raise ValueError(f"run directory {run_dir} already exists; pass --resume to continue "
+                             "that run or --overwrite to replace it")
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise ValueError(f"--overwrite: {run_dir} is not empty and is not a fastgan run "
+                             f"(no {CONFIG_FILE}); refusing to delete it")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def precision(device, amp):
+    """(autocast dtype or None, whether a GradScaler is needed)."""
+    if not amp:
+        return None, False
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16, True
+    return torch.bfloat16, False
+
+
+def _grad_norm(params):
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
+
+
+class Trainer:
+    """Trains `model` (a fastgan.models.GANModel) on `loader` (fastgan.data.make_loader's, or
+    None to build one from the config) with `config` (trainer settings, see
+    fastgan.train.config.TRAIN_DEFAULTS; unknown keys raise)."""
+
+    def __init__(self, model, loader=None, config=None, *, resume=False, overwrite=False):
+        config = dict(config or {})
+        model_keys = set(model.config)
+        unknown = sorted(set(config) - set(TRAIN_DEFAULTS) - model_keys)
+        if unknown:
+            raise ValueError(f"Trainer: unknown setting(s) {', '.join(unknown)}; "
+                             f"expected {', '.join(sorted(TRAIN_DEFAULTS))} or the model's hyperparameters")
+        self.model = model
+        self.loader = loader
+        self.cfg = {**TRAIN_DEFAULTS, **{k: v for k, v in config.items()
+                                                        if k not in model_keys}}
+        self.cfg["model"] = model.name
+        if self.cfg["steps"] is None and self.cfg["epochs"] is None:
+            raise ValueError("Trainer: set steps or epochs")
+        for key in ("log_every", "sample_every", "ckpt_every", "keep", "num_samples"):
+            if not isinstance(self.cfg[key], int) or self.cfg[key] < 1:
+                raise ValueError(f"Trainer: {key} must be a positive integer, got {self.cfg[key]!r}")
+        if not 0.0 <= float(self.cfg["ema"]) < 1.0:
+            raise ValueError(f"Trainer: ema is a decay in [0, 1), got {self.cfg['ema']!r}")
+        self.resume = resume
+        self.overwrite = overwrite
+        self.step = 0
+        self.history = []  # what was logged: [{"step": s, name: value, ...}]
+
+    # -- setup -----------------------------------------------------------------------------
+    def _setup_distributed(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        want = self.cfg["device"]
+        if want is None:
+            want = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(want)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.main = self.rank == 0
+
+    def _setup_data(self):
+        cfg, mc = self.cfg, self.model.config
+        batch = mc["batch_size"]
+        if batch % self.world:
+            raise ValueError(f"batch_size {batch} does not split over {self.world} processes")
+        if self.loader is None:
+            from fastgan import data
+            self.loader = data.make_loader(
+                cfg["data"] or data.DEFAULT_DATASET, resolution=mc["resolution"],
+                batch_size=batch // self.world, backend=cfg["data_backend"], device=self.device,
+                crop=cfg["crop"], flip=cfg["flip"], seed=cfg["seed"], shard=(self.rank, self.world),
+                channels_last=self.channels_last, channels=mc["channels"],
+                num_workers=cfg["num_workers"], verbose=self.main)
+        if len(self.loader) == 0:
+            raise ValueError(f"the data gives no full batch of {batch // self.world} images per process")
+        if cfg["steps"] is not None:
+            self.total = int(cfg["steps"])
+        else:
+            self.total = math.ceil(float(cfg["epochs"]) * len(self.loader) / self.model.n_critic)
+        self._it = None
+
+    def _setup(self):
+        cfg = self.cfg
+        self._setup_distributed()
+        self.channels_last = (self.device.type == "cuda" if cfg["channels_last"] is None
+                              else bool(cfg["channels_last"]))
+        self.amp_dtype, use_scaler = precision(self.device, cfg["amp"])
+        self.run_dir = pathlib.Path(cfg["out"] or default_run_dir(cfg))
+        if self.main:
+            prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
+        if self.world > 1:
+            dist.barrier()
+        torch.manual_seed(cfg["seed"] * 1000 + self.rank)
+
+        model = self.model
+        if cfg["sync_bn"] and self.world > 1:
+            if model.config.get("fused", True):
+                raise ValueError("sync_bn needs the stock BatchNorm modules: set fused=false "
+                                 "(the fused blocks compute per-process statistics)")
+            model.generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.generator)
+            model.critic = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.critic)
+        model.to(self.device, torch.channels_last if self.channels_last else None)
+        self.opt_g, self.opt_d = model.build_optimizers()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.ema = None
+        if cfg["ema"]:
+            self.ema = copy.deepcopy(model.generator).eval().requires_grad_(False)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G = DDP(model.generator, device_ids=ids)
+            self.D = DDP(model.critic, device_ids=ids)
+        else:
+            self.G, self.D = model.generator, model.critic
+        self._setup_data()
+        # The sample grid's z: fixed for the run, the same on every rank.
+        gen = torch.Generator().manual_seed(cfg["seed"] + 12345)
+        self.fixed_z = torch.randn(cfg["num_samples"], model.z_dim, generator=gen).to(self.device)
+
+        from fastgan.train.logging import Progress, RunLogger
+        if self.main:
+            save_config({**model.config, **cfg, "out": str(self.run_dir)}, self.run_dir / CONFIG_FILE)
+        if self.resume:
+            self._restore()
+        # On resume, lines logged past the checkpoint (by the run that was cut off) are dropped.
+        self.logger = RunLogger(self.run_dir, enabled=self.main, tensorboard=cfg["tensorboard"],
+                                purge_step=self.step + 1 if self.resume else None)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self):
+        m = self.model
+        return {
+            "model": m.name, "config": {**m.config, **self.cfg, "out": str(self.run_dir)},
+            "step": self.step, "generator": m.generator.state_dict(), "critic": m.critic.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
+            "extra": m.extra_state(), "rng": ckpt.rng_state(), "data": self.loader.state_dict(),
+            "fixed_z": self.fixed_z.cpu(),
+        }
+
+    def _restore(self):
+        path, state = ckpt.load_latest(self.run_dir)
+        if state is None:
+            self._say(f"--resume: no valid checkpoint in {self.run_dir}; starting from step 0")
+            return
+        if state["model"] != self.model.name:
+            raise ValueError(f"--resume: {path} is a {state['model']!r} run, not {self.model.name!r}")
+        m = self.model
+        m.generator.load_state_dict(state["generator"])
+        m.critic.load_state_dict(state["critic"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        m.load_extra_state(state["extra"])
+        self.loader.load_state_dict(state["data"])
+        self.fixed_z = state["fixed_z"].to(self.device)
+        if self.world == 1:  # with several processes each keeps its own streams
+            ckpt.set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self._say(f"resumed from {path} at step {self.step}")
+
+    def save(self):
+        if self.main:
+            ckpt.save_checkpoint(self.run_dir, self.step, self.state_dict(), keep=self.cfg["keep"])
+
+    # -- the loop --------------------------------------------------------------------------
+    def _say(self, msg):
+        if self.main:
+            print(f"fastgan: {msg}", file=sys.stderr)
+
+    def _batch(self):
+        while True:
+            if self._it is None:
+                self._it = iter(self.loader)
+            try:
+                images, _ = next(self._it)
+                return images
+            except StopIteration:
+                self._it = None
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                              enabled=self.amp_dtype is not None)
+
+    def _accumulate(self, logs):
+        """Sums each logged value on the device (no synchronization) and counts it."""
+        for k, v in logs.items():
+            v = v.detach().float()
+            self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
+            self._counts[k] = self._counts.get(k, 0) + 1
+
+    def _optimize(self, loss, opt, net, norms, key):
+        """Backward and step (loss scaling when it is on); the gradient norm into norms[key]
+        when norms is not None."""
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if norms is not None:
+            self.scaler.unscale_(opt)
+            norms[key] = _grad_norm(net.parameters())
+        self.scaler.step(opt)
+        self.scaler.update()
+
+    def train_step(self, measure_norms=False):
+        """One generator step: n_critic critic steps, then one generator step."""
+        model, dev = self.model, self.device
+        scaler = self.scaler if self.scaler.is_enabled() else None
+        norms = {} if measure_norms else None
+        for _ in range(model.n_critic):
+            real = self._batch()
+            z = model.sample_z(real.shape[0], dev)
+            with self._autocast():
+                with torch.no_grad():
+                    fake = model.generator(z)
+                loss_d, logs = model.critic_loss(self.D, real, fake, scaler=scaler)
+            self._optimize(loss_d, self.opt_d, model.critic, norms, "grad_norm/d")
+            self._accumulate(logs)
+        model.critic.requires_grad_(False)  # the generator step needs no critic gradients
+        try:
+            z = model.sample_z(self.loader.batch_size, dev)
+            with self._autocast():
+                loss_g, logs = model.generator_loss(model.critic, self.G(z))
+            self._optimize(loss_g, self.opt_g, model.generator, norms, "grad_norm/g")
+        finally:
+            model.critic.requires_grad_(True)
+        self._accumulate(logs)
+        if self.ema is not None:
+            self._update_ema()
+        self.step += 1
+        return {k: v for k, v in (norms or {}).items() if v is not None}
+
+    @torch.no_grad()
+    def _update_ema(self):
+        decay = float(self.cfg["ema"])
+        src = self.model.generator
+        torch._foreach_lerp_(list(self.ema.parameters()), list(src.parameters()), 1.0 - decay)
+        for b_ema, b in zip(self.ema.buffers(), src.buffers()):
+            b_ema.copy_(b)
+
+    @torch.no_grad()
+    def samples(self, z=None):
+        """Images from z (default: the run's fixed z) with the EMA generator when there is one,
+        in eval mode (BatchNorm running statistics)."""
+        g = self.ema if self.ema is not None else self.model.generator
+        was = g.training
+        g.eval()
+        try:
+            return g(self.fixed_z if z is None else z).float()
+        finally:
+            g.train(was)
+
+    def _flush_logs(self, t_start, images):
+        names = sorted(self._sums)
+        values = torch.stack([self._sums[k] for k in names]).tolist() if names else []  # one sync
+        row = {k: v / self._counts[k] for k, v in zip(names, values)}
+        row.update({k: v for k, v in self._norms.items()})
+        elapsed = time.perf_counter() - t_start
+        row["images_per_s"] = images / elapsed if elapsed > 0 else 0.0
+        self._sums, self._counts, self._norms = {}, {}, {}
+        self.history.append({"step": self.step, **row})
+        self.logger.scalars(self.step, row)
+        return row
+
+    def fit(self):
+        """Trains to the configured steps; returns self (self.history holds the logged rows)."""
+        self._setup()
+        cfg, model = self.cfg, self.model
+        self._sums, self._counts, self._norms = {}, {}, {}
+        per_step = model.n_critic * self.loader.batch_size * self.world
+        t0, images = time.perf_counter(), 0
+        self._say(f"training {model.name} for {self.total} steps (from {self.step}) on {self.device}"
+                  f"{' with ' + str(self.amp_dtype).replace('torch.', '') + ' autocast' if self.amp_dtype else ''}"
+                  f", run directory {self.run_dir}")
+        from fastgan.train.logging import Progress
+        self.progress = Progress(self.total, initial=self.step, enabled=self.main and cfg["progress"])
+        try:
+            while self.step < self.total:
+                log_now = (self.step + 1) % cfg["log_every"] == 0 or self.step + 1 == self.total
+                norms = self.train_step(measure_norms=log_now)
+                images += per_step
+                if log_now:
+                    self._norms = {k: float(v) for k, v in norms.items()}
+                    row = self._flush_logs(t0, images)
+                    t0, images = time.perf_counter(), 0
+                    self.progress.update(self.step, images_per_s=row["images_per_s"],
+                                         **{k: v for k, v in row.items() if k.startswith("loss/")})
+                else:
+                    self.progress.update(self.step)
+                if self.step % cfg["sample_every"] == 0 or self.step == self.total:
+                    self.logger.images(self.step, self.samples())
+                if self.step % cfg["ckpt_every"] == 0 or self.step == self.total:
+                    self.save()
+        except KeyboardInterrupt:
+            self._say(f"interrupted at step {self.step}; saving a checkpoint")
+            self.save()
+            raise
+        finally:
+            self.progress.close()
+            self.logger.close()
+        self._say(f"done: {self.step} steps; samples and checkpoints in {self.run_dir}")
+        return self
+
+
+def load_generator(run_dir, *, checkpoint=None, device="cpu", ema=True):
+    """The trained generator of a run (its EMA weights when the run kept them), in eval mode.
+    checkpoint: a path (default: the newest valid one)."""
+    from fastgan import models
+    from fastgan.train.config import load_config_file
+    run_dir = pathlib.Path(run_dir)
+    cfg_path = run_dir / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{run_dir} holds no fastgan run (no {CONFIG_FILE})")
+    config = load_config_file(cfg_path)
+    if checkpoint is None:
+        path, state = ckpt.load_latest(run_dir)
+        if state is None:
+            raise FileNotFoundError(f"{run_dir} has no valid checkpoint")
+    else:
+        path, state = checkpoint, ckpt.load_checkpoint(checkpoint)
+    cls = models.get(config["model"])
+    hyper = {k: v for k, v in config.items() if k in cls.defaults or k in models.COMMON}
+    model = cls(**hyper)
+    g = model.generator
+    weights = state["ema"] if ema and state.get("ema") is not None else state["generator"]
+    g.load_state_dict(weights)
+    g.z_dim = model.z_dim
+    g.fastgan_checkpoint = path
+    return g.to(device).eval()

@@ -1,0 +1,128 @@
+"""Bad inputs: one clear error for a missing or empty dataset; bad files skipped and counted,
+never a crash mid-epoch; `fastgan data validate` lists each with its reason."""
+import pytest
+import torch
+
+from fastgan.cli import main
+from fastgan.data import _dali, make_loader
+from fastgan.data._pil import Samples
+
+BACKENDS = ["cpu", "cache"] + (["dali"] if _dali.available() else [])
+# The `mixed` set with crop=128: 10 usable files; 5 skipped by the header check (a .txt,
+# random bytes named .jpg, a truncated JPEG, a truncated PNG, a 100x120 JPEG); 1 more
+# (broken.jpg) passes it and is found only when decoded.
+USABLE, HEADER_SKIPS = 10, 5
+
+
+def load(path, **kw):
+    return make_loader(path, **{"batch_size": 4, "device": "cpu", "num_workers": 0, "verbose": False, **kw})
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        load(tmp_path / "nope")
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(ValueError, match=f"{tmp_path.name}.* is empty"):
+        load(tmp_path)
+
+
+def test_folder_without_images(tmp_path):
+    (tmp_path / "readme.txt").write_text("hi")
+    with pytest.raises(ValueError, match="holds no .jpg/.jpeg/.png images"):
+        load(tmp_path)
+
+
+def test_no_usable_image(tmp_path):
+    (tmp_path / "x.jpg").write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(ValueError, match="none of its 1 image files is usable"):
+        load(tmp_path)
+
+
+def test_root_images_and_class_folders_mixed(tmp_path, labeled):
+    import shutil
+
+    shutil.copytree(labeled, tmp_path / "d")
+    shutil.copy(next((labeled / "a").iterdir()), tmp_path / "d" / "stray.jpg")
+    with pytest.raises(ValueError, match="mixes images in its root"):
+        load(tmp_path / "d")
+
+
+def test_random_file_is_not_a_dataset(tmp_path):
+    (tmp_path / "data.bin").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="neither a .zip"):
+        load(tmp_path / "data.bin")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_files_skipped_and_counted(mixed, backend, capsys):
+    loader = make_loader(mixed, batch_size=4, crop=128, backend=backend, device="cpu", num_workers=0)
+    assert "5 of 16 files" in capsys.readouterr().err  # said once, before the run
+    for _ in range(2):  # two epochs, no crash; shapes never change
+        for images, labels in loader:
+            assert images.shape == (4, 3, 64, 64) and labels is None
+            assert torch.isfinite(images).all()
+    if backend == "cache":  # decoded up front: the broken file is dropped from the dataset
+        assert loader.num_samples == USABLE and len(loader) == 2
+    else:                   # found in the first epoch, replaced in its batch by another sample
+        assert loader.num_samples == USABLE + 1 and len(loader) == 2
+    assert loader.skipped == HEADER_SKIPS + 1  # broken.jpg, met in the first epoch, counted once
+
+
+def test_decode_failure_is_replaced_within_its_batch(labeled, monkeypatch):
+    """A sample that fails to decode takes the images and label of its batch's first good one."""
+    real = Samples.decode
+
+    def decode(self, i):
+        if self.files[i].startswith("b/"):
+            raise OSError("bad data")
+        return real(self, i)
+
+    monkeypatch.setattr(Samples, "decode", decode)
+    loader = load(labeled, backend="cpu", batch_size=12, shuffle=False, verbose=True)
+    images, labels = next(iter(loader))
+    assert loader.skipped == 5
+    assert labels.tolist() == [0] * 12   # the 5 of class b replaced by the first image, class a
+    assert all(torch.equal(images[k], images[0]) for k in range(7, 12))
+
+
+def test_grayscale_and_cmyk_are_converted(mixed):
+    from fastgan.data._pil import decode_pil
+
+    for name in ("gray.jpg", "cmyk.jpg", "palette.png"):
+        out = decode_pil((mixed / name).read_bytes(), 64, None, 3)
+        assert out.shape == (64, 64, 3) and out.std() > 5
+    gray = decode_pil((mixed / "gray.jpg").read_bytes(), 64, None, 3)
+    assert (gray[..., 0] == gray[..., 1]).all()
+
+
+def test_small_image_only_skipped_when_a_crop_asks_more(mixed):
+    assert load(mixed, crop=None, backend="cpu").skipped == HEADER_SKIPS - 1  # small.jpg is then fine
+    assert load(mixed, crop=128, backend="cpu").skipped == HEADER_SKIPS
+
+
+def test_validate_lists_every_bad_file(mixed, capsys):
+    assert main(["data", "validate", str(mixed), "--crop", "128"]) == 1
+    out = capsys.readouterr().out
+    expected = {"notes.txt": "not an image", "noise.jpg": "not an image", "truncated.jpg": "truncated",
+                "truncated.png": "truncated", "small.jpg": "too small for the crop: 100x120",
+                "broken.jpg": "corrupt"}
+    bad = [line for line in out.splitlines() if line.startswith("bad")]
+    assert len(bad) == len(expected)
+    for name, why in expected.items():
+        assert any(name in line and why in line for line in bad), (name, out)
+    for name in ("gray.jpg", "cmyk.jpg", "palette.png"):
+        assert any(line.startswith("converted") and name in line for line in out.splitlines())
+    assert "16 files: 10 usable, 6 bad, 3 converted" in out
+
+
+def test_validate_clean_folder_exits_0(labeled, capsys):
+    assert main(["data", "validate", str(labeled)]) == 0
+    assert "12 files: 12 usable, 0 bad" in capsys.readouterr().out
+
+
+def test_validate_missing_path_is_one_line(tmp_path, capsys):
+    assert main(["data", "validate", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err

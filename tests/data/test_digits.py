@@ -1,0 +1,29 @@
+"""The built-in digits: written once as PNGs, reused, loaded through the normal path."""
+import os
+
+import torch
+
+from fastgan.data import DEFAULT_DATASET, digits, make_loader
+
+
+def test_digits_written_once(tmp_path):
+    root = digits(tmp_path)
+    files = sorted(root.glob("*/*.png"))
+    assert root == tmp_path / "digits" and len(files) == 1797
+    assert sorted(p.name for p in root.iterdir()) == [str(i) for i in range(10)]
+    stamp = files[0].stat().st_mtime_ns
+    assert digits(tmp_path) == root and files[0].stat().st_mtime_ns == stamp  # reused
+    os.unlink(files[5])
+    assert len(list(digits(tmp_path).glob("*/*.png"))) == 1797                 # incomplete: rebuilt
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]       # no temp folders left
+
+
+def test_default_dataset_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTGAN_CACHE_DIR", str(tmp_path))
+    loader = make_loader(DEFAULT_DATASET, batch_size=64, device="cpu", verbose=False)
+    assert (tmp_path / "digits").is_dir()
+    assert loader.num_samples == 1797 and loader.num_classes == 10 and loader.skipped == 0
+    images, labels = next(iter(loader))
+    assert images.shape == (64, 3, 64, 64) and set(labels.tolist()) <= set(range(10))
+    assert torch.equal(images[:, 0], images[:, 1])           # gray -> RGB
+    assert images.min() == -1 and images.max() > 0.9        # black background, white strokes

@@ -1,0 +1,67 @@
+"""GPU paths: DALI's mixed decoding, torchvision's nvJPEG, the cache on the GPU and in pinned memory."""
+import pytest
+import torch
+
+import fastgan.data.loader as loader_mod
+from fastgan.data import _dali, _nvjpeg, make_loader
+
+pytestmark = pytest.mark.gpu
+
+
+def load(path, **kw):
+    return make_loader(path, **{"batch_size": 6, "device": "cuda", "verbose": False, **kw})
+
+
+def levels(x):
+    return (x.float() * 127.5 + 127.5).round().int()
+
+
+def _pil_levels(path, **kw):
+    return levels(next(iter(make_loader(path, batch_size=24, backend="cpu", device="cpu", shuffle=False,
+                                        num_workers=0, verbose=False, **kw)))[0])
+
+
+@pytest.mark.parametrize("backend", ["dali", "nvjpeg"])
+def test_gpu_decoding_matches_pil(faces, backend):
+    if backend == "dali" and not _dali.available():
+        pytest.skip('NVIDIA DALI is not installed (pip install "fastgan[dali]")')
+    if backend == "nvjpeg" and not _nvjpeg.available():
+        pytest.skip("torchvision is not installed: the nvjpeg backend needs torchvision.io.decode_jpeg")
+    for crop in (None, 128):
+        loader = load(faces, backend=backend, crop=crop, batch_size=24, shuffle=False)
+        images, labels = next(iter(loader))
+        assert images.device.type == "cuda" and images.shape == (24, 3, 64, 64) and labels is None
+        d = (levels(images).cpu() - _pil_levels(faces, crop=crop)).abs()
+        # nvJPEG's IDCT and torch's resize (the crop is cut before resizing, so its edge
+        # rows see no pixels beyond it) differ from PIL's more than DALI-CPU does: a few
+        # levels inside, more on the border.
+        assert d[..., 2:-2, 2:-2].max() <= 4 and d.float().mean() <= 1.0
+
+
+def test_gpu_bad_files_never_crash(mixed):
+    backends = ["cache"] + (["dali"] if _dali.available() else []) + (["nvjpeg"] if _nvjpeg.available() else [])
+    for backend in backends:
+        loader = load(mixed, backend=backend, crop=128, batch_size=4)
+        for images, _ in loader:
+            assert images.shape == (4, 3, 64, 64) and torch.isfinite(images).all()
+        assert loader.skipped == 6, backend
+
+
+def test_cache_on_gpu_matches_cpu(labeled):
+    gpu = load(labeled, backend="cache", flip=True, batch_size=4)
+    assert gpu._data.device.type == "cuda"
+    for images, labels in gpu:
+        assert images.device.type == "cuda" and labels.device.type == "cuda"
+        assert images.shape == (4, 3, 64, 64)
+
+
+def test_cache_in_pinned_memory(labeled, monkeypatch):
+    monkeypatch.setattr(loader_mod, "_pin_instead", lambda nbytes, device: True)
+    pinned = load(labeled, backend="cache", batch_size=4, flip=True)
+    assert pinned._data.device.type == "cpu" and pinned._data.is_pinned()
+    monkeypatch.undo()
+    resident = load(labeled, backend="cache", batch_size=4, flip=False)
+    images, labels = next(iter(pinned))
+    assert images.device.type == "cuda" and labels.device.type == "cuda"
+    ref, ref_labels = next(iter(resident))
+    assert torch.equal(labels, ref_labels)  # same order on both

@@ -1,0 +1,187 @@
+"""make_loader on every backend that runs here: batches, order, sharding, resume, agreement."""
+import pytest
+import torch
+
+from fastgan.data import _dali, make_loader
+from fastgan.data.loader import _decoder_choice
+
+HAS_DALI = _dali.available()
+needs_dali = pytest.mark.skipif(not HAS_DALI, reason='NVIDIA DALI is not installed (pip install "fastgan[dali]")')
+CPU_BACKENDS = [pytest.param("cpu"), pytest.param("dali", marks=needs_dali), pytest.param("cache")]
+
+
+def load(path, **kw):
+    kw = {"batch_size": 5, "device": "cpu", "num_workers": 0, "verbose": False, **kw}
+    return make_loader(path, **kw)
+
+
+def levels(x):
+    """Batch in [-1, 1] back to the uint8 levels it was made from."""
+    return (x.float() * 127.5 + 127.5).round().to(torch.uint8)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_batches_shape_dtype_range_count(labeled, backend):
+    loader = load(labeled, backend=backend, resolution=32, flip=True)
+    assert loader.backend == backend and loader.num_samples == 12 and len(loader) == 2
+    assert loader.num_classes == 2 and loader.skipped == 0
+    seen = []
+    for images, labels in loader:
+        assert images.shape == (5, 3, 32, 32) and images.dtype == torch.float32
+        assert images.min() >= -1 and images.max() <= 1 and images.std() > 0.1
+        assert labels.dtype == torch.int64 and labels.shape == (5,)
+        seen.append(labels)
+    assert len(seen) == 2 and loader.epoch == 1
+    assert set(torch.cat(seen).tolist()) <= {0, 1}
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_dtype_channels_last_gray_no_labels(faces, backend):
+    loader = load(faces, backend=backend, resolution=16, dtype=torch.bfloat16, channels_last=True,
+                  channels=1, drop_last=False, batch_size=10)
+    batches = list(loader)
+    assert [b[0].shape[0] for b in batches] == [10, 10, 4]  # drop_last=False keeps the partial batch
+    images, labels = batches[0]
+    assert labels is None and loader.num_classes == 0
+    assert images.shape == (10, 1, 16, 16) and images.dtype == torch.bfloat16
+    assert images.is_contiguous(memory_format=torch.channels_last)
+
+
+@needs_dali
+@pytest.mark.parametrize("crop,resolution", [(None, 64), (None, 32), (128, 64)])
+def test_dali_cpu_matches_pil(faces, crop, resolution):
+    """DALI and PIL both resize with an antialiased linear (triangle) filter. Measured on
+    these images: interior pixels within 1 level; the outermost output columns, where the
+    crop touches the image edge (CelebA's 178-wide crop is the full width), differ by up to
+    9 levels at 64 px and 15 at 32 px, because PIL renormalizes its filter at the edge and
+    DALI repeats the edge pixel; mean 0.14 / 0.21 levels. crop=128 stays inside the image:
+    within 1 everywhere."""
+    a, b = (levels(next(iter(load(faces, backend=be, crop=crop, resolution=resolution,
+                                   batch_size=24, shuffle=False)))[0]).int()
+            for be in ("cpu", "dali"))
+    d = (a - b).abs()
+    assert d[..., 1:-1, 1:-1].max() <= 2
+    assert d.float().mean() <= 0.3
+    assert d.max() <= (2 if crop == 128 else 20)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_same_seed_same_batches_bit_for_bit(labeled, backend):
+    runs = [[(x.clone(), y.clone()) for x, y in load(labeled, backend=backend, flip=True, seed=3)]
+            for _ in range(2)]
+    for (x1, y1), (x2, y2) in zip(*runs):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    other = list(load(labeled, backend=backend, flip=True, seed=4))
+    assert not all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(runs[0], other))
+
+
+def test_cpu_and_cache_agree(labeled):
+    """Same order, flips and labels; the cache decodes with DALI here when installed."""
+    tol = 20 if HAS_DALI else 0
+    pairs = zip(load(labeled, backend="cpu", flip=True), load(labeled, backend="cache", flip=True))
+    for (x1, y1), (x2, y2) in pairs:
+        assert torch.equal(y1, y2)
+        assert (levels(x1).int() - levels(x2).int()).abs().max() <= tol
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cache"])
+def test_resume_gives_identical_batches(labeled, backend):
+    kw = {"backend": backend, "flip": True, "batch_size": 3, "seed": 7}
+    straight = load(labeled, **kw)
+    ref = [(x.clone(), y.clone()) for _ in range(3) for x, y in straight]   # 3 epochs x 4 batches
+    interrupted = load(labeled, **kw)
+    got = [b for b in interrupted][:4]
+    for i, b in enumerate(interrupted):                                       # epoch 1: stop after 2
+        got.append(b)
+        if i == 1:
+            break
+    state = interrupted.state_dict()
+    assert state["epoch"] == 1 and state["batch"] == 2
+    resumed = load(labeled, **kw)
+    resumed.load_state_dict(state)
+    got += list(resumed) + list(resumed)                                      # rest of 1, then 2
+    assert len(got) == len(ref) == 12
+    for (x1, y1), (x2, y2) in zip(ref, got):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def test_break_then_iterate_continues(labeled):
+    loader = load(labeled, backend="cache", batch_size=3)
+    ref = [y for _, y in load(labeled, backend="cache", batch_size=3)]
+    it = iter(loader)
+    first = next(it)[1]
+    del it
+    rest = [y for _, y in loader]
+    assert len(rest) == 3 and all(torch.equal(a, b) for a, b in zip([first] + rest, ref))
+    assert loader.epoch == 1 and loader.state_dict()["batch"] == 0
+    with pytest.raises(ValueError, match="batch_size"):
+        loader.load_state_dict({**loader.state_dict(), "batch_size": 4})
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cache"])
+def test_shards_cover_an_epoch_once(faces, backend):
+    """25 images would leave 1 over for 3 shards; 24 split 8/8/8, each its own, equal-sized."""
+    full = load(faces, backend=backend, batch_size=1, shuffle=True, seed=5, resolution=8)
+    one = [levels(x)[0] for x, _ in full]
+    shards = []
+    for rank in range(3):
+        loader = load(faces, backend=backend, batch_size=2, shard=(rank, 3), seed=5, resolution=8)
+        assert loader.num_samples == 8 and len(loader) == 4
+        shards.append([img for x, _ in loader for img in levels(x)])
+    key = lambda t: bytes(t.flatten().tolist())  # noqa: E731
+    assert sorted(map(key, one)) == sorted(key(t) for s in shards for t in s)
+    assert len({key(t) for s in shards for t in s}) == 24
+    # shard r holds epoch positions r, r + 3, ...: the one-process order, dealt out
+    assert all(torch.equal(shards[r][k], one[3 * k + r]) for r in range(3) for k in range(8))
+
+
+def test_zip_reads_like_the_folder(labeled, tmp_path, zip_folder):
+    z = zip_folder(labeled, tmp_path / "celeba.zip")
+    a, b = load(labeled, backend="cpu"), load(z, backend="cpu")
+    assert b.num_classes == 2 and b.num_samples == 12
+    for (x1, y1), (x2, y2) in zip(a, b):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def test_cpu_backend_with_two_workers(labeled):
+    loader = load(labeled, backend="cpu", num_workers=2, batch_size=4, flip=True)
+    first = [(x.clone(), y.clone()) for x, y in loader]
+    single = list(load(labeled, backend="cpu", num_workers=0, batch_size=4, flip=True))
+    for (x1, y1), (x2, y2) in zip(first, single):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert len(list(loader)) == 3 and loader.epoch == 2  # persistent workers, second epoch
+
+
+def test_auto_choice_and_message(labeled, capsys):
+    loader = make_loader(labeled, batch_size=4, device="cpu", num_workers=0)
+    assert loader.backend == "cache"
+    assert "backend 'cache'" in capsys.readouterr().err
+    import fastgan.data.loader as L
+
+    old = L.CACHE_BUDGET["cpu"]
+    try:
+        L.CACHE_BUDGET["cpu"] = 1000
+        loader = make_loader(labeled, batch_size=4, device="cpu", num_workers=0)
+    finally:
+        L.CACHE_BUDGET["cpu"] = old
+    assert loader.backend == _decoder_choice(torch.device("cpu"))[0]
+    assert f"backend {loader.backend!r}" in capsys.readouterr().err
+
+
+def test_bad_arguments(labeled):
+    with pytest.raises(ValueError, match="backend"):
+        load(labeled, backend="pil")
+    with pytest.raises(ValueError, match="shard"):
+        load(labeled, shard=(2, 2))
+    with pytest.raises(ValueError, match="channels"):
+        load(labeled, channels=4)
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        load(labeled, batch_size=13)
+    with pytest.raises(TypeError, match="dtype"):
+        load(labeled, dtype=torch.int8)
+
+
+def test_dali_missing_is_a_clear_error(labeled, monkeypatch):
+    monkeypatch.setattr(_dali, "available", lambda: False)
+    with pytest.raises(ValueError, match=r"pip install \"fastgan\[dali\]\""):
+        load(labeled, backend="dali")

@@ -1,0 +1,247 @@
+"""The trainer: both models learn a few steps without NaN, resume parity, run-directory safety,
+EMA, precision, DDP over gloo with 2 processes."""
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import fastgan
+from fastgan import models
+from fastgan.train import config as cfgmod
+from fastgan.train.checkpoint import list_checkpoints, load_checkpoint
+from fastgan.train.trainer import Trainer, load_generator, precision, prepare_run_dir
+
+TINY = {"resolution": 16, "channels": 1, "g_width": 4, "d_width": 4, "z_dim": 8, "batch_size": 8}
+
+
+def _train(tmp_path, name="wgan-gp", resume=False, overwrite=False, **settings):
+    torch.manual_seed(0)
+    model = models.build(name, **TINY)
+    cfg = {"steps": 4, "out": str(tmp_path / "run"), "log_every": 1, "sample_every": 2,
+           "ckpt_every": 2, "progress": False, "tensorboard": False, "device": "cpu",
+           "data_backend": "cache", **settings}
+    return Trainer(model, None, cfg, resume=resume, overwrite=overwrite).fit()
+
+
+def _losses(history):
+    return [{k: v for k, v in row.items() if k != "images_per_s"} for row in history]
+
+
+@pytest.mark.parametrize("name", ["dcgan", "wgan-gp"])
+@pytest.mark.parametrize("amp", [False, True])
+def test_models_train_without_nan(tmp_path, name, amp):
+    t = _train(tmp_path, name, amp=amp)
+    assert t.step == 4 and [row["step"] for row in t.history] == [1, 2, 3, 4]
+    for row in t.history:
+        assert all(math.isfinite(v) for v in row.values()), row
+    keys = set(t.history[-1])
+    assert {"loss/d", "loss/g", "grad_norm/d", "grad_norm/g", "images_per_s"} <= keys
+    if name == "wgan-gp":
+        assert {"wasserstein", "gp"} <= keys
+    run = tmp_path / "run"
+    assert [p.name for p in list_checkpoints(run)] == ["step_000000002.pt", "step_000000004.pt"]
+    assert (run / "samples" / "step_000000004.png").is_file()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+    for p in t.model.generator.parameters():
+        assert torch.isfinite(p).all()
+
+
+def test_n_critic_steps_per_generator_step(tmp_path):
+    t = _train(tmp_path, "wgan-gp", steps=2)
+    # Adam counts its steps: n_critic = 5 critic steps per generator step (Gulrajani et al. 2017)
+    d_state = next(iter(t.opt_d.state.values()))
+    g_state = next(iter(t.opt_g.state.values()))
+    assert int(d_state["step"]) == 10 and int(g_state["step"]) == 2
+    assert t.loader.state_dict()["batch"] == 10 % len(t.loader) or t.loader.epoch > 0
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    whole = _train(tmp_path / "a", steps=6, ckpt_every=3)
+    first = _train(tmp_path / "b", steps=3, ckpt_every=3)
+    assert _losses(first.history) == _losses(whole.history)[:3]
+    resumed = _train(tmp_path / "b", steps=6, ckpt_every=3, resume=True)
+    assert resumed.history[0]["step"] == 4
+    assert _losses(resumed.history) == _losses(whole.history)[3:]  # bit-equal losses, step for step
+    for a, b in zip(whole.model.generator.state_dict().values(), resumed.model.generator.state_dict().values()):
+        assert torch.equal(a, b)
+    lines = (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_skips_a_damaged_checkpoint(tmp_path):
+    _train(tmp_path, steps=4, ckpt_every=2)
+    newest = list_checkpoints(tmp_path / "run")[-1]
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated
+    with pytest.warns(UserWarning, match="skipping damaged checkpoint"):
+        t = _train(tmp_path, steps=4, ckpt_every=2, resume=True)
+    assert t.history[0]["step"] == 3 and t.step == 4
+
+
+def test_checkpoint_holds_everything(tmp_path):
+    t = _train(tmp_path, "dcgan", steps=2, ema=0.9)
+    state = load_checkpoint(list_checkpoints(tmp_path / "run")[-1])
+    assert {"generator", "critic", "opt_g", "opt_d", "scaler", "ema", "extra", "rng", "step",
+            "config", "data", "fixed_z"} <= set(state)
+    assert state["step"] == 2 and state["config"]["model"] == "dcgan"
+    assert state["config"]["lr_g"] == 2e-4 and state["config"]["betas"] == (0.5, 0.999)
+    # the EMA moved towards the generator but is not it
+    g, ema = t.model.generator.state_dict(), state["ema"]
+    key = next(k for k in g if k.endswith("weight"))
+    assert not torch.equal(g[key], ema[key])
+    gen = load_generator(tmp_path / "run")
+    assert torch.equal(gen.state_dict()[key], ema[key]) and not gen.training
+    raw = load_generator(tmp_path / "run", ema=False)
+    assert torch.equal(raw.state_dict()[key], g[key])
+    assert gen(torch.randn(3, gen.z_dim)).shape == (3, 1, 16, 16)
+
+
+def test_a_run_never_overwrites_another(tmp_path):
+    _train(tmp_path, steps=1)
+    with pytest.raises(ValueError, match="already exists; pass --resume .* or --overwrite"):
+        _train(tmp_path, steps=1)
+    t = _train(tmp_path, steps=1, overwrite=True)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000000001.pt"]
+    assert t.step == 1
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "thesis.tex").write_text("x")
+    with pytest.raises(ValueError, match="not a fastgan run .* refusing to delete"):
+        prepare_run_dir(other, overwrite=True)
+    assert (other / "thesis.tex").exists()
+    with pytest.raises(FileNotFoundError, match="holds no fastgan run"):
+        prepare_run_dir(tmp_path / "nothing", resume=True)
+
+
+def test_trainer_rejects_bad_settings(tmp_path):
+    model = models.build("wgan-gp", **TINY)
+    with pytest.raises(ValueError, match="unknown setting.*lr_gg"):
+        Trainer(model, None, {"steps": 1, "lr_gg": 1})
+    with pytest.raises(ValueError, match="log_every must be a positive integer"):
+        Trainer(model, None, {"steps": 1, "log_every": 0})
+    with pytest.raises(ValueError, match="ema is a decay"):
+        Trainer(model, None, {"steps": 1, "ema": 1.5})
+
+
+def test_precision_choice():
+    assert precision(torch.device("cpu"), False) == (None, False)
+    assert precision(torch.device("cpu"), True) == (torch.bfloat16, False)  # bf16 on CPU
+
+
+def test_models_follow_their_papers():
+    d = models.build("dcgan")
+    assert d.config["lr_g"] == 2e-4 and d.config["betas"] == (0.5, 0.999) and d.config["batch_size"] == 128
+    assert d.config["z_dim"] == 100 and d.n_critic == 1
+    # 4x4x1024 -> 8x8x512 -> 16x16x256 -> 32x32x128 -> 64x64x3 (Radford et al. 2015, fig. 1)
+    convs = [m for m in d.generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.out_channels for m in convs] == [1024, 512, 256, 128, 3]
+    bns = [m for m in d.critic.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 3  # none on the first layer
+    w = models.build("wgan-gp")
+    assert w.config["lr_d"] == 1e-4 and w.config["betas"] == (0.0, 0.9) and w.n_critic == 5
+    assert w.config["gp_weight"] == 10.0 and w.config["batch_size"] == 64
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in w.critic.modules())
+    with pytest.raises(ValueError, match="unknown model 'nope'; expected one of dcgan, wgan-gp"):
+        models.build("nope")
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        models.build("dcgan", gp_weight=1.0)
+    with pytest.raises(ValueError, match="resolution must be 16, 32, 64 or 128"):
+        models.build("dcgan", resolution=48)
+
+
+def test_fused_and_stock_models_agree():
+    torch.manual_seed(0)
+    fused = models.build("wgan-gp", **TINY)
+    stock = models.build("wgan-gp", **TINY, fused=False)
+    stock.generator.load_state_dict(fused.generator.state_dict())
+    # the fused critic keeps each bias in its BiasLeakyReLU (layer k), the stock one in the conv (k - 1)
+    acts = {str(i) for i, m in enumerate(fused.critic) if isinstance(m, fastgan.nn.BiasLeakyReLU)}
+    renamed = {(f"{int(k.split('.')[0]) - 1}.bias" if k.split(".")[0] in acts else k): v
+               for k, v in fused.critic.state_dict().items()}
+    stock.critic.load_state_dict(renamed)
+    z = torch.randn(8, 8)
+    real = torch.rand(8, 1, 16, 16) * 2 - 1
+    torch.testing.assert_close(fused.generator(z), stock.generator(z))
+    fake = fused.generator(z).detach()
+    torch.manual_seed(1)
+    lf, _ = fused.critic_loss(fused.critic, real, fake)
+    torch.manual_seed(1)
+    ls, _ = stock.critic_loss(stock.critic, real, fake)
+    torch.testing.assert_close(lf, ls, rtol=1e-5, atol=1e-5)
+
+
+def test_config_layers():
+    c = cfgmod.resolve("wgan-gp")
+    assert c["resolution"] == 16 and c["channels"] == 1 and c["steps"] == 5000  # the digits defaults
+    c = cfgmod.resolve("wgan-gp", {"data": "/celeba"})
+    assert c["resolution"] == 64 and c["channels"] == 3 and c["g_width"] == 64
+    c = cfgmod.resolve("wgan-gp", {"lr_d": 3e-4}, {"lr_d": 5e-4, "epochs": 2})
+    assert c["lr_d"] == 5e-4 and c["epochs"] == 2 and c["steps"] is None
+    assert cfgmod.parse_set(["betas=[0, 0.99]", "amp=true", "out=runs/x", "ema=none"]) == {
+        "betas": [0, 0.99], "amp": True, "out": "runs/x", "ema": None}
+    with pytest.raises(ValueError, match="expected key=value"):
+        cfgmod.parse_set(["lr_d"])
+    with pytest.raises(ValueError, match="unknown setting"):
+        cfgmod.resolve("dcgan", {"gp_weight": 1})
+
+
+def test_config_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("model:\n  lr_d: 0.001\n  betas: [0.5, 0.9]\ntrain:\n  ema: 0.999\n")
+    (tmp_path / "b.toml").write_text("lr_g = 0.002\n[train]\nseed = 3\n")
+    assert cfgmod.load_config_file(tmp_path / "a.yaml") == {"lr_d": 0.001, "betas": (0.5, 0.9), "ema": 0.999}
+    assert cfgmod.load_config_file(tmp_path / "b.toml") == {"lr_g": 0.002, "seed": 3}
+    with pytest.raises(ValueError, match="expected a .yaml, .yml or .toml"):
+        (tmp_path / "c.json").write_text("{}")
+        cfgmod.load_config_file(tmp_path / "c.json")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        cfgmod.load_config_file(tmp_path / "missing.yaml")
+
+
+def test_public_api():
+    assert fastgan.Trainer is Trainer and fastgan.load_generator is load_generator
+    assert fastgan.models.build is models.build
+
+
+_DDP_SCRIPT = textwrap.dedent("""
+    import json, os, sys, torch
+    from torch import distributed as dist
+    from fastgan import models
+    from fastgan.train.trainer import Trainer
+    torch.manual_seed(0)
+    model = models.build("wgan-gp", resolution=16, channels=1, g_width=4, d_width=4, z_dim=8, batch_size=8)
+    t = Trainer(model, None, {"steps": 3, "out": sys.argv[1], "log_every": 1, "progress": False,
+                              "tensorboard": False, "device": "cpu", "data_backend": "cache"}).fit()
+    flat = torch.cat([p.detach().flatten() for p in model.critic.parameters()]
+                     + [p.detach().flatten() for p in model.generator.parameters()])
+    both = [torch.zeros_like(flat) for _ in range(2)]
+    dist.all_gather(both, flat)
+    rank = dist.get_rank()
+    out = {"rank": rank, "world": t.world, "same": bool(torch.equal(both[0], both[1])),
+           "samples": t.loader.num_samples, "batch": t.loader.batch_size, "steps": t.step}
+    with open(os.path.join(sys.argv[2], f"rank{rank}.json"), "w") as f:
+        json.dump(out, f)
+    dist.destroy_process_group()
+""")
+
+
+def test_two_process_gloo_run(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(_DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--standalone", str(script), str(tmp_path / "run"), str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    for d in ranks:
+        assert d["world"] == 2 and d["steps"] == 3 and d["same"]  # DDP kept the replicas equal
+        assert d["batch"] == 4  # the global batch of 8 split over 2 processes
+    assert ranks[0]["samples"] + ranks[1]["samples"] <= 1797
+    # rank 0 alone logs and checkpoints
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000000003.pt"]
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
