@@ -129,15 +129,16 @@ def resolve(model_name, *layers):
     cls = models.get(model_name)
     merged = {}
     for layer in layers:
+        given = {k for k in ("steps", "epochs") if layer.get(k) is not None}
+        if len(given) == 2:
+            raise ValueError("give steps or epochs, not both")
         merged.update(layer)
+        for k in given:  # a later layer's length replaces an earlier one's, in either unit
+            merged["epochs" if k == "steps" else "steps"] = None
     builtin = DATASET_DEFAULTS.get(merged.get("data") or "digits", {})
     full = {**TRAIN_DEFAULTS, **COMMON, "arch": cls.archs[0], **cls.defaults, **builtin, **merged}
     full["model"] = model_name
     if full["steps"] is None and full["epochs"] is None:
         full["steps"] = DEFAULT_STEPS
-    if full["steps"] is not None and full["epochs"] is not None and "steps" in merged and "epochs" in merged:
-        raise ValueError("give --steps or --epochs, not both")
-    if "epochs" in merged and merged["epochs"] is not None and "steps" not in merged:
-        full["steps"] = None  # the built-in dataset's step count yields to --epochs
     split(full, cls)  # validates the keys
     return full

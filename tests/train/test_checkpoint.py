@@ -198,7 +198,8 @@ def test_process_killed_between_write_and_rename(tmp_path):
         os.replace = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
         save_checkpoint({str(tmp_path)!r}, 2, {{"v": torch.arange(20)}})
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)  # not the checkout: import the installed fastgan
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
     d = tmp_path / "checkpoints"

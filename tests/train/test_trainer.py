@@ -182,6 +182,11 @@ def test_config_layers():
     assert c["resolution"] == 64 and c["channels"] == 3 and c["g_width"] == 64
     c = cfgmod.resolve("wgan-gp", {"lr_d": 3e-4}, {"lr_d": 5e-4, "epochs": 2})
     assert c["lr_d"] == 5e-4 and c["epochs"] == 2 and c["steps"] is None
+    # a resumed run's saved length yields to a new one in either unit
+    c = cfgmod.resolve("wgan-gp", {"steps": 100, "epochs": None}, {"epochs": 3})
+    assert c["epochs"] == 3 and c["steps"] is None
+    with pytest.raises(ValueError, match="steps or epochs, not both"):
+        cfgmod.resolve("wgan-gp", {"steps": 100, "epochs": 3})
     assert cfgmod.parse_set(["betas=[0, 0.99]", "amp=true", "out=runs/x", "ema=none"]) == {
         "betas": [0, 0.99], "amp": True, "out": "runs/x", "ema": None}
     with pytest.raises(ValueError, match="expected key=value"):
