@@ -184,7 +184,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg["seed"] + 12345)
         self.fixed_z = torch.randn(cfg["num_samples"], model.z_dim, generator=gen).to(self.device)
 
-        from fastgan.train.logging import Progress, RunLogger
+        from fastgan.train.logging import RunLogger
         if self.main:
             save_config({**model.config, **cfg, "out": str(self.run_dir)}, self.run_dir / CONFIG_FILE)
         if self.resume:
