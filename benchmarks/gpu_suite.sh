@@ -7,12 +7,17 @@
 #   OUT=/some/dir bash benchmarks/gpu_suite.sh
 #   bash benchmarks/gpu_suite.sh tests      # build + tests only; "bench": build + benchmarks only
 #                                           # (two calls when one would pass a 10-minute limit)
+#   bash benchmarks/gpu_suite.sh e2e        # build + data backends (bench_data.py, 20,000 CelebA-like
+#                                           # JPEGs) + short WGAN-GP and DCGAN runs at 64x64 on them
+#
+# The e2e stage needs tqdm and pyyaml: a machine without network installs them from wheels in
+# .whl/ (git-ignored; `pip download -d .whl tqdm pyyaml` here, then carry .whl).
 #
 # Needs: a CUDA GPU, torch with CUDA, nvcc, triton, pytest, pytest-benchmark (no network).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:-all}
-case "$STAGE" in all|tests|bench) ;; *) echo "gpu_suite: unknown stage $STAGE (all, tests, bench)" >&2; exit 2;; esac
+case "$STAGE" in all|tests|bench|e2e) ;; *) echo "gpu_suite: unknown stage $STAGE (all, tests, bench, e2e)" >&2; exit 2;; esac
 PY=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
@@ -38,6 +43,27 @@ if ! FASTGAN_CUDA=1 $PY -m pip install --no-build-isolation --no-deps -q . > "$O
   tail -40 "$OUT/$tag-build.log"; echo "gpu_suite: build failed" >&2; exit 1
 fi
 (cd /tmp && $PY -m fastgan info) | tee -a "$notes"
+
+if [ "$STAGE" = e2e ]; then
+  [ -d .whl ] && $PY -m pip install -q --no-index --find-links .whl tqdm pyyaml
+  data=${FASTGAN_BENCH_DATA:-/tmp/fastgan-bench-20000}
+  echo "== data backends ($data)"
+  FASTGAN_BENCH_DATA=$data FASTGAN_BENCH_N=20000 $PY -P benchmarks/bench_data.py \
+    --backends dali,nvjpeg,cache --json "$OUT/$tag-data.json" 2>&1 | tee "$OUT/$tag-data.log"
+  e2e_rc=${PIPESTATUS[0]}
+  for model in wgan-gp dcgan; do
+    echo "== training $model, 64x64, --amp, 300 steps"
+    (cd /tmp && $PY -m fastgan train --model "$model" --data "$data" --amp --steps 300 \
+       --out "/tmp/fastgan-e2e-$model" --overwrite --no-progress --set log_every=50 \
+       --set tensorboard=false) 2>&1 | tail -3
+    rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && e2e_rc=$rc
+    cp "/tmp/fastgan-e2e-$model/metrics.jsonl" "$OUT/$tag-train-$model.jsonl" 2>/dev/null
+    $PY -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(sys.argv[2], 'images/s by log window:', [round(x['images_per_s']) for x in r])" \
+      "$OUT/$tag-train-$model.jsonl" "$model" | tee -a "$notes"
+  done
+  echo "e2e exit $e2e_rc"
+  exit "$e2e_rc"
+fi
 
 tests_rc=0
 bench_rc=0
