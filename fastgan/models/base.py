@@ -18,6 +18,8 @@ tensors that stay on the device until the trainer reads them back. The losses ta
 critic to call as an argument (the trainer passes its DistributedDataParallel wrapper
 when there is one); model.generator and model.critic are the bare networks.
 """
+import abc
+
 import torch
 
 # Hyperparameters every model has; the dataset decides resolution and channels.
@@ -32,7 +34,7 @@ COMMON = {
 }
 
 
-class GANModel:
+class GANModel(abc.ABC):
     name = ""
     paper = ""
     summary = ""
@@ -59,17 +61,22 @@ class GANModel:
         self.generator, self.critic = self.build_networks()
 
     # -- what a model supplies -------------------------------------------------------------
+    @abc.abstractmethod
     def build_networks(self):
-        raise NotImplementedError
+        """(generator, critic), built from self.config."""
 
+    @abc.abstractmethod
     def build_optimizers(self):
-        raise NotImplementedError
+        """(generator optimizer, critic optimizer), over the networks as they are now (on
+        their device)."""
 
+    @abc.abstractmethod
     def critic_loss(self, critic, real, fake, *, scaler=None):
-        raise NotImplementedError
+        """(loss, logs) of one critic step; scaler: the fp16 GradScaler when there is one."""
 
+    @abc.abstractmethod
     def generator_loss(self, critic, fake):
-        raise NotImplementedError
+        """(loss, logs) of one generator step."""
 
     def extra_state(self):
         return {}
