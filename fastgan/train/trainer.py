@@ -172,6 +172,10 @@ class Trainer:
         self.ema = None
         if cfg["ema"]:
             self.ema = copy.deepcopy(model.generator).eval().requires_grad_(False)
+            self._ema_params, self._ema_buffers = list(self.ema.parameters()), list(self.ema.buffers())
+        # listed once: the step loops over none of them in Python
+        self._g_params, self._d_params = list(model.generator.parameters()), list(model.critic.parameters())
+        self._g_buffers = list(model.generator.buffers())
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -252,20 +256,22 @@ class Trainer:
                               enabled=self.amp_dtype is not None)
 
     def _accumulate(self, logs):
-        """Sums each logged value on the device (no synchronization) and counts it."""
+        """Sums each logged value on the device (no synchronization, in place) and counts it."""
         for k, v in logs.items():
-            v = v.detach().float()
-            self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
+            if k in self._sums:
+                self._sums[k].add_(v.detach())
+            else:
+                self._sums[k] = v.detach().float().clone()
             self._counts[k] = self._counts.get(k, 0) + 1
 
-    def _optimize(self, loss, opt, net, norms, key):
-        """Backward and step (loss scaling when it is on); the gradient norm into norms[key]
-        when norms is not None."""
+    def _optimize(self, loss, opt, params, norms, key, inputs=None):
+        """Backward (into `inputs` only, when given) and step, with loss scaling when it is
+        on; the gradient norm of params into norms[key] when norms is not None."""
         opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss).backward(inputs=inputs)
         if norms is not None:
             self.scaler.unscale_(opt)
-            norms[key] = _grad_norm(net.parameters())
+            norms[key] = _grad_norm(params)
         self.scaler.step(opt)
         self.scaler.update()
 
@@ -281,16 +287,13 @@ class Trainer:
                 with torch.no_grad():
                     fake = model.generator(z)
                 loss_d, logs = model.critic_loss(self.D, real, fake, scaler=scaler)
-            self._optimize(loss_d, self.opt_d, model.critic, norms, "grad_norm/d")
+            self._optimize(loss_d, self.opt_d, self._d_params, norms, "grad_norm/d")
             self._accumulate(logs)
-        model.critic.requires_grad_(False)  # the generator step needs no critic gradients
-        try:
-            z = model.sample_z(self.loader.batch_size, dev)
-            with self._autocast():
-                loss_g, logs = model.generator_loss(model.critic, self.G(z))
-            self._optimize(loss_g, self.opt_g, model.generator, norms, "grad_norm/g")
-        finally:
-            model.critic.requires_grad_(True)
+        z = model.sample_z(self.loader.batch_size, dev)
+        with self._autocast():
+            loss_g, logs = model.generator_loss(model.critic, self.G(z))
+        # inputs=: the generator step computes no critic weight gradients
+        self._optimize(loss_g, self.opt_g, self._g_params, norms, "grad_norm/g", inputs=self._g_params)
         self._accumulate(logs)
         if self.ema is not None:
             self._update_ema()
@@ -299,11 +302,8 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self):
-        decay = float(self.cfg["ema"])
-        src = self.model.generator
-        torch._foreach_lerp_(list(self.ema.parameters()), list(src.parameters()), 1.0 - decay)
-        for b_ema, b in zip(self.ema.buffers(), src.buffers()):
-            b_ema.copy_(b)
+        torch._foreach_lerp_(self._ema_params, self._g_params, 1.0 - float(self.cfg["ema"]))
+        torch._foreach_copy_(self._ema_buffers, self._g_buffers)
 
     @torch.no_grad()
     def samples(self, z=None):
