@@ -9,6 +9,8 @@
 #                                           # (two calls when one would pass a 10-minute limit)
 #   bash benchmarks/gpu_suite.sh e2e        # build + data backends (bench_data.py, 20,000 CelebA-like
 #                                           # JPEGs) + short WGAN-GP and DCGAN runs at 64x64 on them
+#   bash benchmarks/gpu_suite.sh models     # build + every model (and wgan-gp --arch resnet) for 200
+#                                           # steps at 64x64 with --amp on those JPEGs: images/s each
 #
 # The e2e stage needs tqdm and pyyaml: a machine without network installs them from wheels in
 # .whl/ (git-ignored; `pip download -d .whl tqdm pyyaml` here, then carry .whl).
@@ -17,7 +19,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:-all}
-case "$STAGE" in all|tests|bench|e2e) ;; *) echo "gpu_suite: unknown stage $STAGE (all, tests, bench, e2e)" >&2; exit 2;; esac
+case "$STAGE" in all|tests|bench|e2e|models) ;; *) echo "gpu_suite: unknown stage $STAGE (all, tests, bench, e2e, models)" >&2; exit 2;; esac
 PY=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
@@ -43,6 +45,39 @@ if ! FASTGAN_CUDA=1 $PY -m pip install --no-build-isolation --no-deps -q . > "$O
   tail -40 "$OUT/$tag-build.log"; echo "gpu_suite: build failed" >&2; exit 1
 fi
 (cd /tmp && $PY -m fastgan info) | tee -a "$notes"
+
+if [ "$STAGE" = models ]; then
+  [ -d .whl ] && $PY -m pip install -q --no-index --find-links .whl tqdm pyyaml
+  data=${FASTGAN_BENCH_DATA:-/tmp/fastgan-bench-20000}
+  # the data set (bench_data.py generates it once; the cache backend keeps the runs off the decoder)
+  FASTGAN_BENCH_DATA=$data FASTGAN_BENCH_N=20000 $PY -P benchmarks/bench_data.py --backends cache \
+    > "$OUT/$tag-models-data.log" 2>&1
+  models_rc=0
+  for spec in gan:dcgan dcgan lsgan wgan wgan-gp wgan-gp:resnet ebgan began dragan; do
+    model=${spec%%:*}; arch=${spec#*:}; [ "$arch" = "$spec" ] && arch=""
+    name=$model${arch:+-$arch}
+    echo "== training $name, 64x64, --amp, 200 steps"
+    (cd /tmp && $PY -m fastgan train --model "$model" ${arch:+--arch "$arch"} --data "$data" --amp \
+       --steps 200 --data-backend cache --out "/tmp/fastgan-models-$name" --overwrite --no-progress \
+       --set log_every=50 --set tensorboard=false) 2>&1 | tail -2
+    rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && models_rc=$rc
+    cp "/tmp/fastgan-models-$name/metrics.jsonl" "$OUT/$tag-model-$name.jsonl" 2>/dev/null
+  done
+  # images/s: the last log window of each run (the first holds compilation and cuDNN autotuning)
+  $PY - "$OUT" "$tag" <<'PYEOF' | tee "$OUT/$tag-models.md"
+import json, pathlib, sys
+out, tag = pathlib.Path(sys.argv[1]), sys.argv[2]
+print("| model | images/s (real images through the critic, last 50 steps) | loss/d | loss/g |")
+print("|---|---|---|---|")
+for f in sorted(out.glob(f"{tag}-model-*.jsonl")):
+    rows = [json.loads(line) for line in f.read_text().splitlines()]
+    last = rows[-1]
+    print(f"| {f.stem.split('-model-')[1]} | {last['images_per_s']:.0f} | {last.get('loss/d', float('nan')):.4g} "
+          f"| {last.get('loss/g', float('nan')):.4g} |")
+PYEOF
+  echo "models exit $models_rc"
+  exit "$models_rc"
+fi
 
 if [ "$STAGE" = e2e ]; then
   [ -d .whl ] && $PY -m pip install -q --no-index --find-links .whl tqdm pyyaml

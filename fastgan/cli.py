@@ -88,16 +88,24 @@ def _sample(args):
     if args.interpolate:
         cols = 8
         rows = max(1, args.num // cols)
-        a, b = (torch.randn(rows, 1, g.z_dim, generator=gen) for _ in range(2))
+        a, b = (g.sample_z(rows, generator=gen).unsqueeze(1) for _ in range(2))
         t = torch.linspace(0, 1, cols).view(1, cols, 1)
         z = (a + (b - a) * t).reshape(rows * cols, g.z_dim)  # straight lines in z
     else:
         cols = None
-        z = torch.randn(args.num, g.z_dim, generator=gen)
+        z = g.sample_z(args.num, generator=gen)
     with torch.no_grad():
         images = g(z).float()
     out = pathlib.Path(args.out) if args.out else (
         pathlib.Path(args.run) / "samples" / f"sample_seed{args.seed}{'_interp' if args.interpolate else ''}.png")
+    if images.dim() == 4 and images.shape[1:] == (2, 1, 1):  # 2-D points: a scatter plot
+        from fastgan.data import toy
+        from fastgan.train.config import load_config_file
+        from fastgan.train.logging import save_points
+        data = load_config_file(pathlib.Path(args.run) / "config.yaml").get("data")
+        save_points(images, out, data if data in toy.MIXTURES else None)
+        print(f"wrote {out} ({images.shape[0]} points from {g.fastgan_checkpoint})")
+        return 0
     save_image_grid(images, out, nrow=cols)
     print(f"wrote {out} ({images.shape[0]} images from {g.fastgan_checkpoint})")
     return 0
@@ -105,7 +113,11 @@ def _sample(args):
 
 def _models(args):
     from fastgan import models
-    print("\n\n".join(models.get(n).describe() for n in models.names()))
+    if args.names:
+        print("\n\n".join(models.get(n).describe() for n in args.names))
+    else:
+        print(models.table(markdown=False))
+        print("\n`fastgan models NAME` shows a model's paper, architectures and every default.")
     return 0
 
 
@@ -141,8 +153,9 @@ def build_parser():
                     "with a small network. The resolved config is saved as DIR/config.yaml.")
     p.add_argument("--model", help="the model (fastgan models lists them)")
     p.add_argument("--arch", help="the model's architecture (default: its first)")
-    p.add_argument("--data", help="a folder or zip of images, a prepared cache file, or 'digits' "
-                                  "(default: the built-in digits)")
+    p.add_argument("--data", help="a folder or zip of images, a prepared cache file, 'digits' "
+                                  "(default: the built-in digits), or 'ring8'/'grid25' (2-D "
+                                  "mixtures of Gaussians, with --arch mlp)")
     p.add_argument("--resolution", type=int, help="image side: 16, 32, 64 or 128")
     p.add_argument("--batch-size", type=int, help="global batch size (split over processes)")
     steps = p.add_mutually_exclusive_group()
@@ -179,7 +192,9 @@ def build_parser():
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("models", help="list the models with their papers and defaults",
-                       description="Every model with its paper and default hyperparameters.")
+                       description="The models with their papers and main defaults; with names, "
+                                   "each one's every default hyperparameter.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="models to describe in full")
     p.set_defaults(func=_models)
     return parser
 

@@ -77,3 +77,15 @@ def _restore_default_backend():
 def require_backend():
     """need_backend, for tests that choose their backend themselves."""
     return need_backend
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, restored after it. Tiny tensors through thousands of
+    ops (gradgradcheck, a few training steps) gain nothing from threads and, on a loaded
+    2-core machine, lose much to their synchronization (measured: a ResNet gradgradcheck
+    took 33 s on 2 threads, 1 s on one)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -100,9 +100,15 @@ def test_train_then_sample(tmp_path):
 def test_models_lists_papers_and_defaults(fastgan_cmd):
     r = _run(*fastgan_cmd, "models")
     assert r.returncode == 0, r.stderr
-    for text in ("dcgan:", "wgan-gp:", "arXiv:1511.06434", "arXiv:1704.00028", "n_critic = 5",
-                 "betas = (0.0, 0.9)", "lr_g = 0.0002"):
+    for text in ("gan ", "lsgan ", "wgan ", "ebgan ", "began ", "dragan ", "arXiv:1511.06434",
+                 "arXiv:1704.00028", "RMSprop 5e-05, clip 0.01", "Adam 0.0001, betas (0, 0.9)"):
         assert text in r.stdout
+    r = _run(*fastgan_cmd, "models", "dcgan", "wgan-gp")
+    assert r.returncode == 0, r.stderr
+    for text in ("dcgan:", "wgan-gp:", "n_critic = 5", "betas = (0.0, 0.9)", "lr_g = 0.0002"):
+        assert text in r.stdout
+    r = _run(*fastgan_cmd, "models", "nope")
+    assert r.returncode == 2 and "unknown model 'nope'" in r.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -129,3 +135,22 @@ def test_train_and_sample_errors_are_one_line(args, message, tmp_path):
 def test_subcommand_help(args):
     r = _run(sys.executable, "-m", "fastgan", *args)
     assert r.returncode == 0 and "usage: fastgan" in r.stdout
+
+
+def test_train_and_sample_on_2d_toy_data(tmp_path):
+    run = tmp_path / "toy"
+    r = _run(sys.executable, "-m", "fastgan", "train", "--model", "began", "--data", "ring8", "--steps", "6",
+             "--out", str(run), "--no-progress", "--set", "mlp_hidden=16", "--set", "tensorboard=false",
+             "--set", "sample_every=3", "--set", "num_samples=100")
+    assert r.returncode == 0, r.stderr
+    assert "backend 'toy': mixture 'ring8'" in r.stderr
+    cfg = (run / "config.yaml").read_text()
+    assert "arch: mlp" in cfg and "channels: 2" in cfg and "resolution: 1" in cfg
+    assert (run / "samples" / "step_000000006.png").is_file()
+    out = tmp_path / "points.png"
+    r = _run(sys.executable, "-m", "fastgan", "sample", "--run", str(run), "--out", str(out), "--num", "300")
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+    with Image.open(out) as im:
+        assert im.size == (256, 256) and im.mode == "RGB"
+    assert "300 points" in r.stdout

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from fastgan.data import _dali, _nvjpeg, prepared
+from fastgan.data import _dali, _nvjpeg, prepared, toy
+from fastgan.data._position import Position, check_shard
 from fastgan.data._pil import PILDecoder, Samples
 from fastgan.data._scan import Source, check_all
 from fastgan.ops import gather_images
@@ -51,7 +52,7 @@ def _mib(nbytes):
     return f"{nbytes / 2**20:.1f} MiB"
 
 
-class ImageLoader:
+class ImageLoader(Position):
     """One epoch of (images, labels) batches per iteration; see make_loader."""
 
     def __init__(self, *, n, labels, num_classes, batch_size, resolution, channels, device,
@@ -83,22 +84,6 @@ class ImageLoader:
     def skipped(self):
         """Files skipped: at the header check, and found corrupt while decoding."""
         return self._skipped_before + len(self._bad)
-
-    def state_dict(self):
-        return {"epoch": self.epoch, "batch": self._batch, "seed": self.seed,
-                "num_samples": self.num_samples, "batch_size": self.batch_size,
-                "shard": [self.rank, self.world_size]}
-
-    def load_state_dict(self, state):
-        for key in ("seed", "num_samples", "batch_size", "shard"):
-            if key in state and state[key] != self.state_dict()[key]:
-                raise ValueError(f"load_state_dict: the state has {key}={state[key]!r} but this loader "
-                                 f"has {self.state_dict()[key]!r}; its position would mean other batches")
-        epoch, batch = int(state["epoch"]), int(state["batch"])
-        if epoch < 0 or not 0 <= batch <= len(self):
-            raise ValueError(f"load_state_dict: position epoch={epoch}, batch={batch} is out of range "
-                             f"(0..{len(self)} batches per epoch)")
-        self.epoch, self._batch = epoch, batch
 
     # -- one epoch's order --------------------------------------------------------
     def _plan(self, epoch):
@@ -243,12 +228,7 @@ def _check_args(resolution, batch_size, backend, crop, channels, shard, dtype, s
         raise ValueError(f"crop must be None (the largest centered square) or a positive int, got {crop!r}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    try:
-        rank, world = (int(v) for v in shard)
-    except (TypeError, ValueError):
-        raise ValueError(f"shard must be (rank, world_size), got {shard!r}") from None
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard!r}")
+    rank, world = check_shard(shard)
     if dtype not in _DTYPES:
         raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")
     if not isinstance(seed, int):
@@ -263,7 +243,9 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
                 channels_last=False, dtype=torch.float32, channels=3, num_workers=None,
                 verbose=True):
     """An ImageLoader over a folder tree or .zip of JPEG/PNG images, a prepared file
-    (fastgan data prepare), or "digits" (fastgan.data.digits()).
+    (fastgan data prepare), or "digits" (fastgan.data.digits()); for a 2-D toy mixture
+    (a name in fastgan.data.toy.MIXTURES: "ring8", "grid25") a fastgan.data.toy.ToyLoader
+    of points [B, 2, 1, 1], which needs resolution=1 and channels=2.
 
     Images are center-cropped (crop=None: the largest square, 178 for CelebA; crop=N: N x N)
     and resized with antialiasing to resolution x resolution. backend: "auto" (a prepared
@@ -272,6 +254,9 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
     "dali", "nvjpeg", "cpu" or "cache". num_workers: DataLoader workers ("cpu") or decoding
     threads ("dali", "nvjpeg"); None: min(8, CPU count).
     """
+    if isinstance(path, str) and path in toy.MIXTURES:
+        return _toy_loader(path, resolution, batch_size, backend, device, crop, seed, shard, dtype,
+                           channels, verbose)
     shard = _check_args(resolution, batch_size, backend, crop, channels, shard, dtype, seed, num_workers)
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None:
@@ -351,6 +336,27 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
     if len(loader) == 0:
         raise ValueError(f"dataset {str(path)!r}: shard {loader.rank} of {loader.world_size} has "
                          f"{loader.num_samples} images, fewer than batch_size={batch_size} with drop_last=True")
+    return loader
+
+
+def _toy_loader(name, resolution, batch_size, backend, device, crop, seed, shard, dtype, channels,
+                verbose):
+    """make_loader's branch for a 2-D toy mixture. flip, shuffle, drop_last, channels_last and
+    num_workers do not apply (a flip of a 1x1 image is itself; the points are i.i.d. and come
+    in full batches; [B, 2, 1, 1] has one layout) and are ignored."""
+    if resolution != 1 or channels != 2:
+        raise ValueError(f"dataset {name!r} is 2-D toy data: points stored as [B, 2, 1, 1], which "
+                         f"needs resolution=1 and channels=2 (an MLP model), got resolution="
+                         f"{resolution!r}, channels={channels!r}")
+    if backend != "auto":
+        raise ValueError(f"dataset {name!r} is sampled on the fly (backend 'toy'): backend must be "
+                         f"'auto', got {backend!r}")
+    if crop is not None:
+        raise ValueError(f"dataset {name!r} is 2-D points: crop must be None, got {crop!r}")
+    loader = toy.ToyLoader(name, batch_size=batch_size, seed=seed, device=device, shard=shard,
+                           dtype=dtype)
+    _say(verbose, f"backend 'toy': mixture {name!r} ({loader.num_classes} Gaussians, std "
+                  f"{loader.std}), {loader.num_samples} points per epoch sampled on {loader.device}")
     return loader
 
 

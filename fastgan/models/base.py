@@ -10,6 +10,14 @@ A model is a class with
     critic_loss(critic, real, fake, scaler=None) -> (loss, {name: 0-dim tensor})
                               one critic/discriminator step; fake is detached
     generator_loss(critic, fake)                 -> (loss, {name: 0-dim tensor})
+
+and may override
+
+    critic_steps(step)        critic steps in generator step `step` (default n_critic; WGAN's
+                              early/periodic 100)
+    sample_z(n, device)       the prior (default N(0, I); BEGAN's is uniform)
+    on_log(step, row)         sees each logged row (host floats, no extra synchronization);
+                              BEGAN halves its learning rates here when M stalls
     extra_state() / load_extra_state(d)   state beside the networks (BEGAN's k_t), for checkpoints
 
 The trainer owns everything else: devices, precision, the n_critic loop (the model's
@@ -31,6 +39,10 @@ COMMON = {
     "batch_size": 64,
     "n_critic": 1,
     "fused": True,           # fastgan's fused kernels (False: the same networks in stock modules)
+    "g_width": 64,           # convolutional width of the generator (the arch's base channel count)
+    "d_width": 64,           # ... and of the critic
+    "mlp_hidden": 256,       # arch "mlp": units per hidden layer
+    "mlp_depth": 3,          # arch "mlp": hidden layers
 }
 
 
@@ -53,7 +65,8 @@ class GANModel(abc.ABC):
         if merged["arch"] not in self.archs:
             raise ValueError(f"model {self.name!r}: unknown arch {merged['arch']!r}; "
                              f"expected one of {', '.join(self.archs)}")
-        for key in ("resolution", "channels", "z_dim", "batch_size", "n_critic"):
+        for key in ("resolution", "channels", "z_dim", "batch_size", "n_critic", "g_width", "d_width",
+                    "mlp_hidden", "mlp_depth"):
             if not isinstance(merged[key], int) or isinstance(merged[key], bool) or merged[key] < 1:
                 raise ValueError(f"model {self.name!r}: {key} must be a positive integer, "
                                  f"got {merged[key]!r}")
@@ -78,6 +91,13 @@ class GANModel(abc.ABC):
     def generator_loss(self, critic, fake):
         """(loss, logs) of one generator step."""
 
+    def critic_steps(self, step):
+        """Critic steps in generator step `step` (counted from 0)."""
+        return self.n_critic
+
+    def on_log(self, step, row):
+        """Called by the trainer with each logged row {name: float} (already on the host)."""
+
     def extra_state(self):
         return {}
 
@@ -97,6 +117,30 @@ class GANModel(abc.ABC):
     def sample_z(self, n, device, generator=None):
         """The prior: z ~ N(0, I) of shape (n, z_dim)."""
         return torch.randn(n, self.z_dim, device=device, generator=generator)
+
+    @property
+    def data_shape(self):
+        c = self.config
+        return (c["channels"], c["resolution"], c["resolution"])
+
+    # arch "mlp": fully connected networks on the flattened data (2-D toy points are
+    # (B, 2, 1, 1); images get a tanh output like the convolutional generators).
+    def mlp_generator(self):
+        from fastgan.nn.mlp import MLPGenerator
+        c = self.config
+        return MLPGenerator(c["z_dim"], self.data_shape, hidden=c["mlp_hidden"], depth=c["mlp_depth"],
+                            tanh=c["resolution"] > 1)
+
+    def mlp_critic(self):
+        from fastgan.nn.mlp import MLPCritic
+        c = self.config
+        return MLPCritic(self.data_shape, hidden=c["mlp_hidden"], depth=c["mlp_depth"])
+
+    def mlp_autoencoder(self, code_dim=None):
+        from fastgan.nn.mlp import MLPAutoencoder
+        c = self.config
+        return MLPAutoencoder(self.data_shape, hidden=c["mlp_hidden"], depth=max(1, c["mlp_depth"] - 1),
+                              code_dim=code_dim)
 
     def to(self, device=None, memory_format=None):
         for net in (self.generator, self.critic):

@@ -26,7 +26,7 @@ class DCGAN(GANModel):
     name = "dcgan"
     paper = "Radford, Metz, Chintala 2015, arXiv:1511.06434"
     summary = "deep convolutional GAN: BatchNorm generator and discriminator, standard GAN loss"
-    archs = ("dcgan",)
+    archs = ("dcgan", "mlp")
     defaults = {
         "z_dim": 100,          # sec. 3 / fig. 1: a 100-dimensional uniform z (we use N(0, I))
         "g_width": 64,         # fig. 1: 4x4x1024 ... 32x32x128 at 64 px
@@ -41,6 +41,8 @@ class DCGAN(GANModel):
 
     def build_networks(self):
         c = self.config
+        if c["arch"] == "mlp":
+            return self.mlp_generator(), self.mlp_critic()
         g = DCGANGenerator(c["resolution"], c["z_dim"], c["channels"], c["g_width"], fused=c["fused"])
         d = DCGANCritic(c["resolution"], c["channels"], c["d_width"], norm=self.critic_norm,
                         fused=c["fused"])

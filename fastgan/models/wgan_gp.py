@@ -10,11 +10,18 @@ activations and the penalty is fastgan.ops.gradient_penalty (fused, double backw
 fastgan's kernels). The generator is DCGAN's, with BatchNorm, as in the paper's DCGAN
 experiments.
 
+arch "resnet" (appendix C, the 64x64 ResNet of the paper's code): a generator of residual
+up-blocks (BatchNorm, ReLU, nearest upsampling, 3x3 convolutions, 1x1 shortcut) from a
+4x4x512 linear projection, and a critic of residual down-blocks with LayerNorm (never
+BatchNorm in a gradient-penalty critic) and mean pooling, then a linear score
+(fastgan.nn.resnet). arch "mlp": fully connected networks, for 2-D toy data.
+
 Defaults are Algorithm 1's: lambda = 10, n_critic = 5, Adam alpha = 1e-4, beta1 = 0,
 beta2 = 0.9, m = 64. beta1 = 0 is the paper's choice (not DCGAN's 0.5): momentum in the
 critic's optimizer works against the moving target the critic tracks.
 """
 from fastgan.models.dcgan import DCGAN
+from fastgan.nn.resnet import ResNetCritic, ResNetGenerator
 from fastgan.ops.gradient_penalty import gradient_penalty
 
 
@@ -23,9 +30,9 @@ class WGANGP(DCGAN):
     name = "wgan-gp"
     paper = "Gulrajani et al. 2017, arXiv:1704.00028"
     summary = "Wasserstein GAN with gradient penalty (DCGAN architecture, critic without BatchNorm)"
-    archs = ("dcgan",)
+    archs = ("dcgan", "resnet", "mlp")
     defaults = {
-        "z_dim": 100,
+        "z_dim": 128,          # the paper's code: 128-dimensional noise for every model
         "g_width": 64,
         "d_width": 64,
         "lr_g": 1e-4,          # Algorithm 1: alpha = 0.0001
@@ -36,6 +43,13 @@ class WGANGP(DCGAN):
         "gp_weight": 10.0,     # Algorithm 1: lambda = 10
     }
     critic_norm = None  # sec. 4: no BatchNorm in a gradient-penalty critic
+
+    def build_networks(self):
+        c = self.config
+        if c["arch"] == "resnet":
+            return (ResNetGenerator(c["resolution"], c["z_dim"], c["channels"], c["g_width"]),
+                    ResNetCritic(c["resolution"], c["channels"], c["d_width"]))
+        return super().build_networks()
 
     def critic_loss(self, critic, real, fake, *, scaler=None):
         d_real = critic(real).float().mean()

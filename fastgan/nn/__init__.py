@@ -1,8 +1,13 @@
 """Modules built on fastgan.ops: critic activations fused to second order, critics, and
-fused Conv -> BatchNorm -> ReLU/LeakyReLU blocks."""
+fused Conv -> BatchNorm -> ReLU/LeakyReLU blocks; the models' networks (DCGAN, the WGAN-GP
+ResNet, EBGAN's and BEGAN's autoencoders, MLPs for toy data)."""
 from fastgan.nn.activation import BiasLeakyReLU
+from fastgan.nn.autoencoder import BEGANAutoencoder, BEGANDecoder, BEGANEncoder, EBGANDiscriminator
 from fastgan.nn.blocks import ConvBNLeakyReLU, ConvTransposeBNReLU, fused_conv_bn_act
 from fastgan.nn.dcgan import DCGANCritic, DCGANGenerator, dcgan_init_
+from fastgan.nn.mlp import MLPAutoencoder, MLPCritic, MLPGenerator
+from fastgan.nn.resnet import ResNetCritic, ResNetGenerator
 
-__all__ = ["BiasLeakyReLU", "ConvBNLeakyReLU", "ConvTransposeBNReLU", "DCGANCritic", "DCGANGenerator", "dcgan_init_",
-           "fused_conv_bn_act"]
+__all__ = ["BEGANAutoencoder", "BEGANDecoder", "BEGANEncoder", "BiasLeakyReLU", "ConvBNLeakyReLU",
+           "ConvTransposeBNReLU", "DCGANCritic", "DCGANGenerator", "EBGANDiscriminator", "MLPAutoencoder",
+           "MLPCritic", "MLPGenerator", "ResNetCritic", "ResNetGenerator", "dcgan_init_", "fused_conv_bn_act"]

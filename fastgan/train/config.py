@@ -37,9 +37,16 @@ DEFAULT_STEPS = 100_000
 
 # The built-in digits (8x8 upscaled) are small and gray: a small network at 16 px, sized so
 # that `fastgan train --model wgan-gp --amp` finishes on a 2-core CPU in under 10 minutes.
+# The 2-D toy mixtures (fastgan.data.toy) are points [B, 2, 1, 1] for the MLP arch. Only keys
+# every model has (COMMON and trainer keys): these defaults merge into any model's config.
+# 1000 samples make the scatter plot and are enough for fastgan.data.toy.coverage.
+_TOY = {"resolution": 1, "channels": 2, "arch": "mlp", "batch_size": 256, "steps": 5000,
+        "sample_every": 500, "num_samples": 1000, "ema": 0.0}
 DATASET_DEFAULTS = {
     "digits": {"resolution": 16, "channels": 1, "g_width": 32, "d_width": 32, "steps": 5000,
                "ema": 0.999, "sample_every": 500},
+    "ring8": dict(_TOY),
+    "grid25": dict(_TOY),
 }
 
 TRAIN_KEYS = frozenset(TRAIN_DEFAULTS)

@@ -7,6 +7,10 @@ A run directory gets ``metrics.jsonl`` (one JSON object per ``scalars`` call, re
 without TensorBoard), ``samples/step_{step:09d}.png`` and, when the ``tensorboard``
 package is installed, event files under ``tensorboard/``. With ``enabled=False`` (every
 DDP rank but 0) nothing is created or written.
+
+Samples of 2-D toy data (points [N, 2, 1, 1] or [N, 2], fastgan.data.toy) are drawn as a
+scatter plot (fastgan.data.toy.scatter_image) instead of an image grid, under the same
+file names and TensorBoard tag.
 """
 import json
 import math
@@ -19,7 +23,7 @@ import warnings
 
 import torch
 
-__all__ = ["make_grid", "save_image_grid", "RunLogger", "Progress"]
+__all__ = ["make_grid", "save_image_grid", "save_points", "RunLogger", "Progress"]
 
 
 def make_grid(images, nrow=None, padding=2, value_range=(-1, 1)):
@@ -79,10 +83,24 @@ def _save_png(grid, path):
     return path
 
 
+def _is_points(images):
+    """True for 2-D toy samples: [N, 2] or [N, 2, 1, 1] (make_grid takes C = 1 or 3 only)."""
+    return isinstance(images, torch.Tensor) and (
+        (images.dim() == 2 and images.shape[1] == 2)
+        or (images.dim() == 4 and tuple(images.shape[1:]) == (2, 1, 1)))
+
+
 def save_image_grid(images, path, nrow=None, value_range=(-1, 1)):
     """Writes make_grid(images) as a PNG at `path` (atomically: readers never see half a
     file); returns the path."""
     return _save_png(make_grid(images, nrow=nrow, value_range=value_range), pathlib.Path(path))
+
+
+def save_points(points, path, mixture=None):
+    """Writes a scatter plot of 2-D points ([N, 2, 1, 1] or [N, 2]) as a PNG at `path`
+    (atomically), the centers of `mixture` ("ring8", "grid25") marked; returns the path."""
+    from fastgan.data import toy
+    return _save_png(toy.scatter_image(points, mixture), pathlib.Path(path))
 
 
 _warned_no_tensorboard = False
@@ -119,11 +137,17 @@ class RunLogger:
     purge_step: on resume, the step training continues from; what was logged at steps
     >= purge_step by the interrupted run is dropped (metrics.jsonl lines and TensorBoard
     events), so the resumed run's values are not shown twice.
+    mixture: for 2-D point samples, the toy mixture they imitate ("ring8", "grid25"): its
+    centers are marked and its default view used (None: the view fits the samples).
     """
 
-    def __init__(self, run_dir, *, enabled=True, tensorboard=True, purge_step=None):
+    def __init__(self, run_dir, *, enabled=True, tensorboard=True, purge_step=None, mixture=None):
         self.run_dir = pathlib.Path(run_dir)
         self.enabled = enabled
+        if mixture is not None:
+            from fastgan.data import toy
+            toy.centers(mixture)  # ValueError naming the mixtures
+        self.mixture = mixture
         self._writer = self._metrics = None
         if not enabled:
             return
@@ -152,13 +176,18 @@ class RunLogger:
 
     def images(self, step, images, tag="samples"):
         """Logs a grid of `images` [N, C, H, W] in [-1, 1]: TensorBoard image `tag` and the
-        PNG run_dir/<tag>/step_{step:09d}.png. Returns the PNG's path (None if disabled)."""
+        PNG run_dir/<tag>/step_{step:09d}.png. Returns the PNG's path (None if disabled).
+        2-D points ([N, 2, 1, 1] or [N, 2]) are drawn with fastgan.data.toy.scatter_image."""
         if not self.enabled:
             return None
         parts = pathlib.PurePosixPath(tag).parts
         if not parts or tag.startswith("/") or ".." in parts:
             raise ValueError(f"tag must be a relative name like 'samples' or 'samples/ema', got {tag!r}")
-        grid = make_grid(images)
+        if _is_points(images):
+            from fastgan.data import toy
+            grid = toy.scatter_image(images, self.mixture)
+        else:
+            grid = make_grid(images)
         if self._writer is not None:
             self._writer.add_image(tag, grid, step, dataformats="HWC")
         return _save_png(grid, self.run_dir.joinpath(*parts) / f"step_{step:09d}.png")

@@ -3,8 +3,9 @@
     model = fastgan.models.build("wgan-gp", resolution=32, channels=1)
     fastgan.Trainer(model, loader, {"steps": 1000, "amp": True, "out": "runs/mine"}).fit()
 
-One generator step ("step", the papers' iteration) is n_critic critic steps, each on a fresh
-real batch and fresh z, then one generator step on fresh z. The step never waits for the
+One generator step ("step", the papers' iteration) is the model's critic steps (n_critic,
+or model.critic_steps(step) where a paper varies it), each on a fresh real batch and fresh
+z, then one generator step on fresh z. The step never waits for the
 host: logged values are summed on the device and read back once every `log_every` steps
 (with the gradient norms, which are computed only on those steps).
 
@@ -108,6 +109,7 @@ class Trainer:
         self.resume = resume
         self.overwrite = overwrite
         self.step = 0
+        self.images_seen = 0
         self.history = []  # what was logged: [{"step": s, name: value, ...}]
 
     # -- setup -----------------------------------------------------------------------------
@@ -186,7 +188,7 @@ class Trainer:
         self._setup_data()
         # The sample grid's z: fixed for the run, the same on every rank.
         gen = torch.Generator().manual_seed(cfg["seed"] + 12345)
-        self.fixed_z = torch.randn(cfg["num_samples"], model.z_dim, generator=gen).to(self.device)
+        self.fixed_z = model.sample_z(cfg["num_samples"], "cpu", generator=gen).to(self.device)
 
         from fastgan.train.logging import RunLogger
         if self.main:
@@ -194,8 +196,10 @@ class Trainer:
         if self.resume:
             self._restore()
         # On resume, lines logged past the checkpoint (by the run that was cut off) are dropped.
+        from fastgan.data import toy
         self.logger = RunLogger(self.run_dir, enabled=self.main, tensorboard=cfg["tensorboard"],
-                                purge_step=self.step + 1 if self.resume else None)
+                                purge_step=self.step + 1 if self.resume else None,
+                                mixture=cfg["data"] if cfg["data"] in toy.MIXTURES else None)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self):
@@ -276,12 +280,13 @@ class Trainer:
         self.scaler.update()
 
     def train_step(self, measure_norms=False):
-        """One generator step: n_critic critic steps, then one generator step."""
+        """One generator step: the model's critic steps, then one generator step."""
         model, dev = self.model, self.device
         scaler = self.scaler if self.scaler.is_enabled() else None
         norms = {} if measure_norms else None
-        for _ in range(model.n_critic):
+        for _ in range(model.critic_steps(self.step)):
             real = self._batch()
+            self.images_seen += real.shape[0]
             z = model.sample_z(real.shape[0], dev)
             with self._autocast():
                 with torch.no_grad():
@@ -319,7 +324,13 @@ class Trainer:
 
     def _flush_logs(self, t_start, images):
         names = sorted(self._sums)
-        values = torch.stack([self._sums[k] for k in names]).tolist() if names else []  # one sync
+        values = []
+        if names:
+            stacked = torch.stack([self._sums[k] for k in names])
+            if self.world > 1:  # every process logs (and decides on) the mean over processes
+                dist.all_reduce(stacked)
+                stacked /= self.world
+            values = stacked.tolist()  # one synchronization
         row = {k: v / self._counts[k] for k, v in zip(names, values)}
         row.update({k: v for k, v in self._norms.items()})
         elapsed = time.perf_counter() - t_start
@@ -327,6 +338,7 @@ class Trainer:
         self._sums, self._counts, self._norms = {}, {}, {}
         self.history.append({"step": self.step, **row})
         self.logger.scalars(self.step, row)
+        self.model.on_log(self.step, row)
         return row
 
     def fit(self):
@@ -334,8 +346,8 @@ class Trainer:
         self._setup()
         cfg, model = self.cfg, self.model
         self._sums, self._counts, self._norms = {}, {}, {}
-        per_step = model.n_critic * self.loader.batch_size * self.world
-        t0, images = time.perf_counter(), 0
+        self.images_seen = 0  # real images through the critic, this process
+        t0, seen0 = time.perf_counter(), 0
         self._say(f"training {model.name} for {self.total} steps (from {self.step}) on {self.device}"
                   f"{' with ' + str(self.amp_dtype).replace('torch.', '') + ' autocast' if self.amp_dtype else ''}"
                   f", run directory {self.run_dir}")
@@ -345,11 +357,10 @@ class Trainer:
             while self.step < self.total:
                 log_now = (self.step + 1) % cfg["log_every"] == 0 or self.step + 1 == self.total
                 norms = self.train_step(measure_norms=log_now)
-                images += per_step
                 if log_now:
                     self._norms = {k: float(v) for k, v in norms.items()}
-                    row = self._flush_logs(t0, images)
-                    t0, images = time.perf_counter(), 0
+                    row = self._flush_logs(t0, (self.images_seen - seen0) * self.world)
+                    t0, seen0 = time.perf_counter(), self.images_seen
                     self.progress.update(self.step, images_per_s=row["images_per_s"],
                                          **{k: v for k, v in row.items() if k.startswith("loss/")})
                 else:
@@ -392,5 +403,6 @@ def load_generator(run_dir, *, checkpoint=None, device="cpu", ema=True):
     weights = state["ema"] if ema and state.get("ema") is not None else state["generator"]
     g.load_state_dict(weights)
     g.z_dim = model.z_dim
+    g.sample_z = lambda n, generator=None: model.sample_z(n, "cpu", generator=generator)
     g.fastgan_checkpoint = path
     return g.to(device).eval()

@@ -1,5 +1,5 @@
-"""The trainer: both models learn a few steps without NaN, resume parity, run-directory safety,
-EMA, precision, DDP over gloo with 2 processes."""
+"""The trainer: every model trains a few steps without NaN (fp32 and amp), resume parity for
+every model, run-directory safety, EMA, precision, DDP over gloo with 2 processes."""
 import json
 import math
 import os
@@ -19,9 +19,14 @@ from fastgan.train.trainer import Trainer, load_generator, precision, prepare_ru
 TINY = {"resolution": 16, "channels": 1, "g_width": 4, "d_width": 4, "z_dim": 8, "batch_size": 8}
 
 
-def _train(tmp_path, name="wgan-gp", resume=False, overwrite=False, **settings):
+# every model with its default arch, and the other image archs
+CASES = [(n, None) for n in models.names()] + [("wgan-gp", "resnet")]
+CASE_IDS = [n if a is None else f"{n}-{a}" for n, a in CASES]
+
+
+def _train(tmp_path, name="wgan-gp", resume=False, overwrite=False, arch=None, **settings):
     torch.manual_seed(0)
-    model = models.build(name, **TINY)
+    model = models.build(name, **TINY, **({} if arch is None else {"arch": arch}))
     cfg = {"steps": 4, "out": str(tmp_path / "run"), "log_every": 1, "sample_every": 2,
            "ckpt_every": 2, "progress": False, "tensorboard": False, "device": "cpu",
            "data_backend": "cache", **settings}
@@ -32,10 +37,10 @@ def _losses(history):
     return [{k: v for k, v in row.items() if k != "images_per_s"} for row in history]
 
 
-@pytest.mark.parametrize("name", ["dcgan", "wgan-gp"])
+@pytest.mark.parametrize("name, arch", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("amp", [False, True])
-def test_models_train_without_nan(tmp_path, name, amp):
-    t = _train(tmp_path, name, amp=amp)
+def test_models_train_without_nan(tmp_path, name, arch, amp):
+    t = _train(tmp_path, name, amp=amp, arch=arch)
     assert t.step == 4 and [row["step"] for row in t.history] == [1, 2, 3, 4]
     for row in t.history:
         assert all(math.isfinite(v) for v in row.values()), row
@@ -61,11 +66,12 @@ def test_n_critic_steps_per_generator_step(tmp_path):
     assert t.loader.state_dict()["batch"] == 10 % len(t.loader) or t.loader.epoch > 0
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    whole = _train(tmp_path / "a", steps=6, ckpt_every=3)
-    first = _train(tmp_path / "b", steps=3, ckpt_every=3)
+@pytest.mark.parametrize("name, arch", CASES, ids=CASE_IDS)
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, name, arch):
+    whole = _train(tmp_path / "a", name, steps=6, ckpt_every=3, arch=arch)
+    first = _train(tmp_path / "b", name, steps=3, ckpt_every=3, arch=arch)
     assert _losses(first.history) == _losses(whole.history)[:3]
-    resumed = _train(tmp_path / "b", steps=6, ckpt_every=3, resume=True)
+    resumed = _train(tmp_path / "b", name, steps=6, ckpt_every=3, resume=True, arch=arch)
     assert resumed.history[0]["step"] == 4
     assert _losses(resumed.history) == _losses(whole.history)[3:]  # bit-equal losses, step for step
     for a, b in zip(whole.model.generator.state_dict().values(), resumed.model.generator.state_dict().values()):
@@ -146,7 +152,7 @@ def test_models_follow_their_papers():
     assert w.config["lr_d"] == 1e-4 and w.config["betas"] == (0.0, 0.9) and w.n_critic == 5
     assert w.config["gp_weight"] == 10.0 and w.config["batch_size"] == 64
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in w.critic.modules())
-    with pytest.raises(ValueError, match="unknown model 'nope'; expected one of dcgan, wgan-gp"):
+    with pytest.raises(ValueError, match="unknown model 'nope'; expected one of gan, dcgan, lsgan"):
         models.build("nope")
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         models.build("dcgan", gp_weight=1.0)

@@ -1,0 +1,62 @@
+"""DRAGAN (Kodali, Abernethy, Hays, Kira 2017, "On Convergence and Stability of GANs",
+arXiv:1705.07215).
+
+The standard GAN losses (Goodfellow et al. 2014, non-saturating generator loss) plus a
+gradient penalty at perturbed real samples (sec. 5, eq. 4):
+
+    L_D = -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))) + lambda E[(||grad D(x + delta)|| - 1)^2]
+    delta = 0.5 * std(x) * U[0, 1)   (per element, as in the authors' code; the paper
+                                     writes N(0, cI)), lambda = 10
+
+x + delta is clamped to the images' range [-1, 1] (fastgan's choice: the authors' code
+does not clamp; 2-D toy data are not clamped).
+
+Both parts of L_D are backpropagated together (a known bug elsewhere backpropagates only
+the penalty, so the discriminator never learns to discriminate). The penalty is
+fastgan.ops.gradient_penalty(mode="dragan") with its fused double backward.
+
+Networks: DCGAN's generator and its discriminator without BatchNorm (the penalty is per
+sample; BatchNorm would couple the samples it is taken at). Adam lr 1e-4, betas
+(0.5, 0.9) as in the paper's code, batch 64.
+"""
+from torch.nn import functional as F
+
+from fastgan.models.dcgan import DCGAN
+from fastgan.ops.gradient_penalty import gradient_penalty
+
+
+class DRAGAN(DCGAN):
+    name = "dragan"
+    paper = "Kodali et al. 2017, arXiv:1705.07215"
+    summary = "standard GAN loss plus a gradient penalty around the real data (lambda 10)"
+    archs = ("dcgan", "mlp")
+    defaults = {
+        "z_dim": 100,
+        "g_width": 64,
+        "d_width": 64,
+        "lr_g": 1e-4,          # the paper's code: Adam 1e-4, beta1 0.5, beta2 0.9
+        "lr_d": 1e-4,
+        "betas": (0.5, 0.9),
+        "batch_size": 64,
+        "n_critic": 1,
+        "gp_weight": 10.0,     # sec. 5: lambda = 10
+        "perturb_scale": 0.5,  # sec. 5: delta ~ 0.5 * std(x) * U[0, 1)
+    }
+    critic_norm = None
+
+    def critic_loss(self, critic, real, fake, *, scaler=None):
+        c = self.config
+        d_real = critic(real).float()
+        d_fake = critic(fake).float()
+        gan = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        gp = gradient_penalty(critic, real, mode="dragan", weight=c["gp_weight"], scaler=scaler,
+                              perturb_scale=c["perturb_scale"], data_range=self.data_range,
+                              backend=None if c["fused"] else "reference")
+        loss = gan + gp
+        return loss, {"loss/d": loss.detach(), "loss/d_gan": gan.detach(), "gp": gp.detach(),
+                      "d/real": d_real.detach().mean(), "d/fake": d_fake.detach().mean()}
+
+    @property
+    def data_range(self):
+        # images live in [-1, 1]; 2-D toy points have no range to clamp to
+        return (-1.0, 1.0) if self.config["resolution"] > 1 else None

@@ -1,0 +1,111 @@
+"""Small MLPs for 2-D toy data and MLP GANs on small digits.
+
+Samples keep the image layout the rest of fastgan uses: 2-D points are (B, 2, 1, 1), 16 x 16
+digits (B, 1, 16, 16). Every network flattens its input and reshapes its output, so a shape
+is given as a tuple of positive ints (in_shape / out_shape, without the batch dimension).
+
+    MLPGenerator    z (B, z_dim) -> [Linear -> ReLU] x depth -> Linear -> [tanh] -> (B, *out_shape)
+    MLPCritic       x (B, *in_shape) -> flatten -> [Linear -> LeakyReLU(0.2)] x depth -> Linear -> (B,)
+    MLPAutoencoder  x -> flatten -> [Linear -> LeakyReLU(0.2)] x depth -> Linear (code_dim)
+                      -> [Linear -> LeakyReLU(0.2)] x depth -> Linear -> (B, *in_shape)
+
+Three hidden layers follow the toy networks of WGAN-GP's released code (Gulrajani et al.
+2017, arXiv:1704.00028, 8 Gaussians / 25 Gaussians / Swiss roll; 512 ReLU units there);
+hidden=256 is this library's smaller default, not a paper value. The critic's LeakyReLU(0.2)
+is DCGAN's slope (Radford et al. 2015, sec. 3). There is no normalization, so a sample's
+output depends on that sample alone, and every op is twice differentiable (the gradient
+penalty's double backward). The autoencoder has no output activation (EBGAN/BEGAN
+energies are reconstruction errors on unbounded outputs). Initialization is PyTorch's default.
+"""
+import math
+
+from torch import nn
+from fastgan.nn.autoencoder import Autoencoder
+
+NEGATIVE_SLOPE = 0.2  # Radford et al. 2015, sec. 3
+
+
+def _check_shape(cls, name, shape):
+    """The shape as a tuple of positive ints, or ValueError naming `name`."""
+    ok = isinstance(shape, (tuple, list)) and len(shape) > 0 and all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+    if not ok:
+        raise ValueError(f"{cls}: {name} must be a non-empty tuple of positive ints, e.g. (2, 1, 1), "
+                         f"got {shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def _check_positive_int(cls, name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{cls}: {name} must be a positive int, got {value!r}")
+
+
+def _stack(n_in, hidden, depth, act):
+    """[Linear -> act] x depth, n_in -> hidden -> ... -> hidden."""
+    layers = []
+    for i in range(depth):
+        layers += [nn.Linear(n_in if i == 0 else hidden, hidden), act()]
+    return layers
+
+
+class MLPGenerator(nn.Module):
+    """z (B, z_dim) -> samples (B, *out_shape); in [-1, 1] with tanh=True, unbounded otherwise."""
+
+    def __init__(self, z_dim, out_shape, hidden=256, depth=3, tanh=False):
+        cls = "MLPGenerator"
+        _check_positive_int(cls, "z_dim", z_dim)
+        out_shape = _check_shape(cls, "out_shape", out_shape)
+        _check_positive_int(cls, "hidden", hidden)
+        _check_positive_int(cls, "depth", depth)
+        super().__init__()
+        self.out_shape = out_shape
+        self.z_dim = z_dim
+        layers = _stack(z_dim, hidden, depth, nn.ReLU)
+        layers.append(nn.Linear(hidden, math.prod(self.out_shape)))
+        if tanh:
+            layers.append(nn.Tanh())
+        layers.append(nn.Unflatten(1, self.out_shape))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class MLPCritic(nn.Module):
+    """x (B, *in_shape) -> one score per sample, shape (B,). No sigmoid."""
+
+    def __init__(self, in_shape, hidden=256, depth=3):
+        cls = "MLPCritic"
+        in_shape = _check_shape(cls, "in_shape", in_shape)
+        _check_positive_int(cls, "hidden", hidden)
+        _check_positive_int(cls, "depth", depth)
+        super().__init__()
+        self.in_shape = in_shape
+        layers = [nn.Flatten(1)] + _stack(math.prod(in_shape), hidden, depth,
+                                          lambda: nn.LeakyReLU(NEGATIVE_SLOPE))
+        layers += [nn.Linear(hidden, 1), nn.Flatten(0)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class MLPAutoencoder(Autoencoder):
+    """x (B, *in_shape) -> reconstruction (B, *in_shape), or (reconstruction, code (B, code_dim))
+    with return_code=True. code_dim defaults to hidden."""
+
+    def __init__(self, in_shape, hidden=256, depth=2, code_dim=None):
+        cls = "MLPAutoencoder"
+        in_shape = _check_shape(cls, "in_shape", in_shape)
+        _check_positive_int(cls, "hidden", hidden)
+        _check_positive_int(cls, "depth", depth)
+        code_dim = hidden if code_dim is None else code_dim
+        _check_positive_int(cls, "code_dim", code_dim)
+        super().__init__()
+        self.in_shape, self.code_dim = in_shape, code_dim
+        n = math.prod(in_shape)
+        act = lambda: nn.LeakyReLU(NEGATIVE_SLOPE)  # noqa: E731
+        self.encoder = nn.Sequential(nn.Flatten(1), *_stack(n, hidden, depth, act),
+                                     nn.Linear(hidden, code_dim))
+        self.decoder = nn.Sequential(*_stack(code_dim, hidden, depth, act), nn.Linear(hidden, n),
+                                     nn.Unflatten(1, in_shape))

@@ -1,0 +1,149 @@
+"""The WGAN-GP ResNet generator and critic (Gulrajani et al. 2017, arXiv:1704.00028, app. C)
+at 16-128 px.
+
+Generator (their 64x64 "ResNet" generator; z_dim=128 is theirs):
+
+    z (z_dim) -> Linear -> (c0 x 4 x 4) -> [up-block] x n -> BN -> ReLU -> Conv 3x3 -> C -> tanh
+
+    up-block(c_in, c_out):  residual  BN -> ReLU -> upsample x2 -> Conv 3x3 (c_in -> c_out)
+                                      -> BN -> ReLU -> Conv 3x3 (c_out -> c_out)
+                            shortcut  upsample x2 -> Conv 1x1 (c_in -> c_out)
+                            output    shortcut + residual
+
+Critic (their 64x64 discriminator, the mirror of the generator):
+
+    x (C x R x R) -> Conv 3x3 (width) -> [down-block] x n -> (c_n x 4 x 4) -> Linear -> score
+
+    down-block(c_in, c_out):  residual  LN -> ReLU -> Conv 3x3 (c_in -> c_in)
+                                        -> LN -> ReLU -> Conv 3x3 (c_in -> c_out) -> mean pool 2x2
+                              shortcut  mean pool 2x2 -> Conv 1x1 (c_in -> c_out)
+
+n = log2(R / 4) blocks take 4 x 4 to R x R. Channels at 64 px and width 64 (n = 4) are the
+paper's 8*64: 512 -> 512 -> 256 -> 128 -> 64 in the generator and 64 -> 128 -> 256 -> 512 ->
+512 in the critic; the multiplier is capped at 8, so 128 px also tops out at 8 * width.
+Upsampling is nearest neighbour (their UpsampleConv is a depth-to-space of four copies, which
+is the same thing). The up-block's convolutions have no biases: a per-channel constant added
+to a block's output reaches the next BatchNorm through the residual branch and, linearly,
+through the shortcuts, so the BatchNorms cancel every such bias in training (measured: their
+gradients are ~1e-14 in float64); the Linear's bias varies over space and is kept.
+
+The critic's "LN" is layer normalization over (C, H, W) of each sample with a per-channel
+scale and shift, nn.GroupNorm(1, C): the normalization Gulrajani et al. use in their ResNet
+critic. It is never BatchNorm: the gradient penalty is a per-sample constraint on
+||grad_x D(x)||, and BatchNorm makes each sample's score depend on the other samples of the
+batch, so the penalty would constrain a different function from the one the critic computes
+at test time (Gulrajani et al. 2017, sec. 4, "No critic batch normalization"). With
+GroupNorm(1, C) a sample's score and its input gradient depend on that sample alone, in
+train and eval mode alike. There is no sigmoid: the losses take raw scores.
+
+Initialization: PyTorch's defaults (Kaiming-uniform weights, a=sqrt(5); uniform biases). A
+documented choice: Gulrajani et al. use He init for layers followed by ReLU and Glorot
+otherwise; with a normalization before every ReLU the scale of the initial weights matters
+little, and the ResNet does not use DCGAN's N(0, 0.02).
+
+Every op in the critic (conv, GroupNorm, ReLU, average pooling, Linear) is twice
+differentiable in stock PyTorch, which the gradient penalty's double backward needs.
+"""
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: Resolutions these networks build: 4 x 4 doubled n = 2..5 times.
+RESOLUTIONS = (16, 32, 64, 128)
+#: The channel multiplier's cap, 8 * width (Gulrajani et al. 2017, app. C: 8 * dim at 4 x 4).
+MAX_MULT = 8
+
+
+def _check(cls, resolution, width, channels_name, channels):
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution not in RESOLUTIONS:
+        raise ValueError(f"{cls}: resolution must be 16, 32, 64 or 128, got {resolution!r}")
+    for name, value in (("width", width), (channels_name, channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{cls}: {name} must be a positive int, got {value!r}")
+
+
+def _channel_plan(resolution, width):
+    """The generator's channels, 4 x 4 first: [w*m(n-1)] + [w*m(n-1-i) for i < n], m(k) =
+    min(2**k, 8). The critic uses the reverse."""
+    n = int(math.log2(resolution)) - 2
+    mult = [min(2 ** (n - 1 - i), MAX_MULT) for i in range(n)]
+    return [width * mult[0]] + [width * m for m in mult]
+
+
+class UpBlock(nn.Module):
+    """The generator's residual up-block (see the module docstring): (B, c_in, H, W) ->
+    (B, c_out, 2H, 2W)."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        # No biases (see the module docstring): BatchNorm cancels every one of them.
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, 1, 0, bias=False)
+
+    def forward(self, x):
+        h = F.interpolate(F.relu(self.bn1(x)), scale_factor=2, mode="nearest")
+        h = self.conv2(F.relu(self.bn2(self.conv1(h))))
+        return self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest")) + h
+
+
+class DownBlock(nn.Module):
+    """The critic's residual down-block (see the module docstring): (B, c_in, H, W) ->
+    (B, c_out, H/2, W/2). Per-sample normalization only (GroupNorm(1, C))."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_in, 3, 1, 1)
+        self.norm2 = nn.GroupNorm(1, c_in)
+        self.conv2 = nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, 1, 0)
+
+    def forward(self, x):
+        h = self.conv1(F.relu(self.norm1(x)))
+        h = F.avg_pool2d(self.conv2(F.relu(self.norm2(h))), 2)
+        return self.shortcut(F.avg_pool2d(x, 2)) + h
+
+
+class ResNetGenerator(nn.Module):
+    """The WGAN-GP ResNet generator: z of shape (B, z_dim) -> images (B, C, R, R) in [-1, 1]."""
+
+    def __init__(self, resolution=64, z_dim=128, out_channels=3, width=64):
+        _check("ResNetGenerator", resolution, width, "out_channels", out_channels)
+        if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim < 1:
+            raise ValueError(f"ResNetGenerator: z_dim must be a positive int, got {z_dim!r}")
+        super().__init__()
+        c = _channel_plan(resolution, width)
+        self.z_dim = z_dim
+        self.resolution = resolution
+        self.linear = nn.Linear(z_dim, c[0] * 4 * 4)
+        self.unflatten = nn.Unflatten(1, (c[0], 4, 4))
+        self.blocks = nn.Sequential(*(UpBlock(a, b) for a, b in zip(c[:-1], c[1:])))
+        self.bn = nn.BatchNorm2d(c[-1])
+        self.to_rgb = nn.Conv2d(c[-1], out_channels, 3, 1, 1)
+
+    def forward(self, z):
+        h = self.blocks(self.unflatten(self.linear(z)))  # (B, c[-1], R, R)
+        return torch.tanh(self.to_rgb(F.relu(self.bn(h))))
+
+
+class ResNetCritic(nn.Module):
+    """The WGAN-GP ResNet critic: images (B, C, R, R) -> one score per sample, shape (B,).
+    Normalization is per sample (GroupNorm(1, C)), never BatchNorm; see the module docstring."""
+
+    def __init__(self, resolution=64, in_channels=3, width=64):
+        _check("ResNetCritic", resolution, width, "in_channels", in_channels)
+        super().__init__()
+        c = _channel_plan(resolution, width)[::-1]  # [w, 2w, 4w, 8w, 8w] at 64 px
+        self.resolution = resolution
+        self.from_rgb = nn.Conv2d(in_channels, c[0], 3, 1, 1)
+        self.blocks = nn.Sequential(*(DownBlock(a, b) for a, b in zip(c[:-1], c[1:])))
+        self.linear = nn.Linear(c[-1] * 4 * 4, 1)
+
+    def forward(self, x):
+        h = self.blocks(self.from_rgb(x))  # (B, c[-1], 4, 4)
+        return self.linear(h.flatten(1)).squeeze(1)

@@ -1,0 +1,206 @@
+"""The model catalog: every model's paper defaults, its architectures, the parts of its
+math that a few training steps cannot show (WGAN's critic schedule and clip, EBGAN's
+per-sample hinge and pulling-away term, BEGAN's k_t and learning-rate decay), and the
+catalog's listing in the CLI and the README."""
+import math
+import pathlib
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import fastgan
+from fastgan import models
+from fastgan.models.ebgan import energy, pulling_away
+from fastgan.optim import RMSpropClip
+
+TINY = {"resolution": 16, "channels": 1, "g_width": 4, "d_width": 4, "z_dim": 8, "batch_size": 8}
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_catalog():
+    assert models.names() == ["gan", "dcgan", "lsgan", "wgan", "wgan-gp", "ebgan", "began", "dragan"]
+    for name in models.names():
+        cls = models.get(name)
+        assert re.search(r"arXiv:\d{4}\.\d{4,5}", cls.paper), cls.paper
+        assert "mlp" in cls.archs and cls.summary
+        text = cls.describe()
+        assert text.startswith(f"{name}: ") and cls.paper in text and "z_dim = " in text
+    with pytest.raises(ValueError, match="unknown arch 'resnet'; expected one of dcgan, mlp"):
+        models.build("lsgan", arch="resnet")
+
+
+def test_paper_defaults():
+    c = models.get("lsgan").defaults
+    assert (c["a"], c["b"], c["c"]) == (0.0, 1.0, 1.0) and c["lr_g"] == 2e-4 and c["betas"][0] == 0.5
+    assert c["z_dim"] == 100
+    c = models.get("wgan").defaults
+    assert (c["lr_d"], c["lr_g"], c["clip"], c["n_critic"], c["batch_size"]) == (5e-5, 5e-5, 0.01, 5, 64)
+    c = models.get("ebgan").defaults
+    assert (c["margin"], c["pt_weight"]) == (20.0, 0.1)
+    c = models.get("began").defaults
+    assert (c["z_dim"], c["gamma"], c["lambda_k"], c["k0"], c["lr_g"], c["batch_size"]) == (
+        64, 0.5, 0.001, 0.0, 1e-4, 16)
+    c = models.get("dragan").defaults
+    assert c["gp_weight"] == 10.0 and c["n_critic"] == 1
+    c = models.get("wgan-gp").defaults
+    assert (c["gp_weight"], c["n_critic"], c["betas"], c["z_dim"]) == (10.0, 5, (0.0, 0.9), 128)
+
+
+def test_wgan_optimizers_clip_every_critic_parameter():
+    torch.manual_seed(0)
+    m = models.build("wgan", **TINY, lr_d=0.5)  # a huge step, so the clip is what bounds it
+    opt_g, opt_d = m.build_optimizers()
+    assert type(opt_g) is torch.optim.RMSprop and isinstance(opt_d, RMSpropClip)
+    real = torch.rand(8, 1, 16, 16) * 2 - 1
+    fake = m.generator(m.sample_z(8, "cpu")).detach()
+    loss, logs = m.critic_loss(m.critic, real, fake)
+    assert torch.equal(logs["wasserstein"], -logs["loss/d"])
+    opt_d.zero_grad()
+    loss.backward()
+    opt_d.step()
+    params = list(m.critic.parameters())
+    assert any(isinstance(x, nn.BatchNorm2d) for x in m.critic.modules())  # the paper's critic has BN
+    assert max(p.abs().max().item() for p in params) == pytest.approx(0.01)  # every one, BN too
+
+
+def test_wgan_critic_schedule():
+    m = models.build("wgan", **TINY)
+    assert {m.critic_steps(s) for s in range(1200)} == {5}  # Algorithm 1: n_critic = 5
+    boost = models.build("wgan", **TINY, critic_boost=True)
+    steps = [boost.critic_steps(s) for s in range(1001)]
+    assert steps[:25] == [100] * 25 and steps[25:500] == [5] * 475
+    assert steps[500] == 100 and steps[501] == 5 and steps[1000] == 100
+
+
+def test_wgan_gp_resnet_architecture():
+    m = models.build("wgan-gp", arch="resnet")  # 64 px, width 64: Gulrajani et al. 2017, appendix C
+    g, d = m.generator, m.critic
+    linear = next(x for x in g.modules() if isinstance(x, nn.Linear))
+    assert linear.in_features == 128 and linear.out_features == 4 * 4 * 512
+    assert not any(isinstance(x, nn.BatchNorm2d) for x in d.modules())  # never in a GP critic
+    assert any(isinstance(x, nn.GroupNorm) and x.num_groups == 1 for x in d.modules())  # LayerNorm
+    z = torch.randn(2, 128)
+    assert g(z).shape == (2, 3, 64, 64) and d(g(z)).shape == (2,)
+
+
+def _fixed_autoencoder(residuals):
+    """A stand-in discriminator whose reconstruction of sample i is x_i + r_i."""
+    class AE(nn.Module):
+        def forward(self, x, return_code=False):
+            recon = x + residuals.view(-1, *[1] * (x.dim() - 1)) * torch.ones_like(x) / math.sqrt(
+                x[0].numel())
+            return (recon, x.flatten(1)) if return_code else recon
+    return AE()
+
+
+def test_ebgan_hinge_is_per_sample():
+    m = models.build("ebgan", **TINY)
+    x = torch.zeros(4, 1, 16, 16)
+    # fake energies 5, 5, 5, 45: the batch mean (15) is below m = 20, but only three samples are
+    res = torch.tensor([5.0, 5.0, 5.0, 45.0])
+    assert torch.allclose(energy(x, _fixed_autoencoder(res)(x)), res)
+    real_res = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    ae_real, ae_fake = _fixed_autoencoder(real_res), _fixed_autoencoder(res)
+
+    def critic(v):
+        return ae_real(v) if v is x else ae_fake(v)
+    fake = torch.zeros(4, 1, 16, 16)
+    loss, logs = m.critic_loss(critic, x, fake)
+    per_sample = real_res.mean() + torch.relu(20.0 - res).mean()  # 2.5 + 45/4
+    assert loss.item() == pytest.approx(per_sample.item(), rel=1e-5)
+    assert loss.item() != pytest.approx((real_res.mean() + torch.relu(20.0 - res.mean())).item())
+
+
+def test_pulling_away_term():
+    eye = torch.eye(4)
+    assert pulling_away(eye).item() == pytest.approx(0.0, abs=1e-7)  # orthogonal codes
+    same = torch.ones(5, 3)
+    assert pulling_away(same).item() == pytest.approx(1.0, rel=1e-6)  # one code repeated
+    s = torch.randn(6, 7, dtype=torch.float64)
+    n = s / s.norm(dim=1, keepdim=True)
+    brute = sum(float(n[i] @ n[j]) ** 2 for i in range(6) for j in range(6) if i != j) / 30
+    assert pulling_away(s).item() == pytest.approx(brute, rel=1e-5)
+    # in the generator's loss only, weighted 0.1
+    m = models.build("ebgan", **TINY)
+    fake = torch.randn(4, 1, 16, 16)
+    ae = _fixed_autoencoder(torch.full((4,), 3.0))
+    loss, logs = m.generator_loss(ae, fake)
+    assert loss.item() == pytest.approx(3.0 + 0.1 * logs["pt"].item(), rel=1e-5)
+
+
+def test_began_k_update_and_logs():
+    torch.manual_seed(0)
+    m = models.build("began", **TINY, embedding=8)
+    assert m.k.item() == 0.0
+    z = m.sample_z(1000, "cpu")
+    assert z.min() >= -1 and z.max() <= 1 and z.mean().abs() < 0.05 and z.std() > 0.5  # U[-1, 1]
+    real = torch.rand(8, 1, 16, 16) * 2 - 1
+    fake = m.generator(m.sample_z(8, "cpu")).detach()
+    with torch.no_grad():
+        l_real = (real - m.critic(real)).abs().mean()
+        l_fake = (fake - m.critic(fake)).abs().mean()
+    loss, logs = m.critic_loss(m.critic, real, fake)
+    k1 = min(max(0.0, 0.001 * (0.5 * l_real.item() - l_fake.item())), 1.0)
+    assert m.k.item() == pytest.approx(k1, abs=1e-7) and logs["k"].item() == pytest.approx(k1, abs=1e-7)
+    assert loss.item() == pytest.approx(l_real.item(), rel=1e-5)  # k_0 = 0
+    assert logs["convergence"].item() == pytest.approx(
+        l_real.item() + abs(0.5 * l_real.item() - l_fake.item()), rel=1e-5)
+    loss.backward()  # k moved on; this step's backward still has its k_t
+
+
+def test_began_learning_rate_halves_when_convergence_stalls():
+    m = models.build("began", **TINY, embedding=8, lr_patience=100)
+    opt_g, opt_d = m.build_optimizers()
+    for step in range(50, 501, 50):  # M improves: no decay
+        m.on_log(step, {"convergence": 1.0 / step})
+    assert opt_g.param_groups[0]["lr"] == opt_d.param_groups[0]["lr"] == 1e-4
+    m.on_log(550, {"convergence": 1.0})
+    m.on_log(600, {"convergence": 1.0})  # 100 steps since the best M
+    assert opt_g.param_groups[0]["lr"] == opt_d.param_groups[0]["lr"] == 5e-5
+    state = m.extra_state()
+    other = models.build("began", **TINY, embedding=8, lr_patience=100)
+    other.load_extra_state(state)
+    assert other.extra_state() == state
+
+
+def test_dragan_backpropagates_its_gan_loss():
+    torch.manual_seed(0)
+    m = models.build("dragan", **TINY)
+    assert not any(isinstance(x, nn.BatchNorm2d) for x in m.critic.modules())
+    real = torch.rand(8, 1, 16, 16) * 2 - 1
+    fake = m.generator(m.sample_z(8, "cpu")).detach()
+    loss, logs = m.critic_loss(m.critic, real, fake)
+    assert loss.item() == pytest.approx(logs["loss/d_gan"].item() + logs["gp"].item(), rel=1e-5)
+    # with the penalty off, the gradient is the standard GAN loss's (not zero, not the penalty's)
+    m.config["gp_weight"] = 0.0
+    loss, logs = m.critic_loss(m.critic, real, fake)
+    params = list(m.critic.parameters())
+    got = torch.autograd.grad(loss, params)
+    d_real, d_fake = m.critic(real), m.critic(fake)
+    gan = (nn.functional.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+           + nn.functional.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+    want = torch.autograd.grad(gan, params)
+    assert any(g.abs().max() > 0 for g in got)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_cli_and_readme_list_every_model():
+    from fastgan.cli import main
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["models"]) == 0
+    text = out.getvalue()
+    for name in models.names():
+        assert re.search(rf"^{re.escape(name)}\s", text, re.M), name
+        assert models.get(name).paper in text
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["models", "began", "wgan"]) == 0
+    assert "gamma = 0.5" in out.getvalue() and "clip = 0.01" in out.getvalue()
+    # the README's table is the catalog's, as `models.table()` prints it
+    assert models.table() in README.read_text()

@@ -1,0 +1,169 @@
+"""fastgan.nn.resnet: the WGAN-GP ResNet generator and critic (Gulrajani et al. 2017)."""
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fastgan.nn.resnet import DownBlock, ResNetCritic, ResNetGenerator, UpBlock
+
+
+def _gen(*shape, seed=0, dtype=torch.float32):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# Generator channels, 4 x 4 first, at width 2: [w*m] + ..., the multiplier capped at 8.
+PLANS = {16: [4, 4, 2], 32: [8, 8, 4, 2], 64: [16, 16, 8, 4, 2], 128: [16, 16, 16, 8, 4, 2]}
+
+
+@pytest.mark.parametrize("resolution", [16, 32, 64, 128])
+def test_generator_shape_range_and_channels(resolution):
+    torch.manual_seed(0)
+    g = ResNetGenerator(resolution, z_dim=7, out_channels=3, width=2)
+    assert g.z_dim == 7
+    y = g(_gen(3, 7))
+    assert y.shape == (3, 3, resolution, resolution)
+    assert y.abs().max() <= 1 and y.std() > 0
+    plan = PLANS[resolution]
+    assert g.linear.out_features == plan[0] * 16
+    assert [(b.conv1.in_channels, b.conv2.out_channels) for b in g.blocks] == list(zip(plan[:-1], plan[1:]))
+    assert g.to_rgb.in_channels == plan[-1] and g.to_rgb.kernel_size == (3, 3)
+
+
+def test_paper_channels_at_64px():
+    """Gulrajani et al. 2017, app. C: 8*64 at 4 x 4, halving to 64 at 64 x 64, and the mirror."""
+    g, c = ResNetGenerator(), ResNetCritic()
+    assert g.z_dim == 128 and g.linear.out_features == 512 * 16
+    assert [b.conv2.out_channels for b in g.blocks] == [512, 256, 128, 64]
+    assert c.from_rgb.out_channels == 64
+    assert [b.conv2.out_channels for b in c.blocks] == [128, 256, 512, 512]
+    assert c.linear.in_features == 512 * 16
+
+
+@pytest.mark.parametrize("resolution", [16, 32, 64, 128])
+def test_critic_shape_and_channels(resolution):
+    torch.manual_seed(0)
+    c = ResNetCritic(resolution, in_channels=3, width=2)
+    out = c(_gen(3, 3, resolution, resolution))
+    assert out.shape == (3,)
+    plan = PLANS[resolution][::-1]
+    assert [(b.conv1.in_channels, b.conv2.out_channels) for b in c.blocks] == list(zip(plan[:-1], plan[1:]))
+    assert c.linear.in_features == plan[-1] * 16 and c.linear.out_features == 1
+
+
+@pytest.mark.parametrize("channels", [1, 5])
+def test_odd_channel_counts(channels):
+    g = ResNetGenerator(16, z_dim=3, out_channels=channels, width=3)
+    c = ResNetCritic(16, in_channels=channels, width=3)
+    x = g(_gen(3, 3))
+    assert x.shape == (3, channels, 16, 16)
+    assert c(x).shape == (3,)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_generator_gradient_reaches_every_parameter(mode):
+    """Also in train mode: the generator has no bias that its BatchNorms cancel."""
+    torch.manual_seed(0)
+    g = getattr(ResNetGenerator(16, z_dim=5, out_channels=3, width=3), mode)()
+    g(_gen(3, 5)).sum().backward()
+    for name, p in g.named_parameters():
+        assert p.grad is not None and p.grad.abs().max() > 1e-4, name
+
+
+def test_critic_gradient_reaches_every_parameter():
+    torch.manual_seed(0)
+    c = ResNetCritic(16, in_channels=3, width=3)
+    c(_gen(3, 3, 16, 16)).sum().backward()
+    for name, p in c.named_parameters():
+        assert p.grad is not None and p.grad.abs().max() > 1e-4, name
+
+
+def test_critic_has_layer_norm_not_batch_norm():
+    c = ResNetCritic(32, width=2)
+    kinds = [type(m) for m in c.modules()]
+    assert not any(issubclass(k, nn.modules.batchnorm._NormBase) for k in kinds)
+    norms = [m for m in c.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(norms) == 2 * len(c.blocks)
+    assert all(m.num_groups == 1 and m.affine and m.weight.shape == (m.num_channels,) for m in norms)
+    assert not any(isinstance(m, nn.Sigmoid) for m in c.modules())
+
+
+def test_blocks_shortcut_paths():
+    """With the residual branch's last convolution zeroed, a block is its shortcut alone:
+    nearest upsampling then 1x1 conv (up), 2x2 mean pooling then 1x1 conv (down)."""
+    torch.manual_seed(0)
+    x = _gen(2, 3, 4, 6)
+    up = UpBlock(3, 5)
+    assert up.conv2.bias is None and up.shortcut.bias is None
+    nn.init.zeros_(up.conv2.weight)
+    x_up = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    torch.testing.assert_close(up(x), F.conv2d(x_up, up.shortcut.weight))
+    down = DownBlock(3, 5)
+    nn.init.zeros_(down.conv2.weight), nn.init.zeros_(down.conv2.bias)
+    x_pool = x.reshape(2, 3, 2, 2, 3, 2).mean(dim=(3, 5))
+    torch.testing.assert_close(down(x), F.conv2d(x_pool, down.shortcut.weight, down.shortcut.bias))
+    # The residual branch is live otherwise (the shortcut is not the whole block).
+    nn.init.normal_(up.conv2.weight)
+    assert not torch.allclose(up(x), F.conv2d(x_up, up.shortcut.weight), atol=1e-3)
+
+
+def _max_coupling(model, x, j):
+    """How much sample j's perturbation moves the other samples' outputs and input gradients."""
+    def out_grad(inp):
+        inp = inp.detach().requires_grad_(True)
+        out = model(inp)
+        (g,) = torch.autograd.grad(out.sum(), inp)
+        return out.detach(), g
+    out1, g1 = out_grad(x)
+    x2 = x.clone()
+    x2[j] = x2[j] + _gen(*x.shape[1:], seed=9, dtype=x.dtype)
+    out2, g2 = out_grad(x2)
+    others = [i for i in range(x.shape[0]) if i != j]
+    assert (out2[j] - out1[j]).abs() > 1e-6  # the perturbation does change sample j
+    return max((out2[others] - out1[others]).abs().max().item(),
+               (g2[others] - g1[others]).abs().max().item())
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_critic_samples_do_not_couple(mode):
+    """The gradient penalty is per sample: sample i's score and input gradient must not depend
+    on sample j. The same check does see BatchNorm's coupling (the control)."""
+    torch.manual_seed(0)
+    c = ResNetCritic(16, in_channels=3, width=2).double()
+    getattr(c, mode)()
+    x = _gen(3, 3, 16, 16, dtype=torch.float64)
+    assert _max_coupling(c, x, j=1) < 1e-12
+    control = nn.Sequential(nn.Conv2d(3, 2, 3, 1, 1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(1),
+                            nn.Linear(2 * 16 * 16, 1), nn.Flatten(0)).double().train()
+    assert _max_coupling(control, x, j=1) > 1e-6
+
+
+def test_critic_gradgradcheck(one_thread):
+    """Second derivatives (the gradient penalty's double backward), x and the parameters alike."""
+    torch.manual_seed(0)
+    c = ResNetCritic(16, in_channels=1, width=2).double()
+    names = ["from_rgb.weight", "blocks.0.norm1.weight", "blocks.1.conv2.weight", "linear.weight"]
+    params = dict(c.named_parameters())
+    x = _gen(2, 1, 16, 16, seed=3, dtype=torch.float64).requires_grad_(True)
+    ps = [params[n].detach().clone().requires_grad_(True) for n in names]
+
+    def f(x, *ps):
+        return torch.func.functional_call(c, dict(zip(names, ps)), (x,))
+    assert torch.autograd.gradgradcheck(f, (x, *ps), fast_mode=True)
+
+
+@pytest.mark.parametrize("bad", [8, 48, 256, 64.0, "64"])
+def test_resolution_validation(bad):
+    for cls in (ResNetGenerator, ResNetCritic):
+        with pytest.raises(ValueError, match=f"{cls.__name__}: resolution must be 16, 32, 64 or 128, got"):
+            cls(bad)
+
+
+def test_size_validation():
+    with pytest.raises(ValueError, match="z_dim must be a positive int, got 0"):
+        ResNetGenerator(z_dim=0)
+    with pytest.raises(ValueError, match="width must be a positive int, got 0"):
+        ResNetGenerator(width=0)
+    with pytest.raises(ValueError, match="out_channels must be a positive int, got -1"):
+        ResNetGenerator(out_channels=-1)
+    with pytest.raises(ValueError, match="in_channels must be a positive int, got 2.5"):
+        ResNetCritic(in_channels=2.5)
