@@ -1,0 +1,191 @@
+"""Every model is shown to learn: the ring of 8 Gaussians on CPU (issue 8).
+
+Each model in fastgan.models.names(), with small fully connected networks (arch "mlp",
+points as (B, 2, 1, 1) tensors), trains on "ring8" (fastgan.data.toy: 8 Gaussians of std
+0.02 on a circle of radius 2; Metz et al. 2016, arXiv:1611.02163, sec. 3.1) through the real
+training path, fastgan.Trainer(...).fit(): the model's own build_optimizers (RMSprop with the
+fused clip for WGAN), critic_steps, losses, BEGAN's k_t and on_log, and the trainer's n_critic
+loop. Then 2,000 generator samples (the final generator, no averaging) must cover >= 7 of the
+8 modes and >= 70% of them must be high quality, within 3 std of a mode
+(fastgan.data.toy.coverage; Srivastava et al. 2017, arXiv:1705.07761, sec. 5.1).
+
+The losses are exactly as shipped. The settings are not the papers' (those are for 64 x 64
+images and hours of GPU time): SETTINGS below holds, per model, what differs for this 2-D
+problem and a CPU budget of 20-30 s per model, with the reason next to each value; BASE the
+settings common to all. A model that did not meet the thresholds within the budget is an
+xfail(strict=True) whose reason holds the numbers measured and what else was tried.
+
+This is a hard benchmark at 3 std of 0.02: in the papers' own tables the standard GAN covers
+1 mode of this ring and the unrolled GAN 7.6 modes with 36% high-quality samples (Srivastava
+et al. 2017, table 1). The GAN-family losses hop between modes while the learning rate is
+high; the settings here were picked so that the final generator has settled, and then
+checked with two more seeds (FASTGAN_MIXTURE_SEED, below). With a fixed seed a run is
+deterministic on one machine; another CPU's rounding can change a trajectory.
+
+A second test runs every model for 150 steps with amp=True (bfloat16 autocast on CPU) and
+checks that every logged value stays finite.
+
+The networks have under 100,000 parameters: one intra-op thread is faster than two here,
+and much faster on a shared machine (500 GAN steps: 10 s on one thread, 133 s on two with
+the machine's other two cores busy), so the tests run on one thread.
+"""
+import math
+import os
+
+import pytest
+import torch
+
+from fastgan import Trainer, models
+from fastgan.data import toy
+
+MIXTURE = "ring8"
+EVAL_SAMPLES = 2000
+MIN_MODES = 7          # of 8
+MIN_HIGH_QUALITY = 0.70
+# FASTGAN_MIXTURE_SEED=1 reruns the file with another seed, a check by hand that a model's
+# pass is not one lucky seed (the xfail reasons hold for seed 0).
+SEED = int(os.environ.get("FASTGAN_MIXTURE_SEED", "0"))
+
+# Every model: arch "mlp" on 2-D points and a 2-D latent for 2-D data (with z_dim = 100,
+# GAN fell into 1-3 modes in 3,000 steps at every learning rate tried; with z_dim = 2 it
+# covers all 8). mlp_depth stays at 3 hidden layers (WGAN-GP's toy networks, Gulrajani et
+# al. 2017, arXiv:1704.00028, released code).
+BASE = {"arch": "mlp", "resolution": 1, "channels": 2, "z_dim": 2}
+
+# The GAN recipe that learns the ring in 3,000 steps; models built on the same losses start
+# from it. Each line says what differs from the model's image defaults, and why.
+_GAN_RECIPE = {
+    "mlp_hidden": 128,   # (256-512) a quarter of the work of 256 units; 128 learns the ring
+    "batch_size": 512,   # (64-128) every mode is in every batch: the critic sees them all and
+                         # the generator hops less between modes (256: 7 modes, hq 0.73 at best)
+    "lr_g": 1e-3,        # (1e-4-2e-4) converges in 3,000 steps; 2e-3 hops between modes
+    "lr_d": 1e-3,
+    "steps": 3000,
+}
+
+# Per model: hyperparameters (model keys), "steps" (generator steps for the Trainer) and,
+# for a model that does not meet the thresholds, "xfail" with the numbers measured
+# (seed 0, these settings).
+SETTINGS = {
+    "gan": dict(_GAN_RECIPE),
+    "dcgan": dict(_GAN_RECIPE),   # arch "mlp" gives DCGAN the same networks and loss as GAN
+    "lsgan": {
+        **_GAN_RECIPE,
+        "xfail": "LSGAN hops between modes at the end of the budget: 3/8 modes, hq 0.540 (seed 0); "
+                 "also tried lr 5e-4 x 4,000 steps (stuck on 4 modes), lr_d 1e-3 > lr_g 5e-4 "
+                 "(3 modes), n_critic 2 (3-4 modes), betas (0, 0.9), batch 1024 at lr 2e-3 "
+                 "(4-7 modes), the a=-1, b=1, c=0 coding (2-5 modes)",
+    },
+    "wgan": {
+        "mlp_hidden": 128,   # (256) more units for a clipped critic: clip x width bounds its slope
+        "batch_size": 256,   # (64) less noise in the critic's estimate
+        "lr_g": 5e-4,        # (5e-5) the paper's rate moves 2-D points too slowly for the budget
+        "lr_d": 5e-4,
+        "clip": 0.02,        # (0.01) a 128-unit critic clipped to 0.01 barely separates the modes
+        "steps": 3000,
+        "xfail": "the clipped critic goes flat before the generator reaches the modes "
+                 "(Gulrajani et al. 2017, sec. 3, fig. 1: clipping biases the critic to simple "
+                 "functions): 5/8 modes, hq 0.174, estimated W 0.0002 (seed 0); also tried "
+                 "clip 0.01-0.1, lr 2e-4-5e-4, 64 and 128 units, up to 4,000 steps (hq <= 0.11)",
+    },
+    "wgan-gp": {
+        "mlp_hidden": 64,    # (256) five penalized critic steps per step: the smaller net fits the budget
+        "batch_size": 256,   # (64) less noise in the critic's estimate
+        "betas": (0.5, 0.9), # (0, 0.9) beta1 = 0 oscillated here (5 modes, hq 0.10 at 2,000 steps)
+        "lr_g": 3e-4,        # (1e-4) two time-scale rates (Heusel et al. 2017, arXiv:1706.08500),
+        "lr_d": 2e-3,        # a faster critic: hq rises steadily; equal rates 6e-4 stalled near 0.45
+        "steps": 3000,
+        "xfail": "all 8 modes but too spread in the budget: 8/8 modes, hq 0.611 (seed 0); "
+                 "hq keeps rising with more steps (4,000: 0.714 seed 0; 4,500: 0.739 seed 1, 0.539 "
+                 "seed 2), past the time budget and not reliably",
+    },
+    "ebgan": {
+        **_GAN_RECIPE,
+        "batch_size": 256,   # (64) the pulling-away term is O(B^2): 512 doubles the time of a step
+                             # without learning the ring (4 modes, hq 0.28)
+        "margin": 1.0,       # (20, for 64x64x3 images) on the scale of a 2-D point's residual
+                             # (0.25 and 0.5 did worse)
+        "xfail": "EBGAN hops between modes: 3/8 modes, hq 0.411 (seed 0); also tried "
+                 "margin 0.25, 0.5 and 1, pt_weight 0, batch 512 and 1024 (at most 6 modes, "
+                 "hq 0.49)",
+    },
+    "began": {
+        **_GAN_RECIPE,
+        "embedding": 8,      # (64) an 8-unit code for 2-D points
+        "gamma": 1.0,        # (0.5) the most diversity the paper allows (sec. 3.3)
+        "lambda_k": 0.01,    # (0.001) k_t reacts within the 3,000 steps
+        "xfail": "BEGAN settles on one mode: its loss balances mean reconstruction errors "
+                 "(L(G(z)) = gamma L(x)), which a generator on a single mode of the ring "
+                 "satisfies as well as one on all 8: 0/8 modes, hq 0.004 (seed 0; a few hundred "
+                 "steps earlier all its samples sat in one mode); also tried the paper's "
+                 "settings, embedding 1, 2, 4 and 8, lambda_k 0.01-0.1 (at most 1 mode)",
+    },
+    "dragan": {
+        **_GAN_RECIPE,
+        "gp_weight": 1.0,    # (10) the penalty's region, 0.5 std(x) ~ 0.7 here, spans a mode's
+                             # neighbours (std(x) of a ring batch is the ring's, 1.4, not a mode's,
+                             # 0.02): at 10 the critic cannot separate adjacent modes (5 modes,
+                             # hq 0.43 at 3,000 steps)
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def _train(name, tmp_path, *, seed=SEED, steps=None, **train):
+    settings = dict(SETTINGS[name])
+    total = settings.pop("steps")
+    total = total if steps is None else steps
+    settings.pop("xfail", None)
+    torch.manual_seed(seed)
+    model = models.build(name, **BASE, **settings)
+    loader = toy.ToyLoader(MIXTURE, batch_size=model.config["batch_size"], seed=seed, device="cpu")
+    config = {"steps": total, "out": str(tmp_path / name), "progress": False, "tensorboard": False,
+              "log_every": 100, "sample_every": 10**9, "ckpt_every": 10**9, "device": "cpu",
+              "seed": seed, **train}
+    return Trainer(model, loader, config).fit()
+
+
+def _cases():
+    cases = []
+    for name in models.names():
+        reason = SETTINGS.get(name, {}).get("xfail")
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        cases.append(pytest.param(name, marks=marks, id=name))
+    return cases
+
+
+def test_settings_cover_every_model():
+    assert sorted(SETTINGS) == sorted(models.names())
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_learns_ring8(tmp_path, name):
+    trainer = _train(name, tmp_path)
+    model = trainer.model
+    z = model.sample_z(EVAL_SAMPLES, "cpu", generator=torch.Generator().manual_seed(SEED + 1))
+    samples = trainer.samples(z)
+    cov = toy.coverage(samples, MIXTURE)
+    last = {k: round(v, 4) for k, v in trainer.history[-1].items()}
+    msg = (f"{name}: {cov['modes']}/{cov['num_modes']} modes (need {MIN_MODES}), high quality "
+           f"{cov['high_quality']:.3f} (need {MIN_HIGH_QUALITY}); high-quality samples per mode "
+           f"{cov['counts']} (a mode needs {cov['min_count']}); last logged row {last}")
+    assert cov["modes"] >= MIN_MODES and cov["high_quality"] >= MIN_HIGH_QUALITY, msg
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_amp_stays_finite(tmp_path, name):
+    trainer = _train(name, tmp_path, steps=150, amp=True, log_every=10)
+    assert trainer.amp_dtype == torch.bfloat16
+    assert [row["step"] for row in trainer.history] == list(range(10, 151, 10))
+    assert {"loss/d", "loss/g"} <= set(trainer.history[-1])
+    for row in trainer.history:
+        bad = {k: v for k, v in row.items() if not math.isfinite(v)}
+        assert not bad, f"{name} with bfloat16 autocast: non-finite logged values {bad} at step {row['step']}"
+    assert torch.isfinite(trainer.samples()).all()
