@@ -308,7 +308,8 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self):
         torch._foreach_lerp_(self._ema_params, self._g_params, 1.0 - float(self.cfg["ema"]))
-        torch._foreach_copy_(self._ema_buffers, self._g_buffers)
+        if self._ema_buffers:  # an MLP generator has none
+            torch._foreach_copy_(self._ema_buffers, self._g_buffers)
 
     @torch.no_grad()
     def samples(self, z=None):

@@ -256,3 +256,11 @@ def test_two_process_gloo_run(tmp_path):
     # rank 0 alone logs and checkpoints
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000000003.pt"]
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_ema_of_a_generator_without_buffers(tmp_path):
+    # the MLP generator has no BatchNorm: EMA averages its parameters and has no buffers to copy
+    t = _train(tmp_path, "gan", arch="mlp", steps=2, ema=0.5)
+    assert not list(t.model.generator.buffers())
+    for e, g in zip(t.ema.parameters(), t.model.generator.parameters()):
+        assert torch.isfinite(e).all() and not torch.equal(e, g)  # averaged, not copied
