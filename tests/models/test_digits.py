@@ -54,7 +54,9 @@ import fastgan.data
 from fastgan import models
 from fastgan.train import config as cfgmod
 
-pytestmark = pytest.mark.slow
+# One intra-op thread (tests/conftest.py): on a loaded 2-core machine the file took 9 min on
+# one thread and 20 to 50+ min on two; on an idle one two threads save ~25% at most.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 NUM_SAMPLES = 1000
 MIN_SHARE = 0.02        # every class gets at least 2% of the samples
@@ -126,18 +128,23 @@ def classifier():
     gen = torch.Generator().manual_seed(0)
     order = torch.randperm(len(labels), generator=gen)
     held_out, train = order[:360], order[360:]
-    with torch.random.fork_rng():  # the runs seed themselves; leave the global stream alone
-        torch.manual_seed(0)
-        net = DigitClassifier()
-        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-        for _ in range(10):  # epochs; 0.97 held-out accuracy measured
-            net.train()
-            perm = train[torch.randperm(len(train), generator=gen)]
-            for batch in perm.split(32):
-                loss = F.cross_entropy(net(images[batch]), labels[batch])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+    threads = torch.get_num_threads()  # module scope: set up before the one_thread fixture
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng():  # the runs seed themselves; leave the global stream alone
+            torch.manual_seed(0)
+            net = DigitClassifier()
+            opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+            for _ in range(10):  # epochs; 0.97 held-out accuracy measured
+                net.train()
+                perm = train[torch.randperm(len(train), generator=gen)]
+                for batch in perm.split(32):
+                    loss = F.cross_entropy(net(images[batch]), labels[batch])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+    finally:
+        torch.set_num_threads(threads)
     net.eval().requires_grad_(False)
     accuracy = (net(images[held_out]).argmax(1) == labels[held_out]).float().mean().item()
     assert accuracy >= CLASSIFIER_ACCURACY, f"digit classifier: held-out accuracy {accuracy:.3f}"
