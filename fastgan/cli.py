@@ -78,7 +78,7 @@ def _sample(args):
 
     import torch
 
-    from fastgan.train.logging import save_image_grid
+    from fastgan.train.logging import save_samples
     from fastgan.train.trainer import load_generator
 
     if args.num < 1:
@@ -98,16 +98,13 @@ def _sample(args):
         images = g(z).float()
     out = pathlib.Path(args.out) if args.out else (
         pathlib.Path(args.run) / "samples" / f"sample_seed{args.seed}{'_interp' if args.interpolate else ''}.png")
-    if images.dim() == 4 and images.shape[1:] == (2, 1, 1):  # 2-D points: a scatter plot
-        from fastgan.data import toy
-        from fastgan.train.config import load_config_file
-        from fastgan.train.logging import save_points
-        data = load_config_file(pathlib.Path(args.run) / "config.yaml").get("data")
-        save_points(images, out, data if data in toy.MIXTURES else None)
-        print(f"wrote {out} ({images.shape[0]} points from {g.fastgan_checkpoint})")
-        return 0
-    save_image_grid(images, out, nrow=cols)
-    print(f"wrote {out} ({images.shape[0]} images from {g.fastgan_checkpoint})")
+    from fastgan.data import toy
+    from fastgan.train.config import load_config_file
+    data = load_config_file(pathlib.Path(args.run) / "config.yaml").get("data")
+    # images as a grid; 2-D points as a scatter plot with their mixture's centers marked
+    save_samples(images, out, nrow=cols, mixture=data if data in toy.MIXTURES else None)
+    what = "points" if images.shape[1:] == (2, 1, 1) else "images"
+    print(f"wrote {out} ({images.shape[0]} {what} from {g.fastgan_checkpoint})")
     return 0
 
 

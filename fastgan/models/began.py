@@ -27,7 +27,7 @@ the step). Batch 16 (sec. 4.1).
 import torch
 from torch import distributed as dist
 
-from fastgan.models.dcgan import DCGAN, adam
+from fastgan.models.dcgan import DCGAN
 from fastgan.nn.autoencoder import BEGANAutoencoder, BEGANDecoder
 from fastgan.ops.began_loss import began_loss
 

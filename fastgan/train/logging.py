@@ -23,7 +23,7 @@ import warnings
 
 import torch
 
-__all__ = ["make_grid", "save_image_grid", "save_points", "RunLogger", "Progress"]
+__all__ = ["make_grid", "picture", "save_image_grid", "save_samples", "RunLogger", "Progress"]
 
 
 def make_grid(images, nrow=None, padding=2, value_range=(-1, 1)):
@@ -90,17 +90,25 @@ def _is_points(images):
         or (images.dim() == 4 and tuple(images.shape[1:]) == (2, 1, 1)))
 
 
+def picture(samples, nrow=None, mixture=None):
+    """The uint8 [H, W, C] picture of a batch of samples: make_grid of images, or for 2-D
+    points ([N, 2, 1, 1] or [N, 2]) fastgan.data.toy.scatter_image, with the centers of
+    `mixture` ("ring8", "grid25") marked."""
+    if _is_points(samples):
+        from fastgan.data import toy
+        return toy.scatter_image(samples, mixture)
+    return make_grid(samples, nrow=nrow)
+
+
 def save_image_grid(images, path, nrow=None, value_range=(-1, 1)):
     """Writes make_grid(images) as a PNG at `path` (atomically: readers never see half a
     file); returns the path."""
     return _save_png(make_grid(images, nrow=nrow, value_range=value_range), pathlib.Path(path))
 
 
-def save_points(points, path, mixture=None):
-    """Writes a scatter plot of 2-D points ([N, 2, 1, 1] or [N, 2]) as a PNG at `path`
-    (atomically), the centers of `mixture` ("ring8", "grid25") marked; returns the path."""
-    from fastgan.data import toy
-    return _save_png(toy.scatter_image(points, mixture), pathlib.Path(path))
+def save_samples(samples, path, nrow=None, mixture=None):
+    """Writes picture(samples, nrow, mixture) as a PNG at `path` (atomically); returns the path."""
+    return _save_png(picture(samples, nrow, mixture), pathlib.Path(path))
 
 
 _warned_no_tensorboard = False
@@ -183,11 +191,7 @@ class RunLogger:
         parts = pathlib.PurePosixPath(tag).parts
         if not parts or tag.startswith("/") or ".." in parts:
             raise ValueError(f"tag must be a relative name like 'samples' or 'samples/ema', got {tag!r}")
-        if _is_points(images):
-            from fastgan.data import toy
-            grid = toy.scatter_image(images, self.mixture)
-        else:
-            grid = make_grid(images)
+        grid = picture(images, mixture=self.mixture)
         if self._writer is not None:
             self._writer.add_image(tag, grid, step, dataformats="HWC")
         return _save_png(grid, self.run_dir.joinpath(*parts) / f"step_{step:09d}.png")

@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-import fastgan
 from fastgan import models
 from fastgan.models.ebgan import energy, pulling_away
 from fastgan.optim import RMSpropClip
