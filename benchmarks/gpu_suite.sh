@@ -11,6 +11,8 @@
 #                                           # JPEGs) + short WGAN-GP and DCGAN runs at 64x64 on them
 #   bash benchmarks/gpu_suite.sh models     # build + every model (and wgan-gp --arch resnet) for 200
 #                                           # steps at 64x64 with --amp on those JPEGs: images/s each
+#   bash benchmarks/gpu_suite.sh fid        # build + FID-50k of a 64x64 generator end to end
+#                                           # (benchmarks/fid50k.py; target < 60 s)
 #
 # The e2e stage needs tqdm and pyyaml: a machine without network installs them from wheels in
 # .whl/ (git-ignored; `pip download -d .whl tqdm pyyaml` here, then carry .whl).
@@ -19,7 +21,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:-all}
-case "$STAGE" in all|tests|bench|e2e|models) ;; *) echo "gpu_suite: unknown stage $STAGE (all, tests, bench, e2e, models)" >&2; exit 2;; esac
+case "$STAGE" in all|tests|bench|e2e|models|fid) ;; *) echo "gpu_suite: unknown stage $STAGE (all, tests, bench, e2e, models, fid)" >&2; exit 2;; esac
 PY=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
@@ -77,6 +79,17 @@ for f in sorted(out.glob(f"{tag}-model-*.jsonl")):
 PYEOF
   echo "models exit $models_rc"
   exit "$models_rc"
+fi
+
+if [ "$STAGE" = fid ]; then
+  [ -d .whl ] && $PY -m pip install -q --no-index --find-links .whl tqdm pyyaml
+  echo "== FID-50k end to end"
+  repo=$(pwd); outabs=$(cd "$OUT" && pwd)
+  (cd /tmp && $PY "$repo/benchmarks/fid50k.py" --json "$outabs/$tag-fid50k.json") 2>&1 \
+    | tee "$OUT/$tag-fid50k.md"
+  fid_rc=${PIPESTATUS[0]}
+  echo "fid exit $fid_rc"
+  exit "$fid_rc"
 fi
 
 if [ "$STAGE" = e2e ]; then

@@ -9,8 +9,8 @@ from fastgan._backend import BACKENDS, BackendUnavailable, get_backend, set_back
 from fastgan._info import info
 from fastgan import nn, ops, optim
 from fastgan.accelerate import accelerate
-from fastgan import models
+from fastgan import metrics, models
 from fastgan.train.trainer import Trainer, load_generator
 
 __all__ = ["__version__", "BACKENDS", "BackendUnavailable", "get_backend", "set_backend", "info", "accelerate",
-           "nn", "ops", "optim", "models", "Trainer", "load_generator"]
+           "nn", "ops", "optim", "metrics", "models", "Trainer", "load_generator"]

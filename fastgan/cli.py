@@ -1,6 +1,6 @@
 """The `fastgan` command (also `python -m fastgan`, which torchrun needs).
 
-Subcommands: train, sample, models, data, info (eval arrives with the metrics work).
+Subcommands: train, sample, eval, models, data, info.
 Errors are one line on stderr and a non-zero exit.
 """
 import argparse
@@ -8,6 +8,7 @@ import json
 import sys
 
 from fastgan._backend import BackendUnavailable
+from fastgan.train.checkpoint import CheckpointError
 
 
 class CLIError(Exception):
@@ -38,6 +39,7 @@ def _train(args):
         "amp": True if args.amp else None, "out": args.out, "seed": args.seed,
         "device": args.device, "ema": args.ema, "data_backend": args.data_backend,
         "num_workers": args.num_workers, "progress": False if args.no_progress else None,
+        "eval_every": args.eval_every, "metrics": args.metrics, "inception": args.inception,
     }.items() if v is not None}
     layers = []
     if args.config:
@@ -108,6 +110,57 @@ def _sample(args):
     return 0
 
 
+def _format_results(results):
+    rows = []
+    for k, v in results.items():
+        if isinstance(v, float):
+            v = f"{v:.6g}"
+        elif isinstance(v, list):
+            v = " ".join(str(x) for x in v)
+        rows.append((k, str(v)))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _eval(args):
+    import datetime
+    import pathlib
+
+    from fastgan.metrics.evaluate import Evaluator, default_metrics
+    from fastgan.train.trainer import load_generator
+
+    run = pathlib.Path(args.run)
+    device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    g = load_generator(run, checkpoint=args.checkpoint, device=device, ema=not args.no_ema)
+    cfg = g.fastgan_config
+    data = cfg.get("data")
+    metrics = args.metrics or ",".join(default_metrics(data))
+    ev = Evaluator(metrics, data=data, resolution=cfg["resolution"], channels=cfg["channels"],
+                   crop=cfg.get("crop"), num=args.num, ref=args.ref, ref_num=args.ref_num,
+                   inception=args.inception, device=device, batch_size=args.batch_size,
+                   seed=args.seed, amp=False if args.no_amp else None,
+                   progress=not args.no_progress)
+    if ev.uses_inception:
+        ev.inception()  # a missing weights file: one line, before anything else
+    if ev.uses_inception and ev.device.type == "cpu" and ev.num > 2000:
+        print(f"fastgan eval: {ev.num} samples through the Inception network on the CPU take hours "
+              "(0.1-0.4 s each); a GPU, or a smaller --num, is faster", file=sys.stderr)
+    results = ev(g)
+    record = {"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+              "checkpoint": str(g.fastgan_checkpoint), "step": g.fastgan_step,
+              "ema": not args.no_ema, "metrics": ev.metrics, "ref": args.ref or data or "digits",
+              "seed": args.seed, **results}
+    with open(run / "eval.jsonl", "a", encoding="utf-8") as f:  # appended: earlier results stay
+        f.write(json.dumps(record) + "\n")
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(f"{run} step {g.fastgan_step} ({g.fastgan_checkpoint}), {results['num_samples']} samples:")
+        print(_format_results({k: v for k, v in results.items() if k != "num_samples"}))
+        print(f"(appended to {run / 'eval.jsonl'})")
+    return 0
+
+
 def _models(args):
     from fastgan import models
     if args.names:
@@ -173,6 +226,14 @@ def build_parser():
                    help="how images are decoded (default auto)")
     p.add_argument("--num-workers", type=int, help="decoding workers of the cpu backend")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--eval-every", type=int, metavar="N",
+                   help="score the generator every N steps and at the end (--metrics); keeps the "
+                        "best as DIR/best.pt")
+    p.add_argument("--metrics", help="what --eval-every scores: some of fid,kid,is,pr,digits,mixture "
+                                     "(default: mixture for 2-D data, digits for the digits, else fid)")
+    p.add_argument("--inception", metavar="PATH",
+                   help="the FID Inception weights, pt_inception-2015-12-05-6726825d.pth "
+                        "(default: $FASTGAN_INCEPTION_WEIGHTS)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sample", help="a PNG grid of samples from a trained run",
@@ -188,6 +249,34 @@ def build_parser():
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even when EMA ones exist")
     p.set_defaults(func=_sample)
 
+    p = sub.add_parser(
+        "eval", help="score a trained run: FID, KID, IS, precision/recall, digits, mixture",
+        description="Score a run's newest (or a chosen) checkpoint, with its EMA weights when it "
+                    "kept them. fid, kid, is and pr use the Inception-v3 of the standard FID code, "
+                    "whose weights file you supply (--inception or $FASTGAN_INCEPTION_WEIGHTS; "
+                    "nothing is downloaded); fid, kid and pr compare with the run's training data "
+                    "(or --ref), whose statistics are computed once and cached. digits and mixture "
+                    "need no weights. The results are printed and appended to RUN/eval.jsonl.")
+    p.add_argument("--run", required=True, help="the run directory")
+    p.add_argument("--metrics", help="some of fid,kid,is,pr,digits,mixture (default: mixture for "
+                                     "2-D data, digits for the digits, else fid)")
+    p.add_argument("--ref", metavar="PATH",
+                   help="reference: a dataset (folder, zip, prepared file, 'digits') or a statistics "
+                        ".npz (mu, sigma; pytorch-fid's work for FID) (default: the run's data)")
+    p.add_argument("--num", type=int, help="generated samples (default 50,000 for Inception metrics, else 10,000)")
+    p.add_argument("--ref-num", type=int, help="reference images at most (default 50,000)")
+    p.add_argument("--inception", metavar="PATH",
+                   help="pt_inception-2015-12-05-6726825d.pth (default: $FASTGAN_INCEPTION_WEIGHTS)")
+    p.add_argument("--checkpoint", help="a checkpoint file, e.g. RUN/best.pt (default: the newest valid one)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even when EMA ones exist")
+    p.add_argument("--batch-size", type=int, default=250, help="images per batch (default 250)")
+    p.add_argument("--seed", type=int, default=0, help="seed of z and of KID's subsets (default 0)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--no-amp", action="store_true", help="Inception in float32 (default: float16 autocast on CUDA)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_eval)
+
     p = sub.add_parser("models", help="list the models with their papers and defaults",
                        description="The models with their papers and main defaults; with names, "
                                    "each one's every default hyperparameter.")
@@ -201,7 +290,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, ValueError, FileNotFoundError, BackendUnavailable) as exc:
+    except (CLIError, ValueError, FileNotFoundError, BackendUnavailable, CheckpointError) as exc:
         print(f"fastgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -30,7 +30,6 @@ Weights are initialized N(0, 0.02), BatchNorm scales N(1, 0.02), biases 0 (Radfo
 """
 import math
 
-import torch
 from torch import nn
 
 from fastgan.accelerate import accelerate

@@ -19,7 +19,6 @@ autograd Function whose backward is one more fused reduction + pass, so gradgrad
 holds. Exact formulas: csrc/penalty_math.h. The reference is the formula in plain
 PyTorch, differentiated by autograd.
 """
-import math
 
 import torch
 

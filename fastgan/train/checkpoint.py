@@ -40,7 +40,7 @@ from collections import OrderedDict
 
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "list_checkpoints", "load_latest",
+__all__ = ["CheckpointError", "save_checkpoint", "save_file", "list_checkpoints", "load_latest",
            "load_checkpoint", "rng_state", "set_rng_state"]
 
 FORMAT = "fastgan.checkpoint"
@@ -113,6 +113,40 @@ class _HashingWriter:
         self.f.flush()
 
 
+def _write(final, step, state, *, prefix):
+    """Writes the checkpoint file `final` atomically (temporary file, fsync, rename)."""
+    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=prefix, suffix=_TMP_SUFFIX)
+    tmp = pathlib.Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_MAGIC)
+            writer = _HashingWriter(f)
+            torch.save({"format": FORMAT, "version": VERSION, "step": step, "state": state}, writer)
+            f.write(_FOOTER.pack(writer.n, writer.sha.digest(), _END))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_file(path, step, state):
+    """Writes `state` as a checkpoint file at `path` (any name, e.g. run_dir/best.pt),
+    atomically and in the same format as save_checkpoint; load it with load_checkpoint.
+    It is not one of the rotated step_*.pt files. Returns the path."""
+    if type(step) is not int or step < 0:
+        raise ValueError(f"step must be a non-negative int, got {step!r}")
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict, got {type(state).__name__}")
+    _check_loadable(state, "state")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(path, step, state, prefix=f".{path.name}.")
+    _fsync_dir(path.parent)
+    return path
+
+
 def save_checkpoint(run_dir, step, state, *, keep=3):
     """Writes `state` as the checkpoint of `step` atomically and keeps the newest `keep`.
 
@@ -136,22 +170,7 @@ def save_checkpoint(run_dir, step, state, *, keep=3):
     if created:
         _fsync_dir(directory.parent)
     final = directory / f"step_{step:09d}.pt"
-
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f"{_TMP_PREFIX}{step:09d}.",
-                                    suffix=_TMP_SUFFIX)
-    tmp = pathlib.Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC)
-            writer = _HashingWriter(f)
-            torch.save({"format": FORMAT, "version": VERSION, "step": step, "state": state}, writer)
-            f.write(_FOOTER.pack(writer.n, writer.sha.digest(), _END))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _write(final, step, state, prefix=f"{_TMP_PREFIX}{step:09d}.")
     _fsync_dir(directory)
 
     for path in list_checkpoints(run_dir):

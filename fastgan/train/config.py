@@ -31,6 +31,11 @@ TRAIN_DEFAULTS = {
     "tensorboard": True,
     "progress": True,
     "sync_bn": False,
+    "eval_every": 0,         # score the generator every N steps (and at the end); 0: never
+    "metrics": None,         # what eval_every scores: "fid,kid,..." (fastgan.metrics); None: by data
+    "eval_num": None,        # samples per evaluation; None: 50,000 for Inception metrics, else 10,000
+    "eval_ref": None,        # reference data or statistics .npz; None: the training data
+    "inception": None,       # the FID Inception weights file; None: $FASTGAN_INCEPTION_WEIGHTS
     "out": None,             # the run directory; None: runs/<model>
 }
 DEFAULT_STEPS = 100_000

@@ -104,6 +104,9 @@ class Trainer:
         for key in ("log_every", "sample_every", "ckpt_every", "keep", "num_samples"):
             if not isinstance(self.cfg[key], int) or self.cfg[key] < 1:
                 raise ValueError(f"Trainer: {key} must be a positive integer, got {self.cfg[key]!r}")
+        ev = self.cfg["eval_every"]
+        if isinstance(ev, bool) or not isinstance(ev, int) or ev < 0:
+            raise ValueError(f"Trainer: eval_every must be an integer >= 0 (0: no evaluation), got {ev!r}")
         if not 0.0 <= float(self.cfg["ema"]) < 1.0:
             raise ValueError(f"Trainer: ema is a decay in [0, 1), got {self.cfg['ema']!r}")
         self.resume = resume
@@ -111,6 +114,8 @@ class Trainer:
         self.step = 0
         self.images_seen = 0
         self.history = []  # what was logged: [{"step": s, name: value, ...}]
+        self.evaluations = []  # eval_every's results: [{"step": s, metric key: value, ...}]
+        self.best = None  # {"step", "metrics", "results"} of the best evaluation so far
 
     # -- setup -----------------------------------------------------------------------------
     def _setup_distributed(self):
@@ -200,6 +205,18 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, enabled=self.main, tensorboard=cfg["tensorboard"],
                                 purge_step=self.step + 1 if self.resume else None,
                                 mixture=cfg["data"] if cfg["data"] in toy.MIXTURES else None)
+        self.evaluator = None
+        if cfg["eval_every"]:
+            from fastgan.metrics.evaluate import Evaluator, default_metrics
+            mc = model.config
+            self.evaluator = Evaluator(
+                cfg["metrics"] or default_metrics(cfg["data"]), data=cfg["data"],
+                resolution=mc["resolution"], channels=mc["channels"], crop=cfg["crop"],
+                num=cfg["eval_num"], ref=cfg["eval_ref"], inception=cfg["inception"],
+                device=self.device, seed=cfg["seed"], progress=self.main and cfg["progress"],
+                verbose=self.main)
+            if self.main and self.evaluator.uses_inception:
+                self.evaluator.inception()  # a missing weights file fails now, not at the first evaluation
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self):
@@ -210,7 +227,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "scaler": self.scaler.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
             "extra": m.extra_state(), "rng": ckpt.rng_state(), "data": self.loader.state_dict(),
-            "fixed_z": self.fixed_z.cpu(),
+            "fixed_z": self.fixed_z.cpu(), "eval_best": self.best,
         }
 
     def _restore(self):
@@ -234,6 +251,7 @@ class Trainer:
         if self.world == 1:  # with several processes each keeps its own streams
             ckpt.set_rng_state(state["rng"])
         self.step = int(state["step"])
+        self.best = state.get("eval_best")
         self._say(f"resumed from {path} at step {self.step}")
 
     def save(self):
@@ -342,6 +360,34 @@ class Trainer:
         self.model.on_log(self.step, row)
         return row
 
+    def evaluate(self):
+        """Scores the generator (its EMA when kept) with the run's metrics: logs them as
+        eval/<key> (TensorBoard, metrics.jsonl), appends them to self.evaluations and, when
+        they beat the best so far by the first metric (fastgan.metrics.PRIMARY), writes
+        run_dir/best.pt (a full checkpoint) and best.json. Runs on the main process; the
+        others wait. Uses no global RNG: training continues exactly as without it."""
+        from fastgan.metrics.evaluate import PRIMARY, is_better
+        results = None
+        if self.main:
+            m = self.model
+            g = self.ema if self.ema is not None else m.generator
+            results = self.evaluator(g, sample_z=lambda n, generator=None: m.sample_z(n, "cpu", generator=generator))
+            numbers = {k: v for k, v in results.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self.logger.scalars(self.step, {f"eval/{k}": v for k, v in numbers.items()})
+            self.evaluations.append({"step": self.step, **results})
+            metrics = self.evaluator.metrics
+            shown = ", ".join(f"{k} {numbers[k]:.4g}" for name in metrics for k, _ in PRIMARY[name][:1])
+            if is_better(results, None if self.best is None else self.best["results"], metrics):
+                self.best = {"step": self.step, "metrics": list(metrics), "results": numbers}
+                ckpt.save_file(self.run_dir / "best.pt", self.step, self.state_dict())
+                _write_json(self.run_dir / "best.json", self.best)
+                shown += " (best so far: best.pt)"
+            self._say(f"step {self.step}: {shown}")
+        if self.world > 1:
+            dist.barrier()
+        return results
+
     def fit(self):
         """Trains to the configured steps; returns self (self.history holds the logged rows)."""
         self._setup()
@@ -370,6 +416,9 @@ class Trainer:
                     self.logger.images(self.step, self.samples())
                 if self.step % cfg["ckpt_every"] == 0 or self.step == self.total:
                     self.save()
+                if self.evaluator is not None and (self.step % cfg["eval_every"] == 0
+                                                   or self.step == self.total):
+                    self.evaluate()
         except KeyboardInterrupt:
             self._say(f"interrupted at step {self.step}; saving a checkpoint")
             self.save()
@@ -379,6 +428,13 @@ class Trainer:
             self.logger.close()
         self._say(f"done: {self.step} steps; samples and checkpoints in {self.run_dir}")
         return self
+
+
+def _write_json(path, obj):
+    import json
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def load_generator(run_dir, *, checkpoint=None, device="cpu", ema=True):
@@ -406,4 +462,6 @@ def load_generator(run_dir, *, checkpoint=None, device="cpu", ema=True):
     g.z_dim = model.z_dim
     g.sample_z = lambda n, generator=None: model.sample_z(n, "cpu", generator=generator)
     g.fastgan_checkpoint = path
+    g.fastgan_step = int(state["step"])
+    g.fastgan_config = config
     return g.to(device).eval()

@@ -59,6 +59,27 @@ def test_round_trip_is_exact(tmp_path):
     _assert_same(state, load_checkpoint(path))
 
 
+def test_save_file_any_name_same_format_not_rotated(tmp_path, monkeypatch):
+    from fastgan.train.checkpoint import save_file
+    state = _state()
+    save_checkpoint(tmp_path, 1, {"v": 1}, keep=1)
+    best = save_file(tmp_path / "best.pt", 7, state)
+    assert best == tmp_path / "best.pt"
+    _assert_same(state, load_checkpoint(best))
+    save_checkpoint(tmp_path, 2, {"v": 2}, keep=1)              # rotation leaves it alone
+    assert best.is_file() and [p.name for p in list_checkpoints(tmp_path)] == ["step_000000002.pt"]
+    monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("disk gone")))
+    with pytest.raises(OSError, match="disk gone"):
+        save_file(best, 8, {"v": 8})
+    monkeypatch.undo()
+    _assert_same(state, load_checkpoint(best))                 # the old file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "checkpoints"]  # no temporary
+    with pytest.raises(ValueError, match="step"):
+        save_file(best, -1, {})
+    with pytest.raises(TypeError, match="state must be a dict"):
+        save_file(best, 1, [1])
+
+
 def test_list_orders_by_step_and_ignores_other_files(tmp_path):
     for step in (7, 999_999_999, 1_000_000_000):  # by name, the 10-digit step would sort first
         save_checkpoint(tmp_path, step, {"s": step}, keep=10)

@@ -1,0 +1,405 @@
+"""Scoring a generator: samples -> features -> metrics, with cached reference statistics.
+
+    ev = fastgan.metrics.Evaluator(["fid", "kid"], data="celeba64.fgimg", resolution=64,
+                                   channels=3, inception="pt_inception-2015-12-05-6726825d.pth")
+    ev(generator)          # {"fid": ..., "kid": ..., "kid_std": ..., ...}
+
+Metrics (names for --metrics):
+
+* "fid", "kid", "is", "pr" (precision, recall, density, coverage) use the Inception-v3
+  network of the standard FID code (fastgan.metrics.inception; its weights are a file the
+  user supplies). fid, kid and pr compare with the reference data's features.
+* "digits": a classifier trained on the built-in digits scores generated digits (classes
+  covered, confidence, a Fréchet distance in its feature space; fastgan.metrics.digits).
+  Needs no downloaded weights.
+* "mixture": mode coverage and the high-quality fraction on the 2-D mixtures ring8 and
+  grid25 (fastgan.data.toy.coverage). Needs no network at all.
+
+Samples: `num` of them (default 50,000 when an Inception metric is asked for, the standard
+FID-50k; 10,000 otherwise), from z drawn by a CPU generator seeded with `seed`, so the
+same checkpoint gives the same samples on any device. Generation runs in float32 in eval
+mode; Inception features under float16 autocast on CUDA (amp=None; amp=False for float32).
+Generated images are quantized to 8 bits before the Inception network, as saving them
+to PNG would (fastgan.metrics.inception.preprocess).
+
+Reference statistics of a dataset (the run's own --data by default; `ref` may name
+another dataset, or a .npz of statistics: pytorch-fid's {mu, sigma} files work for FID)
+are computed once, from at most `ref_num` images (default: all of them, up to 50,000) at
+the run's resolution, and cached as <cache>/fid_refs/<name>-<hash>.npz holding mu, sigma,
+the features (KID and precision/recall need them) and a manifest (JSON: the data's path,
+size and modification time, resolution, channels, crop, image count, the Inception
+weights' sha256, precision, fastgan's version). The hash covers everything that changes
+the numbers, so a changed dataset or other weights never reuse stale statistics.
+"""
+import hashlib
+import json
+import math
+import os
+import pathlib
+import sys
+import tempfile
+
+import torch
+
+__all__ = ["METRICS", "INCEPTION_METRICS", "PRIMARY", "Evaluator", "parse_metrics",
+           "default_metrics", "is_better", "generate", "reference_stats", "load_stats"]
+
+INCEPTION_METRICS = ("fid", "kid", "is", "pr")
+METRICS = INCEPTION_METRICS + ("digits", "mixture")
+# The value a metric is ranked by (best checkpoint during training): (key, "min"|"max"),
+# ties broken by the next pair. pr ranks by coverage, the one of the four that an outlier
+# or a noisy generator cannot inflate (Naeem et al. 2020, arXiv:2002.09797, sec. 3).
+PRIMARY = {
+    "fid": (("fid", "min"),),
+    "kid": (("kid", "min"),),
+    "is": (("is", "max"),),
+    "pr": (("coverage", "max"), ("precision", "max")),
+    "digits": (("digits_fd", "min"),),
+    "mixture": (("modes", "max"), ("high_quality", "max")),
+}
+DEFAULT_NUM = 50_000          # FID-50k (Heusel et al. 2017; the field's convention)
+DEFAULT_NUM_OFFLINE = 10_000  # digits and mixture
+DEFAULT_REF_NUM = 50_000
+REF_FORMAT, REF_VERSION = "fastgan-fid-ref", 1
+
+
+def parse_metrics(spec):
+    """'fid,kid' or ['fid', 'kid'] -> ['fid', 'kid'] (order kept, duplicates dropped);
+    ValueError naming an unknown metric and the known ones."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec or ())
+    out = []
+    for item in items:
+        name = str(item).strip().lower()
+        if not name:
+            continue
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}; expected some of {', '.join(METRICS)}")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ValueError(f"no metric named; expected some of {', '.join(METRICS)}")
+    return out
+
+
+def default_metrics(data):
+    """The metrics a run on `data` gets when none are named: mixture for the 2-D toy data,
+    digits for the built-in digits, fid for image datasets."""
+    from fastgan.data import toy
+    if data in toy.MIXTURES:
+        return ["mixture"]
+    if data in (None, "digits"):
+        return ["digits"]
+    return ["fid"]
+
+
+def is_better(new, old, metrics):
+    """Whether results `new` beat `old` by the first metric's PRIMARY ordering (old None:
+    True). NaN never wins."""
+    if old is None:
+        return True
+    for key, direction in PRIMARY[metrics[0]]:
+        a, b = float(new[key]), float(old[key])
+        if math.isnan(a):
+            return False
+        if math.isnan(b):
+            return True
+        if a != b:
+            return a < b if direction == "min" else a > b
+    return False
+
+
+def _sampler(generator, sample_z):
+    if sample_z is not None:
+        return sample_z
+    if hasattr(generator, "sample_z"):
+        return generator.sample_z
+    z_dim = getattr(generator, "z_dim", None)
+    if z_dim is None:
+        raise ValueError("the generator has no z_dim or sample_z; pass sample_z=(n, generator) -> z")
+    return lambda n, generator=None: torch.randn(n, z_dim, generator=generator)
+
+
+@torch.no_grad()
+def generate(generator, num, *, batch_size=500, device=None, seed=0, sample_z=None):
+    """Yields `num` samples of `generator` in batches (float32, on the generator's device),
+    from z drawn at once on the CPU by a generator seeded with `seed` (so neither the
+    device nor batch_size changes the samples). The module is put in eval
+    mode for the duration and restored after."""
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be a positive number of samples, got {num!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    draw = _sampler(generator, sample_z)
+    if device is None:
+        p = next(generator.parameters(), None)
+        device = p.device if p is not None else torch.device("cpu")
+    z_all = draw(num, generator=torch.Generator().manual_seed(seed))  # all at once: batch_size
+    was = generator.training                                          # does not change them
+    generator.eval()
+    try:
+        for z in z_all.split(batch_size):
+            yield generator(z.to(device)).float()
+    finally:
+        generator.train(was)
+
+
+def _progress(total, desc, enabled):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, leave=False)
+
+
+def _data_identity(data):
+    """(a name for file names, what the manifest records about the data's files)."""
+    from fastgan.data import DEFAULT_DATASET
+    if data in (None, DEFAULT_DATASET):
+        return "digits", {"data": DEFAULT_DATASET}
+    path = pathlib.Path(data).expanduser().resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"reference data {data} does not exist")
+    st = path.stat()
+    return path.stem or "data", {"data": str(path), "data_bytes": st.st_size if path.is_file() else None,
+                                 "data_mtime_ns": st.st_mtime_ns}
+
+
+def _cache_folder(root):
+    from fastgan.data.digits import cache_dir
+    return cache_dir(root) / "fid_refs"
+
+
+def load_stats(path):
+    """Reference statistics from a .npz: {"mu", "sigma", "features" (or None), "manifest"
+    (dict, {} for files not written by fastgan)}. Accepts pytorch-fid's {mu, sigma} files."""
+    import numpy as np
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"reference statistics {path} do not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = set(f.files)
+            if not {"mu", "sigma"} <= keys:
+                raise ValueError(f"{path} is not a statistics file: it needs arrays 'mu' and 'sigma', "
+                                 f"has {', '.join(sorted(keys)) or 'none'}")
+            mu, sigma = torch.from_numpy(f["mu"]).double(), torch.from_numpy(f["sigma"]).double()
+            feats = torch.from_numpy(f["features"]).float() if "features" in keys else None
+            manifest = json.loads(str(f["manifest"])) if "manifest" in keys else {}
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(path) in str(exc):
+            raise
+        raise ValueError(f"{path} could not be read as a .npz of statistics: {exc}") from None
+    d = mu.shape[0] if mu.dim() == 1 else -1
+    if d < 1 or sigma.shape != (d, d):
+        raise ValueError(f"{path}: mu {tuple(mu.shape)} and sigma {tuple(sigma.shape)} are not [D] and [D, D]")
+    if feats is not None and (feats.dim() != 2 or feats.shape[1] != d):
+        raise ValueError(f"{path}: features {tuple(feats.shape)} do not match mu's {d} dimensions")
+    return {"mu": mu, "sigma": sigma, "features": feats, "manifest": manifest, "path": str(path)}
+
+
+def _save_stats(path, mu, sigma, features, manifest):
+    import numpy as np
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, mu=mu.cpu().numpy(), sigma=sigma.cpu().numpy(),
+                     features=features.cpu().numpy(), manifest=np.array(json.dumps(manifest, sort_keys=True)))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def reference_stats(data, model, *, resolution, channels, crop=None, num=None, batch_size=250,
+                    device=None, amp=None, cache_root=None, progress=True, verbose=True):
+    """Inception statistics of a dataset (see the module docstring), from the cache when a
+    matching entry exists. Returns load_stats' dict."""
+    from fastgan import __version__, data as fdata
+    from fastgan.metrics.fid import feature_stats
+    from fastgan.metrics.inception import inception_features
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    amp_used = bool(amp) if amp is not None else device.type == "cuda"
+    num = DEFAULT_REF_NUM if num is None else num
+    if isinstance(num, bool) or not isinstance(num, int) or num < 2:
+        raise ValueError(f"ref_num must be an integer >= 2, got {num!r}")
+    name, ident = _data_identity(data)
+    key = {"format": REF_FORMAT, "version": REF_VERSION, **ident, "resolution": resolution,
+           "channels": channels, "crop": crop, "num": num,
+           "extractor": getattr(model, "weights_sha256", None), "amp": amp_used}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = _cache_folder(cache_root) / f"{name}-{resolution}px-{digest}.npz"
+    if path.is_file():
+        try:
+            cached = load_stats(path)
+            if cached["features"] is not None and cached["manifest"].get("key") == key:
+                if verbose:
+                    print(f"fastgan: reference statistics from {path}", file=sys.stderr)
+                return cached
+        except ValueError:
+            pass  # unreadable: recomputed and replaced below
+    loader = fdata.make_loader(data if data is not None else fdata.DEFAULT_DATASET,
+                               resolution=resolution, channels=channels, batch_size=batch_size,
+                               device=device, crop=crop, shuffle=False, drop_last=False,
+                               verbose=False)
+    total = min(num, loader.num_samples)
+    if total < 2:
+        raise ValueError(f"reference data {data} has {loader.num_samples} images; need at least 2")
+    feats, done = [], 0
+    with _progress(total, f"reference features ({name})", progress) as bar:
+        for images, _ in loader:
+            images = images[: total - done]
+            f, _ = inception_features(model, images, batch_size=batch_size, amp=amp)
+            feats.append(f.float())
+            done += images.shape[0]
+            bar.update(images.shape[0])
+            if done >= total:
+                break
+    features = torch.cat(feats)
+    mu, sigma = feature_stats(features)
+    manifest = {"key": key, "count": int(features.shape[0]), "fastgan": __version__}
+    _save_stats(path, mu, sigma, features, manifest)
+    if verbose:
+        print(f"fastgan: reference statistics of {features.shape[0]} images cached in {path}",
+              file=sys.stderr)
+    return {"mu": mu, "sigma": sigma, "features": features, "manifest": manifest, "path": str(path)}
+
+
+class Evaluator:
+    """Scores generators with `metrics` (names or 'fid,kid') against `data` (the training
+    data: a dataset path, "digits", or a toy mixture name) at `resolution` x `resolution`
+    with `channels` channels. See the module docstring for num, ref, ref_num, amp.
+
+    inception: a path to the weights (else $FASTGAN_INCEPTION_WEIGHTS), or a loaded
+    FIDInceptionV3. The reference statistics and the networks are built on first use and
+    kept, so an Evaluator called every N training steps computes them once."""
+
+    def __init__(self, metrics, *, data=None, resolution, channels, num=None, ref=None,
+                 ref_num=None, crop=None, inception=None, device=None, batch_size=250, seed=0,
+                 amp=None, splits=10, progress=True, verbose=True, cache_root=None):
+        from fastgan.data import toy
+        self.metrics = parse_metrics(metrics)
+        self.data, self.resolution, self.channels = data, resolution, channels
+        self.uses_inception = any(m in INCEPTION_METRICS for m in self.metrics)
+        self.num = num if num is not None else (DEFAULT_NUM if self.uses_inception else DEFAULT_NUM_OFFLINE)
+        if isinstance(self.num, bool) or not isinstance(self.num, int) or self.num < 2:
+            raise ValueError(f"num must be an integer >= 2, got {self.num!r}")
+        self.ref, self.ref_num, self.crop = ref, ref_num, crop
+        self.device = torch.device(device) if device is not None else (
+            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        self.batch_size, self.seed, self.amp, self.splits = batch_size, seed, amp, splits
+        self.progress, self.verbose, self.cache_root = progress, verbose, cache_root
+        self._inception_arg = inception
+        self._inception = self._reference = self._classifier = None
+        if "mixture" in self.metrics:
+            mixture = ref if ref is not None else data
+            if mixture not in toy.MIXTURES:
+                raise ValueError(f"the mixture metric scores 2-D samples of {' or '.join(toy.MIXTURES)}; "
+                                 f"this data is {mixture!r}")
+            self.mixture = mixture
+        if "digits" in self.metrics and data not in (None, "digits"):
+            raise ValueError(f"the digits metric scores generated digits; this run's data is {data!r}")
+        if self.uses_inception and data in toy.MIXTURES:
+            raise ValueError(f"{', '.join(m for m in self.metrics if m in INCEPTION_METRICS)} score "
+                             f"images; {data!r} is 2-D points (use --metrics mixture)")
+
+    # -- the networks and the reference, built once ------------------------------------
+    def inception(self):
+        if self._inception is None:
+            from fastgan.metrics.inception import load_inception
+            arg = self._inception_arg
+            if isinstance(arg, torch.nn.Module):
+                self._inception = arg.to(self.device).eval().requires_grad_(False)
+            else:
+                self._inception = load_inception(arg, device=self.device)
+        return self._inception
+
+    def reference(self):
+        if self._reference is None:
+            ref = self.ref
+            if ref is not None and str(ref).endswith(".npz"):
+                stats = load_stats(ref)
+                sha = stats["manifest"].get("key", {}).get("extractor")
+                ours = getattr(self.inception(), "weights_sha256", None)
+                if sha is not None and ours is not None and sha != ours:
+                    raise ValueError(f"{ref} was computed with other Inception weights "
+                                     f"(sha256 {sha[:12]}..., these are {ours[:12]}...)")
+            else:
+                stats = reference_stats(ref if ref is not None else self.data, self.inception(),
+                                        resolution=self.resolution, channels=self.channels,
+                                        crop=self.crop, num=self.ref_num, batch_size=self.batch_size,
+                                        device=self.device, amp=self.amp, cache_root=self.cache_root,
+                                        progress=self.progress, verbose=self.verbose)
+            if stats["features"] is None and any(m in ("kid", "pr") for m in self.metrics):
+                raise ValueError(f"{stats['path']} holds only mu and sigma; KID and precision/recall "
+                                 "need the reference features: pass the dataset itself with --ref")
+            self._reference = stats
+        return self._reference
+
+    def classifier(self):
+        if self._classifier is None:
+            from fastgan.metrics.digits import digit_classifier
+            self._classifier = digit_classifier(device=self.device, root=self.cache_root)
+        return self._classifier
+
+    # -- scoring ------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, generator, *, sample_z=None):
+        """{metric key: value} for `generator` (an nn.Module mapping z to samples; z from
+        sample_z(n, generator=) or its own sample_z, else standard normal of its z_dim)."""
+        generator = generator.to(self.device)
+        want_is = "is" in self.metrics
+        feats, logits, samples = [], [], []
+        keep_samples = "digits" in self.metrics or "mixture" in self.metrics
+        if self.uses_inception:
+            from fastgan.metrics.inception import inception_features
+            model = self.inception()
+            if any(m in ("fid", "kid", "pr") for m in self.metrics):
+                self.reference()
+        with _progress(self.num, "generated samples", self.progress) as bar:
+            for images in generate(generator, self.num, batch_size=self.batch_size, device=self.device,
+                                   seed=self.seed, sample_z=sample_z):
+                if self.uses_inception:
+                    f, lg = inception_features(model, images, batch_size=self.batch_size, amp=self.amp)
+                    feats.append(f.float())
+                    if want_is:
+                        logits.append(lg.float())
+                if keep_samples:
+                    samples.append(images)
+                bar.update(images.shape[0])
+        out = {}
+        if self.uses_inception:
+            out.update(self._inception_metrics(torch.cat(feats), torch.cat(logits) if want_is else None))
+        if "digits" in self.metrics:
+            from fastgan.metrics.digits import digit_metrics
+            out.update(digit_metrics(torch.cat(samples), self.classifier()))
+        if "mixture" in self.metrics:
+            from fastgan.data import toy
+            cov = toy.coverage(torch.cat(samples), self.mixture)
+            out.update({"modes": cov["modes"], "num_modes": cov["num_modes"],
+                        "high_quality": cov["high_quality"], "mode_counts": cov["counts"]})
+        out["num_samples"] = self.num
+        return out
+
+    def _inception_metrics(self, feats, logits):
+        from fastgan.metrics.fid import fid_from_stats
+        from fastgan.metrics.inception_score import inception_score
+        from fastgan.metrics.kid import kid_from_features
+        from fastgan.metrics.prdc import precision_recall
+        out = {}
+        ref = self._reference
+        if "fid" in self.metrics:
+            from fastgan.metrics.fid import feature_stats
+            mu, sigma = feature_stats(feats)
+            out["fid"] = fid_from_stats(mu, sigma, ref["mu"].to(mu.device), ref["sigma"].to(mu.device))
+        if "kid" in self.metrics:
+            out.update(kid_from_features(feats, ref["features"].to(feats.device), seed=self.seed))
+        if "is" in self.metrics:
+            out.update(inception_score(logits, splits=self.splits))
+        if "pr" in self.metrics:
+            out.update(precision_recall(ref["features"].to(feats.device), feats))
+        model = self._inception
+        out["inception_sha256"] = getattr(model, "weights_sha256", None)
+        out["inception_standard"] = bool(getattr(model, "standard", False))
+        return out

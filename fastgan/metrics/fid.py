@@ -1,0 +1,120 @@
+"""The Fréchet distance between two sets of features (FID when they are Inception's).
+
+Heusel et al. 2017 (arXiv:1706.08500, eq. 6): with each set modelled as a Gaussian (mean mu,
+covariance sigma),
+
+    d^2 = |mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2)).
+
+The trace of the matrix square root is where implementations differ. pytorch-fid and
+torch-fidelity call `scipy.linalg.sqrtm` on the (non-symmetric) product on the CPU, which
+takes seconds at 2048 x 2048 and can return a complex or inaccurate root when the
+covariances are singular (fewer samples than dimensions). fastgan uses that sigma1 sigma2 is
+similar to the symmetric positive semi-definite A sigma2 A with A = sigma1^(1/2):
+
+    tr((sigma1 sigma2)^(1/2)) = sum_i sqrt(lambda_i(A sigma2 A)),
+
+two symmetric eigendecompositions (`torch.linalg.eigh`) in float64, on whatever device the
+features are (the GPU's cuSOLVER when they are on one). Eigenvalues that round to below
+zero are clamped to zero: the exact ones are >= 0. `method="scipy"` computes the same
+quantity the way pytorch-fid does (`scipy.linalg.sqrtm` of the product, with its small
+diagonal offset when the product is singular), as a reference for tests.
+
+Statistics are accumulated in float64 (features are float32): a 50,000-sample covariance
+summed in float32 loses digits FID needs.
+"""
+import math
+
+import torch
+
+__all__ = ["feature_stats", "fid_from_stats", "fid_from_features", "trace_sqrt_product"]
+
+
+def _check_features(x, what):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor [N, D], got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"{what} must be a 2-D tensor [N, D] of features, got shape {tuple(x.shape)}")
+    if x.shape[0] < 2:
+        raise ValueError(f"{what} needs at least 2 samples for a covariance, got {x.shape[0]}")
+    if not x.is_floating_point():
+        raise TypeError(f"{what} must be floating point, got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what} holds non-finite values (NaN or inf)")
+    return x
+
+
+def feature_stats(features):
+    """(mean [D], covariance [D, D]) of features [N, D], in float64 on their device; the
+    covariance is the unbiased one (N - 1), as numpy.cov and the standard FID code use."""
+    x = _check_features(features, "features").double()
+    mu = x.mean(0)
+    xc = x - mu
+    sigma = xc.T @ xc / (x.shape[0] - 1)
+    return mu, sigma
+
+
+def _sym_sqrt(m):
+    vals, vecs = torch.linalg.eigh(m)
+    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+def trace_sqrt_product(sigma1, sigma2, method="eigh"):
+    """tr((sigma1 sigma2)^(1/2)) for symmetric PSD sigma1, sigma2 (float64 result).
+    method: "eigh" (default; any device) or "scipy" (pytorch-fid's sqrtm; CPU, slow)."""
+    if method == "eigh":
+        s1 = sigma1.double()
+        s2 = sigma2.to(device=s1.device, dtype=torch.float64)
+        a = _sym_sqrt((s1 + s1.T) / 2)
+        m = a @ s2 @ a
+        vals = torch.linalg.eigvalsh((m + m.T) / 2)
+        return vals.clamp_min(0).sqrt().sum()
+    if method == "scipy":
+        import numpy as np
+        from scipy import linalg
+        s1 = sigma1.detach().double().cpu().numpy()
+        s2 = sigma2.detach().double().cpu().numpy()
+        root = linalg.sqrtm(s1 @ s2)
+        if not np.isfinite(root).all():  # singular product: pytorch-fid's offset
+            offset = np.eye(s1.shape[0]) * 1e-6
+            root = linalg.sqrtm((s1 + offset) @ (s2 + offset))
+        if np.iscomplexobj(root):
+            root = root.real
+        return torch.tensor(float(np.trace(root)), dtype=torch.float64)
+    raise ValueError(f"method must be 'eigh' or 'scipy', got {method!r}")
+
+
+def fid_from_stats(mu1, sigma1, mu2, sigma2, method="eigh"):
+    """The Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), a Python float.
+    Shapes must agree ([D] and [D, D]); a tiny negative result of rounding is returned as 0."""
+    mu1, mu2 = torch.as_tensor(mu1), torch.as_tensor(mu2)
+    sigma1, sigma2 = torch.as_tensor(sigma1), torch.as_tensor(sigma2)
+    d = mu1.shape[-1] if mu1.dim() == 1 else None
+    if d is None or mu2.shape != mu1.shape or sigma1.shape != (d, d) or sigma2.shape != (d, d):
+        raise ValueError(f"statistics do not match: mu1 {tuple(mu1.shape)}, sigma1 {tuple(sigma1.shape)}, "
+                         f"mu2 {tuple(mu2.shape)}, sigma2 {tuple(sigma2.shape)} (expected [D] and [D, D])")
+    dev = sigma1.device
+    mu1, sigma1 = mu1.double().to(dev), sigma1.double()
+    mu2, sigma2 = mu2.to(dev, torch.float64), sigma2.to(dev, torch.float64)
+    for name, t in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} holds non-finite values (NaN or inf)")
+    diff = mu1 - mu2
+    value = (diff @ diff + sigma1.trace() + sigma2.trace()
+             - 2 * trace_sqrt_product(sigma1, sigma2, method).to(dev))
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError("the Fréchet distance is not finite")
+    return max(value, 0.0)
+
+
+def fid_from_features(features1, features2, method="eigh"):
+    """The Fréchet distance between two feature sets [N1, D] and [N2, D] (FID when they are
+    Inception pool features), a Python float. Computed on features1's device."""
+    _check_features(features1, "features1")
+    _check_features(features2, "features2")
+    if features1.shape[1] != features2.shape[1]:
+        raise ValueError(f"features1 has {features1.shape[1]} dimensions and features2 "
+                         f"{features2.shape[1]}: they must come from the same extractor")
+    mu1, s1 = feature_stats(features1)
+    mu2, s2 = feature_stats(features2.to(features1.device))
+    return fid_from_stats(mu1, s1, mu2, s2, method)

@@ -1,0 +1,321 @@
+"""fastgan.metrics.evaluate: generators -> metrics, reference statistics and their cache,
+evaluation during training (eval_every, best.pt) and `fastgan eval`.
+
+The Inception metrics run here with randomly initialized weights of the exact network
+(fastgan.metrics.inception.random_inception) on a handful of images: the plumbing is what
+is tested (the scores' math is in test_scores.py). "Generators" are small modules with
+known outputs: real digits looked up by z, exact samples of the ring, a collapsed one.
+"""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import fastgan
+from fastgan import data as fdata
+from fastgan.cli import main
+from fastgan.data import toy
+from fastgan.metrics import evaluate as ev
+from fastgan.metrics.inception import random_inception
+from fastgan.train import checkpoint as ckpt
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def inception():
+    return random_inception(seed=0)
+
+
+@pytest.fixture(scope="module")
+def digits16():
+    loader = fdata.make_loader("digits", resolution=16, channels=1, batch_size=2048, device="cpu",
+                               shuffle=False, drop_last=False, verbose=False)
+    images, labels = next(iter(loader))
+    return images, labels
+
+
+class Lookup(nn.Module):
+    """Returns table[i] for the i-th z it has been asked for since reset (z is ignored but
+    for its count): a generator whose samples are known images, in order."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.register_buffer("table", table)
+        self.z_dim, self.i = 4, 0
+
+    def forward(self, z):
+        out = self.table[self.i:self.i + z.shape[0]]
+        self.i += z.shape[0]
+        return out
+
+
+class Ring(nn.Module):
+    """Exact samples of ring8 from z (or all at one center when collapsed)."""
+
+    def __init__(self, collapsed=False):
+        super().__init__()
+        self.z_dim, self.collapsed = 3, collapsed
+        self.register_buffer("centers", toy.centers("ring8").float())
+
+    def forward(self, z):
+        idx = torch.zeros(len(z), dtype=torch.long) if self.collapsed else \
+            (torch.special.ndtr(z[:, 0]) * 8).long().clamp(0, 7)
+        pts = self.centers[idx] + toy.DEFAULT_STD["ring8"] * z[:, 1:3]
+        return pts[:, :, None, None]
+
+
+def test_parse_and_default_metrics():
+    assert ev.parse_metrics("fid, KID,fid") == ["fid", "kid"]
+    assert ev.parse_metrics(["pr", "digits"]) == ["pr", "digits"]
+    with pytest.raises(ValueError, match="unknown metric 'fjd'.*fid, kid, is, pr, digits, mixture"):
+        ev.parse_metrics("fjd")
+    with pytest.raises(ValueError, match="no metric"):
+        ev.parse_metrics(" , ")
+    assert ev.default_metrics("ring8") == ["mixture"]
+    assert ev.default_metrics(None) == ev.default_metrics("digits") == ["digits"]
+    assert ev.default_metrics("celeba.zip") == ["fid"]
+
+
+def test_is_better_follows_each_metrics_direction():
+    assert ev.is_better({"fid": 3.0}, None, ["fid"])
+    assert ev.is_better({"fid": 3.0}, {"fid": 4.0}, ["fid", "is"])
+    assert not ev.is_better({"fid": 5.0}, {"fid": 4.0}, ["fid"])
+    assert ev.is_better({"is": 5.0}, {"is": 4.0}, ["is"])
+    assert not ev.is_better({"fid": math.nan}, {"fid": 4.0}, ["fid"])
+    assert ev.is_better({"fid": 9.0}, {"fid": math.nan}, ["fid"])
+    # mixture: more modes first, then the high-quality fraction
+    assert ev.is_better({"modes": 8, "high_quality": 0.5}, {"modes": 7, "high_quality": 0.9}, ["mixture"])
+    assert ev.is_better({"modes": 8, "high_quality": 0.9}, {"modes": 8, "high_quality": 0.5}, ["mixture"])
+    assert not ev.is_better({"modes": 8, "high_quality": 0.5}, {"modes": 8, "high_quality": 0.5}, ["mixture"])
+
+
+def test_generate_is_seeded_and_independent_of_batch_size():
+    g = nn.Sequential(nn.Linear(5, 3))
+    g.z_dim = 5
+    g.train()
+    a = torch.cat(list(ev.generate(g, 10, batch_size=3, seed=1)))
+    b = torch.cat(list(ev.generate(g, 10, batch_size=10, seed=1)))
+    c = torch.cat(list(ev.generate(g, 10, batch_size=4, seed=2)))
+    assert a.shape == (10, 3)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    assert g.training  # restored
+    z = torch.randn(10, 5, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, g(z).detach())
+    with pytest.raises(ValueError, match="num"):
+        next(ev.generate(g, 0))
+    with pytest.raises(ValueError, match="z_dim or sample_z"):
+        next(ev.generate(nn.Linear(2, 2), 3))
+
+
+def test_mixture_metric():
+    good = ev.Evaluator("mixture", data="ring8", resolution=1, channels=2, num=2000, progress=False)
+    out = good(Ring())
+    assert out["modes"] == 8 and out["num_modes"] == 8 and out["high_quality"] > 0.95
+    assert sum(out["mode_counts"]) == round(out["high_quality"] * 2000)
+    bad = good(Ring(collapsed=True))
+    assert bad["modes"] == 1 and bad["mode_counts"][0] == round(bad["high_quality"] * 2000)
+    with pytest.raises(ValueError, match="mixture metric scores 2-D samples"):
+        ev.Evaluator("mixture", data="digits", resolution=16, channels=1)
+    with pytest.raises(ValueError, match="use --metrics mixture"):
+        ev.Evaluator("fid", data="ring8", resolution=1, channels=2)
+
+
+def test_digits_metric(digits16, tmp_path):
+    images, labels = digits16
+    e = ev.Evaluator("digits", data="digits", resolution=16, channels=1, num=1000, progress=False,
+                     cache_root=tmp_path)
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:1000]
+    real = e(Lookup(images[pick]))  # the loader's order is class by class
+    assert real["digits_classes"] == 10 and real["num_samples"] == 1000
+    ones = images[labels == 1][:1].expand(1000, -1, -1, -1)
+    collapsed = e(Lookup(ones.contiguous()))
+    assert collapsed["digits_classes"] == 1
+    assert collapsed["digits_fd"] > 10 * real["digits_fd"]
+    with pytest.raises(ValueError, match="digits metric scores generated digits"):
+        ev.Evaluator("digits", data="celeba.zip", resolution=64, channels=3)
+
+
+def test_inception_metrics_with_random_weights(inception, digits16, tmp_path, capsys):
+    images, _ = digits16
+    n = 12
+    kw = dict(data="digits", resolution=16, channels=1, num=n, ref_num=n, inception=inception,
+              batch_size=6, device="cpu", progress=False, cache_root=tmp_path)
+    e = ev.Evaluator("fid,kid,is,pr", **kw)
+    same = e(Lookup(images[:n]))       # the reference's own first n images, in order
+    assert same["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    # a set against itself: the unbiased MMD^2 is <= 0 (Cauchy-Schwarz on the kernel's features)
+    assert same["kid_subset_size"] == n and same["kid"] <= 1e-9
+    assert same["is"] >= 1.0 and math.isfinite(same["is_std"])
+    assert same["inception_standard"] is False
+    noise = e(Lookup(torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1))
+    assert noise["fid"] > 1e-3 and noise["kid"] > same["kid"]
+
+    # the reference was computed once and cached, with its manifest
+    files = list((tmp_path / "fid_refs").glob("digits-16px-*.npz"))
+    assert len(files) == 1
+    stats = ev.load_stats(files[0])
+    assert stats["features"].shape == (n, 2048)
+    key = stats["manifest"]["key"]
+    assert key["data"] == "digits" and key["resolution"] == 16 and key["num"] == n
+    assert stats["manifest"]["count"] == n and key["amp"] is False
+
+    # a second evaluator reuses it: no reference features are computed again
+    e2 = ev.Evaluator("fid", **kw)
+    calls = []
+    real_features = fastgan.metrics.inception.inception_features
+
+    def counting(model, imgs, **k):
+        calls.append(imgs.shape[0])
+        return real_features(model, imgs, **k)
+
+    import fastgan.metrics.inception as inc
+    orig = inc.inception_features
+    inc.inception_features = counting
+    try:
+        again = e2(Lookup(images[:n]))
+    finally:
+        inc.inception_features = orig
+    assert sum(calls) == n  # the generated samples only
+    assert again["fid"] == pytest.approx(same["fid"], abs=1e-9)
+    # other settings: another cache entry
+    ev.Evaluator("fid", **{**kw, "ref_num": n - 2})(Lookup(images[:n]))
+    assert len(list((tmp_path / "fid_refs").glob("*.npz"))) == 2
+
+
+def test_reference_from_a_statistics_file(inception, digits16, tmp_path):
+    images, _ = digits16
+    n = 10
+    kw = dict(data="digits", resolution=16, channels=1, num=n, inception=inception, batch_size=10,
+              device="cpu", progress=False, cache_root=tmp_path)
+    e = ev.Evaluator("fid", ref_num=n, **kw)
+    direct = e(Lookup(images[:n]))["fid"]
+    stats = e.reference()
+    path = tmp_path / "pytorch_fid_style.npz"  # only mu and sigma, as pytorch-fid writes them
+    np.savez(path, mu=stats["mu"].numpy(), sigma=stats["sigma"].numpy())
+    from_file = ev.Evaluator("fid", ref=str(path), **kw)(Lookup(images[:n]))["fid"]
+    assert from_file == pytest.approx(direct, rel=1e-9, abs=1e-9)
+    with pytest.raises(ValueError, match="holds only mu and sigma.*--ref"):
+        ev.Evaluator("kid", ref=str(path), **kw)(Lookup(images[:n]))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, mean=np.zeros(3))
+    with pytest.raises(ValueError, match="needs arrays 'mu' and 'sigma'"):
+        ev.load_stats(bad)
+    with pytest.raises(FileNotFoundError, match="do not exist"):
+        ev.load_stats(tmp_path / "missing.npz")
+
+
+def test_missing_inception_weights_is_one_clear_error(monkeypatch):
+    monkeypatch.delenv("FASTGAN_INCEPTION_WEIGHTS", raising=False)
+    e = ev.Evaluator("is", data="digits", resolution=16, channels=1, num=4, progress=False)
+    with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05-6726825d.pth"):
+        e(Lookup(torch.zeros(4, 1, 16, 16)))
+
+
+# -- during training ------------------------------------------------------------------------
+def _toy_trainer(tmp_path, name, **over):
+    from fastgan import models
+    from fastgan.train import config as cfgmod
+    config = cfgmod.resolve("gan", {"data": "ring8", "steps": 6, "batch_size": 64, "device": "cpu",
+                                    "out": str(tmp_path / name), "progress": False, "tensorboard": False,
+                                    "log_every": 3, "mlp_hidden": 32, **over})
+    hyper, train = cfgmod.split(config, models.get("gan"))
+    torch.manual_seed(0)
+    return fastgan.Trainer(models.build("gan", **hyper), None, train)
+
+
+def test_eval_every_logs_keeps_best_and_changes_nothing(tmp_path):
+    plain = _toy_trainer(tmp_path, "plain").fit()
+    t = _toy_trainer(tmp_path, "eval", eval_every=2, metrics="mixture", eval_num=300).fit()
+    assert [e["step"] for e in t.evaluations] == [2, 4, 6]
+    assert all(set(e) >= {"modes", "high_quality", "num_samples"} for e in t.evaluations)
+    # evaluation uses no global RNG and no training state: the losses are those of a plain run
+    assert [r for r in t.history] != [] and \
+        [{k: v for k, v in r.items() if k != "images_per_s"} for r in t.history] == \
+        [{k: v for k, v in r.items() if k != "images_per_s"} for r in plain.history]
+    run = tmp_path / "eval"
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in logged if "eval/modes" in r]
+    assert [r["step"] for r in evals] == [2, 4, 6]
+    best = json.loads((run / "best.json").read_text())
+    ranked = max(t.evaluations, key=lambda e: (e["modes"], e["high_quality"]))  # first of equals
+    assert best["step"] == ranked["step"] and best["metrics"] == ["mixture"]
+    state = ckpt.load_checkpoint(run / "best.pt")
+    assert state["step"] == best["step"] and state["eval_best"]["step"] == best["step"]
+    g = fastgan.load_generator(run, checkpoint=run / "best.pt")
+    assert g.fastgan_step == best["step"]
+
+
+def test_eval_every_resume_keeps_the_best(tmp_path):
+    t = _toy_trainer(tmp_path, "r", eval_every=3, metrics="mixture", eval_num=200, steps=3).fit()
+    first = t.best
+    assert first is not None and first["step"] == 3
+    from fastgan import models
+    from fastgan.train import config as cfgmod
+    cfg = cfgmod.load_config_file(tmp_path / "r" / "config.yaml")
+    cfg["steps"] = 6
+    hyper, train = cfgmod.split(cfg, models.get("gan"))
+    resumed = fastgan.Trainer(models.build("gan", **hyper), None, train, resume=True).fit()
+    assert [e["step"] for e in resumed.evaluations] == [6]
+    assert resumed.best["step"] in (3, 6)
+    if resumed.best["step"] == 3:   # kept from before the resume, not forgotten
+        assert resumed.best == first
+
+
+def test_eval_every_without_weights_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.delenv("FASTGAN_INCEPTION_WEIGHTS", raising=False)
+    from fastgan import models
+    from fastgan.train import config as cfgmod
+    config = cfgmod.resolve("dcgan", {"steps": 2, "device": "cpu", "out": str(tmp_path / "x"),
+                                      "progress": False, "tensorboard": False, "eval_every": 1,
+                                      "metrics": "fid", "g_width": 8, "d_width": 8})
+    hyper, train = cfgmod.split(config, models.get("dcgan"))
+    t = fastgan.Trainer(models.build("dcgan", **hyper), None, train)
+    with pytest.raises(FileNotFoundError, match="FASTGAN_INCEPTION_WEIGHTS"):
+        t.fit()
+    assert t.step == 0
+    with pytest.raises(ValueError, match="eval_every"):
+        fastgan.Trainer(models.build("dcgan", **hyper), None, {**train, "eval_every": -1})
+
+
+# -- the command ------------------------------------------------------------------------
+def test_cli_eval(tmp_path, capsys, inception, monkeypatch):
+    run = tmp_path / "toy"
+    assert main(["train", "--model", "gan", "--data", "ring8", "--steps", "4", "--out", str(run),
+                 "--no-progress", "--set", "mlp_hidden=16", "--set", "tensorboard=false"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--num", "500", "--no-progress"]) == 0   # default: mixture
+    out = capsys.readouterr().out
+    assert "modes" in out and "high_quality" in out and "500 samples" in out
+    assert main(["eval", "--run", str(run), "--num", "300", "--json", "--no-progress", "--seed", "3"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    lines = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and lines[1] == printed            # appended, never overwritten
+    assert printed["step"] == 4 and printed["metrics"] == ["mixture"] and printed["seed"] == 3
+
+    monkeypatch.delenv("FASTGAN_INCEPTION_WEIGHTS", raising=False)
+    assert main(["eval", "--run", str(run), "--metrics", "fjd"]) == 2
+    assert "unknown metric 'fjd'" in capsys.readouterr().err
+    assert main(["eval", "--run", str(tmp_path / "nope")]) == 2
+    assert "holds no fastgan run" in capsys.readouterr().err
+
+    digits_run = tmp_path / "digits"
+    assert main(["train", "--model", "dcgan", "--steps", "1", "--out", str(digits_run), "--no-progress",
+                 "--set", "g_width=8", "--set", "d_width=8", "--set", "tensorboard=false"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--run", str(digits_run), "--metrics", "fid"]) == 2
+    err = capsys.readouterr().err
+    assert "pt_inception-2015-12-05-6726825d.pth" in err and err.count("\n") == 1
+    weights = tmp_path / "random_inception.pth"
+    torch.save(inception.state_dict(), weights)
+    monkeypatch.setenv("FASTGAN_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match="not comparable"):
+        assert main(["eval", "--run", str(digits_run), "--metrics", "fid,is", "--inception", str(weights),
+                     "--num", "10", "--ref-num", "8", "--batch-size", "5", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "fid" in out and "is_std" in out
