@@ -8,7 +8,8 @@ A model is a class with
     build_networks()          -> (generator, critic); the generator maps z (B, z_dim) to images
     build_optimizers()        -> (generator optimizer, critic optimizer)
     critic_loss(critic, real, fake, scaler=None) -> (loss, {name: 0-dim tensor})
-                              one critic/discriminator step; fake is detached
+                              one critic/discriminator step; fake is detached (its critic
+                              calls go through critic_scores, which honours one_pass)
     generator_loss(critic, fake)                 -> (loss, {name: 0-dim tensor})
 
 and may override
@@ -43,7 +44,24 @@ COMMON = {
     "d_width": 64,           # ... and of the critic
     "mlp_hidden": 256,       # arch "mlp": units per hidden layer
     "mlp_depth": 3,          # arch "mlp": hidden layers
+    # One critic forward per critic step over the concatenation of real, fake (and, for the
+    # gradient-penalty models, the penalty's points) instead of one each, when the critic has
+    # no layer that couples samples (no BatchNorm); ignored otherwise. Fewer, larger kernels;
+    # the same math. With the penalty's points in the batch, the input gradient and the
+    # double backward run over the whole concatenation (about 3x their work): a trade of
+    # work for launches that pays where a step is launch-bound (small batches on a big GPU).
+    # Off by default until GPU measurements (benchmarks/step_e2e.py) say where it pays.
+    "one_pass": False,
 }
+
+
+def couples_samples(module):
+    """Whether `module` has a layer whose output for one sample depends on the others in
+    its batch: BatchNorm (its batch statistics in training mode), including fastgan's fused
+    Conv-BatchNorm blocks and SyncBatchNorm. A module may declare it with a
+    `couples_samples = True` attribute (e.g. minibatch discrimination)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) or getattr(m, "couples_samples", False)
+               for m in module.modules())
 
 
 class GANModel(abc.ABC):
@@ -65,6 +83,8 @@ class GANModel(abc.ABC):
         if merged["arch"] not in self.archs:
             raise ValueError(f"model {self.name!r}: unknown arch {merged['arch']!r}; "
                              f"expected one of {', '.join(self.archs)}")
+        if not isinstance(merged["one_pass"], bool):
+            raise ValueError(f"model {self.name!r}: one_pass must be true or false, got {merged['one_pass']!r}")
         for key in ("resolution", "channels", "z_dim", "batch_size", "n_critic", "g_width", "d_width",
                     "mlp_hidden", "mlp_depth"):
             if not isinstance(merged[key], int) or isinstance(merged[key], bool) or merged[key] < 1:
@@ -113,6 +133,28 @@ class GANModel(abc.ABC):
     @property
     def z_dim(self):
         return self.config["z_dim"]
+
+    def one_pass(self, critic):
+        """Whether critic steps evaluate their batches in one forward (config one_pass and a
+        critic that couples no samples)."""
+        if not self.config["one_pass"]:
+            return False
+        key = id(critic)
+        cache = self.__dict__.setdefault("_couples", {})
+        if key not in cache:
+            cache[key] = couples_samples(critic)
+        return not cache[key]
+
+    def critic_scores(self, critic, *batches):
+        """critic(b) for each batch b, as a tuple: one forward over their concatenation
+        (split back) when self.one_pass(critic), else one forward each. Batches are cast
+        to the first one's dtype for the concatenation (a bf16 generator output beside
+        float32 reals under autocast)."""
+        if len(batches) > 1 and self.one_pass(critic):
+            dtype = batches[0].dtype
+            out = critic(torch.cat([b if b.dtype == dtype else b.to(dtype) for b in batches]))
+            return out.split([b.shape[0] for b in batches])
+        return tuple(critic(b) for b in batches)
 
     def sample_z(self, n, device, generator=None):
         """The prior: z ~ N(0, I) of shape (n, z_dim)."""

@@ -92,8 +92,9 @@ class BEGAN(DCGAN):
         # every input of the fused loss in float32 (under autocast fake and the
         # reconstructions may be bf16/fp16)
         real32, fake32 = real.float(), fake.float()
+        r_real, r_fake = self.critic_scores(critic, real, fake)
         d_loss, l_fake, k_next, m = began_loss(
-            real32, critic(real).float(), fake32, critic(fake).float(), self.k,
+            real32, r_real.float(), fake32, r_fake.float(), self.k,
             gamma=c["gamma"], lambda_k=c["lambda_k"], backend=None if c["fused"] else "reference")
         k_next = k_next.detach().reshape(1).to(self.k.dtype)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

@@ -54,8 +54,7 @@ class DCGAN(GANModel):
                 adam(self.critic.parameters(), c["lr_d"], c["betas"]))
 
     def critic_loss(self, critic, real, fake, *, scaler=None):
-        d_real = critic(real).float()
-        d_fake = critic(fake).float()
+        d_real, d_fake = (s.float() for s in self.critic_scores(critic, real, fake))
         # -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), in the stable softplus form
         loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
         return loss, {"loss/d": loss.detach(), "d/real": d_real.detach().mean(),

@@ -22,7 +22,7 @@ sample; BatchNorm would couple the samples it is taken at). Adam lr 1e-4, betas
 from torch.nn import functional as F
 
 from fastgan.models.dcgan import DCGAN
-from fastgan.ops.gradient_penalty import gradient_penalty
+from fastgan.ops.gradient_penalty import gradient_penalty, penalty_at, penalty_points
 
 
 class DRAGAN(DCGAN):
@@ -46,12 +46,20 @@ class DRAGAN(DCGAN):
 
     def critic_loss(self, critic, real, fake, *, scaler=None):
         c = self.config
-        d_real = critic(real).float()
-        d_fake = critic(fake).float()
+        backend = None if c["fused"] else "reference"
+        if self.one_pass(critic):  # real, fake and the perturbed reals in one forward
+            x = penalty_points(real, mode="dragan", perturb_scale=c["perturb_scale"],
+                               data_range=self.data_range, backend=backend)
+            d_real, d_fake, s_x = self.critic_scores(critic, real, fake, x)
+            d_real, d_fake = d_real.float(), d_fake.float()
+            gp = penalty_at(x, s_x, mode="dragan", weight=c["gp_weight"], scaler=scaler, backend=backend)
+        else:
+            d_real = critic(real).float()
+            d_fake = critic(fake).float()
+            gp = gradient_penalty(critic, real, mode="dragan", weight=c["gp_weight"], scaler=scaler,
+                                  perturb_scale=c["perturb_scale"], data_range=self.data_range,
+                                  backend=backend)
         gan = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-        gp = gradient_penalty(critic, real, mode="dragan", weight=c["gp_weight"], scaler=scaler,
-                              perturb_scale=c["perturb_scale"], data_range=self.data_range,
-                              backend=None if c["fused"] else "reference")
         loss = gan + gp
         return loss, {"loss/d": loss.detach(), "loss/d_gan": gan.detach(), "gp": gp.detach(),
                       "d/real": d_real.detach().mean(), "d/fake": d_fake.detach().mean()}

@@ -71,8 +71,8 @@ class EBGAN(DCGAN):
         return g, d
 
     def critic_loss(self, critic, real, fake, *, scaler=None):
-        e_real = energy(real, critic(real))
-        e_fake = energy(fake, critic(fake))
+        r_real, r_fake = self.critic_scores(critic, real, fake)
+        e_real, e_fake = energy(real, r_real), energy(fake, r_fake)
         loss = e_real.mean() + torch.relu(self.config["margin"] - e_fake).mean()
         return loss, {"loss/d": loss.detach(), "energy/real": e_real.detach().mean(),
                       "energy/fake": e_fake.detach().mean()}

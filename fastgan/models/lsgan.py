@@ -37,8 +37,7 @@ class LSGAN(DCGAN):
 
     def critic_loss(self, critic, real, fake, *, scaler=None):
         c = self.config
-        d_real = critic(real).float()
-        d_fake = critic(fake).float()
+        d_real, d_fake = (s.float() for s in self.critic_scores(critic, real, fake))
         loss = 0.5 * (d_real - c["b"]).square().mean() + 0.5 * (d_fake - c["a"]).square().mean()
         return loss, {"loss/d": loss.detach(), "d/real": d_real.detach().mean(),
                       "d/fake": d_fake.detach().mean()}

@@ -53,8 +53,7 @@ class WGAN(DCGAN):
         return self.n_critic
 
     def critic_loss(self, critic, real, fake, *, scaler=None):
-        d_real = critic(real).float().mean()
-        d_fake = critic(fake).float().mean()
+        d_real, d_fake = (s.float().mean() for s in self.critic_scores(critic, real, fake))
         loss = d_fake - d_real
         return loss, {"loss/d": loss.detach(), "wasserstein": (d_real - d_fake).detach()}
 

@@ -22,7 +22,7 @@ critic's optimizer works against the moving target the critic tracks.
 """
 from fastgan.models.dcgan import DCGAN
 from fastgan.nn.resnet import ResNetCritic, ResNetGenerator
-from fastgan.ops.gradient_penalty import gradient_penalty
+from fastgan.ops.gradient_penalty import gradient_penalty, penalty_at, penalty_points
 
 
 class WGANGP(DCGAN):
@@ -52,11 +52,18 @@ class WGANGP(DCGAN):
         return super().build_networks()
 
     def critic_loss(self, critic, real, fake, *, scaler=None):
-        d_real = critic(real).float().mean()
-        d_fake = critic(fake).float().mean()
         backend = None if self.config["fused"] else "reference"
-        gp = gradient_penalty(critic, real, fake, mode="wgan-gp", weight=self.config["gp_weight"],
-                              scaler=scaler, backend=backend)
+        weight = self.config["gp_weight"]
+        if self.one_pass(critic):  # real, fake and the interpolates in one forward
+            x = penalty_points(real, fake, mode="wgan-gp", backend=backend)
+            s_real, s_fake, s_x = self.critic_scores(critic, real, fake, x)
+            d_real, d_fake = s_real.float().mean(), s_fake.float().mean()
+            gp = penalty_at(x, s_x, mode="wgan-gp", weight=weight, scaler=scaler, backend=backend)
+        else:
+            d_real = critic(real).float().mean()
+            d_fake = critic(fake).float().mean()
+            gp = gradient_penalty(critic, real, fake, mode="wgan-gp", weight=weight, scaler=scaler,
+                                  backend=backend)
         loss = d_fake - d_real + gp
         return loss, {"loss/d": loss.detach(), "wasserstein": (d_real - d_fake).detach(),
                       "gp": gp.detach()}

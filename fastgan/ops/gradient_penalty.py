@@ -45,29 +45,23 @@ def _scale_of(scaler, device):
     return scale
 
 
-def gradient_penalty(critic, real, fake=None, *, mode="wgan-gp", weight=WEIGHT, center=None,
-                     generator=None, scaler=None, data_range=(-1.0, 1.0),
-                     perturb_scale=DRAGAN_SCALE, eps=EPS, backend=None):
-    """The weighted gradient penalty of `critic`, ready to add to the critic loss.
-
-    critic: a callable returning one score per sample (shape (B,) or (B, 1)).
-    real: the real batch; fake: the generated batch (mode "wgan-gp" only), detached: the
-        penalty trains the critic, not the generator. Under autocast fake may be
-        bf16/fp16; it is converted to real's dtype.
-    mode: "wgan-gp", "dragan" or "r1" (see the module docstring).
-    weight: λ (γ for R1, which uses weight / 2). center: the target norm; None takes
-        the mode's (1, 1, 0). generator: a torch.Generator for the sampling.
-    scaler: a torch.amp.GradScaler when training in float16 with loss scaling.
-    data_range: DRAGAN's clamp of the perturbed samples (None: none).
-    """
+def _check_mode(mode, center):
     if mode not in MODES:
         raise ValueError(f"gradient_penalty: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if center is None:
+        return _CENTER[mode]
+    if mode == "r1" and center != 0:
+        raise ValueError(f"gradient_penalty: mode 'r1' penalizes ||grad||^2 (center 0), got center={center}")
+    return center
+
+
+def penalty_points(real, fake=None, *, mode="wgan-gp", generator=None, data_range=(-1.0, 1.0),
+                   perturb_scale=DRAGAN_SCALE, backend=None):
+    """The samples the penalty is taken at (see gradient_penalty), as a new leaf that
+    requires grad: interpolates (wgan-gp), perturbed reals (dragan) or the reals (r1)."""
+    _check_mode(mode, None)
     if not isinstance(real, torch.Tensor):
         raise TypeError(f"gradient_penalty: real must be a tensor, got {type(real).__name__}")
-    if center is None:
-        center = _CENTER[mode]
-    elif mode == "r1" and center != 0:
-        raise ValueError(f"gradient_penalty: mode 'r1' penalizes ||grad||^2 (center 0), got center={center}")
     if mode == "wgan-gp":
         if fake is None:
             raise ValueError("gradient_penalty: mode 'wgan-gp' interpolates real and fake; pass fake")
@@ -82,17 +76,24 @@ def gradient_penalty(critic, real, fake=None, *, mode="wgan-gp", weight=WEIGHT, 
                     backend=backend)
     else:
         x = real.detach()  # a new leaf on real's storage: real itself is untouched
-    x.requires_grad_(True)
+    return x.requires_grad_(True)
 
+
+def penalty_at(x, scores, *, mode="wgan-gp", weight=WEIGHT, center=None, scaler=None, eps=EPS,
+               backend=None):
+    """The weighted penalty from the critic's `scores` at the points `x` (penalty_points'
+    leaf): grad = d scores.sum() / dx, then the mode's penalty. `scores` may come from a
+    forward over a larger batch that contains x (one critic pass over real, fake and x,
+    split afterwards): the gradient still reaches x through the concatenation, exactly."""
+    center = _check_mode(mode, center)
+    if not isinstance(scores, torch.Tensor) or scores.dim() == 0 or scores.shape[0] != x.shape[0] \
+            or scores.numel() != x.shape[0]:
+        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"gradient_penalty: critic must return one score per sample, shape "
+                         f"({x.shape[0]},) or ({x.shape[0]}, 1); got {got}")
     scale = _scale_of(scaler, x.device)
     with torch.enable_grad():
-        out = critic(x)
-        if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != x.shape[0] \
-                or out.numel() != x.shape[0]:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"gradient_penalty: critic must return one score per sample, shape "
-                             f"({x.shape[0]},) or ({x.shape[0]}, 1); got {got}")
-        total = out.float().sum()
+        total = scores.float().sum()
         if scale is not None:
             total = total * scale.reshape(())
         (grad,) = torch.autograd.grad(total, x, create_graph=True)
@@ -101,3 +102,30 @@ def gradient_penalty(critic, real, fake=None, *, mode="wgan-gp", weight=WEIGHT, 
         if mode == "r1":
             return penalty_from_grad(grad, weight=weight / 2, center=0.0, backend=backend)
         return penalty_from_grad(grad, weight=weight, center=center, eps=eps, backend=backend)
+
+
+def gradient_penalty(critic, real, fake=None, *, mode="wgan-gp", weight=WEIGHT, center=None,
+                     generator=None, scaler=None, data_range=(-1.0, 1.0),
+                     perturb_scale=DRAGAN_SCALE, eps=EPS, backend=None):
+    """The weighted gradient penalty of `critic`, ready to add to the critic loss.
+
+    critic: a callable returning one score per sample (shape (B,) or (B, 1)).
+    real: the real batch; fake: the generated batch (mode "wgan-gp" only), detached: the
+        penalty trains the critic, not the generator. Under autocast fake may be
+        bf16/fp16; it is converted to real's dtype.
+    mode: "wgan-gp", "dragan" or "r1" (see the module docstring).
+    weight: λ (γ for R1, which uses weight / 2). center: the target norm; None takes
+        the mode's (1, 1, 0). generator: a torch.Generator for the sampling.
+    scaler: a torch.amp.GradScaler when training in float16 with loss scaling.
+    data_range: DRAGAN's clamp of the perturbed samples (None: none).
+
+    The same in two parts, for a critic evaluated once over real, fake and the penalty's
+    points: x = penalty_points(real, fake, ...), then penalty_at(x, scores_at_x, ...).
+    """
+    center = _check_mode(mode, center)
+    x = penalty_points(real, fake, mode=mode, generator=generator, data_range=data_range,
+                       perturb_scale=perturb_scale, backend=backend)
+    with torch.enable_grad():
+        out = critic(x)
+    return penalty_at(x, out, mode=mode, weight=weight, center=center, scaler=scaler, eps=eps,
+                      backend=backend)
