@@ -40,6 +40,7 @@ def _train(args):
         "device": args.device, "ema": args.ema, "data_backend": args.data_backend,
         "num_workers": args.num_workers, "progress": False if args.no_progress else None,
         "eval_every": args.eval_every, "metrics": args.metrics, "inception": args.inception,
+        "cuda_graphs": args.cuda_graphs,
     }.items() if v is not None}
     layers = []
     if args.config:
@@ -226,6 +227,12 @@ def build_parser():
                    help="how images are decoded (default auto)")
     p.add_argument("--num-workers", type=int, help="decoding workers of the cpu backend")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    graphs = p.add_mutually_exclusive_group()
+    graphs.add_argument("--cuda-graphs", dest="cuda_graphs", action="store_const", const=True,
+                        help="require whole-step CUDA graphs (default: on where capture works, "
+                             "else eager with the reason)")
+    graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_const", const=False,
+                        help="run every step eagerly")
     p.add_argument("--eval-every", type=int, metavar="N",
                    help="score the generator every N steps and at the end (--metrics); keeps the "
                         "best as DIR/best.pt")

@@ -16,6 +16,8 @@ and may override
 
     critic_steps(step)        critic steps in generator step `step` (default n_critic; WGAN's
                               early/periodic 100)
+    after_critic_step()       runs after each critic step's optimizer step (BEGAN moves k_t);
+                              only in-place tensor updates, so that a CUDA graph can replay it
     sample_z(n, device)       the prior (default N(0, I); BEGAN's is uniform)
     on_log(step, row)         sees each logged row (host floats, no extra synchronization);
                               BEGAN halves its learning rates here when M stalls
@@ -114,6 +116,10 @@ class GANModel(abc.ABC):
     def critic_steps(self, step):
         """Critic steps in generator step `step` (counted from 0)."""
         return self.n_critic
+
+    def after_critic_step(self):
+        """Called by the trainer after each critic step's optimizer step. State changes here
+        must be in place on existing tensors (the step may be a replayed CUDA graph)."""
 
     def on_log(self, step, row):
         """Called by the trainer with each logged row {name: float} (already on the host)."""

@@ -58,6 +58,7 @@ class BEGAN(DCGAN):
     def __init__(self, **config):
         super().__init__(**config)
         self.k = torch.full((1,), float(self.config["k0"]))
+        self._k_next = None  # k_{t+1}, computed by critic_loss, moved into k by after_critic_step
         self._best_m, self._best_step = float("inf"), 0
         self._optimizers = ()
 
@@ -89,6 +90,8 @@ class BEGAN(DCGAN):
         c = self.config
         if self.k.device != real.device:
             self.k = self.k.to(real.device)
+        if self._k_next is None or self._k_next.device != self.k.device:
+            self._k_next = torch.empty_like(self.k)
         # every input of the fused loss in float32 (under autocast fake and the
         # reconstructions may be bf16/fp16)
         real32, fake32 = real.float(), fake.float()
@@ -101,10 +104,15 @@ class BEGAN(DCGAN):
             dist.all_reduce(k_next)  # one k for all processes: their mean
             k_next = k_next / dist.get_world_size()
         l_real = (d_loss + self.k.reshape(()) * l_fake).detach()
-        # a new tensor, not an in-place update: the loss's backward still needs this step's k_t
-        self.k = k_next
+        # k_t itself changes only in after_critic_step, after the backward (which still needs
+        # this step's k_t), in place: the same tensors every step, as a CUDA graph replays them
+        self._k_next.copy_(k_next)
         return d_loss, {"loss/d": d_loss.detach(), "loss/real": l_real, "loss/fake": l_fake.detach(),
                         "k": k_next.reshape(()), "convergence": m.detach()}
+
+    def after_critic_step(self):
+        if self._k_next is not None:
+            self.k.copy_(self._k_next)
 
     def generator_loss(self, critic, fake):
         loss = (fake.float() - critic(fake).float()).abs().mean()
@@ -119,12 +127,15 @@ class BEGAN(DCGAN):
         elif step - self._best_step >= self.config["lr_patience"]:
             for opt in self._optimizers:
                 for group in opt.param_groups:
-                    group["lr"] = group["lr"] * self.config["lr_decay"]
+                    if isinstance(group["lr"], torch.Tensor):  # a captured step reads it in place
+                        group["lr"].mul_(self.config["lr_decay"])
+                    else:
+                        group["lr"] = group["lr"] * self.config["lr_decay"]
             self._best_m, self._best_step = m, step
 
     def extra_state(self):
         return {"k": float(self.k.reshape(())), "best_m": self._best_m, "best_step": self._best_step}
 
     def load_extra_state(self, state):
-        self.k = torch.full_like(self.k, float(state["k"]))
+        self.k.fill_(float(state["k"]))
         self._best_m, self._best_step = float(state["best_m"]), int(state["best_step"])

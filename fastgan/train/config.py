@@ -31,6 +31,8 @@ TRAIN_DEFAULTS = {
     "tensorboard": True,
     "progress": True,
     "sync_bn": False,
+    "cuda_graphs": None,     # whole-step CUDA graphs: None = where capture works (else eager, with
+                             # the reason), True = required (an error where they cannot), False = never
     "eval_every": 0,         # score the generator every N steps (and at the end); 0: never
     "metrics": None,         # what eval_every scores: "fid,kid,..." (fastgan.metrics); None: by data
     "eval_num": None,        # samples per evaluation; None: 50,000 for Inception metrics, else 10,000

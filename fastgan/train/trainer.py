@@ -13,6 +13,10 @@ Precision (amp=True): bfloat16 autocast where the device supports it (every CPU,
 devices with bf16), else float16 autocast with a GradScaler. channels_last: on CUDA by
 default.
 
+CUDA graphs (cuda_graphs, fastgan.train.graphs): on a CUDA device the critic step and the
+generator step are captured after a few eager steps and replayed, one launch each; log
+steps and anything that cannot be captured run eagerly, with the reason said once.
+
 Multi-GPU: started by torchrun (WORLD_SIZE > 1 in the environment) the trainer joins the
 process group (NCCL on CUDA, gloo on CPU), wraps the networks in DistributedDataParallel,
 shards the data, splits the batch size over the processes (batch_size is the global
@@ -22,6 +26,7 @@ Checkpoints hold everything a run needs to continue exactly: networks, optimizer
 EMA, the model's extra state, every RNG state, the step, the config and the data position;
 a resumed CPU run gives the same losses, step for step, as an uninterrupted one.
 """
+import contextlib
 import copy
 import math
 import os
@@ -114,6 +119,8 @@ class Trainer:
         self.step = 0
         self.images_seen = 0
         self.history = []  # what was logged: [{"step": s, name: value, ...}]
+        self._graphs, self._graphs_wanted, self._steps_run = None, False, 0
+        self._sums, self._counts, self._norms = {}, {}, {}
         self.evaluations = []  # eval_every's results: [{"step": s, metric key: value, ...}]
         self.best = None  # {"step", "metrics", "results"} of the best evaluation so far
 
@@ -176,6 +183,11 @@ class Trainer:
         model.to(self.device, torch.channels_last if self.channels_last else None)
         self.opt_g, self.opt_d = model.build_optimizers()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self._graphs = None
+        self._graphs_wanted = self._want_graphs()
+        if self._graphs_wanted:
+            from fastgan.train import graphs
+            graphs.prepare_optimizers((self.opt_g, self.opt_d), self.device)
         self.ema = None
         if cfg["ema"]:
             self.ema = copy.deepcopy(model.generator).eval().requires_grad_(False)
@@ -218,13 +230,38 @@ class Trainer:
             if self.main and self.evaluator.uses_inception:
                 self.evaluator.inception()  # a missing weights file fails now, not at the first evaluation
 
+    def _want_graphs(self):
+        """Whether to capture the steps; says why not (once) where they were not ruled out."""
+        from fastgan.train import graphs
+        want = self.cfg["cuda_graphs"]
+        if want is False:
+            return False
+        why = graphs.unavailable_reason(self)
+        if why is None:
+            return True
+        if want is True:
+            raise ValueError(f"cuda_graphs=true: {why}")
+        if self.device.type == "cuda":
+            self._say(f"CUDA graphs off: {why}; steps run eagerly")
+        return False
+
     # -- checkpoints -----------------------------------------------------------------------
+    @staticmethod
+    def _plain_lr(opt_state):
+        """An optimizer state dict with float learning rates (graphed runs keep them as device
+        tensors): a checkpoint loads into any optimizer, eager or captured, CPU or GPU."""
+        for group in opt_state["param_groups"]:
+            if isinstance(group.get("lr"), torch.Tensor):
+                group["lr"] = float(group["lr"])
+        return opt_state
+
     def state_dict(self):
         m = self.model
         return {
             "model": m.name, "config": {**m.config, **self.cfg, "out": str(self.run_dir)},
             "step": self.step, "generator": m.generator.state_dict(), "critic": m.critic.state_dict(),
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "opt_g": self._plain_lr(self.opt_g.state_dict()),
+            "opt_d": self._plain_lr(self.opt_d.state_dict()),
             "scaler": self.scaler.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
             "extra": m.extra_state(), "rng": ckpt.rng_state(), "data": self.loader.state_dict(),
             "fixed_z": self.fixed_z.cpu(), "eval_best": self.best,
@@ -242,6 +279,9 @@ class Trainer:
         m.critic.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        if self._graphs_wanted:  # the loaded groups have float lr and capturable as saved
+            from fastgan.train import graphs
+            graphs.prepare_optimizers((self.opt_g, self.opt_d), self.device)
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
@@ -274,11 +314,13 @@ class Trainer:
                 self._it = None
 
     def _autocast(self):
+        # no cast cache under graphs: a captured step must not keep casts from the capture
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
-                              enabled=self.amp_dtype is not None)
+                              enabled=self.amp_dtype is not None, cache_enabled=not self._graphs_wanted)
 
     def _accumulate(self, logs):
-        """Sums each logged value on the device (no synchronization, in place) and counts it."""
+        """Sums each logged value on the device (no synchronization, in place, into tensors
+        that live for the whole run) and counts it."""
         for k, v in logs.items():
             if k in self._sums:
                 self._sums[k].add_(v.detach())
@@ -297,22 +339,23 @@ class Trainer:
         self.scaler.step(opt)
         self.scaler.update()
 
-    def train_step(self, measure_norms=False):
-        """One generator step: the model's critic steps, then one generator step."""
-        model, dev = self.model, self.device
+    def _critic_step(self, real, norms):
+        """One critic step on the batch `real` (the body a CUDA graph captures)."""
+        model = self.model
         scaler = self.scaler if self.scaler.is_enabled() else None
-        norms = {} if measure_norms else None
-        for _ in range(model.critic_steps(self.step)):
-            real = self._batch()
-            self.images_seen += real.shape[0]
-            z = model.sample_z(real.shape[0], dev)
-            with self._autocast():
-                with torch.no_grad():
-                    fake = model.generator(z)
-                loss_d, logs = model.critic_loss(self.D, real, fake, scaler=scaler)
-            self._optimize(loss_d, self.opt_d, self._d_params, norms, "grad_norm/d")
-            self._accumulate(logs)
-        z = model.sample_z(self.loader.batch_size, dev)
+        z = model.sample_z(real.shape[0], self.device)
+        with self._autocast():
+            with torch.no_grad():
+                fake = model.generator(z)
+            loss_d, logs = model.critic_loss(self.D, real, fake, scaler=scaler)
+        self._optimize(loss_d, self.opt_d, self._d_params, norms, "grad_norm/d")
+        model.after_critic_step()
+        self._accumulate(logs)
+
+    def _generator_step(self, norms):
+        """One generator step, with the EMA update (the body a CUDA graph captures)."""
+        model = self.model
+        z = model.sample_z(self.loader.batch_size, self.device)
         with self._autocast():
             loss_g, logs = model.generator_loss(model.critic, self.G(z))
         # inputs=: the generator step computes no critic weight gradients
@@ -320,6 +363,48 @@ class Trainer:
         self._accumulate(logs)
         if self.ema is not None:
             self._update_ema()
+
+    def _capture(self, real):
+        """Captures the steps (after the warm-up); on failure, says why and stays eager."""
+        from fastgan.train.graphs import StepGraphs
+        try:
+            self._graphs = StepGraphs(self, real)
+            self._say(f"CUDA graphs: critic and generator steps captured at step {self.step}")
+        except Exception as exc:  # noqa: BLE001  (any capture failure: eager from here on)
+            if self.cfg["cuda_graphs"] is True:
+                raise
+            torch.cuda.synchronize()
+            self._graphs, self._graphs_wanted = None, False
+            self._say(f"CUDA graphs off: capture failed ({type(exc).__name__}: {exc}); steps run eagerly")
+
+    def train_step(self, measure_norms=False):
+        """One generator step: the model's critic steps, then one generator step. Replayed
+        from CUDA graphs when they are on and this is not a log step (measure_norms)."""
+        from fastgan.train.graphs import WARMUP_STEPS
+        norms = {} if measure_norms else None
+        warmup = self._graphs_wanted and self._graphs is None and self._steps_run < WARMUP_STEPS
+        stream = None
+        if warmup:  # PyTorch's advice: the eager steps before a capture on a side stream
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            for _ in range(self.model.critic_steps(self.step)):
+                real = self._batch()
+                self.images_seen += real.shape[0]
+                if (self._graphs_wanted and self._graphs is None and not warmup
+                        and not measure_norms):
+                    self._capture(real)
+                if self._graphs is not None and not measure_norms and self._graphs.matches(real):
+                    self._graphs.critic_step(real)
+                else:
+                    self._critic_step(real, norms)
+            if self._graphs is not None and not measure_norms:
+                self._graphs.generator_step()
+            else:
+                self._generator_step(norms)
+        if stream is not None:
+            torch.cuda.current_stream().wait_stream(stream)
+        self._steps_run += 1
         self.step += 1
         return {k: v for k, v in (norms or {}).items() if v is not None}
 
@@ -342,7 +427,7 @@ class Trainer:
             g.train(was)
 
     def _flush_logs(self, t_start, images):
-        names = sorted(self._sums)
+        names = sorted(k for k in self._sums if self._counts.get(k))
         values = []
         if names:
             stacked = torch.stack([self._sums[k] for k in names])
@@ -354,7 +439,9 @@ class Trainer:
         row.update({k: v for k, v in self._norms.items()})
         elapsed = time.perf_counter() - t_start
         row["images_per_s"] = images / elapsed if elapsed > 0 else 0.0
-        self._sums, self._counts, self._norms = {}, {}, {}
+        # zeroed in place: the sums are the same tensors for the whole run (a captured step adds into them)
+        torch._foreach_zero_(list(self._sums.values()))
+        self._counts, self._norms = {}, {}
         self.history.append({"step": self.step, **row})
         self.logger.scalars(self.step, row)
         self.model.on_log(self.step, row)
@@ -393,6 +480,7 @@ class Trainer:
         self._setup()
         cfg, model = self.cfg, self.model
         self._sums, self._counts, self._norms = {}, {}, {}
+        self._steps_run = 0  # generator steps run by this fit() (the warm-up before a capture)
         self.images_seen = 0  # real images through the critic, this process
         t0, seen0 = time.perf_counter(), 0
         self._say(f"training {model.name} for {self.total} steps (from {self.step}) on {self.device}"

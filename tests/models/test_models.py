@@ -140,13 +140,20 @@ def test_began_k_update_and_logs():
     with torch.no_grad():
         l_real = (real - m.critic(real)).abs().mean()
         l_fake = (fake - m.critic(fake)).abs().mean()
+    k_t = m.k
     loss, logs = m.critic_loss(m.critic, real, fake)
     k1 = min(max(0.0, 0.001 * (0.5 * l_real.item() - l_fake.item())), 1.0)
-    assert m.k.item() == pytest.approx(k1, abs=1e-7) and logs["k"].item() == pytest.approx(k1, abs=1e-7)
+    assert logs["k"].item() == pytest.approx(k1, abs=1e-7)
+    assert m.k.item() == 0.0  # k_t moves after the step (the backward needs this step's k_t)
     assert loss.item() == pytest.approx(l_real.item(), rel=1e-5)  # k_0 = 0
     assert logs["convergence"].item() == pytest.approx(
         l_real.item() + abs(0.5 * l_real.item() - l_fake.item()), rel=1e-5)
-    loss.backward()  # k moved on; this step's backward still has its k_t
+    loss.backward()
+    m.after_critic_step()
+    assert m.k is k_t and m.k.item() == pytest.approx(k1, abs=1e-7)  # in place: a graph replays it
+    logs_k = logs["k"].item()
+    m.critic_loss(m.critic, real, fake)  # the logged k of a step is its own, not a shared buffer
+    assert logs["k"].item() == logs_k
 
 
 def test_began_learning_rate_halves_when_convergence_stalls():

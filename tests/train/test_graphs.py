@@ -1,0 +1,134 @@
+"""Whole-step CUDA graphs (fastgan.train.graphs): captured steps give the eager steps' losses
+and weights; where graphs cannot run the trainer says why and runs eagerly.
+
+The equality tests need a GPU (marked gpu); what can be checked on the CPU is: the choice
+and its reasons, the optimizer preparation (capturable, 0-dim lr tensors changed in place),
+checkpoints that store plain float learning rates, BEGAN's in-place k_t and lr updates.
+"""
+import pytest
+import torch
+
+import fastgan
+from fastgan import models
+from fastgan.train import config as cfgmod
+from fastgan.train import graphs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _trainer(tmp_path, name, device, **over):
+    config = cfgmod.resolve(name, {"device": device, "out": str(tmp_path), "progress": False,
+                                   "tensorboard": False, "steps": 8, "log_every": 4,
+                                   "g_width": 8, "d_width": 8, **over})
+    hyper, train = cfgmod.split(config, models.get(name))
+    torch.manual_seed(0)
+    return fastgan.Trainer(models.build(name, **hyper), None, train)
+
+
+def test_cuda_graphs_required_on_cpu_is_a_clear_error(tmp_path):
+    t = _trainer(tmp_path / "a", "dcgan", "cpu", cuda_graphs=True, steps=1)
+    with pytest.raises(ValueError, match="cuda_graphs=true: CUDA graphs need a CUDA device"):
+        t.fit()
+
+
+def test_auto_on_cpu_runs_eagerly_without_a_word(tmp_path, capsys):
+    t = _trainer(tmp_path / "b", "dcgan", "cpu", steps=2).fit()
+    assert t._graphs is None and not t._graphs_wanted
+    assert "CUDA graphs" not in capsys.readouterr().err
+
+
+def test_prepare_optimizers_and_plain_lr_checkpoints():
+    w = torch.nn.Parameter(torch.ones(3))
+    adam = torch.optim.Adam([w], lr=1e-3)
+    graphs.prepare_optimizers([adam], "cpu")
+    group = adam.param_groups[0]
+    assert group["capturable"] is True and isinstance(group["lr"], torch.Tensor)
+    assert group["lr"].shape == () and float(group["lr"]) == pytest.approx(1e-3)
+    state = fastgan.Trainer._plain_lr(adam.state_dict())
+    assert state["param_groups"][0]["lr"] == pytest.approx(1e-3) and isinstance(state["param_groups"][0]["lr"], float)
+    assert isinstance(adam.param_groups[0]["lr"], torch.Tensor)  # the live optimizer keeps its tensor
+
+
+def test_began_halves_tensor_learning_rates_in_place():
+    m = models.build("began", resolution=16, channels=1, g_width=8, d_width=8, embedding=8, lr_patience=100)
+    opts = m.build_optimizers()
+    graphs.prepare_optimizers(opts, "cpu")
+    lrs = [g["lr"] for o in opts for g in o.param_groups]
+    m.on_log(50, {"convergence": 1.0})
+    m.on_log(150, {"convergence": 1.0})
+    after = [g["lr"] for o in opts for g in o.param_groups]
+    assert all(a is b for a, b in zip(lrs, after))                       # the same tensors
+    assert all(float(a) == pytest.approx(5e-5) for a in after)
+
+
+def test_unavailable_reasons():
+    class T:  # the attributes unavailable_reason reads
+        def __init__(self, device, world=1, scaler=False):
+            self.device, self.world = torch.device(device), world
+            self.scaler = torch.amp.GradScaler("cuda", enabled=False)
+            self.scaler._enabled = scaler
+    assert "CUDA device" in graphs.unavailable_reason(T("cpu"))
+    assert "several processes" in graphs.unavailable_reason(T("cuda", world=2))
+    assert "loss scaling" in graphs.unavailable_reason(T("cuda", scaler=True))
+    assert graphs.unavailable_reason(T("cuda")) is None
+
+
+# -- on a GPU ------------------------------------------------------------------------------
+GRAPHED = [("dcgan", {}), ("wgan", {}), ("wgan-gp", {}), ("wgan-gp", {"arch": "resnet"}),
+           ("wgan-gp", {"one_pass": True}), ("dragan", {}), ("began", {}), ("ebgan", {}),
+           ("lsgan", {"ema": 0.99})]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name, over", GRAPHED, ids=[n + "".join(f"-{k}" for k in o) for n, o in GRAPHED])
+def test_graphed_steps_match_eager_steps(tmp_path, name, over):
+    runs = {}
+    for graphed in (False, True):
+        t = _trainer(tmp_path / str(graphed), name, "cuda", amp=True, cuda_graphs=graphed,
+                     resolution=32, batch_size=16, steps=10, log_every=5, **over).fit()
+        runs[graphed] = t
+    eager, graphed = runs[False], runs[True]
+    assert eager._graphs is None and graphed._graphs is not None  # captured, then replayed
+    assert len(eager.history) == len(graphed.history) == 2
+    for a, b in zip(eager.history, graphed.history):
+        for k in a:
+            if k != "images_per_s":
+                assert b[k] == pytest.approx(a[k], rel=2e-3, abs=1e-4), (k, a, b)
+    for pa, pb in zip(eager.model.generator.parameters(), graphed.model.generator.parameters()):
+        torch.testing.assert_close(pb, pa, rtol=2e-3, atol=1e-4)
+    for pa, pb in zip(eager.model.critic.parameters(), graphed.model.critic.parameters()):
+        torch.testing.assert_close(pb, pa, rtol=2e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_graphed_run_resumes_exactly(tmp_path):
+    kw = dict(amp=True, ckpt_every=5, log_every=100, resolution=32, batch_size=16)  # log: the last step
+    whole = _trainer(tmp_path / "whole", "wgan-gp", "cuda", steps=10, **kw).fit()
+    half = _trainer(tmp_path / "half", "wgan-gp", "cuda", steps=5, **kw).fit()
+    assert half._graphs is not None
+    cfg = cfgmod.load_config_file(tmp_path / "half" / "config.yaml")
+    cfg["steps"] = 10
+    hyper, train = cfgmod.split(cfg, models.get("wgan-gp"))
+    resumed = fastgan.Trainer(models.build("wgan-gp", **hyper), None, train, resume=True).fit()
+    for pa, pb in zip(whole.model.critic.parameters(), resumed.model.critic.parameters()):
+        torch.testing.assert_close(pb, pa, rtol=2e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_float16_loss_scaling_falls_back_with_its_reason(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # fp16 + GradScaler
+    t = _trainer(tmp_path / "fp16", "dcgan", "cuda", amp=True, steps=2).fit()
+    assert t._graphs is None
+    assert "CUDA graphs off: float16 loss scaling" in capsys.readouterr().err
+
+
+def test_cli_flags(tmp_path, capsys):
+    from fastgan.cli import main
+    assert main(["train", "--model", "dcgan", "--steps", "1", "--out", str(tmp_path / "c"), "--cuda-graphs",
+                 "--device", "cpu", "--no-progress", "--set", "g_width=8", "--set", "d_width=8"]) == 2
+    assert "cuda_graphs=true: CUDA graphs need a CUDA device" in capsys.readouterr().err
+    assert main(["train", "--model", "dcgan", "--steps", "1", "--out", str(tmp_path / "d"), "--no-cuda-graphs",
+                 "--device", "cpu", "--no-progress", "--set", "g_width=8", "--set", "d_width=8",
+                 "--set", "tensorboard=false"]) == 0
+    saved = cfgmod.load_config_file(tmp_path / "d" / "config.yaml")
+    assert saved["cuda_graphs"] is False
