@@ -13,6 +13,9 @@
 #                                           # steps at 64x64 with --amp on those JPEGs: images/s each
 #   bash benchmarks/gpu_suite.sh fid        # build + FID-50k of a 64x64 generator end to end
 #                                           # (benchmarks/fid50k.py; target < 60 s)
+#   bash benchmarks/gpu_suite.sh step       # build + the end-to-end step benchmark (benchmarks/step_e2e.py,
+#                                           # full configuration, < 8 min): report in $OUT, short table last;
+#                                           # STEP_ARGS="--models wgan-gp-dcgan" passes flags to it
 #
 # The e2e stage needs tqdm and pyyaml: a machine without network installs them from wheels in
 # .whl/ (git-ignored; `pip download -d .whl tqdm pyyaml` here, then carry .whl).
@@ -21,7 +24,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:-all}
-case "$STAGE" in all|tests|bench|e2e|models|fid) ;; *) echo "gpu_suite: unknown stage $STAGE (all, tests, bench, e2e, models, fid)" >&2; exit 2;; esac
+case "$STAGE" in all|tests|bench|e2e|models|fid|step) ;; *) echo "gpu_suite: unknown stage $STAGE (all, tests, bench, e2e, models, fid, step)" >&2; exit 2;; esac
 PY=${PYTHON:-python3}
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
@@ -79,6 +82,18 @@ for f in sorted(out.glob(f"{tag}-model-*.jsonl")):
 PYEOF
   echo "models exit $models_rc"
   exit "$models_rc"
+fi
+
+if [ "$STAGE" = step ]; then
+  [ -d .whl ] && $PY -m pip install -q --no-index --find-links .whl pyyaml
+  echo "== end-to-end step benchmark (benchmarks/step_e2e.py)"
+  # shellcheck disable=SC2086
+  $PY -P benchmarks/step_e2e.py --out "$OUT" ${STEP_ARGS:-} > "$OUT/$tag-step-table.txt" 2> "$OUT/$tag-step.log"
+  step_rc=$?
+  grep -v -e '^USDT' -e 'Profiler record function' "$OUT/$tag-step.log" | tail -5
+  echo "step exit $step_rc"
+  cat "$OUT/$tag-step-table.txt"
+  exit "$step_rc"
 fi
 
 if [ "$STAGE" = fid ]; then

@@ -73,16 +73,19 @@ class StepGraphs:
         for opt in (trainer.opt_d, trainer.opt_g):
             opt.zero_grad(set_to_none=True)  # gradients are allocated by the captured backward
         torch.cuda.synchronize()
-        self.critic_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.critic_graph, pool=self.pool):
-            trainer._critic_step(self.static_real, None)
-        self.critic_keys = self._new_counts(counts, trainer._counts)
-        trainer._counts = dict(counts)
-        self.generator_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.generator_graph, pool=self.pool):
-            trainer._generator_step(None)
-        self.generator_keys = self._new_counts(counts, trainer._counts)
-        trainer._counts = dict(counts)
+        # thread_local: a data loader's own threads (DALI, nvJPEG) may use CUDA meanwhile
+        try:
+            self.critic_graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.critic_graph, pool=self.pool, capture_error_mode="thread_local"):
+                trainer._critic_step(self.static_real, None)
+            self.critic_keys = self._new_counts(counts, trainer._counts)
+            trainer._counts = dict(counts)
+            self.generator_graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.generator_graph, pool=self.pool, capture_error_mode="thread_local"):
+                trainer._generator_step(None)
+            self.generator_keys = self._new_counts(counts, trainer._counts)
+        finally:  # a capture runs nothing: what it counted did not happen
+            trainer._counts = dict(counts)
         if set(trainer._sums) != sums_before:  # a logged value the warm-up never produced
             raise RuntimeError(f"the captured step logged {sorted(set(trainer._sums) - sums_before)} "
                                "which the warm-up steps did not")

@@ -135,6 +135,8 @@ class Trainer:
         self.device = torch.device(want)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+            # fixed input shapes every step: let cuDNN pick its fastest algorithms once
+            torch.backends.cudnn.benchmark = True
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.main = self.rank == 0

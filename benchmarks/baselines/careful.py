@@ -1,0 +1,151 @@
+"""(b) eager-careful and (c) compile: the best plain PyTorch a careful user writes, then the
+same loop with torch.compile on everything it can compile.
+
+eager-careful, over (a) eager-public (public.py):
+  - bfloat16 autocast (losses reduced in float32), channels_last networks and batches,
+    torch.backends.cudnn.benchmark = True;
+  - Adam(fused=True) on CUDA (foreach elsewhere), RMSprop(foreach=True);
+  - no host synchronization in a step: no .item(), losses stay device tensors, BEGAN's k_t
+    is a device tensor updated on the device (Berthelot et al. 2017, sec. 3.4);
+  - WGAN's clip (Arjovsky et al. 2017, Algorithm 1, c = 0.01) as two foreach clamps over the
+    critic's parameter list;
+  - the generator step's backward goes into the generator's parameters only
+    (backward(inputs=...)): no critic weight gradients nobody reads;
+  - the WGAN-GP penalty (Gulrajani et al. 2017, Algorithm 1, lambda = 10) with
+    torch.autograd.grad(create_graph=True) and a norm over (C, H, W) that needs no copy of a
+    channels_last gradient.
+
+compile: eager-careful with torch.compile (dynamic=False) on the generator, the critic's
+first-order loss terms (D(real), D(fake) and the loss; BEGAN's k_t update with them), the
+generator step's loss (G(z) through D), and each optimizer step (with WGAN's clip). The
+optimizers are foreach (not fused) there, so Inductor generates their kernels. The gradient
+penalty stays eager: AOTAutograd does not compile a double backward, so D(x_hat) and its
+input gradient run eagerly on the same critic. Compilation happens in the first calls (the
+benchmark's warm-up); a failure to compile surfaces there and the benchmark records it.
+"""
+import torch
+from torch.nn import functional as F
+
+from .common import PlainLoop
+
+
+class EagerCareful(PlainLoop):
+    name = "eager-careful"
+    cudnn_benchmark = True
+    channels_last = True
+    fused_adam = True  # on CUDA
+
+    def __init__(self, spec, device, *, seed=0):
+        super().__init__(spec, device, seed=seed)
+        hp = self.hp
+        cuda = self.device.type == "cuda"
+        self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
+        if self.kind == "wgan":
+            self.opt_d = torch.optim.RMSprop(self.d_params, lr=hp["lr_d"], foreach=True)
+            self.opt_g = torch.optim.RMSprop(self.g_params, lr=hp["lr_g"], foreach=True)
+        else:
+            fused = cuda and self.fused_adam
+            kw = {"fused": True} if fused else {"foreach": True}
+            betas = tuple(hp["betas"])
+            self.opt_d = torch.optim.Adam(self.d_params, lr=hp["lr_d"], betas=betas, **kw)
+            self.opt_g = torch.optim.Adam(self.g_params, lr=hp["lr_g"], betas=betas, **kw)
+        self.k = torch.full((), float(hp.get("k0", 0.0)), device=self.device)
+        self.amp_dtype = torch.bfloat16
+        self._last = None
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # -- the pieces (compile replaces these with compiled versions) ---------------------------
+    def generate(self, z):
+        return self.G(z)
+
+    def critic_terms(self, real, fake, k):
+        """(first-order critic loss, next k_t or None)."""
+        if self.kind == "gan":
+            d_real, d_fake = self.D(real).float(), self.D(fake).float()
+            return F.softplus(-d_real).mean() + F.softplus(d_fake).mean(), None
+        if self.kind in ("wgan", "wgan-gp"):
+            return self.D(fake).float().mean() - self.D(real).float().mean(), None
+        hp = self.hp
+        l_real = (self.D(real).float() - real.float()).abs().mean()
+        l_fake = (self.D(fake).float() - fake.float()).abs().mean()
+        k_next = (k + hp["lambda_k"] * (hp["gamma"] * l_real - l_fake)).clamp(0.0, 1.0)
+        return l_real - k * l_fake, k_next.detach()
+
+    def generator_loss(self, z):
+        fake = self.G(z)
+        if self.kind == "gan":
+            return F.softplus(-self.D(fake).float()).mean()
+        if self.kind in ("wgan", "wgan-gp"):
+            return -self.D(fake).float().mean()
+        return (self.D(fake).float() - fake.float()).abs().mean()
+
+    def penalty(self, real, fake):
+        b = real.shape[0]
+        eps = torch.rand(b, 1, 1, 1, device=real.device)
+        x_hat = (fake.float() + eps * (real - fake.float())).detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.D(x_hat).float().sum(), x_hat, create_graph=True)
+        norm = torch.linalg.vector_norm(grad, dim=(1, 2, 3))
+        return self.hp["gp_weight"] * (norm - 1.0).square().mean()
+
+    def update_d(self):
+        self.opt_d.step()
+        if self.kind == "wgan":
+            with torch.no_grad():
+                c = self.hp["clip"]
+                torch._foreach_clamp_min_(self.d_params, -c)
+                torch._foreach_clamp_max_(self.d_params, c)
+
+    def update_g(self):
+        self.opt_g.step()
+
+    # -- one generator iteration ----------------------------------------------------------------
+    def step(self):
+        b = self.spec.batch
+        for _ in range(self.n_critic):
+            real = next(self.batches)
+            z = self.sample_z(b)
+            with self.autocast():
+                with torch.no_grad():
+                    fake = self.generate(z)
+                loss_d, k_next = self.critic_terms(real, fake, self.k)
+                if self.kind == "wgan-gp":
+                    loss_d = loss_d + self.penalty(real, fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.update_d()
+            if k_next is not None:
+                self.k = k_next
+        z = self.sample_z(b)
+        with self.autocast():
+            loss_g = self.generator_loss(z)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward(inputs=self.g_params)
+        self.update_g()
+        self._last = (loss_d.detach(), loss_g.detach())
+
+    def losses(self):
+        d, g = self._last
+        return {"d": float(d), "g": float(g)}
+
+
+class Compiled(EagerCareful):
+    """eager-careful with torch.compile on every first-order piece (see the module docstring).
+    backend, mode: torch.compile's (None: its defaults, Inductor)."""
+    name = "compile"
+    fused_adam = False  # foreach Adam: Inductor compiles its math into its own kernels
+
+    def __init__(self, spec, device, *, seed=0, backend=None, mode=None):
+        # A fresh Dynamo state per (model, batch): these methods are compiled again for every
+        # configuration, never hitting the recompilation limit of an earlier one's code.
+        torch._dynamo.reset()
+        super().__init__(spec, device, seed=seed)
+        kw = {"dynamic": False, "mode": mode}
+        if backend is not None:
+            kw["backend"] = backend
+        self.generate = torch.compile(self.generate, **kw)
+        self.critic_terms = torch.compile(self.critic_terms, **kw)
+        self.generator_loss = torch.compile(self.generator_loss, **kw)
+        self.update_d = torch.compile(self.update_d, **kw)
+        self.update_g = torch.compile(self.update_g, **kw)

@@ -1,0 +1,725 @@
+"""The end-to-end GAN step benchmark (issue 9, items 3-5): generator iterations per second
+and images per second of fastgan's trainer step against plain PyTorch, side by side in one
+run, with a profiler breakdown of where each step's time goes.
+
+    python benchmarks/step_e2e.py                  # full configuration on a GPU, small on a CPU
+    python benchmarks/step_e2e.py --small --out /tmp/r
+    bash benchmarks/gpu_suite.sh step              # on a GPU machine: build, then this
+
+Configurations (full): DCGAN (Radford et al. 2015, arXiv:1511.06434), WGAN with weight
+clipping (Arjovsky et al. 2017, arXiv:1701.07875), WGAN-GP (Gulrajani et al. 2017,
+arXiv:1704.00028) with the DCGAN and the ResNet architecture, BEGAN (Berthelot et al. 2017,
+arXiv:1703.10717); 64x64 RGB, batch 64 and 256; every hyperparameter is the model's paper
+default (fastgan.models.get(name).defaults: n_critic, optimizer, lr, betas, clip, lambda...).
+Small (the default without a GPU, and what tests/test_step_benchmark.py runs): 16x16 RGB,
+batch 8, widths 16, a few steps: it tests the code path, its numbers mean little.
+
+Implementations (IMPLEMENTATIONS below), each reading real batches from a device-resident
+loader (benchmarks/baselines/data.py), so what is compared is the step:
+    eager-public   (a) benchmarks/baselines/public.py: fp32, Python-loop clip, autograd.grad
+                   penalty, .item() every step
+    eager-careful  (b) benchmarks/baselines/careful.py: bf16 autocast, channels_last,
+                   cudnn.benchmark, fused/foreach optimizers, no host syncs
+    compile        (c) (b) with torch.compile on everything first-order (penalty eager)
+    fastgan        fastgan.Trainer(model, loader, {"amp": True}).train_step(), set up once
+Another variant is one more entry: a factory (spec, device, args) -> an object with
+step(), losses(), networks(), n_critic and cudnn_benchmark (optionally min_warmup and
+close()). A trainer option (e.g. whole-step CUDA graphs, issue 9 item 1, on or off) is
+`FastganStep(..., trainer_config={...})`, or from the command line
+`--fastgan-set cuda_graphs=false`.
+
+Measurements. One generator iteration = the model's n_critic critic steps (each on a fresh
+real batch) + one generator step; images/s counts real images through the critic
+(n_critic * batch per iteration). Per (configuration, implementation): `--warmup`
+iterations (compilation and cuDNN autotuning happen here; their time is reported), then
+`--repeats` repeats of `--steps` timed iterations, each repeat between
+torch.cuda.synchronize() calls (time.perf_counter on a CPU); the report gives the median
+over repeats and the spread (min-max; the JSON also has the quartiles).
+
+Where the time goes (item 4): `--profile-steps` more iterations under torch.profiler. On
+CUDA, every kernel of the trace is classified by is_math_kernel() (the rule is its
+docstring) as convolution/GEMM or other; reported per iteration: conv+GEMM kernel time,
+other kernel time, kernel launches, and step time / conv+GEMM time, where the step time is
+the timed median (the profiler's own overhead is left out). On a CPU the same code runs
+with CPU activities only: dispatcher ops (aten::, fastgan:: ...) called from Python or
+autograd (no op above them) are counted instead of kernels, and conv+GEMM time is the inclusive time of the outermost
+convolution-family and matrix-multiply aten ops (aten_breakdown()).
+
+Time budget of the full GPU run (issue 9, item 5: under 8 minutes), estimated for an H100:
+eager iterations cost ~3-150 ms (DCGAN batch 64 to the WGAN-GP ResNet at batch 256 in
+fp32, n_critic = 5); all ten configurations at 5 warm-up + 5 x 10 timed + 2 profiled
+iterations come to ~25 s per eager implementation, ~20 s of profiling in all; torch.compile
+compiles 5 graphs (+ 2 backward graphs) once per (model, batch): ~20-35 s each with a cold
+cache on 16 cores, ~300 s for the ten. Total ~6-7 minutes. `--budget-s` (default 420 on a
+GPU) is the guard: once the run has taken that long, what is left is recorded as skipped
+(configurations run batch 64 first, WGAN-GP DCGAN first, so the target's row always runs)
+and the report is written after every configuration, so a cut-off run leaves one.
+
+Output: OUT/<date>-<device>-step.md and .json (OUT: --out, default benchmarks/results),
+then a short table on stdout, last. The report states the issue's targets and whether the
+measurements meet them (computed, never written in).
+"""
+import argparse
+import datetime
+import gc
+import importlib.metadata
+import json
+import math
+import os
+import pathlib
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+_HERE = pathlib.Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:  # `python -P`, importlib imports: baselines/ sits beside this file
+    sys.path.insert(0, str(_HERE))
+
+import torch  # noqa: E402
+
+from baselines import LOOPS, StepSpec  # noqa: E402
+from baselines.data import DeviceLoader  # noqa: E402
+
+# (configuration key, model, arch), the target's configuration first
+CONFIGS = [("wgan-gp-dcgan", "wgan-gp", "dcgan"), ("dcgan", "dcgan", "dcgan"), ("wgan", "wgan", "dcgan"),
+           ("wgan-gp-resnet", "wgan-gp", "resnet"), ("began", "began", "began")]
+CONFIG_KEYS = [c[0] for c in CONFIGS]
+
+FULL = {"resolution": 64, "batches": [64, 256], "width": 64, "warmup": 5, "steps": 10, "repeats": 5,
+        "profile_steps": 2, "budget_s": 420.0}
+SMALL = {"resolution": 16, "batches": [8], "width": 16, "warmup": 2, "steps": 2, "repeats": 3,
+         "profile_steps": 1, "budget_s": 0.0}
+
+# torch.compile's backend on a CPU: Dynamo + AOTAutograd (the graph capture that can fail or
+# break, forward and backward graphs) without Inductor's C++ code generation, which took
+# 18-55 s per configuration on this repository's 2-core CI machine at 16x16 (measured;
+# aot_eager: 2-8 s). --compile-backend inductor times Inductor on a CPU; a GPU uses Inductor.
+CPU_COMPILE_BACKEND = "aot_eager"
+
+# Issue 9's targets, on WGAN-GP with the DCGAN architecture at 64x64, batch 64.
+TARGET = {"config": "wgan-gp-dcgan", "resolution": 64, "batch": 64,
+          "vs_public": 3.0, "vs_best_plain": 1.7, "step_over_conv": 1.25}
+
+BASELINE, CAREFUL, COMPILED, FASTGAN = "eager-public", "eager-careful", "compile", "fastgan"
+
+
+# -- fastgan's own step ----------------------------------------------------------------------
+
+class FastganStep:
+    """fastgan.Trainer's step: the trainer set up once (as fit() does), then train_step(),
+    with whatever the trainer does by default (bf16 autocast as amp=True, channels_last on
+    CUDA, the model's fused networks; CUDA graphs where the trainer has and enables them).
+    The real batches come from a DeviceLoader. losses() runs one more step as a log step
+    (measure_norms=True: eager, counted) and returns its losses from the trainer's device
+    sums. model_overrides / trainer_config: extra model hyperparameters and trainer
+    settings (e.g. {"cuda_graphs": False} to compare a trainer option)."""
+    name = FASTGAN
+    cudnn_benchmark = None  # the trainer sets no global switch: the process default stays
+
+    def __init__(self, spec, device, *, seed=0, model_overrides=None, trainer_config=None):
+        import fastgan
+        self.device = torch.device(device)
+        torch.manual_seed(seed)
+        self.model = spec.build(fused=True, **(model_overrides or {}))
+        self.n_critic = self.model.n_critic
+        # the trainer's eager steps before a CUDA-graph capture (where it has them) belong to the warm-up
+        self.min_warmup = 0
+        if self.device.type == "cuda":
+            try:
+                from fastgan.train.graphs import WARMUP_STEPS
+                self.min_warmup = WARMUP_STEPS + 2
+            except ImportError:
+                pass
+        channels_last = self.device.type == "cuda"
+        loader = DeviceLoader(spec.batch, (spec.channels, spec.resolution, spec.resolution), self.device,
+                              channels_last=channels_last, seed=seed)
+        self._dir = tempfile.mkdtemp(prefix="fastgan-step-")
+        never = 1 << 40
+        cfg = {"steps": never, "amp": True, "device": str(self.device), "out": self._dir, "seed": seed,
+               "tensorboard": False, "progress": False, "log_every": never, "sample_every": never,
+               "ckpt_every": never, **(trainer_config or {})}
+        self.trainer = fastgan.Trainer(self.model, loader, cfg)
+        _setup_trainer(self.trainer)
+        for attr in ("_sums", "_counts", "_norms"):  # fit() sets them up (the trainer's __init__, lately)
+            if getattr(self.trainer, attr, None) is None:
+                setattr(self.trainer, attr, {})
+
+    def step(self):
+        self.trainer.train_step()
+
+    def losses(self):
+        t = self.trainer
+        keys = ("loss/d", "loss/g")
+        before = {k: (t._sums[k].detach().clone() if k in t._sums else 0.0, t._counts.get(k, 0)) for k in keys}
+        t.train_step(measure_norms=True)
+        out = {}
+        for k in keys:
+            total, count = before[k]
+            out[k[-1]] = float(t._sums[k] - total) / (t._counts[k] - count)
+        return out
+
+    def networks(self):
+        return self.model.generator, self.model.critic
+
+    def close(self):
+        self.trainer.logger.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _setup_trainer(trainer):
+    """trainer._setup(), which writes the run's config.yaml; where PyYAML is missing (a bare
+    GPU machine) that file is written as JSON instead: the benchmark never reads it."""
+    import importlib.util
+    if importlib.util.find_spec("yaml") is None:
+        from fastgan.train import trainer as module
+        saved = module.save_config
+        module.save_config = lambda config, path: pathlib.Path(path).write_text(json.dumps(config, default=str))
+        try:
+            return trainer._setup()
+        finally:
+            module.save_config = saved
+    return trainer._setup()
+
+
+def _plain(name):
+    def build(spec, device, args):
+        kw = {}
+        if name == COMPILED:
+            kw = {"backend": args.compile_backend, "mode": args.compile_mode}
+        return LOOPS[name](spec, device, seed=args.seed, **kw)
+    return build
+
+
+def _fastgan(spec, device, args):
+    from fastgan.train.config import parse_set
+    extra = parse_set(args.fastgan_set)
+    model_keys = set(spec.build(fused=True).config)
+    return FastganStep(spec, device, seed=args.seed,
+                       model_overrides={k: v for k, v in extra.items() if k in model_keys},
+                       trainer_config={k: v for k, v in extra.items() if k not in model_keys})
+
+
+#: implementation name -> factory(spec, device, args), in the report's order
+IMPLEMENTATIONS = {BASELINE: _plain(BASELINE), CAREFUL: _plain(CAREFUL), COMPILED: _plain(COMPILED),
+                   FASTGAN: _fastgan}
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+def _sync(device):
+    if device.type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def time_steps(step, sync, *, warmup, steps, repeats):
+    """(warm-up seconds, [seconds per iteration of each repeat])."""
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    sync()
+    warm = time.perf_counter() - t0
+    per = []
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync()
+        per.append((time.perf_counter() - t) / steps)
+    return warm, per
+
+
+def _quantile(sorted_values, q):
+    pos = (len(sorted_values) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize(values):
+    """{median, q1, q3, min, max} of a list of numbers."""
+    s = sorted(values)
+    return {"median": _quantile(s, 0.5), "q1": _quantile(s, 0.25), "q3": _quantile(s, 0.75),
+            "min": s[0], "max": s[-1]}
+
+
+# -- where the time goes ---------------------------------------------------------------------
+
+# A kernel is convolution/GEMM when its name matches _MATH and not _NOT_MATH (case-insensitive):
+#   _MATH: cuDNN and cuBLAS/cuBLASLt/CUTLASS kernels by their name parts: conv (not convert),
+#     gemm/gemv, cutlass, xmma, cudnn, wgrad/dgrad/fprop, implicit (implicit GEMM), winograd,
+#     fft (cuDNN's FFT algorithms), im2col/col2im, splitK (cuBLAS's split-K reduction),
+#     nvjet (cuBLASLt on Hopper), and the architecture prefixes sm80_, sm90_, sm100_ ... of
+#     cuDNN's precompiled engines; Inductor's template kernels (triton_tem_*, conv/mm templates).
+#   _NOT_MATH (checked first): Inductor's generated pointwise/reduction kernels (triton_poi_,
+#     triton_red_, triton_per_ ...: their names list the aten ops they fuse, "convolution"
+#     among them), cuDNN's layout conversions (nchwToNhwc, nhwcToNchw) and BatchNorm kernels
+#     (bn_fw, bn_bw), and fastgan's own kernels (never a convolution).
+_MATH = re.compile(r"conv(?!ert)|gem[mv]|cutlass|xmma|cudnn|wgrad|dgrad|fprop|implicit|winograd|fft|"
+                   r"im2col|col2im|splitk|nvjet|cublas|(?:^|\W|_)sm\d{2,3}a?_|^triton_tem_", re.I)
+_NOT_MATH = re.compile(r"^triton_(?!tem_)|nchwtonhwc|nhwctonchw|bn_fw|bn_bw|batch_?norm|fastgan", re.I)
+
+
+def is_math_kernel(name):
+    """Whether a CUDA kernel name is a convolution or matrix multiply (see the rule above)."""
+    return bool(_MATH.search(name)) and not _NOT_MATH.search(name)
+
+
+def kernel_breakdown(trace_events, iterations):
+    """Per iteration, from a Chrome trace's events (torch.profiler's export): kernel
+    launches, conv/GEMM kernel ms, other kernel ms, memcpy/memset count, the five slowest
+    kernel names by total time (each marked math or not)."""
+    math_us = other_us = 0.0
+    n = copies = 0
+    by_name = {}
+    for e in trace_events:
+        cat = e.get("cat", "")
+        if cat in ("gpu_memcpy", "gpu_memset"):
+            copies += 1
+        if cat != "kernel":
+            continue
+        n += 1
+        dur = float(e.get("dur", 0.0))
+        name = e.get("name", "")
+        by_name[name] = by_name.get(name, 0.0) + dur
+        if is_math_kernel(name):
+            math_us += dur
+        else:
+            other_us += dur
+    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:5]
+    return {"kernels": n / iterations, "conv_ms": math_us / 1e3 / iterations,
+            "other_ms": other_us / 1e3 / iterations, "memcpy_memset": copies / iterations,
+            "top": [{"name": k[:120], "ms": v / 1e3 / iterations, "math": is_math_kernel(k)} for k, v in top]}
+
+
+_ATEN_MATH = re.compile(r"^aten::(\w*conv(?!ert)\w*|mm|addmm|bmm|baddbmm|addbmm|matmul|linear|_addmm_activation)$")
+
+
+def is_math_op(name):
+    """Whether an aten op is a convolution (any aten::*conv* op: conv2d, convolution,
+    convolution_backward, mkldnn_convolution, slow_conv_transpose2d ...) or a matrix
+    multiply (mm, addmm, bmm, matmul, linear)."""
+    return bool(_ATEN_MATH.match(name))
+
+
+_OP = re.compile(r"^(?!autograd::|torch::)[A-Za-z_]\w*::")
+
+
+def aten_breakdown(events, iterations):
+    """Per iteration, from torch.profiler's events (FunctionEvent: name, cpu_parent,
+    cpu_time_total in us): dispatcher ops (aten::*, fastgan::* ..., not autograd::/torch::
+    records) called from Python or autograd, i.e. with no op above them ("ops", the CPU's
+    count of launches); the inclusive time of the outermost convolution/matmul aten ops
+    (conv_ms) and of the other outermost ops (other_ms)."""
+    n = 0
+    math_us = other_us = 0.0
+    for e in events:
+        if not _OP.match(e.name):
+            continue
+        parent, under_op, under_math = e.cpu_parent, False, False
+        while parent is not None:
+            if _OP.match(parent.name):
+                under_op = True
+                if is_math_op(parent.name):
+                    under_math = True
+                    break
+            parent = parent.cpu_parent
+        if is_math_op(e.name) and not under_math:
+            math_us += e.cpu_time_total
+        if not under_op:
+            n += 1
+            if not is_math_op(e.name):
+                other_us += e.cpu_time_total
+    return {"ops": n / iterations, "conv_ms": math_us / 1e3 / iterations,
+            "other_ms": other_us / 1e3 / iterations}
+
+
+def profile_steps(step, device, iterations):
+    """The where-the-time-goes breakdown of `iterations` generator iterations."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync = _sync(device)
+    sync()
+    t = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(iterations):
+            step()
+        sync()
+    out = {"iterations": iterations, "profiled_ms": (time.perf_counter() - t) * 1e3 / iterations}
+    out.update(aten_breakdown(prof.events(), iterations))
+    if cuda:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "trace.json")
+            prof.export_chrome_trace(path)
+            with open(path) as f:
+                events = json.load(f).get("traceEvents", [])
+        host = {"ops": out["ops"], "cpu_conv_ms": out["conv_ms"], "cpu_other_ms": out["other_ms"]}
+        out = {"iterations": iterations, "profiled_ms": out["profiled_ms"], **host,
+               **kernel_breakdown(events, iterations)}
+    return out
+
+
+# -- one measurement -------------------------------------------------------------------------
+
+def _snapshot(nets):
+    return [[p.detach().clone() for p in net.parameters()] for net in nets]
+
+
+def _max_change(before, nets):
+    return [max((float((p.detach().float() - q.float()).abs().max()) for p, q in zip(net.parameters(), old)),
+                default=0.0) for net, old in zip(nets, before)]
+
+
+def measure(name, spec, device, args):
+    """One implementation on one configuration: a row of the report."""
+    row = {"impl": name}
+    impl = None
+    sync = _sync(device)
+    cudnn_default = torch.backends.cudnn.benchmark
+    try:
+        t0 = time.perf_counter()
+        impl = IMPLEMENTATIONS[name](spec, device, args)
+        row["setup_s"] = time.perf_counter() - t0
+        if impl.cudnn_benchmark is not None:
+            torch.backends.cudnn.benchmark = impl.cudnn_benchmark
+        row["n_critic"] = impl.n_critic
+        row["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+        nets = impl.networks()
+        before = _snapshot(nets)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        warmup = max(args.warmup, getattr(impl, "min_warmup", 0))
+        warm, per = time_steps(impl.step, sync, warmup=warmup, steps=args.steps, repeats=args.repeats)
+        row["warmup_s"], row["warmup_steps"] = warm, warmup
+        its = [1.0 / s for s in per]
+        images = impl.n_critic * spec.batch
+        row["gen_it_s"] = summarize(its)
+        row["images_s"] = summarize([i * images for i in its])
+        row["step_ms"] = 1e3 / row["gen_it_s"]["median"]
+        if args.profile_steps:
+            prof = profile_steps(impl.step, device, args.profile_steps)
+            if prof.get("conv_ms"):
+                prof["step_over_conv"] = row["step_ms"] / prof["conv_ms"]
+            row["profile"] = prof
+        if device.type == "cuda":
+            row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        row["losses"] = impl.losses()
+        row["param_change"] = dict(zip(("generator", "critic"), _max_change(before, nets)))
+    except Exception as e:  # noqa: BLE001 (a failed implementation is a row, not a crashed run)
+        msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        row["error"] = msg[:300]
+        print(f"step_e2e: {spec.label} {name} failed: {msg}", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_default
+        if impl is not None and hasattr(impl, "close"):
+            impl.close()
+        del impl
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return row
+
+
+def _speed(row):
+    if row is None or "error" in row or "gen_it_s" not in row:
+        return None
+    return row["gen_it_s"]["median"]
+
+
+def config_summary(rows):
+    """Speedups of fastgan by gen it/s medians: vs (a), vs the faster of (b) and (c)."""
+    by = {r["impl"]: r for r in rows}
+    fg, public = _speed(by.get(FASTGAN)), _speed(by.get(BASELINE))
+    plain = [s for s in (_speed(by.get(CAREFUL)), _speed(by.get(COMPILED))) if s is not None]
+    out = {"fastgan_vs_public": fg / public if fg and public else None,
+           "fastgan_vs_best_plain": fg / max(plain) if fg and plain else None,
+           "best_plain": None}
+    if plain:
+        out["best_plain"] = max((CAREFUL, COMPILED), key=lambda n: _speed(by.get(n)) or -1.0)
+    return out
+
+
+def evaluate_targets(configs):
+    """Issue 9's targets against the measurements: a list of {target, config, value, threshold,
+    met (True/False/None: not measured), note}."""
+    exact = [c for c in configs if (c["key"], c["resolution"], c["batch"]) ==
+             (TARGET["config"], TARGET["resolution"], TARGET["batch"])]
+    note = ""
+    if exact:
+        head = exact[0]
+    else:
+        candidates = sorted((c for c in configs if c["key"] == TARGET["config"]), key=lambda c: c["batch"])
+        head = candidates[0] if candidates else None
+        note = ("not the target's configuration (64x64, batch 64): shown to exercise the "
+                "computation, not to judge the target")
+    out = []
+
+    def add(target, value, threshold, at_most=False, config=None):
+        met = None if value is None else (value <= threshold if at_most else value >= threshold)
+        out.append({"target": target, "config": config or (head["label"] if head else None), "value": value,
+                    "threshold": threshold, "met": met, "note": note if head else "not measured"})
+
+    s = head["summary"] if head else {}
+    add("fastgan gen it/s >= 3x eager-public (a)", s.get("fastgan_vs_public"), TARGET["vs_public"])
+    add("fastgan gen it/s >= 1.7x the faster of eager-careful (b) and compile (c)",
+        s.get("fastgan_vs_best_plain"), TARGET["vs_best_plain"])
+    fg = next((r for r in head["rows"] if r["impl"] == FASTGAN), None) if head else None
+    ratio = fg.get("profile", {}).get("step_over_conv") if fg and "error" not in fg else None
+    add("fastgan step time <= 1.25x its convolution/GEMM time", ratio, TARGET["step_over_conv"], at_most=True)
+    others = [c for c in configs if c is not head]
+    slower = [c["label"] for c in others if (c["summary"]["fastgan_vs_best_plain"] or 0.0) <= 1.0]
+    measured = [c for c in others if c["summary"]["fastgan_vs_best_plain"] is not None]
+    met = None if not measured else not slower
+    out.append({"target": "every other configuration: fastgan faster than (b) and (c)",
+                "config": f"{len(measured)} configuration(s)", "value": None, "threshold": None, "met": met,
+                "note": ("slower or unmeasured in: " + ", ".join(slower)) if slower else ""})
+    return out
+
+
+# -- the report ------------------------------------------------------------------------------
+
+def _version(dist):
+    for d in ([dist] if dist != "triton" else ["triton", "pytorch-triton"]):
+        try:
+            return importlib.metadata.version(d)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return None
+
+
+def environment(device, args, small):
+    env = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "device": "cpu", "torch": torch.__version__, "triton": _version("triton"),
+           "fastgan": _version("fastgan"), "python": platform.python_version(),
+           "platform": platform.platform(), "cpu_count": os.cpu_count(),
+           "threads": torch.get_num_threads(), "configuration": "small" if small else "full",
+           "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,
+           "profile_steps": args.profile_steps, "compile_backend": args.compile_backend or "inductor",
+           "compile_mode": args.compile_mode or "default", "fastgan_set": list(args.fastgan_set or [])}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        env.update(device=p.name, capability=f"sm_{p.major}{p.minor}",
+                   memory_gib=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version(), driver=_driver())
+    return env
+
+
+def _driver():
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        v = torch._C._cuda_getDriverVersion()
+        return f"CUDA driver API {v // 1000}.{v % 1000 // 10} (nvidia-smi unavailable)"
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _fmt(x, digits=3):
+    if x is None:
+        return "-"
+    return f"{x:.{digits}g}" if abs(x) < 10 ** digits else f"{x:.0f}"
+
+
+def _spread(s):
+    return f"{_fmt(s['median'])} [{_fmt(s['min'])}-{_fmt(s['max'])}]"
+
+
+def markdown(result):
+    env, cuda = result["environment"], result["environment"]["device"] != "cpu"
+    lines = [f"# fastgan step benchmark: {env['device']}, {env['date']}", ""]
+    keys = ["device", "capability", "memory_gib", "driver", "cuda", "cudnn", "torch", "triton", "fastgan",
+            "python", "platform", "cpu_count", "threads", "configuration", "warmup", "steps", "repeats",
+            "profile_steps", "compile_backend", "compile_mode", "fastgan_set"]
+    lines += [f"- {k}: {env[k]}" for k in keys if k in env]
+    lines += ["", "One generator iteration = n_critic critic steps + one generator step; images/s = real "
+              "images through the critic. Medians over repeats, [min-max]. "
+              + ("Kernels and conv/GEMM time per iteration from torch.profiler's CUDA trace."
+                 if cuda else "CPU: outermost dispatcher ops instead of kernels; conv/GEMM from the aten "
+                 "convolution and matmul ops."), "", "## Targets (issue 9)", "",
+              "| target | configuration | measured | threshold | met | note |", "|---|---|---:|---:|---|---|"]
+    for t in result["targets"]:
+        met = {True: "yes", False: "no", None: "not measured"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['config'] or '-'} | {_fmt(t['value'])} | "
+                     f"{'-' if t['threshold'] is None else t['threshold']} | {met} | {t['note']} |")
+    launches = "kernels/it" if cuda else "ops/it"
+    for c in result["configs"]:
+        s = c["summary"]
+        lines += ["", f"## {c['label']} (n_critic {c['n_critic']})", "",
+                  f"fastgan vs eager-public: {_fmt(s['fastgan_vs_public'])}x; vs the faster of "
+                  f"eager-careful and compile ({s['best_plain'] or '-'}): {_fmt(s['fastgan_vs_best_plain'])}x", "",
+                  f"| implementation | gen it/s | images/s | ms/it | warm-up s | {launches} | conv/GEMM ms/it "
+                  "| other ms/it | step/conv | loss d | loss g | note |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in c["rows"]:
+            if "error" in r:
+                lines.append(f"| {r['impl']} | - | - | - | - | - | - | - | - | - | - | {r['error']} |")
+                continue
+            p = r.get("profile", {})
+            count = p.get("kernels" if cuda else "ops")
+            mem = f"peak {r['peak_mem_gib']:.2f} GiB" if "peak_mem_gib" in r else ""
+            lines.append(f"| {r['impl']} | {_spread(r['gen_it_s'])} | {_spread(r['images_s'])} | "
+                         f"{_fmt(r['step_ms'])} | {_fmt(r['warmup_s'])} | {_fmt(count)} | {_fmt(p.get('conv_ms'))} | "
+                         f"{_fmt(p.get('other_ms'))} | {_fmt(p.get('step_over_conv'))} | "
+                         f"{_fmt(r['losses']['d'], 4)} | {_fmt(r['losses']['g'], 4)} | {mem} |")
+    return "\n".join(lines) + "\n"
+
+
+def short_table(result):
+    head = ["configuration", BASELINE, CAREFUL, COMPILED, FASTGAN, "vs (a)", "vs best(b,c)", "step/conv"]
+    lines = ["gen it/s (medians); fastgan's speedups and step/conv", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for c in result["configs"]:
+        by = {r["impl"]: r for r in c["rows"]}
+        cells = [c["label"]]
+        for name in (BASELINE, CAREFUL, COMPILED, FASTGAN):
+            r = by.get(name)
+            if r is None:
+                cells.append("-")
+            elif "error" in r:
+                cells.append("skipped" if r["error"].startswith("skipped") else "error")
+            else:
+                cells.append(_fmt(r["gen_it_s"]["median"]))
+        fg = by.get(FASTGAN)
+        ratio = fg.get("profile", {}).get("step_over_conv") if fg and "error" not in fg else None
+        cells += [_fmt(c["summary"]["fastgan_vs_public"]), _fmt(c["summary"]["fastgan_vs_best_plain"]), _fmt(ratio)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(result, out_dir):
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = result["environment"]
+    device = re.sub(r"[^A-Za-z0-9_.-]+", "-", env["device"]).strip("-")
+    stem = out_dir / f"{env['date'][:10]}-{device}-step"
+    md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
+    md.write_text(markdown(result))
+    js.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return md, js
+
+
+# -- the command -----------------------------------------------------------------------------
+
+def _csv(kind, allowed):
+    def parse(text):
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        bad = [s for s in items if s not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"{kind}: expected a comma-separated list of {', '.join(allowed)}, "
+                                             f"got {text!r}")
+        return items
+    return parse
+
+
+def _ints(text):
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--small", action="store_true", help="the small configuration (the default without a GPU)")
+    p.add_argument("--out", default=str(_HERE / "results"), help="report directory (default benchmarks/results)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--models", type=_csv("--models", CONFIG_KEYS), default=CONFIG_KEYS,
+                   help=f"configurations ({', '.join(CONFIG_KEYS)})")
+    p.add_argument("--impls", type=_csv("--impls", list(IMPLEMENTATIONS)), default=list(IMPLEMENTATIONS),
+                   help=f"implementations ({', '.join(IMPLEMENTATIONS)})")
+    p.add_argument("--batches", type=_ints, default=None, help="batch sizes (full: 64,256; small: 8)")
+    p.add_argument("--resolution", type=int, choices=(16, 32, 64, 128), default=None)
+    p.add_argument("--width", type=int, default=None, help="g_width = d_width (full: 64, the papers'; small: 16)")
+    for name in ("warmup", "steps", "repeats", "profile-steps"):
+        p.add_argument(f"--{name}", type=int, default=None)
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="skip what is left once the run has taken this long (0: no limit; full: 420)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default on a CPU: 1, fastest for the small shapes)")
+    p.add_argument("--compile-backend", default=None,
+                   help=f"torch.compile backend for 'compile' (default: inductor; {CPU_COMPILE_BACKEND} on a CPU)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode for 'compile' (default: default)")
+    p.add_argument("--fastgan-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model hyperparameter or trainer setting for the fastgan implementation")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    for name in ("warmup", "steps", "repeats", "profile_steps"):
+        v = getattr(args, name)
+        if v is not None and (v < (0 if name in ("warmup", "profile_steps") else 1)):
+            p.error(f"--{name.replace('_', '-')} must be {'>= 0' if name in ('warmup', 'profile_steps') else '>= 1'}, "
+                    f"got {v}")
+    return args
+
+
+def resolve_args(args, device):
+    """Fills what the command line left unset from the small or full configuration, in
+    place; returns (small, resolution, width, batches)."""
+    small = args.small or device.type != "cuda"
+    base = SMALL if small else FULL
+    for key in ("warmup", "steps", "repeats", "profile_steps", "budget_s"):
+        if getattr(args, key) is None:
+            setattr(args, key, base[key])
+    if args.compile_backend is None and device.type == "cpu":
+        args.compile_backend = CPU_COMPILE_BACKEND
+    if args.threads is None and device.type == "cpu":
+        args.threads = 1
+    return small, args.resolution or base["resolution"], args.width or base["width"], args.batches or base["batches"]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("step_e2e: --device cuda but no CUDA GPU is visible", file=sys.stderr)
+        return 2
+    small, resolution, width, batches = resolve_args(args, device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+
+    result = {"environment": environment(device, args, small), "configs": [], "targets": []}
+    t_start = time.perf_counter()
+    for batch in batches:
+        for key, model, arch in CONFIGS:
+            if key not in args.models:
+                continue
+            spec = StepSpec(model, arch, resolution, batch, g_width=width, d_width=width)
+            rows = []
+            for name in args.impls:
+                elapsed = time.perf_counter() - t_start
+                if args.budget_s and elapsed > args.budget_s:
+                    rows.append({"impl": name, "error": f"skipped: the run passed its time budget "
+                                                        f"(--budget-s {args.budget_s:g}) at {elapsed:.0f} s"})
+                    continue
+                print(f"step_e2e: {spec.label}: {name} ...", file=sys.stderr, flush=True)
+                rows.append(measure(name, spec, device, args))
+            n_critic = next((r["n_critic"] for r in rows if "n_critic" in r), None)
+            result["configs"].append({"key": key, "model": model, "arch": arch, "resolution": resolution,
+                                      "batch": batch, "width": width, "label": spec.label, "n_critic": n_critic,
+                                      "rows": rows, "summary": config_summary(rows)})
+            result["targets"] = evaluate_targets(result["configs"])
+            result["elapsed_s"] = time.perf_counter() - t_start
+            md, js = write_report(result, args.out)  # after every configuration: a cut-off run leaves one
+    print(f"step_e2e: report {md} and {js} ({result['elapsed_s']:.0f} s)", file=sys.stderr)
+    print(short_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

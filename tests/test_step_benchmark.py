@@ -1,0 +1,187 @@
+"""benchmarks/step_e2e.py, the end-to-end step benchmark (issue 9, items 3-5), on a CPU:
+its small configuration end to end (every model, every implementation, the profiler
+breakdown, the report and its JSON, the short table last), and the pieces the GPU run
+relies on that a CPU can check: the kernel-name rule, the trace breakdown, the
+device-resident loader.
+"""
+import importlib.util
+import json
+import math
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fastgan import models
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCH / "step_e2e.py"
+IMPLS = ["eager-public", "eager-careful", "compile", "fastgan"]
+CONFIG_MODELS = {"wgan-gp-dcgan": "wgan-gp", "dcgan": "dcgan", "wgan": "wgan", "wgan-gp-resnet": "wgan-gp",
+                 "began": "began"}
+
+
+def _script_module():
+    spec = importlib.util.spec_from_file_location("step_e2e_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def step_e2e():
+    return _script_module()
+
+
+def test_small_configuration_end_to_end(tmp_path):
+    out = tmp_path / "report"
+    # the small configuration, fewer timed steps: this checks the path, not the speed
+    cmd = [sys.executable, str(SCRIPT), "--small", "--device", "cpu", "--out", str(out), "--threads", "1",
+           "--warmup", "1", "--steps", "1", "--repeats", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    mds, jsons = sorted(out.glob("*.md")), sorted(out.glob("*.json"))
+    assert len(mds) == 1 and len(jsons) == 1, sorted(p.name for p in out.iterdir())
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-cpu-step\.md", mds[0].name), mds[0].name
+    assert jsons[0].stem == mds[0].stem
+    result = json.loads(jsons[0].read_text())
+
+    env = result["environment"]
+    assert env["device"] == "cpu" and env["configuration"] == "small"
+    assert env["torch"] == torch.__version__ and env["compile_backend"] == "aot_eager"
+    assert [c["key"] for c in result["configs"]] == list(CONFIG_MODELS)
+    for c in result["configs"]:
+        assert (c["resolution"], c["batch"], c["width"]) == (16, 8, 16)
+        n_critic = models.get(CONFIG_MODELS[c["key"]]).defaults["n_critic"]
+        assert c["n_critic"] == n_critic
+        assert [r["impl"] for r in c["rows"]] == IMPLS
+        for r in c["rows"]:
+            where = f"{c['label']} {r['impl']}"
+            assert "error" not in r, f"{where}: {r.get('error')}"
+            its, imgs = r["gen_it_s"], r["images_s"]
+            assert 0 < its["min"] <= its["q1"] <= its["median"] <= its["q3"] <= its["max"], where
+            assert math.isclose(imgs["median"], its["median"] * n_critic * c["batch"], rel_tol=1e-9), where
+            assert math.isclose(r["step_ms"], 1e3 / its["median"], rel_tol=1e-9), where
+            assert all(math.isfinite(v) for v in r["losses"].values()) and set(r["losses"]) == {"d", "g"}, where
+            assert r["param_change"]["generator"] > 0 and r["param_change"]["critic"] > 0, where
+            prof = r["profile"]
+            assert prof["ops"] > 10 and prof["conv_ms"] > 0 and prof["other_ms"] >= 0, where
+            assert math.isclose(prof["step_over_conv"], r["step_ms"] / prof["conv_ms"], rel_tol=1e-9), where
+        s = c["summary"]
+        by = {r["impl"]: r["gen_it_s"]["median"] for r in c["rows"]}
+        assert math.isclose(s["fastgan_vs_public"], by["fastgan"] / by["eager-public"], rel_tol=1e-9)
+        assert math.isclose(s["fastgan_vs_best_plain"], by["fastgan"] / max(by["eager-careful"], by["compile"]),
+                            rel_tol=1e-9)
+
+    # the targets are computed from the measurements (here on the small stand-in configuration)
+    targets = result["targets"]
+    assert len(targets) == 4
+    head = result["configs"][0]
+    assert targets[0]["value"] == head["summary"]["fastgan_vs_public"]
+    assert targets[0]["met"] == (targets[0]["value"] >= 3.0)
+    assert targets[1]["met"] == (targets[1]["value"] >= 1.7)
+    fg = head["rows"][IMPLS.index("fastgan")]
+    assert targets[2]["value"] == fg["profile"]["step_over_conv"]
+    assert targets[2]["met"] == (targets[2]["value"] <= 1.25)
+    assert all(t["met"] in (True, False) for t in targets)
+    assert "not the target's configuration" in targets[0]["note"]
+
+    md = mds[0].read_text()
+    assert "## Targets (issue 9)" in md
+    for c in result["configs"]:
+        assert f"## {c['label']}" in md
+    # the short table is printed last: a header naming every implementation, one row per configuration
+    lines = [line for line in proc.stdout.strip().splitlines() if line.strip()]
+    rows = [line for line in lines if line.startswith("| ") and "16x16 batch 8" in line]
+    assert len(rows) == len(CONFIG_MODELS) and lines[-1] == rows[-1]
+    assert all(name in proc.stdout for name in IMPLS)
+
+
+CUDA_KERNELS = [  # (kernel name as a CUDA trace shows it, is it convolution/GEMM)
+    ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64", True),
+    ("sm80_xmma_wgrad_implicit_gemm_indexed_tf32f32_tf32f32_f32_nhwckrsc_nhwc", True),
+    ("void cudnn::detail::dgrad2d_alg1_1<float, 0, 6, 7, 5, 4, 5, true, true>(int, int, int)", True),
+    ("void cutlass::Kernel2<cutlass_80_tensorop_s1688gemm_128x128_32x3_nn_align4>(Params)", True),
+    ("nvjet_tst_128x64_64x6_1x2_h_bz_coopA_NNT", True),
+    ("ampere_sgemm_64x32_sliced1x4_tn", True),
+    ("void fft2d_r2c_32x32<float, false, 1u, false>(float2*, float const*, int)", True),
+    ("triton_tem_fused_convolution_0", True),
+    ("triton_poi_fused__native_batch_norm_legit_functional_convolution_0", False),
+    ("triton_red_fused_convolution_backward_native_batch_norm_backward_1", False),
+    ("void cudnn::ops::nchwToNhwcKernel<float, float, float, false, true, 0>(cudnn::ops::nchw2nhwc_params_t)", False),
+    ("void cudnn::bn_fw_tr_1C11_kernel_NCHW<float, float, int, 512, true, 1, true>(cudnnTensorStruct)", False),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>, std::array<char*, 1ul> >",
+     False),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<FusedAdamMathFunctor>", False),
+    ("void fastgan::ew::flat_kernel<4, fastgan::GradXOp<float> >(fastgan::GradXOp<float>, long, bool)", False),
+    ("_bias_leaky_relu_kernel", False),
+    ("void at::native::unrolled_elementwise_kernel<direct_copy_kernel_cuda, convert_dtype>", False),
+]
+
+
+@pytest.mark.parametrize("name,expected", CUDA_KERNELS)
+def test_kernel_rule(step_e2e, name, expected):
+    assert step_e2e.is_math_kernel(name) is expected
+
+
+def test_kernel_breakdown_of_a_trace(step_e2e):
+    events = [
+        {"cat": "kernel", "name": CUDA_KERNELS[0][0], "dur": 300.0},
+        {"cat": "kernel", "name": CUDA_KERNELS[2][0], "dur": 100.0},
+        {"cat": "kernel", "name": "triton_poi_fused_convolution_0", "dur": 40.0},
+        {"cat": "kernel", "name": "_bias_leaky_relu_kernel", "dur": 20.0},
+        {"cat": "gpu_memset", "name": "Memset (Device)", "dur": 1.0},
+        {"cat": "cuda_runtime", "name": "cudaLaunchKernel", "dur": 5.0},
+        {"cat": "cpu_op", "name": "aten::convolution", "dur": 900.0},
+    ]
+    b = step_e2e.kernel_breakdown(events, iterations=2)
+    assert b["kernels"] == 2.0 and b["memcpy_memset"] == 0.5
+    assert math.isclose(b["conv_ms"], 0.2) and math.isclose(b["other_ms"], 0.03)
+    assert b["top"][0]["math"] is True and b["top"][2]["math"] is False
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("aten::convolution", True), ("aten::convolution_backward", True), ("aten::mkldnn_convolution", True),
+    ("aten::slow_conv_transpose2d", True), ("aten::addmm", True), ("aten::mm", True), ("aten::linear", True),
+    ("aten::_convert_indices_from_coo_to_csr", False), ("aten::add_", False), ("aten::mmx", False),
+    ("fastgan::bias_leaky_relu", False)])
+def test_op_rule(step_e2e, name, expected):
+    assert step_e2e.is_math_op(name) is expected
+
+
+def test_device_loader(step_e2e):
+    from baselines.data import DeviceLoader  # step_e2e put benchmarks/ on sys.path
+    loader = DeviceLoader(3, (2, 5, 5), "cpu", batches=4, channels_last=True)
+    assert loader.batch_size == 3 and len(loader) == 4
+    first = list(loader)
+    assert len(first) == 4
+    images, labels = first[0]
+    assert images.shape == (3, 2, 5, 5) and labels.shape == (3,) and labels.dtype == torch.long
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    assert images.min() >= -1 and images.max() <= 1
+    assert images.data_ptr() != first[1][0].data_ptr()  # different windows, views (no copies)
+    assert images.untyped_storage().data_ptr() == loader.data.untyped_storage().data_ptr()
+    second = [b for b, _ in loader]
+    assert not torch.equal(second[0], images)  # the next epoch's window starts one image later
+    assert torch.equal(second[0][:2], images[1:])
+    state = loader.state_dict()
+    other = DeviceLoader(3, (2, 5, 5), "cpu", batches=4, channels_last=True)
+    other.load_state_dict(state)
+    assert torch.equal(next(iter(other))[0], next(iter(loader))[0])
+    with pytest.raises(ValueError, match="batch_size"):
+        DeviceLoader(0, (2, 5, 5), "cpu")
+    with pytest.raises(ValueError, match="shape"):
+        DeviceLoader(2, (5, 5), "cpu")
+
+
+def test_bad_arguments(step_e2e):
+    with pytest.raises(SystemExit):
+        step_e2e.parse_args(["--models", "stylegan"])
+    with pytest.raises(SystemExit):
+        step_e2e.parse_args(["--batches", "0"])
+    with pytest.raises(SystemExit):
+        step_e2e.parse_args(["--steps", "0"])
