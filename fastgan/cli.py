@@ -127,11 +127,13 @@ def _eval(args):
     import datetime
     import pathlib
 
+    import torch
+
     from fastgan.metrics.evaluate import Evaluator, default_metrics
     from fastgan.train.trainer import load_generator
 
     run = pathlib.Path(args.run)
-    device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     g = load_generator(run, checkpoint=args.checkpoint, device=device, ema=not args.no_ema)
     cfg = g.fastgan_config
     data = cfg.get("data")
