@@ -15,6 +15,7 @@ and declares `cudnn_benchmark` (the runner sets torch.backends.cudnn.benchmark t
 the loop is built; None leaves the process default). Hyperparameters are the models' paper
 defaults, fastgan.models.get(name).defaults (cited in fastgan/models/*.py).
 """
+import abc
 import dataclasses
 
 import torch
@@ -66,7 +67,7 @@ class StepSpec:
                             d_width=self.d_width, fused=fused, **overrides)
 
 
-class PlainLoop:
+class PlainLoop(abc.ABC):
     """The shared setup of the plain loops: stock networks (fastgan's classes, fused=False)
     on `device`, the paper defaults in self.hp, and an endless batch iterator over a
     DeviceLoader."""
@@ -78,7 +79,7 @@ class PlainLoop:
         self.spec, self.device = spec, torch.device(device)
         torch.manual_seed(seed)
         model = spec.build(fused=False)
-        self.hp = model.config
+        self.model, self.hp = model, model.config
         self.kind = spec.kind
         self.n_critic = self.hp["n_critic"]
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -90,15 +91,15 @@ class PlainLoop:
         self.z_dim = self.hp["z_dim"]
 
     def sample_z(self, n):
-        if self.kind == "began":  # BEGAN's prior: uniform on [-1, 1]^Nz (Berthelot et al. 2017, sec. 4)
-            return torch.empty(n, self.z_dim, device=self.device).uniform_(-1.0, 1.0)
-        return torch.randn(n, self.z_dim, device=self.device)
+        return self.model.sample_z(n, self.device)  # the model's prior (BEGAN's is uniform)
 
     def networks(self):
         return self.G, self.D
 
+    @abc.abstractmethod
     def step(self):
-        raise NotImplementedError
+        """One generator iteration (the loop's own way: see the module docstring)."""
 
+    @abc.abstractmethod
     def losses(self):
-        raise NotImplementedError
+        """{"d": float, "g": float} of the last step."""

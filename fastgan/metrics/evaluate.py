@@ -34,10 +34,8 @@ the numbers, so a changed dataset or other weights never reuse stale statistics.
 import hashlib
 import json
 import math
-import os
 import pathlib
 import sys
-import tempfile
 
 import torch
 
@@ -197,18 +195,14 @@ def load_stats(path):
 
 def _save_stats(path, mu, sigma, features, manifest):
     import numpy as np
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    from fastgan.train.logging import _replace_atomically
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
             np.savez(f, mu=mu.cpu().numpy(), sigma=sigma.cpu().numpy(),
                      features=features.cpu().numpy(), manifest=np.array(json.dumps(manifest, sort_keys=True)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    _replace_atomically(path, write)
 
 
 def reference_stats(data, model, *, resolution, channels, crop=None, num=None, batch_size=250,

@@ -39,6 +39,7 @@ import torch
 from torch import distributed as dist
 
 from fastgan.train import checkpoint as ckpt
+from fastgan.train import graphs
 from fastgan.train.config import TRAIN_DEFAULTS, save_config
 
 CONFIG_FILE = "config.yaml"
@@ -188,7 +189,6 @@ class Trainer:
         self._graphs = None
         self._graphs_wanted = self._want_graphs()
         if self._graphs_wanted:
-            from fastgan.train import graphs
             graphs.prepare_optimizers((self.opt_g, self.opt_d), self.device)
         self.ema = None
         if cfg["ema"]:
@@ -234,7 +234,6 @@ class Trainer:
 
     def _want_graphs(self):
         """Whether to capture the steps; says why not (once) where they were not ruled out."""
-        from fastgan.train import graphs
         want = self.cfg["cuda_graphs"]
         if want is False:
             return False
@@ -282,7 +281,6 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         if self._graphs_wanted:  # the loaded groups have float lr and capturable as saved
-            from fastgan.train import graphs
             graphs.prepare_optimizers((self.opt_g, self.opt_d), self.device)
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state["ema"] is not None:
@@ -368,9 +366,8 @@ class Trainer:
 
     def _capture(self, real):
         """Captures the steps (after the warm-up); on failure, says why and stays eager."""
-        from fastgan.train.graphs import StepGraphs
         try:
-            self._graphs = StepGraphs(self, real)
+            self._graphs = graphs.StepGraphs(self, real)
             self._say(f"CUDA graphs: critic and generator steps captured at step {self.step}")
         except Exception as exc:  # noqa: BLE001  (any capture failure: eager from here on)
             if self.cfg["cuda_graphs"] is True:
@@ -382,9 +379,8 @@ class Trainer:
     def train_step(self, measure_norms=False):
         """One generator step: the model's critic steps, then one generator step. Replayed
         from CUDA graphs when they are on and this is not a log step (measure_norms)."""
-        from fastgan.train.graphs import WARMUP_STEPS
         norms = {} if measure_norms else None
-        warmup = self._graphs_wanted and self._graphs is None and self._steps_run < WARMUP_STEPS
+        warmup = self._graphs_wanted and self._graphs is None and self._steps_run < graphs.WARMUP_STEPS
         stream = None
         if warmup:  # PyTorch's advice: the eager steps before a capture on a side stream
             stream = torch.cuda.Stream()
@@ -522,9 +518,10 @@ class Trainer:
 
 def _write_json(path, obj):
     import json
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+
+    from fastgan.train.logging import _replace_atomically
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    _replace_atomically(path, lambda tmp: pathlib.Path(tmp).write_text(text))
 
 
 def load_generator(run_dir, *, checkpoint=None, device="cpu", ema=True):
