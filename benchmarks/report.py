@@ -3,8 +3,9 @@
     python benchmarks/report.py BENCH.json [--out REPORT.md] [--title TEXT] [--notes FILE]
 
 Per group: each implementation's median (ms), its interquartile range, GB/s where the
-benchmark recorded bytes, and its speed relative to the group's eager baseline
-(the row whose name contains "eager-loop", else the slowest row).
+benchmark recorded bytes, and its speed relative to the group's eager PyTorch baseline: the
+row named "eager-loop" (a Python loop over the tensors) or "eager-public", else the slowest
+row named "eager", else (a group with no eager row) the slowest row, marked "vs slowest".
 """
 import argparse
 import json
@@ -17,19 +18,23 @@ def _rows(data):
         groups.setdefault(b["group"] or "", []).append(b)
     for group, items in sorted(groups.items()):
         items.sort(key=lambda b: b["stats"]["median"])
-        base = next((b for b in items if "eager-loop" in b["name"]), items[-1])
-        for b in items:
-            name = b["name"].split("[", 1)[-1].rstrip("]")
+        names = [b["name"].split("[", 1)[-1].rstrip("]") for b in items]
+        eager = [i for i, n in enumerate(names) if "eager" in n]  # fastest first
+        base = next((i for i in eager if "eager-loop" in names[i] or "eager-public" in names[i]),
+                    eager[-1] if eager else None)
+        mark = "" if base is not None else " (vs slowest)"
+        base_median = items[len(items) - 1 if base is None else base]["stats"]["median"]
+        for b, name in zip(items, names):
             yield (group, name, b["stats"]["median"] * 1e3, b["stats"]["iqr"] * 1e3,
-                   b.get("extra_info", {}).get("GB/s"), base["stats"]["median"] / b["stats"]["median"])
+                   b.get("extra_info", {}).get("GB/s"), base_median / b["stats"]["median"], mark)
 
 
 def table(data):
     lines = ["| group | implementation | median ms | IQR ms | GB/s | vs eager |",
              "|---|---|---:|---:|---:|---:|"]
-    for group, name, med, iqr, gbs, speed in _rows(data):
+    for group, name, med, iqr, gbs, speed, mark in _rows(data):
         lines.append(f"| {group} | {name} | {med:.4f} | {iqr:.4f} | "
-                     f"{'' if gbs is None else f'{gbs:.1f}'} | {speed:.2f}x |")
+                     f"{'' if gbs is None else f'{gbs:.1f}'} | {speed:.2f}x{mark} |")
     return "\n".join(lines)
 
 

@@ -45,15 +45,17 @@ with CPU activities only: dispatcher ops (aten::, fastgan:: ...) called from Pyt
 autograd (no op above them) are counted instead of kernels, and conv+GEMM time is the inclusive time of the outermost
 convolution-family and matrix-multiply aten ops (aten_breakdown()).
 
-Time budget of the full GPU run (issue 9, item 5: under 8 minutes), estimated for an H100:
-eager iterations cost ~3-150 ms (DCGAN batch 64 to the WGAN-GP ResNet at batch 256 in
-fp32, n_critic = 5); all ten configurations at 5 warm-up + 5 x 10 timed + 2 profiled
-iterations come to ~25 s per eager implementation, ~20 s of profiling in all; torch.compile
-compiles 5 graphs (+ 2 backward graphs) once per (model, batch): ~20-35 s each with a cold
-cache on 16 cores, ~300 s for the ten. Total ~6-7 minutes. `--budget-s` (default 420 on a
-GPU) is the guard: once the run has taken that long, what is left is recorded as skipped
-(configurations run batch 64 first, WGAN-GP DCGAN first, so the target's row always runs)
-and the report is written after every configuration, so a cut-off run leaves one.
+Time budget of the full GPU run (issue 9, item 5: under 8 minutes). Measured on an H100
+(2026-11-22, benchmarks/results/2026-11-22-NVIDIA-H100-80GB-HBM3-step.md): the five batch-64
+configurations alone took ~480 s. An iteration costs 3-19 ms for fastgan and 13-65 ms for the
+eager loops, except the WGAN-GP ResNet (290-430 ms; 71 ms of convolution/GEMM kernels per
+iteration against 11 ms for WGAN-GP DCGAN); torch.compile's warm-up (compilation, cold cache,
+16 cores) took 19-59 s per DCGAN-sized configuration (BEGAN the 59) and 113 s for the ResNet. So the full run does not fit 8 minutes
+there. `--budget-s` (default 420 on a GPU) is the guard: a configuration that starts after
+that is recorded as skipped (configurations run batch 64 first, WGAN-GP DCGAN first, so the
+target's row always runs; one that starts runs all its implementations), and the report is
+written after every configuration, so a cut-off run leaves one. `--models` and `--batches`
+choose a part: e.g. `--batches 256` in a second call.
 
 Output: OUT/<date>-<device>-step.md and .json (OUT: --out, default benchmarks/results),
 then a short table on stdout, last. The report states the issue's targets and whether the
@@ -81,6 +83,8 @@ if str(_HERE) not in sys.path:  # `python -P`, importlib imports: baselines/ sit
     sys.path.insert(0, str(_HERE))
 
 import torch  # noqa: E402
+
+import fastgan  # noqa: E402
 
 from baselines import LOOPS, StepSpec  # noqa: E402
 from baselines.data import DeviceLoader  # noqa: E402
@@ -497,7 +501,7 @@ def _version(dist):
 def environment(device, args, small):
     env = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "device": "cpu", "torch": torch.__version__, "triton": _version("triton"),
-           "fastgan": _version("fastgan"), "python": platform.python_version(),
+           "fastgan": fastgan.__version__, "python": platform.python_version(),
            "platform": platform.platform(), "cpu_count": os.cpu_count(),
            "threads": torch.get_num_threads(), "configuration": "small" if small else "full",
            "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,
@@ -691,6 +695,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     if device.type == "cuda":
+        if device.index is None:  # set_device needs an index
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
 
     result = {"environment": environment(device, args, small), "configs": [], "targets": []}
@@ -701,9 +707,12 @@ def main(argv=None):
                 continue
             spec = StepSpec(model, arch, resolution, batch, g_width=width, d_width=width)
             rows = []
+            # The budget is checked per configuration: one that starts runs every implementation
+            # (the first GPU run lost BEGAN's fastgan row to a check between implementations).
+            elapsed = time.perf_counter() - t_start
+            over = args.budget_s and elapsed > args.budget_s
             for name in args.impls:
-                elapsed = time.perf_counter() - t_start
-                if args.budget_s and elapsed > args.budget_s:
+                if over:
                     rows.append({"impl": name, "error": f"skipped: the run passed its time budget "
                                                         f"(--budget-s {args.budget_s:g}) at {elapsed:.0f} s"})
                     continue

@@ -69,10 +69,21 @@ inline void check_companion(const char* op, const char* name, const at::Tensor& 
               numel, " element(s), got shape ", t.sizes());
 }
 
+// Same sizes and the same strides on every dim of more than one element: walked in memory
+// order, the two visit the same elements together (a size-1 dim's stride is arbitrary, and
+// a 1-channel channels_last tensor from cuDNN has another one than .contiguous() gives).
+inline bool same_walk(const at::Tensor& t, const at::Tensor& like) {
+  if (t.sizes() != like.sizes()) return false;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.size(d) != 1 && t.stride(d) != like.stride(d)) return false;
+  }
+  return true;
+}
+
 inline void check_same_walk(const char* op, const char* name, const at::Tensor& t,
                             const at::Tensor& like, const char* like_name) {
-  TORCH_CHECK(t.defined() && t.sizes() == like.sizes() && t.scalar_type() == like.scalar_type() &&
-                  t.device() == like.device() && t.strides() == like.strides(),
+  TORCH_CHECK(t.defined() && t.scalar_type() == like.scalar_type() &&
+                  t.device() == like.device() && same_walk(t, like),
               op, ": ", name, " must match ", like_name, " (", like.scalar_type(), " ", like.sizes(),
               " strides ", like.strides(), " on ", like.device(), ")");
 }

@@ -89,3 +89,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _exact_cuda_math():
+    """On a GPU every test compares float32 as float32, the same way each run: TF32 off for
+    cuDNN's convolutions (torch's default turns it on; the tests' tolerances are float32's)
+    and cuDNN restricted to deterministic algorithms (weight gradients by atomics drift a
+    100-step trajectory several ulps from an identical run: measured on an H100, 2026-11-22).
+    The trainer turns cudnn.benchmark on for its run; this restores all three after each test."""
+    if not HAS_GPU:
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32
+    cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = False, True, False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -15,8 +15,8 @@ eager-careful, over (a) eager-public (public.py):
     torch.autograd.grad(create_graph=True) and a norm over (C, H, W) that needs no copy of a
     channels_last gradient.
 
-compile: eager-careful with torch.compile (dynamic=False) on the generator, the critic's
-first-order loss terms (D(real), D(fake) and the loss; BEGAN's k_t update with them), the
+compile: eager-careful, in NCHW (see Compiled), with torch.compile (dynamic=False) on the
+generator, the critic's first-order loss terms (D(real), D(fake) and the loss; BEGAN's k_t update with them), the
 generator step's loss (G(z) through D), and each optimizer step (with WGAN's clip). The
 optimizers are foreach (not fused) there, so Inductor generates their kernels. The gradient
 penalty stays eager: AOTAutograd does not compile a double backward, so D(x_hat) and its
@@ -135,6 +135,11 @@ class Compiled(EagerCareful):
     backend, mode: torch.compile's (None: its defaults, Inductor)."""
     name = "compile"
     fused_adam = False  # foreach Adam: Inductor compiles its math into its own kernels
+    # NCHW, not channels_last: with channels_last, Inductor's compiled generator backward
+    # asserted a stride cuDNN's convolution_backward did not produce (torch 2.11, CUDA 13.0,
+    # H100, 2026-11-22: "expected size 1024==1024, stride 16==1 at dim=1" for the
+    # (128, 1024, 4, 4) gradient of DCGAN's first layer), so (c) runs in the layout that compiles.
+    channels_last = False
 
     def __init__(self, spec, device, *, seed=0, backend=None, mode=None):
         # A fresh Dynamo state per (model, batch): these methods are compiled again for every

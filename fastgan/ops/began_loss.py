@@ -126,6 +126,16 @@ def _check(real, real_recon, fake, fake_recon, k, gamma, lambda_k):
     return gamma, _checks.nonnegative(op, "lambda_k", lambda_k)
 
 
+def _walked_together(x, recon):
+    """x dense and recon with x's exact strides (the kernels walk both in memory order).
+    recon.contiguous() would not do: it can keep another stride on a size-1 dim."""
+    if not is_dense(x):
+        x = x.contiguous()
+    if recon.stride() != x.stride():
+        recon = torch.empty_like(x, dtype=recon.dtype).copy_(recon)
+    return x, recon
+
+
 def began_loss(real, real_recon, fake, fake_recon, k, *, gamma=GAMMA, lambda_k=LAMBDA_K, backend=None):
     """(d_loss, g_loss, k_next, convergence), 0-dim tensors on the inputs' device.
 
@@ -138,8 +148,6 @@ def began_loss(real, real_recon, fake, fake_recon, k, *, gamma=GAMMA, lambda_k=L
     chosen = OP.resolve(real.device, backend)
     if chosen == "reference":
         return began_loss_reference(real, real_recon, fake, fake_recon, k, gamma, lambda_k)
-    if not (is_dense(real) and real_recon.stride() == real.stride()):
-        real, real_recon = real.contiguous(), real_recon.contiguous()
-    if not (is_dense(fake) and fake_recon.stride() == fake.stride()):
-        fake, fake_recon = fake.contiguous(), fake_recon.contiguous()
+    real, real_recon = _walked_together(real, real_recon)
+    fake, fake_recon = _walked_together(fake, fake_recon)
     return _BEGANLoss.apply(real, real_recon, fake, fake_recon, k, gamma, lambda_k, chosen)

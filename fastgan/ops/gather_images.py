@@ -36,7 +36,10 @@ def gather_images_reference(data, index, flip=None, *, dtype=torch.float32, chan
     x = data[index]  # [B, H, W, C]; raises on an index outside [0, N)
     if flip is not None:
         x = torch.where(flip.view(-1, 1, 1, 1).bool(), x.flip(2), x)
-    x = (x.permute(0, 3, 1, 2).to(torch.float32) - 127.5) / 127.5
+    x = x.permute(0, 3, 1, 2).to(torch.float32) - 127.5
+    # A true division, as the kernels' (csrc/gather_images.h): CUDA's x / scalar multiplies
+    # by the rounded reciprocal, 1 ulp off in about half the levels; a tensor divisor divides.
+    x = x / torch.full_like(x, 127.5)
     return x.to(dtype).contiguous(memory_format=_memory_format(channels_last))
 
 

@@ -123,8 +123,12 @@ def interpolate(real, fake, *, generator=None, seed=None, backend=None):
         real, fake = real.detach(), fake.detach()
         if chosen == "reference":
             return interpolate_reference(real, fake, seed)
-        if not samples_contiguous(real) or fake.stride() != real.stride():
-            real, fake = real.contiguous(), fake.contiguous()
+        if not samples_contiguous(real):
+            real = real.contiguous()
+        if fake.stride() != real.stride():
+            # real's exact strides (fake.contiguous() would not do: it can keep another
+            # stride on a size-1 dim, as a 1-channel channels_last batch from cuDNN has)
+            fake = torch.empty_like(real).copy_(fake)
         if chosen == "triton":
             return torch.ops.fastgan.interpolate_triton(real, fake, seed)
         return torch.ops.fastgan.interpolate(real, fake, seed)

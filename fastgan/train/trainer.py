@@ -135,6 +135,8 @@ class Trainer:
             want = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(want)
         if self.device.type == "cuda":
+            if self.device.index is None:  # "cuda": the current device (set_device needs an index)
+                self.device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(self.device)
             # fixed input shapes every step: let cuDNN pick its fastest algorithms once
             torch.backends.cudnn.benchmark = True

@@ -277,6 +277,8 @@ def test_training_block_captures_in_a_cuda_graph(backend):
     for _ in range(3):
         graph.replay()
         want = step(stock)
-    for a, b in zip(grads, want):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    for a, b in zip(grads, want):  # atol scaled by the gradient's size, as in
+        # test_block_matches_sequential_float32 (an H100, 2026-11-22: a fixed 1e-4 failed on
+        # one element of 2048, 1.6e-4 apart at 0.41: sums in another order)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * (b.abs().max().item() + 1))
     torch.testing.assert_close(fused[1].running_mean, stock[1].running_mean, rtol=1e-5, atol=1e-6)

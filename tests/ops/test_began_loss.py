@@ -163,3 +163,21 @@ def test_a_began_step_captures_in_a_cuda_graph(backend):
         graph.replay()
         k_py = min(max(k_py + 0.1 * (0.5 * l_r - l_f), 0.0), 1.0)
         assert k.item() == pytest.approx(k_py, rel=1e-5, abs=1e-7)
+
+
+def test_recon_strides_that_differ_only_on_a_size1_dim(backend_device):
+    # A 1-channel autoencoder output from cuDNN in channels_last has stride 1 on the channel
+    # dim; .contiguous() keeps it, so the op must copy it into real's exact strides itself.
+    backend, device = backend_device
+    shape = (3, 1, 6, 5)
+    real, recon = _pair(shape, torch.float32, device, 3)
+    fake, fake_recon = _pair(shape, torch.float32, device, 4)
+    odd = (shape[2] * shape[3], 1, shape[3], 1)
+    recon = torch.empty_strided(shape, odd, device=device).copy_(recon)
+    fake_recon = torch.empty_strided(shape, odd, device=device).copy_(fake_recon)
+    assert recon.stride() != real.stride()
+    k = torch.tensor([0.3], device=device)
+    got, got_grads = _run(backend, real, recon, fake, fake_recon, k)
+    ref, ref_grads = _run("reference", real, recon.contiguous(), fake, fake_recon.contiguous(), k)
+    for g, r in zip(got + got_grads, ref + ref_grads):
+        torch.testing.assert_close(g, r, **TOL[torch.float32])

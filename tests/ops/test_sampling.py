@@ -181,3 +181,50 @@ def test_opcheck(require_backend, backend):
     torch.library.opcheck(getattr(ops, "interpolate" + suffix).default, (real, fake, seed))
     torch.library.opcheck(getattr(ops, "perturb" + suffix).default,
                           (real, torch.tensor([0.3]), seed, -1.0, 1.0))
+
+
+def _cudnn_one_channel(shape, dtype, device, seed):
+    """A 1-channel channels_last batch as cuDNN returns it: stride 1 on the size-1 channel
+    dim, where .contiguous() and the loaders have H*W (the same memory walk)."""
+    t = _images(shape, dtype, device, seed)
+    n, _, h, w = shape
+    return torch.empty_strided(shape, (h * w, 1, w, 1), dtype=dtype, device=device).copy_(t)
+
+
+def test_strides_that_differ_only_on_a_size1_dim(backend_device):
+    # The first GPU run of the trainer (an H100, 2026-11-22) fed interpolate a generator's
+    # 1-channel output like this and a real batch with the usual strides: .contiguous()
+    # changed neither, and the kernel's argument check refused the pair.
+    backend, device = backend_device
+    real = _images((4, 1, 6, 5), torch.float32, device, 21)
+    fake = _cudnn_one_channel((4, 1, 6, 5), torch.float32, device, 22)
+    assert real.stride() != fake.stride() and fake.is_contiguous()
+    seed = _seed(7, device)
+    got = interpolate(real, fake, seed=seed, backend=backend)
+    want = interpolate_reference(real, fake.contiguous(), seed)
+    torch.testing.assert_close(got, want, **EXACT)
+    if backend in ("cpp", "cuda"):  # the op itself accepts the pair too: the same memory walk
+        torch.testing.assert_close(torch.ops.fastgan.interpolate(real, fake, seed), want, **EXACT)
+
+
+@pytest.mark.gpu
+def test_a_cuda_argument_error_raises_in_python(require_backend):
+    # A failed argument check in a CUDA entry point must surface as RuntimeError with its
+    # message. In a child process: in the first GPU run (an H100, 2026-11-22) the trainer's
+    # processes ended in a segmentation fault inside interpolate's CUDA entry point where
+    # this check failed, so a crash here must fail this test, not end the test session.
+    import subprocess
+    import sys
+    require_backend("cuda", "cuda")
+    code = (
+        "import torch\n"
+        "import fastgan.ops\n"
+        "seed = torch.ones(1, dtype=torch.int64, device='cuda')\n"
+        "try:\n"
+        "    torch.ops.fastgan.interpolate(torch.ones(2, 3, device='cuda'),\n"
+        "                                  torch.ones(3, 2, device='cuda').t(), seed)\n"
+        "except RuntimeError as e:\n"
+        "    print('raised:', 'fake must match real' in str(e))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-3000:]}"
+    assert "raised: True" in r.stdout, r.stdout + r.stderr[-3000:]

@@ -35,7 +35,7 @@ def train(model, opt, data, zero_grad=None):
 
 
 def ulps_of_c(a, b):
-    spacing = (torch.nextafter(torch.tensor(C), torch.tensor(1.0)) - torch.tensor(C)).item()
+    spacing = (torch.nextafter(torch.tensor(C), torch.tensor(1.0)) - torch.tensor(C)).item()  # CPU scalars
     return max(((x - y).abs().max() / spacing).item() for x, y in zip(a, b))
 
 
@@ -47,16 +47,25 @@ def test_100_steps_track_torch_rmsprop_then_clamp(backend_device, flags):
     # exception on CPU: torch's float32 sqrt there is not correctly rounded (1 ulp off in
     # ~20% of elements on the AVX512 dev host) and fastgan's is, which drifts up to 20.5
     # ulps of c (2e-8) apart over 100 steps (measured, lr 5e-5 and 5e-4, all three flag
-    # sets). On CUDA both roots are IEEE: the 1 ulp.
+    # sets). On CUDA both roots are IEEE: the 1 ulp. The oracle is torch's
+    # single-tensor RMSprop (foreach=False), whose ops the reference backend repeats: on CUDA
+    # torch defaults to its foreach path, whose kernels round differently and end 6-8 ulps of
+    # c from the single-tensor path after these 100 steps (measured on an H100, 2026-11-22).
+    # Against the foreach path fastgan must be no further than torch's own single-tensor path.
     backend, device = backend_device
     ours, theirs = critic().to(device), critic().to(device)
     data = [x.to(device) for x in batches(100)]
     opt = RMSpropClip(ours.parameters(), lr=5e-4, clip=C, backend=backend, **flags)
-    ref = torch.optim.RMSprop(theirs.parameters(), lr=5e-4, **flags)
+    ref = torch.optim.RMSprop(theirs.parameters(), lr=5e-4, foreach=False, **flags)
     train(ours, opt, data)
     train(theirs, ref, data)
     allowed = 0 if backend == "reference" else 1 if device == "cuda" else 32
     assert ulps_of_c(list(ours.parameters()), list(theirs.parameters())) <= allowed
+    if device == "cuda":
+        multi = critic().to(device)
+        train(multi, torch.optim.RMSprop(multi.parameters(), lr=5e-4, foreach=True, **flags), data)
+        torch_gap = ulps_of_c(list(theirs.parameters()), list(multi.parameters()))
+        assert ulps_of_c(list(ours.parameters()), list(multi.parameters())) <= torch_gap + allowed
     assert all(p.abs().max() <= C for p in ours.parameters())
     for p, q in zip(ours.parameters(), theirs.parameters()):  # same state, same keys
         s, t = opt.state[p], ref.state[q]
