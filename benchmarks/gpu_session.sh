@@ -3,7 +3,9 @@
 # short idle time and whose calls last at most 10 minutes:
 #
 #   bash benchmarks/gpu_session.sh start [SECONDS]   # build in place, start the stages in the
-#                                                    # background (setsid), wait SECONDS, collect
+#                                                    # background (setsid), collect SECONDS after
+#                                                    # the call began (the build counts: keep it
+#                                                    # under the call's limit, e.g. 540 of 600)
 #   bash benchmarks/gpu_session.sh wait SECONDS      # wait (until done at the latest), collect
 #   bash benchmarks/gpu_session.sh collect           # $OUT/fgs.tgz + the progress so far
 #
@@ -113,6 +115,7 @@ PYEOF
 
 case $CMD in
   start)
+    t0=$(date +%s)
     rm -rf "$FGS"; mkdir -p "$FGS"
     {
       echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -139,7 +142,7 @@ case $CMD in
     export -f run_stages stage
     export REPO FGS PY
     setsid bash -c run_stages > "$FGS/runner.log" 2>&1 < /dev/null &
-    wait_for "${2:-0}"; collect ;;
+    wait_for $(( t0 + ${2:-0} - $(date +%s) )); collect ;;
   wait) wait_for "${2:-0}"; collect ;;
   collect) collect ;;
   *) echo "gpu_session: unknown command $CMD (start, wait, collect)" >&2; exit 2 ;;

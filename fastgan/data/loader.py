@@ -37,6 +37,7 @@ BACKENDS = ("auto", "dali", "nvjpeg", "cpu", "cache")
 CACHE_BUDGET = {"cuda": 1 << 30, "cpu": 256 << 20}
 _FLIP_SEED_OFFSET = 2**32
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_BAR_MIN_CHECK, _BAR_MIN_DECODE = 5000, 2000  # progress bars only for datasets larger than these
 
 
 def _say(verbose, msg):
@@ -241,7 +242,7 @@ def _check_args(resolution, batch_size, backend, crop, channels, shard, dtype, s
 def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None, crop=None,
                 flip=False, shuffle=True, drop_last=True, seed=0, shard=(0, 1),
                 channels_last=False, dtype=torch.float32, channels=3, num_workers=None,
-                verbose=True):
+                verbose=True, progress=None):
     """An ImageLoader over a folder tree or .zip of JPEG/PNG images, a prepared file
     (fastgan data prepare), or "digits" (fastgan.data.digits()); for a 2-D toy mixture
     (a name in fastgan.data.toy.MIXTURES: "ring8", "grid25") a fastgan.data.toy.ToyLoader
@@ -252,12 +253,14 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
     file or a dataset whose decoded size fits CACHE_BUDGET -> "cache"; otherwise "dali",
     "nvjpeg" or "cpu", the fastest available; the choice is printed with verbose=True),
     "dali", "nvjpeg", "cpu" or "cache". num_workers: DataLoader workers ("cpu") or decoding
-    threads ("dali", "nvjpeg"); None: min(8, CPU count).
+    threads ("dali", "nvjpeg"); None: min(8, CPU count). progress: progress bars while a
+    large dataset is checked and decoded once (None: as verbose).
     """
     if isinstance(path, str) and path in toy.MIXTURES:
         return _toy_loader(path, resolution, batch_size, backend, device, crop, seed, shard, dtype,
                            channels, verbose)
     shard = _check_args(resolution, batch_size, backend, crop, channels, shard, dtype, seed, num_workers)
+    progress = verbose if progress is None else bool(progress)
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -287,7 +290,7 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
                              backend="cache", data=data, skipped=len(m["skipped"]), **common)
     else:
         source = Source(path)
-        checks = check_all(source, crop, channels, progress=verbose and len(source.files) > 5000)
+        checks = check_all(source, crop, channels, progress=progress and len(source.files) > _BAR_MIN_CHECK)
         usable = [k for k, c in enumerate(checks) if c.ok]
         skipped = len(source.others) + len(source.files) - len(usable)
         if not usable:
@@ -318,7 +321,7 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
         if name == "cache":
             dec_name, dec_reason = _decoder_choice(device)
             decoder = _make_decoder(dec_name, samples, sizes, 256, device, workers)
-            data, failed_at = _decode_whole(decoder, len(files), device, nbytes, verbose, path)
+            data, failed_at = _decode_whole(decoder, len(files), device, nbytes, progress, path)
             if failed_at:
                 keep = sorted(set(range(len(files))) - set(failed_at))
                 data = data[torch.tensor(keep, device=data.device)].contiguous()
@@ -360,7 +363,7 @@ def _toy_loader(name, resolution, batch_size, backend, device, crop, seed, shard
     return loader
 
 
-def _decode_whole(decoder, n, device, nbytes, verbose, path):
+def _decode_whole(decoder, n, device, nbytes, progress, path):
     """Decodes a whole dataset once into uint8 [n, R, R, C] on `device` (pinned host memory
     when it does not fit the GPU); returns it and the indices that failed to decode."""
     s = decoder.samples
@@ -374,5 +377,5 @@ def _decode_whole(decoder, n, device, nbytes, verbose, path):
         data[start:start + len(u8)] = u8.to(target, non_blocking=True)
         failed_at.extend(start + int(j) for j in failed.nonzero().flatten())
 
-    decode_all(decoder, n, sink, progress=verbose and n > 2000, desc=f"decoding {path.name}")
+    decode_all(decoder, n, sink, progress=progress and n > _BAR_MIN_DECODE, desc=f"decoding {path.name}")
     return data, failed_at

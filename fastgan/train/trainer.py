@@ -156,7 +156,7 @@ class Trainer:
                 batch_size=batch // self.world, backend=cfg["data_backend"], device=self.device,
                 crop=cfg["crop"], flip=cfg["flip"], seed=cfg["seed"], shard=(self.rank, self.world),
                 channels_last=self.channels_last, channels=mc["channels"],
-                num_workers=cfg["num_workers"], verbose=self.main)
+                num_workers=cfg["num_workers"], verbose=self.main, progress=self.main and cfg["progress"])
         if len(self.loader) == 0:
             raise ValueError(f"the data gives no full batch of {batch // self.world} images per process")
         if cfg["steps"] is not None:

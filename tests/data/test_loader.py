@@ -185,3 +185,28 @@ def test_dali_missing_is_a_clear_error(labeled, monkeypatch):
     monkeypatch.setattr(_dali, "available", lambda: False)
     with pytest.raises(ValueError, match=r"pip install \"fastgan\[dali\]\""):
         load(labeled, backend="dali")
+
+
+@pytest.mark.parametrize("verbose, progress, want", [(True, None, True), (True, False, False),
+                                                     (False, True, True), (False, None, False)])
+def test_progress_bars_follow_progress_else_verbose(labeled, monkeypatch, verbose, progress, want):
+    # `fastgan train --no-progress` passes progress=False: the one-time check and decode of a
+    # dataset draw no bars then, while the backend choice is still said (verbose).
+    from fastgan.data import loader as loader_mod
+    seen = {}
+    real_check_all, real_decode_all = loader_mod.check_all, loader_mod.decode_all
+
+    def check_all(*a, progress=False, **k):
+        seen["check"] = progress
+        return real_check_all(*a, progress=False, **k)
+
+    def decode_all(*a, progress=False, **k):
+        seen["decode"] = progress
+        return real_decode_all(*a, progress=False, **k)
+
+    monkeypatch.setattr(loader_mod, "check_all", check_all)
+    monkeypatch.setattr(loader_mod, "decode_all", decode_all)
+    monkeypatch.setattr(loader_mod, "_BAR_MIN_CHECK", 0)
+    monkeypatch.setattr(loader_mod, "_BAR_MIN_DECODE", 0)
+    load(labeled, backend="cache", verbose=verbose, progress=progress)
+    assert seen == {"check": want, "decode": want}
