@@ -276,11 +276,12 @@ def is_math_kernel(name):
 
 def kernel_breakdown(trace_events, iterations):
     """Per iteration, from a Chrome trace's events (torch.profiler's export): kernel
-    launches, conv/GEMM kernel ms, other kernel ms, memcpy/memset count, the five slowest
-    kernel names by total time (each marked math or not)."""
+    launches, conv/GEMM kernel ms, other kernel ms, memcpy/memset count; "top": the ten
+    kernel names with the most total time (each marked math or not), "top_other": the ten
+    non-math ones (the time a step spends beyond its convolutions), each with its launches."""
     math_us = other_us = 0.0
     n = copies = 0
-    by_name = {}
+    by_name = {}  # name: [total us, launches]
     for e in trace_events:
         cat = e.get("cat", "")
         if cat in ("gpu_memcpy", "gpu_memset"):
@@ -290,15 +291,21 @@ def kernel_breakdown(trace_events, iterations):
         n += 1
         dur = float(e.get("dur", 0.0))
         name = e.get("name", "")
-        by_name[name] = by_name.get(name, 0.0) + dur
+        entry = by_name.setdefault(name, [0.0, 0])
+        entry[0] += dur
+        entry[1] += 1
         if is_math_kernel(name):
             math_us += dur
         else:
             other_us += dur
-    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:5]
+    ranked = sorted(by_name.items(), key=lambda kv: -kv[1][0])
+
+    def rows(items):
+        return [{"name": k[:200], "ms": us / 1e3 / iterations, "launches": calls / iterations,
+                 "math": is_math_kernel(k)} for k, (us, calls) in items[:10]]
     return {"kernels": n / iterations, "conv_ms": math_us / 1e3 / iterations,
             "other_ms": other_us / 1e3 / iterations, "memcpy_memset": copies / iterations,
-            "top": [{"name": k[:120], "ms": v / 1e3 / iterations, "math": is_math_kernel(k)} for k, v in top]}
+            "top": rows(ranked), "top_other": rows([kv for kv in ranked if not is_math_kernel(kv[0])])}
 
 
 _ATEN_MATH = re.compile(r"^aten::(\w*conv(?!ert)\w*|mm|addmm|bmm|baddbmm|addbmm|matmul|linear|_addmm_activation)$")
@@ -577,6 +584,13 @@ def markdown(result):
                          f"{_fmt(r['step_ms'])} | {_fmt(r['warmup_s'])} | {_fmt(count)} | {_fmt(p.get('conv_ms'))} | "
                          f"{_fmt(p.get('other_ms'))} | {_fmt(p.get('step_over_conv'))} | "
                          f"{_fmt(r['losses']['d'], 4)} | {_fmt(r['losses']['g'], 4)} | {mem} |")
+        fg = next((r for r in c["rows"] if r["impl"] == FASTGAN and "error" not in r), None)
+        other = (fg or {}).get("profile", {}).get("top_other") if cuda else None
+        if other:  # where fastgan's step spends its time beyond the convolutions
+            lines += ["", "fastgan's costliest kernels other than convolution/GEMM, per iteration:", "",
+                      "| kernel | ms/it | launches/it |", "|---|---:|---:|"]
+            lines += [f"| `{o['name'].replace('|', '/')}` | {_fmt(o['ms'])} | {_fmt(o['launches'])} |"
+                      for o in other]
     return "\n".join(lines) + "\n"
 
 

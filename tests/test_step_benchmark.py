@@ -142,6 +142,22 @@ def test_kernel_breakdown_of_a_trace(step_e2e):
     assert b["kernels"] == 2.0 and b["memcpy_memset"] == 0.5
     assert math.isclose(b["conv_ms"], 0.2) and math.isclose(b["other_ms"], 0.03)
     assert b["top"][0]["math"] is True and b["top"][2]["math"] is False
+    assert [r["name"] for r in b["top_other"]] == ["triton_poi_fused_convolution_0", "_bias_leaky_relu_kernel"]
+    assert b["top_other"][0]["launches"] == 0.5 and math.isclose(b["top_other"][0]["ms"], 0.02)
+
+
+def test_gpu_report_lists_fastgans_costliest_other_kernels(step_e2e):
+    # The first GPU report (an H100, committed under benchmarks/results/) renders again, with
+    # a "top_other" list as kernel_breakdown now records it in the fastgan row of each config.
+    (path,) = sorted((BENCH / "results").glob("2026-11-22-NVIDIA-H100-80GB-HBM3-step.json"))
+    result = json.loads(path.read_text())
+    fg = next(r for r in result["configs"][0]["rows"] if r["impl"] == "fastgan")
+    fg["profile"]["top_other"] = [{"name": "void reduce_kernel<a|b>", "ms": 1.29, "launches": 12.0,
+                                   "math": False}]
+    md = step_e2e.markdown(result)
+    assert "## wgan-gp-dcgan 64x64 batch 64" in md and "| fastgan | 52.7 [52.7-53.3] |" in md
+    assert md.count("costliest kernels other than convolution") == 1
+    assert "| `void reduce_kernel<a/b>` | 1.29 | 12 |" in md
 
 
 @pytest.mark.parametrize("name,expected", [
