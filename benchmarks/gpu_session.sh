@@ -120,7 +120,8 @@ case $CMD in
     {
       echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
       nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
-      $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, '| triton', triton.__version__)"
+      $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda,
+                                          '| triton', triton.__version__)"
       nvcc --version 2>/dev/null | tail -1
       echo "nproc: $(nproc)"
     } > "$FGS/env.txt" 2>&1

@@ -50,12 +50,13 @@ Time budget of the full GPU run (issue 9, item 5: under 8 minutes). Measured on 
 configurations alone took ~480 s. An iteration costs 3-19 ms for fastgan and 13-65 ms for the
 eager loops, except the WGAN-GP ResNet (290-430 ms; 71 ms of convolution/GEMM kernels per
 iteration against 11 ms for WGAN-GP DCGAN); torch.compile's warm-up (compilation, cold cache,
-16 cores) took 19-59 s per DCGAN-sized configuration (BEGAN the 59) and 113 s for the ResNet. So the full run does not fit 8 minutes
-there. `--budget-s` (default 420 on a GPU) is the guard: a configuration that starts after
-that is recorded as skipped (configurations run batch 64 first, WGAN-GP DCGAN first, so the
-target's row always runs; one that starts runs all its implementations), and the report is
-written after every configuration, so a cut-off run leaves one. `--models` and `--batches`
-choose a part: e.g. `--batches 256` in a second call.
+16 cores) took 19-59 s per DCGAN-sized configuration (BEGAN the 59) and 113 s for the
+ResNet. So the full run does not fit 8 minutes there. `--budget-s` (default 420 on a GPU) is
+the guard: a configuration that starts after that is recorded as skipped (configurations run
+batch 64 first, WGAN-GP DCGAN first, so the target's row always runs; one that starts runs
+all its implementations), and the report is written after every configuration, so a cut-off
+run leaves one. `--models` and `--batches` choose a part: e.g. `--batches 256` in a second
+call.
 
 Output: OUT/<date>-<device>-step.md and .json (OUT: --out, default benchmarks/results),
 then a short table on stdout, last. The report states the issue's targets and whether the

@@ -23,7 +23,8 @@ FLAGS = [
 
 def assert_ulps(actual, expected, ulps, what):
     scale = expected.abs().max().to(torch.float64)
-    spacing = (torch.nextafter(scale.to(expected.dtype), torch.tensor(float("inf"), dtype=expected.dtype, device=expected.device))
+    inf = torch.tensor(float("inf"), dtype=expected.dtype, device=expected.device)
+    spacing = (torch.nextafter(scale.to(expected.dtype), inf)
                .to(torch.float64) - scale)
     err = (actual.to(torch.float64) - expected.to(torch.float64)).abs().max()
     assert err <= ulps * spacing, f"{what}: {err / spacing:.1f} ulps of {scale:.3g} (allowed {ulps})"
