@@ -30,7 +30,8 @@ CMD=${1:-collect}
 collect() {
   [ -d "$FGS" ] || { echo "gpu_session: nothing under $FGS"; return; }
   [ -n "${OUT:-}" ] && tar czf "$OUT/fgs.tgz" -C "$(dirname "$FGS")" "$(basename "$FGS")" 2>/dev/null
-  [ -n "${OUT:-}" ] && ls "$FGS"/_C*.so >/dev/null 2>&1 && cp "$FGS"/_C*.so "$FGS"/csrc.sha "$OUT"/ 2>/dev/null
+  # the built extension travels inside fgs.tgz (alone it passes the 16 MiB a returned file may
+  # have): unpack it into .prebuilt/ with csrc.sha to skip the next lease's build
   echo "== progress"; cat "$FGS/progress.log" 2>/dev/null
   for f in "$FGS"/*-summary.txt; do [ -f "$f" ] && { echo "== $(basename "$f")"; tail -40 "$f"; }; done
 }
