@@ -10,3 +10,11 @@ def is_dense(t):
             return False
         expected *= size
     return True
+
+
+def same_walk(t, like):
+    """True when t and like have the same shape and the same strides on every dim of more
+    than one element: walked in memory order they visit the same elements together (a size-1
+    dim's stride is arbitrary). The Python side of csrc/penalty.h's same_walk."""
+    return t.shape == like.shape and all(n == 1 or a == b
+                                         for n, a, b in zip(t.shape, t.stride(), like.stride()))

@@ -16,7 +16,7 @@ formulas in plain PyTorch (sums in float32, float64 for float64 inputs).
 import torch
 
 from fastgan import _backend, _ext, kernels
-from fastgan.kernels._layout import is_dense
+from fastgan.kernels._layout import is_dense, same_walk
 from fastgan.ops import _checks
 from fastgan.ops.penalty import compute_dtype
 
@@ -127,11 +127,10 @@ def _check(real, real_recon, fake, fake_recon, k, gamma, lambda_k):
 
 
 def _walked_together(x, recon):
-    """x dense and recon with x's exact strides (the kernels walk both in memory order).
-    recon.contiguous() would not do: it can keep another stride on a size-1 dim."""
+    """x dense and recon walked in x's memory order (the kernels walk both together)."""
     if not is_dense(x):
         x = x.contiguous()
-    if recon.stride() != x.stride():
+    if not same_walk(recon, x):
         recon = torch.empty_like(x, dtype=recon.dtype).copy_(recon)
     return x, recon
 
