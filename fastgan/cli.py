@@ -9,6 +9,7 @@ import sys
 
 from fastgan._backend import BackendUnavailable
 from fastgan.train.checkpoint import CheckpointError
+from fastgan.train.config import LR_SCHEDULES
 
 
 class CLIError(Exception):
@@ -40,7 +41,7 @@ def _train(args):
         "device": args.device, "ema": args.ema, "data_backend": args.data_backend,
         "num_workers": args.num_workers, "progress": False if args.no_progress else None,
         "eval_every": args.eval_every, "metrics": args.metrics, "inception": args.inception,
-        "cuda_graphs": args.cuda_graphs,
+        "cuda_graphs": args.cuda_graphs, "lr_schedule": args.lr_schedule,
     }.items() if v is not None}
     layers = []
     if args.config:
@@ -225,6 +226,9 @@ def build_parser():
                    help="set any hyperparameter or trainer setting, e.g. --set lr_d=2e-4 --set ema=0.999")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--ema", type=float, help="keep an EMA of the generator's weights with this decay")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                   help="constant (default): the model's learning rates; linear: both fall "
+                        "linearly to 0 over the run")
     p.add_argument("--data-backend", choices=("auto", "dali", "nvjpeg", "cpu", "cache"),
                    help="how images are decoded (default auto)")
     p.add_argument("--num-workers", type=int, help="decoding workers of the cpu backend")

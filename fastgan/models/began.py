@@ -131,6 +131,8 @@ class BEGAN(DCGAN):
                         group["lr"].mul_(self.config["lr_decay"])
                     else:
                         group["lr"] = group["lr"] * self.config["lr_decay"]
+                    if "initial_lr" in group:  # the trainer's lr_schedule scales from it
+                        group["initial_lr"] = group["initial_lr"] * self.config["lr_decay"]
             self._best_m, self._best_step = m, step
 
     def extra_state(self):

@@ -21,6 +21,8 @@ TRAIN_DEFAULTS = {
     "amp": False,
     "channels_last": None,   # None: on CUDA only
     "ema": 0.0,              # EMA decay of the generator's weights; 0: no EMA
+    "lr_schedule": "constant",  # or "linear": both learning rates fall linearly to 0 over the run's
+                             # steps (WGAN-GP's released CIFAR-10 code, Gulrajani et al. 2017)
     "seed": 0,
     "device": None,          # None: cuda if available, else cpu
     "log_every": 50,
@@ -46,9 +48,11 @@ DEFAULT_STEPS = 100_000
 # that `fastgan train --model wgan-gp --amp` finishes on a 2-core CPU in under 10 minutes.
 # The 2-D toy mixtures (fastgan.data.toy) are points [B, 2, 1, 1] for the MLP arch. Only keys
 # every model has (COMMON and trainer keys): these defaults merge into any model's config.
-# 1000 samples make the scatter plot and are enough for fastgan.data.toy.coverage.
+# 1000 samples make the scatter plot and are enough for fastgan.data.toy.coverage. The
+# learning rates decay linearly: with constant ones the GAN-family generators were still
+# hopping between modes at the end of tests/models/test_mixture.py's runs.
 _TOY = {"resolution": 1, "channels": 2, "arch": "mlp", "batch_size": 256, "steps": 5000,
-        "sample_every": 500, "num_samples": 1000, "ema": 0.0}
+        "sample_every": 500, "num_samples": 1000, "ema": 0.0, "lr_schedule": "linear"}
 DATASET_DEFAULTS = {
     "digits": {"resolution": 16, "channels": 1, "g_width": 32, "d_width": 32, "steps": 5000,
                "ema": 0.999, "sample_every": 500},
@@ -57,6 +61,7 @@ DATASET_DEFAULTS = {
 }
 
 TRAIN_KEYS = frozenset(TRAIN_DEFAULTS)
+LR_SCHEDULES = ("constant", "linear")
 
 
 def parse_value(text):

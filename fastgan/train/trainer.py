@@ -13,6 +13,11 @@ Precision (amp=True): bfloat16 autocast where the device supports it (every CPU,
 devices with bf16), else float16 autocast with a GradScaler. channels_last: on CUDA by
 default.
 
+Learning rates (lr_schedule): "constant" keeps the model's rates (and whatever the model
+changes, as BEGAN's halving); "linear" sets both to initial_lr * (1 - step / total) before
+each generator step, as WGAN-GP's released CIFAR-10 code does. initial_lr is kept in the
+optimizers' param groups, so a resumed run continues the same schedule.
+
 CUDA graphs (cuda_graphs, fastgan.train.graphs): on a CUDA device the critic step and the
 generator step are captured after a few eager steps and replayed, one launch each; log
 steps and anything that cannot be captured run eagerly, with the reason said once.
@@ -40,7 +45,7 @@ from torch import distributed as dist
 
 from fastgan.train import checkpoint as ckpt
 from fastgan.train import graphs
-from fastgan.train.config import TRAIN_DEFAULTS, save_config
+from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, save_config
 
 CONFIG_FILE = "config.yaml"
 
@@ -115,6 +120,9 @@ class Trainer:
             raise ValueError(f"Trainer: eval_every must be an integer >= 0 (0: no evaluation), got {ev!r}")
         if not 0.0 <= float(self.cfg["ema"]) < 1.0:
             raise ValueError(f"Trainer: ema is a decay in [0, 1), got {self.cfg['ema']!r}")
+        if self.cfg["lr_schedule"] not in LR_SCHEDULES:
+            raise ValueError(f"Trainer: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                             f"got {self.cfg['lr_schedule']!r}")
         self.resume = resume
         self.overwrite = overwrite
         self.step = 0
@@ -382,6 +390,7 @@ class Trainer:
         """One generator step: the model's critic steps, then one generator step. Replayed
         from CUDA graphs when they are on and this is not a log step (measure_norms)."""
         norms = {} if measure_norms else None
+        self._schedule_lr()
         warmup = self._graphs_wanted and self._graphs is None and self._steps_run < graphs.WARMUP_STEPS
         stream = None
         if warmup:  # PyTorch's advice: the eager steps before a capture on a side stream
@@ -407,6 +416,23 @@ class Trainer:
         self._steps_run += 1
         self.step += 1
         return {k: v for k, v in (norms or {}).items() if v is not None}
+
+    def _schedule_lr(self):
+        """Sets both optimizers' learning rates for generator step self.step: "linear" is
+        initial_lr * (1 - step / total), the last step's 1 / total of it. A rate held as a
+        device tensor (a captured step reads it) is filled in place."""
+        if self.cfg["lr_schedule"] == "constant":
+            return
+        factor = max(0.0, 1.0 - self.step / self.total)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                if "initial_lr" not in group:  # the first scheduled step (or a run that had none)
+                    group["initial_lr"] = float(group["lr"])
+                lr = group["initial_lr"] * factor
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = lr
 
     @torch.no_grad()
     def _update_ema(self):

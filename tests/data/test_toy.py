@@ -252,6 +252,7 @@ def test_dataset_defaults():
         assert (defaults["resolution"], defaults["channels"], defaults["arch"]) == (1, 2, "mlp")
     full = resolve("wgan-gp", {"data": "grid25"})
     assert (full["resolution"], full["channels"], full["arch"], full["num_samples"]) == (1, 2, "mlp", 1000)
+    assert full["lr_schedule"] == "linear" and resolve("wgan-gp", {})["lr_schedule"] == "constant"
 
 
 @pytest.mark.gpu

@@ -84,7 +84,8 @@ def test_unavailable_reasons():
 # 2e-4 relative apart (8e-4 absolute on a loss near 0.01) and gradient norms up to 2.5%.
 GRAPHED = [("dcgan", {}), ("wgan", {}), ("wgan-gp", {}), ("wgan-gp", {"arch": "resnet"}),
            ("wgan-gp", {"one_pass": True}), ("dragan", {}), ("began", {}), ("ebgan", {}),
-           ("lsgan", {"ema": 0.99}), ("dcgan", {"amp": True}), ("wgan-gp", {"amp": True})]
+           ("lsgan", {"ema": 0.99}), ("dcgan", {"amp": True}), ("wgan-gp", {"amp": True}),
+           ("wgan", {"lr_schedule": "linear"}), ("wgan-gp", {"lr_schedule": "linear"})]
 
 
 def _params(module):

@@ -132,6 +132,8 @@ def test_trainer_rejects_bad_settings(tmp_path):
         Trainer(model, None, {"steps": 1, "log_every": 0})
     with pytest.raises(ValueError, match="ema is a decay"):
         Trainer(model, None, {"steps": 1, "ema": 1.5})
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, linear, got 'cosine'"):
+        Trainer(model, None, {"steps": 1, "lr_schedule": "cosine"})
 
 
 def test_precision_choice():
@@ -264,3 +266,68 @@ def test_ema_of_a_generator_without_buffers(tmp_path):
     assert not list(t.model.generator.buffers())
     for e, g in zip(t.ema.parameters(), t.model.generator.parameters()):
         assert torch.isfinite(e).all() and not torch.equal(e, g)  # averaged, not copied
+
+
+class _LrRecorder(Trainer):
+    """Records both optimizers' learning rates as each generator step starts."""
+
+    def _schedule_lr(self):
+        super()._schedule_lr()
+        self.lrs = getattr(self, "lrs", [])
+        self.lrs.append([float(g["lr"]) for opt in (self.opt_g, self.opt_d) for g in opt.param_groups])
+
+
+@pytest.mark.parametrize("name", ["wgan-gp", "wgan"])  # Adam; RMSprop with the fused clip
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_lr_schedule(tmp_path, name, schedule):
+    model = models.build(name, **TINY)
+    base = [model.config["lr_g"], model.config["lr_d"]]
+    cfg = {"steps": 4, "out": str(tmp_path / "run"), "progress": False, "tensorboard": False,
+           "device": "cpu", "data_backend": "cache", "lr_schedule": schedule}
+    t = _LrRecorder(model, None, cfg).fit()
+    factors = [1 - s / 4 for s in range(4)] if schedule == "linear" else [1.0] * 4
+    assert t.lrs == [[pytest.approx(b * f, rel=1e-12) for b in base] for f in factors]
+    if schedule == "linear":  # the base rides in the optimizer's state (and so in checkpoints)
+        assert [g["initial_lr"] for opt in (t.opt_g, t.opt_d) for g in opt.param_groups] == base
+        state = load_checkpoint(list_checkpoints(tmp_path / "run")[-1])
+        assert state["opt_d"]["param_groups"][0]["initial_lr"] == base[1]
+
+
+class _Interrupted(Trainer):
+    """Ctrl-C as generator step `at` starts."""
+    at = 3
+
+    def train_step(self, measure_norms=False):
+        if self.step == self.at:
+            raise KeyboardInterrupt
+        return super().train_step(measure_norms)
+
+
+def test_linear_lr_schedule_resumes_exactly(tmp_path):
+    # the schedule runs over the configured steps: the interrupted run was a 6-step run
+    whole = _train(tmp_path / "a", "wgan", steps=6, ckpt_every=10, lr_schedule="linear")
+    torch.manual_seed(0)
+    cfg = {"steps": 6, "out": str(tmp_path / "b" / "run"), "log_every": 1, "ckpt_every": 10,
+           "progress": False, "tensorboard": False, "device": "cpu", "data_backend": "cache",
+           "lr_schedule": "linear"}
+    with pytest.raises(KeyboardInterrupt):
+        _Interrupted(models.build("wgan", **TINY), None, cfg).fit()
+    resumed = _train(tmp_path / "b", "wgan", steps=6, ckpt_every=10, resume=True, lr_schedule="linear")
+    assert _losses(resumed.history) == _losses(whole.history)[3:]
+    assert resumed.opt_d.param_groups[0]["lr"] == whole.opt_d.param_groups[0]["lr"] == pytest.approx(5e-5 / 6)
+
+
+def test_began_halving_scales_the_linear_schedule(tmp_path):
+    model = models.build("began", **TINY, lr_patience=10)
+    cfg = {"steps": 4, "out": str(tmp_path / "run"), "progress": False, "tensorboard": False,
+           "device": "cpu", "data_backend": "cache", "lr_schedule": "linear"}
+    t = Trainer(model, None, cfg)
+    t._setup()
+    t._schedule_lr()                      # step 0: the base is the paper's 1e-4
+    model.on_log(1, {"convergence": 1.0})
+    model.on_log(11, {"convergence": 1.0})  # no 1% improvement in lr_patience steps: halve
+    t.step = 2
+    t._schedule_lr()
+    for opt in (t.opt_g, t.opt_d):
+        assert opt.param_groups[0]["initial_lr"] == pytest.approx(5e-5)
+        assert opt.param_groups[0]["lr"] == pytest.approx(5e-5 * (1 - 2 / 4))
