@@ -10,7 +10,9 @@ convolution before it (a full convolution backward of zeros per layer). Here the
 backward is one kernel, dx = (y > 0 ? dy : slope * dy), computed from the saved output,
 and that kernel is its own derivative with respect to dy, with no derivative with respect
 to y: the second order costs one more elementwise pass and nothing else (the pattern of
-StyleGAN2's bias_act). The bias gradient is the sum of dx over every dimension but 1.
+StyleGAN2's bias_act). The bias gradient is the sum of dx over every dimension but 1,
+computed only when the backward uses it (not in a gradient penalty's grad with respect to
+the critic's input).
 
 Arithmetic in float32 (float64 for float64), rounded once to x's dtype: in float32 and
 float64 exactly F.leaky_relu(x + bias.view(...)). negative_slope >= 0 (the mask is read
@@ -70,6 +72,23 @@ def _ops(backend):
     return ns.bias_leaky_relu, ns.leaky_relu_backward
 
 
+def _engine_wants_grad(ctx, i):
+    """Whether this backward will use the gradient of the Function's input i. A gradient
+    penalty's autograd.grad(D(x_hat), x_hat) uses none of the bias's, and summing dx for it
+    is a full reduction pass per layer (the H100 profile's costliest non-convolution kernel
+    in the WGAN-GP step was a bf16 sum). True where the engine cannot say: under
+    torch.compile, which traces the backward ahead of any engine, or an older torch."""
+    if torch.compiler.is_compiling():
+        return True
+    node = ctx.next_functions[i][0]
+    if node is None:
+        return False
+    try:
+        return torch._C._will_engine_execute_node(node)
+    except (AttributeError, RuntimeError):
+        return True
+
+
 class _BiasLeakyReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, bias, negative_slope, backend):
@@ -84,7 +103,7 @@ class _BiasLeakyReLU(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         dx = _LeakyReLUGrad.apply(dy, y.detach(), *ctx.args)  # no derivative in y: no edge
         db = None
-        if ctx.bias_dtype is not None and ctx.needs_input_grad[1]:
+        if ctx.bias_dtype is not None and ctx.needs_input_grad[1] and _engine_wants_grad(ctx, 1):
             dims = [0] + list(range(2, dx.dim()))
             db = dx.sum(dims, dtype=compute_dtype(dx.dtype)).to(ctx.bias_dtype)
         return dx, db, None, None

@@ -138,6 +138,44 @@ def test_second_order_sends_nothing_back_through_the_input(backend_device):
     assert gx is None
 
 
+class _CountSums(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the aten.sum calls under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.sums = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.sums += func.overloadpacket is torch.ops.aten.sum
+        return func(*args, **(kwargs or {}))
+
+
+def test_bias_gradient_only_when_the_backward_uses_it(backend_device):
+    # A gradient penalty asks for the input gradient alone: the bias's sum over N*H*W is
+    # skipped there, and computed (to the same value) in a backward that reaches the bias.
+    backend, device = backend_device
+    if backend == "reference":
+        pytest.skip("the reference is differentiated by autograd, which decides this itself")
+    x, bias = _case("channels_last", torch.float32, device)
+    x.requires_grad_(True)
+    b = bias.clone().requires_grad_(True)
+    y = bias_leaky_relu(x, b, 0.2, backend=backend)
+    dy = torch.ones_like(y)
+    with _CountSums() as counted:
+        (dx_only,) = torch.autograd.grad(y, x, grad_outputs=dy, create_graph=True)
+    assert counted.sums == 0
+    with _CountSums() as counted:
+        dx, db = torch.autograd.grad(y, [x, b], grad_outputs=dy, retain_graph=True)
+    assert counted.sums == 1
+    torch.testing.assert_close(dx_only.detach(), dx, **EXACT)
+    y.backward(dy)
+    torch.testing.assert_close(b.grad, db, **EXACT)
+    x_ref = x.detach().clone().requires_grad_(True)
+    b_ref = bias.clone().requires_grad_(True)
+    bias_leaky_relu_reference(x_ref, b_ref, 0.2).backward(dy)
+    torch.testing.assert_close(b.grad, b_ref.grad, **SUM_TOL[torch.float32])
+
+
 def test_module(backend_device):
     backend, device = backend_device
     m = fastgan.nn.BiasLeakyReLU(5, 0.2, backend=backend).to(device)
