@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fastgan.nn.resnet import DownBlock, ResNetCritic, ResNetGenerator, UpBlock
+from fastgan.nn.resnet import DownBlock, ResNetCritic, ResNetGenerator, SampleNorm, UpBlock, mean_pool2
 
 
 def _gen(*shape, seed=0, dtype=torch.float32):
@@ -167,3 +167,82 @@ def test_size_validation():
         ResNetGenerator(out_channels=-1)
     with pytest.raises(ValueError, match="in_channels must be a positive int, got 2.5"):
         ResNetCritic(in_channels=2.5)
+
+
+CL = torch.channels_last
+
+
+def _layouts(x):
+    return {"nchw": x.contiguous(), "channels_last": x.contiguous(memory_format=CL)}
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 8, 6), (2, 1, 4, 4), (1, 7, 2, 10)])
+def test_mean_pool2_is_avg_pool2d_and_keeps_the_layout(shape):
+    x = _gen(*shape, dtype=torch.float64)
+    for name, t in _layouts(x).items():
+        t = t.clone(memory_format=torch.preserve_format).requires_grad_(True)
+        y = mean_pool2(t)
+        torch.testing.assert_close(y, F.avg_pool2d(x, 2), rtol=1e-15, atol=1e-15)
+        assert y.is_contiguous(memory_format=CL if name == "channels_last" else torch.contiguous_format), name
+        (g,) = torch.autograd.grad(y, t, grad_outputs=_gen(*y.shape, seed=1, dtype=x.dtype))
+        (ref,) = torch.autograd.grad(F.avg_pool2d(t, 2), t, grad_outputs=_gen(*y.shape, seed=1, dtype=x.dtype))
+        torch.testing.assert_close(g, ref, rtol=0, atol=0)
+    odd = _gen(2, 3, 5, 7)  # odd sizes: avg_pool2d's floor, through avg_pool2d itself
+    torch.testing.assert_close(mean_pool2(odd), F.avg_pool2d(odd, 2), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7, 9), (2, 1, 4, 4), (4, 3, 1, 1)])
+def test_sample_norm_is_group_norm_one_group_in_every_layout(shape):
+    norm = SampleNorm(shape[1]).double()
+    with torch.no_grad():
+        norm.weight.copy_(_gen(shape[1], seed=2, dtype=torch.float64))
+        norm.bias.copy_(_gen(shape[1], seed=3, dtype=torch.float64))
+    x = _gen(*shape, dtype=torch.float64) * 3 + 1
+    ref = F.group_norm(x, 1, norm.weight, norm.bias, norm.eps)
+    for name, t in _layouts(x).items():
+        y = norm(t)
+        torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+        if name == "channels_last" and shape[2] * shape[3] > 1 and shape[1] > 1:
+            assert y.is_contiguous(memory_format=CL) and not y.is_contiguous()
+    assert isinstance(norm, nn.GroupNorm) and norm.num_groups == 1
+    assert list(norm.state_dict()) == list(nn.GroupNorm(1, shape[1]).state_dict())
+
+
+def test_sample_norm_channels_last_gradgradcheck():
+    x = _gen(2, 3, 4, 5, seed=4, dtype=torch.float64).contiguous(memory_format=CL).requires_grad_(True)
+    w = _gen(3, seed=5, dtype=torch.float64).requires_grad_(True)
+    b = _gen(3, seed=6, dtype=torch.float64).requires_grad_(True)
+    norm = SampleNorm(3).double()
+
+    def f(x, w, b):
+        return torch.func.functional_call(norm, {"weight": w, "bias": b}, (x,))
+    assert torch.autograd.gradcheck(f, (x, w, b))
+    assert torch.autograd.gradgradcheck(f, (x, w, b))
+
+
+def test_critic_in_channels_last_computes_the_same_scores_and_penalty_gradients(one_thread):
+    """The trainer runs the critic channels_last on CUDA: the same function, its input
+    gradient and the penalty's parameter gradients as in NCHW (float64)."""
+    torch.manual_seed(0)
+    nchw = ResNetCritic(16, in_channels=3, width=2).double()
+    cl = ResNetCritic(16, in_channels=3, width=2).double()
+    cl.load_state_dict(nchw.state_dict())
+    cl.to(memory_format=CL)
+    x = _gen(3, 3, 16, 16, seed=7, dtype=torch.float64)
+
+    def penalty(critic, inp):
+        inp = inp.clone(memory_format=torch.preserve_format).requires_grad_(True)
+        out = critic(inp)
+        (g,) = torch.autograd.grad(out.sum(), inp, create_graph=True)
+        loss = ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        grads = torch.autograd.grad(loss, list(critic.parameters()), allow_unused=True)
+        # None: biases added after the last normalization (the input gradient has none of them)
+        return out.detach(), g.detach(), grads
+
+    a, b = penalty(nchw, x), penalty(cl, x.contiguous(memory_format=CL))
+    torch.testing.assert_close(b[0], a[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(b[1], a[1], rtol=1e-10, atol=1e-12)
+    assert [g is None for g in a[2]] == [g is None for g in b[2]]
+    for ga, gb in zip(a[2], b[2]):
+        if ga is not None:
+            torch.testing.assert_close(gb, ga, rtol=1e-9, atol=1e-12)
