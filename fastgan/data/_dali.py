@@ -3,16 +3,20 @@
 On a GPU the decoder runs with device="mixed" (nvJPEG, and the hardware JPEG decoder
 where the GPU has one) and the resize on the GPU; without one the pipeline runs in DALI's
 CPU-only mode (device_id=None, every operator on device="cpu"). The loader, not DALI,
-chooses the files of each batch: they are read on a thread pool and fed through
-external_source, so the order, sharding and resume are the same as every other backend's.
+chooses the files of each batch and feeds them through external_source, so the order,
+sharding and resume are the same as every other backend's.
 The crop is passed as the resize's region of interest in pixels (the same corner as
 PIL's box), and the resize is linear with antialiasing, PIL's BILINEAR reducing filter:
 the two agree within a few levels (tests/data measure it).
+
+A folder's files are read by the pipeline (fn.io.file.read, on DALI's threads, without
+the GIL); a zip's members are read in Python on a thread pool, a batch ahead.
 
 A batch DALI cannot decode (corruption inside the compressed data: DALI's pipeline
 stops on it) is decoded again by PIL, the failed samples marked, and the pipeline
 rebuilt. Install with `pip install "fastgan[dali]"`.
 """
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -54,7 +58,11 @@ class DALIDecoder:
                               np.array([top + side, left + side], np.float32)))
         self._shape = (r, r, samples.channels)
         self._pipe = None
-        self._reader = ThreadPoolExecutor(max(2, self.num_threads))
+        # A folder's files are read by DALI's own threads (fn.io.file.read, no GIL); a zip's
+        # members are read here, on a thread pool, while the previous batch decodes.
+        source = samples.source
+        self._folder = None if source.is_zip else source.path
+        self._reader = None if self._folder is not None else ThreadPoolExecutor(max(2, self.num_threads))
 
     def _build(self):
         import nvidia.dali.fn as fn
@@ -68,6 +76,8 @@ class DALIDecoder:
                         device_id=device_id, prefetch_queue_depth=1)
         with pipe:
             enc = fn.external_source(name="enc", dtype=types.UINT8, ndim=1)
+            if self._folder is not None:  # enc holds each file's path, UTF-8
+                enc = fn.io.file.read(enc, dont_use_mmap=True)
             start = fn.external_source(name="start", dtype=types.FLOAT, ndim=1)
             end = fn.external_source(name="end", dtype=types.FLOAT, ndim=1)
             img = fn.decoders.image(enc, device="mixed" if gpu else "cpu",
@@ -81,8 +91,16 @@ class DALIDecoder:
         return pipe
 
     def _read_ahead(self, indices):
-        read = lambda i: np.frombuffer(self.samples.source.read(self.samples.files[i]), np.uint8)  # noqa: E731
-        return [self._reader.submit(read, i) for i in indices]
+        """A callable giving the pipeline's "enc" input for these samples: each file's path
+        (a folder: DALI reads the files) or bytes (a zip's members, read on the pool now)."""
+        files = self.samples.files
+        if self._folder is not None:
+            paths = [np.frombuffer(os.fsencode(self._folder / files[i]), np.uint8) for i in indices]
+            return lambda: paths
+        source = self.samples.source
+        futures = [self._reader.submit(lambda i: np.frombuffer(source.read(files[i]), np.uint8), i)
+                   for i in indices]
+        return lambda: [f.result() for f in futures]
 
     def _run(self, indices, encoded):
         if self._pipe is None:
@@ -106,14 +124,14 @@ class DALIDecoder:
         return out.to(self.device), failed
 
     def batches(self, index_lists):
-        """Yields (uint8 [B, R, R, C] on self.device, bool [B] failed) per index list; the
-        next batch's files are read while this one decodes."""
+        """Yields (uint8 [B, R, R, C] on self.device, bool [B] failed) per index list; a
+        zip's next batch is read while this one decodes."""
         index_lists = [list(map(int, ix)) for ix in index_lists]
         if not index_lists:
             return
         pending = self._read_ahead(index_lists[0])
         for k, indices in enumerate(index_lists):
-            encoded = [f.result() for f in pending]
+            encoded = pending()
             if k + 1 < len(index_lists):
                 pending = self._read_ahead(index_lists[k + 1])
             try:

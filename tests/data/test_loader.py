@@ -135,9 +135,11 @@ def test_shards_cover_an_epoch_once(faces, backend):
     assert all(torch.equal(shards[r][k], one[3 * k + r]) for r in range(3) for k in range(8))
 
 
-def test_zip_reads_like_the_folder(labeled, tmp_path, zip_folder):
+@pytest.mark.parametrize("backend", ["cpu", pytest.param("dali", marks=needs_dali)])
+def test_zip_reads_like_the_folder(labeled, tmp_path, zip_folder, backend):
+    # dali: a folder's files are read inside the pipeline, a zip's members in Python
     z = zip_folder(labeled, tmp_path / "celeba.zip")
-    a, b = load(labeled, backend="cpu"), load(z, backend="cpu")
+    a, b = load(labeled, backend=backend), load(z, backend=backend)
     assert b.num_classes == 2 and b.num_samples == 12
     for (x1, y1), (x2, y2) in zip(a, b):
         assert torch.equal(x1, x2) and torch.equal(y1, y2)
