@@ -5,11 +5,11 @@ images/s and the GPU-resident dataset ("cache") >= 1,000,000 images/s; on a 2-co
 machine DALI's CPU-only mode >= 1.5 x a PIL DataLoader with 2 workers.
 
 Each backend runs one warm-up epoch (worker start-up, pipeline build, decode-once for the
-cache), then a timed epoch (cache: as many epochs as fill about 2 s), synchronizing a GPU
+cache), then --epochs timed epochs (the cache: as many as fill about 2 s), synchronizing a GPU
 at the end. The set is generated once into FASTGAN_BENCH_DATA (default: a temporary folder)
 with FASTGAN_BENCH_N images (default 20,000 with a GPU, 2,000 without).
 
-    python benchmarks/bench_data.py [--backends cpu,dali,nvjpeg,cache] [--workers 2] [--json OUT]
+    python benchmarks/bench_data.py [--backends cpu,dali,nvjpeg,cache] [--workers 2] [--epochs 1] [--json OUT]
 """
 import argparse
 import io
@@ -48,21 +48,21 @@ def make_set(root, n, seed=0):
     return root
 
 
-def measure(path, backend, device, workers):
+def measure(path, backend, device, workers, epochs=1):
     loader = make_loader(path, resolution=RESOLUTION, batch_size=BATCH, backend=backend, device=device,
                          num_workers=workers, verbose=False, flip=True)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in loader:  # warm-up epoch
         pass
     sync()
-    epochs, images, start = 0, 0, time.perf_counter()
+    done, images, start = 0, 0, time.perf_counter()
     while True:
         for x, _ in loader:
             images += x.shape[0]
-        epochs += 1
+        done += 1
         sync()
         elapsed = time.perf_counter() - start
-        if backend != "cache" or elapsed > 2.0:
+        if done >= epochs and (backend != "cache" or elapsed > 2.0):
             return images / elapsed
 
 
@@ -72,8 +72,13 @@ def main(argv=None):
     p.add_argument("--backends", default="cpu,dali,nvjpeg,cache")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="DataLoader workers (cpu) / decoding threads (dali, nvjpeg)")
+    p.add_argument("--epochs", type=int, default=1,
+                   help="timed epochs per backend (the cache: also at least 2 s); more steadies a "
+                        "small set's rate on a noisy machine")
     p.add_argument("--json", help="write the results here as JSON")
     args = p.parse_args(argv)
+    if args.epochs < 1:
+        p.error(f"--epochs must be >= 1, got {args.epochs}")
     n = int(os.environ.get("FASTGAN_BENCH_N", 20_000 if gpu else 2_000))
     root = Path(os.environ.get("FASTGAN_BENCH_DATA") or Path(tempfile.gettempdir()) / f"fastgan-bench-{n}")
     make_set(root, n)
@@ -88,7 +93,7 @@ def main(argv=None):
         if backend == "nvjpeg" and not _nvjpeg.available():
             print("nvjpeg: skipped, needs a GPU and torchvision", file=sys.stderr)
             continue
-        rate = measure(root, backend, device, args.workers)
+        rate = measure(root, backend, device, args.workers, args.epochs)
         results["images_per_s"][backend] = round(rate)
         print(f"{backend:7s} {rate:12,.0f} images/s  ({n} JPEGs 178x218 -> {BATCH}x3x{RESOLUTION}x{RESOLUTION}, "
               f"{device}, {args.workers} workers)")

@@ -93,6 +93,12 @@ class UpBlock(nn.Module):
         return self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest")) + h
 
 
+def _nhwc_in_memory(x):
+    """A 4-D channels_last tensor that is not also NCHW-contiguous (its (N, H, W, C) view
+    is the contiguous one)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def mean_pool2(x):
     """2 x 2 mean pooling with stride 2 (F.avg_pool2d(x, 2) for even H and W) as a mean over
     a view: one reduction in whatever memory layout x has, and a backward that is a
@@ -102,7 +108,7 @@ def mean_pool2(x):
     n, c, h, w = x.shape
     if h % 2 or w % 2:
         return F.avg_pool2d(x, 2)
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    if _nhwc_in_memory(x):
         # in the (N, H, W, C) order of memory: the reduction's output is contiguous there,
         # so the result is channels_last (a reduction allocates its output contiguous)
         nhwc = x.permute(0, 2, 3, 1).unflatten(2, (w // 2, 2)).unflatten(1, (h // 2, 2))
@@ -125,7 +131,7 @@ class SampleNorm(nn.GroupNorm):
         super().__init__(1, num_channels, eps=eps)
 
     def forward(self, x):
-        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        if _nhwc_in_memory(x):
             nhwc = x.permute(0, 2, 3, 1)  # contiguous
             y = F.layer_norm(nhwc, nhwc.shape[1:], eps=self.eps)
             return torch.addcmul(self.bias, y, self.weight).permute(0, 3, 1, 2)
