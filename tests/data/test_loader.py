@@ -65,6 +65,25 @@ def test_dali_cpu_matches_pil(faces, crop, resolution):
     assert d.max() <= (2 if crop == 128 else 20)
 
 
+@needs_dali
+@pytest.mark.parametrize("crop,resolution", [(None, 64), (None, 16), (128, 64), (100, 32)])
+def test_dali_window_decode_is_the_whole_image_resize(faces, mixed, monkeypatch, crop, resolution):
+    """DALI decodes only a window around the crop, _margin pixels wider on each side; the
+    batches are bit for bit those of a window that is the whole image. A window cut at the
+    crop itself is not (the filter reads past the crop), so the margin is what this checks."""
+    def batches(path):
+        return [levels(x).int() for x, _ in load(path, backend="dali", crop=crop, resolution=resolution,
+                                                  batch_size=6, shuffle=False, channels=3)]
+    windowed = batches(faces) + batches(mixed)
+    monkeypatch.setattr(_dali, "_margin", lambda side, resolution: 10**6)
+    whole = batches(faces) + batches(mixed)
+    assert len(windowed) == len(whole) > 4
+    for a, b in zip(windowed, whole):
+        assert torch.equal(a, b)
+    monkeypatch.setattr(_dali, "_margin", lambda side, resolution: 0)
+    assert any(not torch.equal(a, b) for a, b in zip(batches(faces), whole))
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_same_seed_same_batches_bit_for_bit(labeled, backend):
     runs = [[(x.clone(), y.clone()) for x, y in load(labeled, backend=backend, flip=True, seed=3)]
