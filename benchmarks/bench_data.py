@@ -66,6 +66,31 @@ def measure(path, backend, device, workers, epochs=1):
             return images / elapsed
 
 
+def probe_nvjpeg(root, device, batches=10, threads=(1, 2, 4)):
+    """torchvision's decode_jpeg alone (files already in memory, no crop or resize) on lists
+    of BATCH JPEGs, from 1, 2 and 4 Python threads at once: images/s for each. If the
+    rate does not grow with threads, decoding is serialized inside torchvision (one decoder
+    behind a lock, its Huffman stage on one CPU thread) and the nvjpeg backend cannot pass
+    that rate whatever the rest of the loader does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from torchvision.io import decode_jpeg
+
+    files = sorted(root.glob("*.jpg"))[:BATCH * batches]
+    data = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
+    lists = [data[k:k + BATCH] for k in range(0, len(data) - BATCH + 1, BATCH)]
+    decode_jpeg(lists[0], device=device)  # warm-up: the decoder's state and buffers
+    torch.cuda.synchronize(device)
+    rates = {}
+    for n in threads:
+        with ThreadPoolExecutor(n) as pool:
+            start = time.perf_counter()
+            list(pool.map(lambda chunk: decode_jpeg(chunk, device=device), lists))
+            torch.cuda.synchronize(device)
+        rates[n] = round(len(lists) * BATCH / (time.perf_counter() - start))
+    return rates
+
+
 def main(argv=None):
     gpu = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -97,6 +122,15 @@ def main(argv=None):
         results["images_per_s"][backend] = round(rate)
         print(f"{backend:7s} {rate:12,.0f} images/s  ({n} JPEGs 178x218 -> {BATCH}x3x{RESOLUTION}x{RESOLUTION}, "
               f"{device}, {args.workers} workers)")
+        if backend == "nvjpeg":
+            try:  # a diagnostic: its failure must not cost the backends measured after it
+                probe = probe_nvjpeg(root, device)
+            except Exception as exc:  # noqa: BLE001
+                print(f"nvjpeg  decode_jpeg probe failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            else:
+                results["nvjpeg_decode_only"] = probe
+                print("nvjpeg  decode_jpeg alone, images/s by Python threads: "
+                      + ", ".join(f"{k}: {v:,}" for k, v in probe.items()))
     r = results["images_per_s"]
     if "dali" in r and "cpu" in r:
         print(f"dali / cpu: {r['dali'] / r['cpu']:.2f}x" + ("" if gpu else " (target on 2 cores: >= 1.5x)"))
