@@ -5,9 +5,8 @@ where the GPU has one) and the resize on the GPU; without one the pipeline runs 
 CPU-only mode (device_id=None, every operator on device="cpu"). The loader, not DALI,
 chooses the files of each batch and feeds them through external_source, so the order,
 sharding and resume are the same as every other backend's.
-The decoder decodes only a window around the crop (fn.decoders.image_slice: libjpeg-turbo
-skips the rows below it and the IDCT of the rows above; CelebA's 178 x 218 faces lose 28
-of their 218 rows at 64 px); the crop is passed to the resize as its region of interest in
+The decoder decodes only a window around the crop (fn.decoders.image_slice; at 64 px the
+window of a 178 x 218 CelebA face leaves out 32 of its 218 rows); the crop is passed to the resize as its region of interest in
 pixels (the same corner as PIL's box), and the resize is linear with antialiasing, PIL's
 BILINEAR reducing filter: the two agree within a few levels (tests/data measure it). The
 window reaches `_margin` pixels past the crop, the filter's support and one more, so the
