@@ -6,11 +6,12 @@ CPU-only mode (device_id=None, every operator on device="cpu"). The loader, not 
 chooses the files of each batch and feeds them through external_source, so the order,
 sharding and resume are the same as every other backend's.
 The decoder decodes only a window around the crop (fn.decoders.image_slice; at 64 px the
-window of a 178 x 218 CelebA face leaves out 32 of its 218 rows); the crop is passed to the resize as its region of interest in
-pixels (the same corner as PIL's box), and the resize is linear with antialiasing, PIL's
-BILINEAR reducing filter: the two agree within a few levels (tests/data measure it). The
-window reaches `_margin` pixels past the crop, the filter's support and one more, so the
-result is the same, bit for bit, as resizing the whole decoded image.
+window of a 178 x 218 CelebA face leaves out 32 of its 218 rows). The window reaches
+`_margin` pixels past the crop, the filter's support and one more, so the result is the
+same, bit for bit, as resizing the whole decoded image. The crop is passed to the resize as
+its region of interest in pixels (the same corner as PIL's box), and the resize is linear
+with antialiasing, PIL's BILINEAR reducing filter: the two agree within a few levels
+(tests/data measure it).
 
 A folder's files are read by the pipeline (fn.io.file.read, on DALI's threads, without
 the GIL); a zip's members are read in Python on a thread pool, a batch ahead.
