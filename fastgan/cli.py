@@ -61,7 +61,7 @@ def _train(args):
         saved_path = run_dir / CONFIG_FILE
         if not saved_path.is_file():
             raise CLIError(f"--resume: {run_dir} holds no fastgan run (no {CONFIG_FILE})")
-        saved = cfgmod.load_config_file(saved_path)
+        saved = cfgmod.load_run_config(saved_path)
         if name is not None and saved["model"] != name:
             raise CLIError(f"--resume: {run_dir} is a {saved['model']!r} run, not {name!r}")
         name = saved["model"]

@@ -46,6 +46,11 @@ COMMON = {
     "d_width": 64,           # ... and of the critic
     "mlp_hidden": 256,       # arch "mlp": units per hidden layer
     "mlp_depth": 3,          # arch "mlp": hidden layers
+    # arch "mlp": BatchNorm after the generator's hidden layers. None: on for images, as in
+    # the convolutional generators (DCGAN's finding, Radford et al. 2015, sec. 3: without it
+    # the MLP GAN's samples of the digits fall onto a few classes), off for 2-D points (the toy
+    # networks of WGAN-GP's released code have none; with it WGAN-GP lost the ring).
+    "mlp_batchnorm": None,
     # One critic forward per critic step over the concatenation of real, fake (and, for the
     # gradient-penalty models, the penalty's points) instead of one each, when the critic has
     # no layer that couples samples (no BatchNorm); ignored otherwise. Fewer, larger kernels;
@@ -87,6 +92,11 @@ class GANModel(abc.ABC):
                              f"expected one of {', '.join(self.archs)}")
         if not isinstance(merged["one_pass"], bool):
             raise ValueError(f"model {self.name!r}: one_pass must be true or false, got {merged['one_pass']!r}")
+        if merged["mlp_batchnorm"] is None:  # saved as resolved: a run's config says what it built
+            merged["mlp_batchnorm"] = merged["resolution"] > 1
+        if not isinstance(merged["mlp_batchnorm"], bool):
+            raise ValueError(f"model {self.name!r}: mlp_batchnorm must be true, false or none (none: on "
+                             f"for images, off for 2-D points), got {merged['mlp_batchnorm']!r}")
         for key in ("resolution", "channels", "z_dim", "batch_size", "n_critic", "g_width", "d_width",
                     "mlp_hidden", "mlp_depth"):
             if not isinstance(merged[key], int) or isinstance(merged[key], bool) or merged[key] < 1:
@@ -172,12 +182,13 @@ class GANModel(abc.ABC):
         return (c["channels"], c["resolution"], c["resolution"])
 
     # arch "mlp": fully connected networks on the flattened data (2-D toy points are
-    # (B, 2, 1, 1); images get a tanh output like the convolutional generators).
+    # (B, 2, 1, 1); images get a tanh output and, unless mlp_batchnorm says otherwise,
+    # BatchNorm, like the convolutional generators).
     def mlp_generator(self):
         from fastgan.nn.mlp import MLPGenerator
         c = self.config
         return MLPGenerator(c["z_dim"], self.data_shape, hidden=c["mlp_hidden"], depth=c["mlp_depth"],
-                            tanh=c["resolution"] > 1)
+                            tanh=c["resolution"] > 1, batchnorm=c["mlp_batchnorm"])
 
     def mlp_critic(self):
         from fastgan.nn.mlp import MLPCritic

@@ -7,11 +7,14 @@ non-saturating -log D(G(z)) (sec. 3: "rather than training G to minimize log(1 -
 we can train G to maximize log D(G(z))"), both on logits in the stable softplus form.
 
 Networks: the paper's are fully connected (arch "mlp", the default here; LeakyReLU
-instead of the paper's maxout units in the discriminator, no dropout); arch "dcgan" puts
-the same losses on DCGAN's convolutional networks, which makes it DCGAN with a named
-baseline. The paper trains with SGD and momentum; fastgan uses DCGAN's Adam settings
-(Radford et al. 2015, sec. 4: lr 2e-4, beta1 0.5), with which the comparison runs every
-model of this family.
+instead of the paper's maxout units in the discriminator, no dropout). On images the MLP
+generator has BatchNorm after its hidden layers (mlp_batchnorm, from DCGAN, Radford et al.
+2015, sec. 3), which the 2014 paper predates: without it this generator's samples of the
+built-in digits fell onto a few classes (onto one with PyTorch's default init;
+tests/models/test_digits.py, case gan-no-bn). Arch "dcgan" puts the same losses on DCGAN's
+convolutional networks, which makes it DCGAN with a named baseline. The paper trains with
+SGD and momentum; fastgan uses DCGAN's Adam settings (Radford et al. 2015, sec. 4: lr 2e-4,
+beta1 0.5), with which the comparison runs every model of this family.
 """
 from fastgan.models.dcgan import DCGAN
 

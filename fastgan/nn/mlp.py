@@ -4,7 +4,8 @@ Samples keep the image layout the rest of fastgan uses: 2-D points are (B, 2, 1,
 digits (B, 1, 16, 16). Every network flattens its input and reshapes its output, so a shape
 is given as a tuple of positive ints (in_shape / out_shape, without the batch dimension).
 
-    MLPGenerator    z (B, z_dim) -> [Linear -> ReLU] x depth -> Linear -> [tanh] -> (B, *out_shape)
+    MLPGenerator    z (B, z_dim) -> [Linear -> [BatchNorm] -> ReLU] x depth -> Linear -> [tanh]
+                      -> (B, *out_shape)
     MLPCritic       x (B, *in_shape) -> flatten -> [Linear -> LeakyReLU(0.2)] x depth -> Linear -> (B,)
     MLPAutoencoder  x -> flatten -> [Linear -> LeakyReLU(0.2)] x depth -> Linear (code_dim)
                       -> [Linear -> LeakyReLU(0.2)] x depth -> Linear -> (B, *in_shape)
@@ -12,10 +13,24 @@ is given as a tuple of positive ints (in_shape / out_shape, without the batch di
 Three hidden layers follow the toy networks of WGAN-GP's released code (Gulrajani et al.
 2017, arXiv:1704.00028, 8 Gaussians / 25 Gaussians / Swiss roll; 512 ReLU units there);
 hidden=256 is this library's smaller default, not a paper value. The critic's LeakyReLU(0.2)
-is DCGAN's slope (Radford et al. 2015, sec. 3). There is no normalization, so a sample's
-output depends on that sample alone, and every op is twice differentiable (the gradient
-penalty's double backward). The autoencoder has no output activation (EBGAN/BEGAN
-energies are reconstruction errors on unbounded outputs). Initialization is PyTorch's default.
+is DCGAN's slope (Radford et al. 2015, sec. 3). The critic and the autoencoder have no
+normalization, so a sample's score depends on that sample alone, and every op is twice
+differentiable (the gradient penalty's double backward). The generator can put BatchNorm
+after each hidden Linear (batchnorm=True, the Linear then without bias), as DCGAN's
+generator does: "This proved critical to get deep generators to begin learning, preventing
+the generator from collapsing all samples to a single point" (Radford et al. 2015, sec. 3).
+The autoencoder has no output activation (EBGAN/BEGAN energies are reconstruction errors on
+unbounded outputs).
+
+Initialization: the generator without BatchNorm as in WGAN-GP's toy code (its ReLU layers
+He-uniform, He et al. 2015, arXiv:1502.01852, the output layer Glorot-uniform, biases 0),
+which keeps the spread of its output over z through the ReLUs; PyTorch's default Linear
+init shrinks the variance ~6x per Linear + ReLU (at 3 layers the output hardly depends on z
+at the start). With BatchNorm, which restores the spread itself, and in the critic and the
+autoencoder: PyTorch's default. (Measured, tests/models: the toy init took the ring's WGAN
+from hq 0.656 to 0.763, seed 0; on the BatchNorm generator of the digits it made the 0 rare,
+9 classes at 1,200 steps for seeds 1 and 2, where the default init gives all 10 at 1,000 and
+1,500 steps.)
 """
 import math
 
@@ -40,32 +55,48 @@ def _check_positive_int(cls, name, value):
         raise ValueError(f"{cls}: {name} must be a positive int, got {value!r}")
 
 
-def _stack(n_in, hidden, depth, act):
-    """[Linear -> act] x depth, n_in -> hidden -> ... -> hidden."""
+def _stack(n_in, hidden, depth, act, batchnorm=False):
+    """[Linear -> [BatchNorm1d] -> act] x depth, n_in -> hidden -> ... -> hidden (the Linear
+    without bias before a BatchNorm, whose shift replaces it)."""
     layers = []
     for i in range(depth):
-        layers += [nn.Linear(n_in if i == 0 else hidden, hidden), act()]
+        layers.append(nn.Linear(n_in if i == 0 else hidden, hidden, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(hidden))
+        layers.append(act())
     return layers
 
 
 class MLPGenerator(nn.Module):
-    """z (B, z_dim) -> samples (B, *out_shape); in [-1, 1] with tanh=True, unbounded otherwise."""
+    """z (B, z_dim) -> samples (B, *out_shape); in [-1, 1] with tanh=True, unbounded otherwise.
+    batchnorm=True: BatchNorm after each hidden Linear (a sample's output then depends on its
+    batch in training mode, as in DCGAN's generator)."""
 
-    def __init__(self, z_dim, out_shape, hidden=256, depth=3, tanh=False):
+    def __init__(self, z_dim, out_shape, hidden=256, depth=3, tanh=False, batchnorm=False):
         cls = "MLPGenerator"
         _check_positive_int(cls, "z_dim", z_dim)
         out_shape = _check_shape(cls, "out_shape", out_shape)
         _check_positive_int(cls, "hidden", hidden)
         _check_positive_int(cls, "depth", depth)
+        if not isinstance(batchnorm, bool):
+            raise ValueError(f"{cls}: batchnorm must be True or False, got {batchnorm!r}")
         super().__init__()
         self.out_shape = out_shape
         self.z_dim = z_dim
-        layers = _stack(z_dim, hidden, depth, nn.ReLU)
+        layers = _stack(z_dim, hidden, depth, nn.ReLU, batchnorm=batchnorm)
         layers.append(nn.Linear(hidden, math.prod(self.out_shape)))
         if tanh:
             layers.append(nn.Tanh())
         layers.append(nn.Unflatten(1, self.out_shape))
         self.net = nn.Sequential(*layers)
+        linears = [m for m in self.net if isinstance(m, nn.Linear)] if not batchnorm else []
+        for m in linears:
+            if m is linears[-1]:
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def forward(self, z):
         return self.net(z)

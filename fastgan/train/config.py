@@ -119,6 +119,17 @@ def load_config_file(path):
     return {k.replace("-", "_"): (tuple(v) if isinstance(v, list) else v) for k, v in flat.items()}
 
 
+# Keys added after runs were saved, with the value that reproduces what an older run built
+# (its saved config, which lists every model key of its time, lacks them).
+_LEGACY = {"mlp_batchnorm": False}  # before it, arch "mlp" generators had no BatchNorm
+
+
+def load_run_config(path):
+    """A run's saved config (load_config_file), with the keys it predates set as it ran."""
+    config = load_config_file(path)
+    return {**_LEGACY, **config}
+
+
 def save_config(config, path):
     import yaml
     plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(config.items())}

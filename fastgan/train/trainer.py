@@ -556,12 +556,12 @@ def load_generator(run_dir, *, checkpoint=None, device="cpu", ema=True):
     """The trained generator of a run (its EMA weights when the run kept them), in eval mode.
     checkpoint: a path (default: the newest valid one)."""
     from fastgan import models
-    from fastgan.train.config import load_config_file
+    from fastgan.train.config import load_run_config
     run_dir = pathlib.Path(run_dir)
     cfg_path = run_dir / CONFIG_FILE
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no fastgan run (no {CONFIG_FILE})")
-    config = load_config_file(cfg_path)
+    config = load_run_config(cfg_path)
     if checkpoint is None:
         path, state = ckpt.load_latest(run_dir)
         if state is None:

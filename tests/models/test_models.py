@@ -210,3 +210,22 @@ def test_cli_and_readme_list_every_model():
     assert "gamma = 0.5" in out.getvalue() and "clip = 0.01" in out.getvalue()
     # the README's table is the catalog's, as `models.table()` prints it
     assert models.table() in README.read_text()
+
+
+def test_mlp_generator_batchnorm_default_follows_the_data():
+    """arch "mlp": BatchNorm in the generator for images (mlp_batchnorm None -> True, saved as
+    resolved), none for 2-D points; either can be forced; any other value is refused."""
+    def bns(model):
+        return sum(isinstance(m, nn.BatchNorm1d) for m in model.generator.modules())
+
+    images = models.build("gan", **TINY, mlp_hidden=8, mlp_depth=2)
+    assert images.config["mlp_batchnorm"] is True and bns(images) == 2
+    points = models.build("gan", resolution=1, channels=2, z_dim=2, mlp_hidden=8, mlp_depth=2)
+    assert points.config["mlp_batchnorm"] is False and bns(points) == 0
+    assert bns(models.build("wgan", **TINY, arch="mlp", mlp_hidden=8, mlp_batchnorm=False)) == 0
+    assert bns(models.build("gan", resolution=1, channels=2, mlp_hidden=8, mlp_batchnorm=True)) == 3
+    for name in ("ebgan", "began"):  # the autoencoder critics never get it
+        model = models.build(name, **TINY, arch="mlp", mlp_hidden=8)
+        assert not any(isinstance(m, nn.BatchNorm1d) for m in model.critic.modules())
+    with pytest.raises(ValueError, match="mlp_batchnorm must be true, false or none .* got 'on'"):
+        models.build("gan", **TINY, mlp_batchnorm="on")

@@ -1,4 +1,6 @@
 """fastgan.nn.mlp: MLP generator, critic and autoencoder for toy data and small digits."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -33,6 +35,47 @@ def test_generator_layers():
     assert _linears(g) == [(5, 7), (7, 7), (7, 7), (7, 2)]
     assert sum(isinstance(m, nn.ReLU) for m in g.modules()) == 3
     assert _linears(MLPGenerator(5, (2, 1, 1), hidden=7, depth=1)) == [(5, 7), (7, 2)]
+
+
+def test_generator_init_keeps_the_spread_over_z():
+    """Without BatchNorm, WGAN-GP's toy init: ReLU layers He-uniform (bound sqrt(6 / fan_in)),
+    the output layer Glorot-uniform (sqrt(6 / (fan_in + fan_out))), biases 0; with it the
+    output's spread over z stays of the order of z's through three ReLU layers (PyTorch's
+    default gives ~0.03)."""
+    torch.manual_seed(0)
+    g = MLPGenerator(64, (1, 16, 16), hidden=256, depth=3)
+    linears = [m for m in g.modules() if isinstance(m, nn.Linear)]
+    for m in linears:
+        fan_out, fan_in = m.weight.shape
+        bound = math.sqrt(6 / (fan_in + fan_out)) if m is linears[-1] else math.sqrt(6 / fan_in)
+        assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.99 * bound
+        assert torch.count_nonzero(m.bias) == 0
+    with torch.no_grad():
+        spread = g(_gen(2048, 64)).std(0).mean().item()
+    assert 0.3 < spread < 3, spread
+    torch.manual_seed(0)  # with BatchNorm: PyTorch's default init (uniform biases of the output)
+    bn = MLPGenerator(64, (1, 16, 16), hidden=256, depth=3, batchnorm=True)
+    assert torch.count_nonzero(bn.net[-2].bias) > 0 and bn.net[-2].weight.abs().max() <= 1 / 16
+
+
+def test_generator_batchnorm():
+    """batchnorm=True: Linear (no bias) -> BatchNorm1d -> ReLU per hidden layer; the output Linear
+    keeps its bias. In training mode a sample's output depends on its batch, in eval mode not."""
+    torch.manual_seed(0)
+    g = MLPGenerator(5, (1, 4, 4), hidden=7, depth=2, tanh=True, batchnorm=True)
+    kinds = [type(m).__name__ for m in g.net]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear", "Tanh",
+                     "Unflatten"]
+    assert [m.bias is None for m in g.modules() if isinstance(m, nn.Linear)] == [True, True, False]
+    assert [m.num_features for m in g.modules() if isinstance(m, nn.BatchNorm1d)] == [7, 7]
+    z = _gen(6, 5)
+    assert not torch.allclose(g(z)[:3], g(z[:3]))  # batch statistics
+    g.eval()
+    torch.testing.assert_close(g(z)[:3], g(z[:3]))  # running statistics
+    plain = MLPGenerator(5, (1, 4, 4), hidden=7, depth=2)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in plain.modules())
+    with pytest.raises(ValueError, match="MLPGenerator: batchnorm must be True or False, got 'yes'"):
+        MLPGenerator(5, (2,), batchnorm="yes")
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -104,8 +147,9 @@ def test_autoencoder_layers():
 
 @pytest.mark.parametrize("make", [
     lambda: MLPGenerator(3, (2, 1, 1), hidden=5, depth=2, tanh=True),
+    lambda: MLPGenerator(3, (2, 1, 1), hidden=5, depth=2, tanh=True, batchnorm=True),
     lambda: MLPCritic((2, 1, 1), hidden=5, depth=2),
-    lambda: MLPAutoencoder((2, 1, 1), hidden=5, depth=2, code_dim=3)], ids=["gen", "critic", "ae"])
+    lambda: MLPAutoencoder((2, 1, 1), hidden=5, depth=2, code_dim=3)], ids=["gen", "gen-bn", "critic", "ae"])
 def test_gradient_reaches_every_parameter(make):
     torch.manual_seed(0)
     net = make()

@@ -107,6 +107,34 @@ def test_checkpoint_holds_everything(tmp_path):
     assert gen(torch.randn(3, gen.z_dim)).shape == (3, 1, 16, 16)
 
 
+def test_a_run_saved_before_mlp_batchnorm_loads_and_resumes_as_it_ran(tmp_path):
+    """A run whose saved config predates the key mlp_batchnorm trained an MLP generator without
+    BatchNorm on images: load_generator and `fastgan train --resume` rebuild it that way
+    (the key's default would now give that generator BatchNorm, and its weights would not load)."""
+    from fastgan.cli import main
+    torch.manual_seed(0)
+    model = models.build("gan", **TINY, mlp_hidden=8, mlp_depth=2, mlp_batchnorm=False)
+    run = tmp_path / "run"
+    cfg = {"steps": 2, "out": str(run), "progress": False, "tensorboard": False, "device": "cpu",
+           "data_backend": "cache", "sample_every": 10**9}
+    Trainer(model, None, cfg).fit()
+    path = run / "config.yaml"
+    saved = cfgmod.load_config_file(path)
+    assert saved["mlp_batchnorm"] is False
+    del saved["mlp_batchnorm"]  # as an older fastgan wrote it
+    cfgmod.save_config(saved, path)
+    assert "mlp_batchnorm" not in cfgmod.load_config_file(path)
+    default = models.build("gan", **TINY, mlp_hidden=8, mlp_depth=2)  # the key's default today
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in default.generator.modules())
+
+    g = load_generator(run)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in g.modules())
+    torch.testing.assert_close(g(torch.zeros(2, g.z_dim)), model.generator.eval()(torch.zeros(2, g.z_dim)))
+    assert main(["train", "--resume", "--steps", "3", "--out", str(run), "--no-progress"]) == 0
+    assert [p.name for p in list_checkpoints(run)][-1] == "step_000000003.pt"
+    assert cfgmod.load_config_file(path)["mlp_batchnorm"] is False
+
+
 def test_a_run_never_overwrites_another(tmp_path):
     _train(tmp_path, steps=1)
     with pytest.raises(ValueError, match="already exists; pass --resume .* or --overwrite"):
@@ -261,8 +289,12 @@ def test_two_process_gloo_run(tmp_path):
 
 
 def test_ema_of_a_generator_without_buffers(tmp_path):
-    # the MLP generator has no BatchNorm: EMA averages its parameters and has no buffers to copy
-    t = _train(tmp_path, "gan", arch="mlp", steps=2, ema=0.5)
+    # an MLP generator without BatchNorm: EMA averages its parameters and has no buffers to copy
+    torch.manual_seed(0)
+    model = models.build("gan", **TINY, arch="mlp", mlp_batchnorm=False)
+    cfg = {"steps": 2, "out": str(tmp_path / "run"), "progress": False, "tensorboard": False,
+           "device": "cpu", "data_backend": "cache", "ema": 0.5}
+    t = Trainer(model, None, cfg).fit()
     assert not list(t.model.generator.buffers())
     for e, g in zip(t.ema.parameters(), t.model.generator.parameters()):
         assert torch.isfinite(e).all() and not torch.equal(e, g)  # averaged, not copied
