@@ -67,6 +67,17 @@ def _stack(n_in, hidden, depth, act, batchnorm=False):
     return layers
 
 
+def _init_like_wgan_gp_toy(net):
+    """WGAN-GP's toy generator init: the ReLU layers He-uniform, the last Linear
+    Glorot-uniform, every bias 0."""
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    for m in linears[:-1]:
+        nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+    nn.init.xavier_uniform_(linears[-1].weight)
+    for m in linears:
+        nn.init.zeros_(m.bias)
+
+
 class MLPGenerator(nn.Module):
     """z (B, z_dim) -> samples (B, *out_shape); in [-1, 1] with tanh=True, unbounded otherwise.
     batchnorm=True: BatchNorm after each hidden Linear (a sample's output then depends on its
@@ -89,14 +100,8 @@ class MLPGenerator(nn.Module):
             layers.append(nn.Tanh())
         layers.append(nn.Unflatten(1, self.out_shape))
         self.net = nn.Sequential(*layers)
-        linears = [m for m in self.net if isinstance(m, nn.Linear)] if not batchnorm else []
-        for m in linears:
-            if m is linears[-1]:
-                nn.init.xavier_uniform_(m.weight)
-            else:
-                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        if not batchnorm:  # with BatchNorm: PyTorch's default (module docstring)
+            _init_like_wgan_gp_toy(self.net)
 
     def forward(self, z):
         return self.net(z)

@@ -24,9 +24,10 @@ CASES = [(n, None) for n in models.names()] + [("wgan-gp", "resnet")]
 CASE_IDS = [n if a is None else f"{n}-{a}" for n, a in CASES]
 
 
-def _train(tmp_path, name="wgan-gp", resume=False, overwrite=False, arch=None, **settings):
+def _train(tmp_path, name="wgan-gp", resume=False, overwrite=False, arch=None, hyper=None, **settings):
+    """hyper: the model's hyperparameters beyond TINY; settings: the trainer's."""
     torch.manual_seed(0)
-    model = models.build(name, **TINY, **({} if arch is None else {"arch": arch}))
+    model = models.build(name, **TINY, **({} if arch is None else {"arch": arch}), **(hyper or {}))
     cfg = {"steps": 4, "out": str(tmp_path / "run"), "log_every": 1, "sample_every": 2,
            "ckpt_every": 2, "progress": False, "tensorboard": False, "device": "cpu",
            "data_backend": "cache", **settings}
@@ -112,12 +113,9 @@ def test_a_run_saved_before_mlp_batchnorm_loads_and_resumes_as_it_ran(tmp_path):
     BatchNorm on images: load_generator and `fastgan train --resume` rebuild it that way
     (the key's default would now give that generator BatchNorm, and its weights would not load)."""
     from fastgan.cli import main
-    torch.manual_seed(0)
-    model = models.build("gan", **TINY, mlp_hidden=8, mlp_depth=2, mlp_batchnorm=False)
+    hyper = {"mlp_hidden": 8, "mlp_depth": 2, "mlp_batchnorm": False}
+    model = _train(tmp_path, "gan", steps=2, hyper=hyper).model
     run = tmp_path / "run"
-    cfg = {"steps": 2, "out": str(run), "progress": False, "tensorboard": False, "device": "cpu",
-           "data_backend": "cache", "sample_every": 10**9}
-    Trainer(model, None, cfg).fit()
     path = run / "config.yaml"
     saved = cfgmod.load_config_file(path)
     assert saved["mlp_batchnorm"] is False
@@ -290,11 +288,7 @@ def test_two_process_gloo_run(tmp_path):
 
 def test_ema_of_a_generator_without_buffers(tmp_path):
     # an MLP generator without BatchNorm: EMA averages its parameters and has no buffers to copy
-    torch.manual_seed(0)
-    model = models.build("gan", **TINY, arch="mlp", mlp_batchnorm=False)
-    cfg = {"steps": 2, "out": str(tmp_path / "run"), "progress": False, "tensorboard": False,
-           "device": "cpu", "data_backend": "cache", "ema": 0.5}
-    t = Trainer(model, None, cfg).fit()
+    t = _train(tmp_path, "gan", arch="mlp", steps=2, ema=0.5, hyper={"mlp_batchnorm": False})
     assert not list(t.model.generator.buffers())
     for e, g in zip(t.ema.parameters(), t.model.generator.parameters()):
         assert torch.isfinite(e).all() and not torch.equal(e, g)  # averaged, not copied
