@@ -66,29 +66,33 @@ def measure(path, backend, device, workers, epochs=1):
             return images / elapsed
 
 
-def probe_nvjpeg(root, device, batches=10, threads=(1, 2, 4)):
-    """torchvision's decode_jpeg alone (files already in memory, no crop or resize) on lists
-    of BATCH JPEGs, from 1, 2 and 4 Python threads at once: images/s for each. If the
-    rate does not grow with threads, decoding is serialized inside torchvision (one decoder
-    behind a lock, its Huffman stage on one CPU thread) and the nvjpeg backend cannot pass
-    that rate whatever the rest of the loader does."""
+def probe_nvjpeg(root, device, batches=16, threads=(1, 2, 4), per_call=(BATCH, 4 * BATCH)):
+    """torchvision's decode_jpeg alone (files already in memory, no crop or resize): images/s
+    {"threads": {n: rate}} for lists of BATCH JPEGs from n Python threads at once, and
+    {"per_call": {m: rate}} for lists of m JPEGs from one thread. If the rate grows with
+    neither, decoding is serialized inside torchvision with a cost per image (one decoder
+    behind a lock; each image's header parsed on one CPU thread) and the nvjpeg backend
+    cannot pass that rate whatever the rest of the loader does; if it grows with m only, the
+    cost is per call and decoding several batches per call would pay."""
     from concurrent.futures import ThreadPoolExecutor
 
     from torchvision.io import decode_jpeg
 
     files = sorted(root.glob("*.jpg"))[:BATCH * batches]
     data = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
-    lists = [data[k:k + BATCH] for k in range(0, len(data) - BATCH + 1, BATCH)]
-    decode_jpeg(lists[0], device=device)  # warm-up: the decoder's state and buffers
-    torch.cuda.synchronize(device)
-    rates = {}
-    for n in threads:
+
+    def rate(m, n):
+        lists = [data[k:k + m] for k in range(0, len(data) - m + 1, m)]
         with ThreadPoolExecutor(n) as pool:
             start = time.perf_counter()
             list(pool.map(lambda chunk: decode_jpeg(chunk, device=device), lists))
             torch.cuda.synchronize(device)
-        rates[n] = round(len(lists) * BATCH / (time.perf_counter() - start))
-    return rates
+        return round(len(lists) * m / (time.perf_counter() - start))
+
+    decode_jpeg(data[:BATCH], device=device)  # warm-up: the decoder's state and buffers
+    torch.cuda.synchronize(device)
+    return {"threads": {n: rate(BATCH, n) for n in threads},
+            "per_call": {m: rate(m, 1) for m in per_call}}
 
 
 def main(argv=None):
@@ -130,7 +134,9 @@ def main(argv=None):
             else:
                 results["nvjpeg_decode_only"] = probe
                 print("nvjpeg  decode_jpeg alone, images/s by Python threads: "
-                      + ", ".join(f"{k}: {v:,}" for k, v in probe.items()))
+                      + ", ".join(f"{k}: {v:,}" for k, v in probe["threads"].items())
+                      + "; by JPEGs per call (1 thread): "
+                      + ", ".join(f"{k}: {v:,}" for k, v in probe["per_call"].items()))
     r = results["images_per_s"]
     if "dali" in r and "cpu" in r:
         print(f"dali / cpu: {r['dali'] / r['cpu']:.2f}x" + ("" if gpu else " (target on 2 cores: >= 1.5x)"))
