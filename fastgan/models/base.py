@@ -60,6 +60,8 @@ COMMON = {
     # Off by default until GPU measurements (benchmarks/step_e2e.py) say where it pays.
     "one_pass": False,
 }
+# What a None in COMMON means, for `fastgan models NAME` (arch's None is shown resolved).
+_NONE_MEANS = {"mlp_batchnorm": "on for images; off for 2-D points, resolution 1"}
 
 
 def couples_samples(module):
@@ -214,5 +216,6 @@ class GANModel(abc.ABC):
         d = {**COMMON, **cls.defaults, "arch": cls.archs[0]}
         lines = [f"{cls.name}: {cls.summary}", f"  paper: {cls.paper}",
                  f"  archs: {', '.join(cls.archs)}"]
-        lines += [f"  {k} = {v!r}" for k, v in sorted(d.items())]
+        lines += [f"  {k} = {v!r}" + (f"  ({_NONE_MEANS[k]})" if v is None and k in _NONE_MEANS else "")
+                  for k, v in sorted(d.items())]
         return "\n".join(lines)

@@ -26,6 +26,7 @@ def test_catalog():
         assert "mlp" in cls.archs and cls.summary
         text = cls.describe()
         assert text.startswith(f"{name}: ") and cls.paper in text and "z_dim = " in text
+        assert "mlp_batchnorm = None  (on for images; off for 2-D points, resolution 1)" in text
     with pytest.raises(ValueError, match="unknown arch 'resnet'; expected one of dcgan, mlp"):
         models.build("lsgan", arch="resnet")
 
