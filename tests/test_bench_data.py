@@ -1,0 +1,72 @@
+"""benchmarks/bench_data.py, the data backends' images/s (issue 6, item 7), on a CPU: a small
+run of every backend this machine has, its JSON, and the nvJPEG probe's bookkeeping (with a
+stand-in for torchvision's decode_jpeg, which needs a GPU)."""
+import importlib.util
+import json
+import pathlib
+import sys
+import types
+
+import pytest
+import torch
+
+from fastgan.data import _dali
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_data.py"
+
+
+@pytest.fixture(scope="module")
+def bench_data():
+    spec = importlib.util.spec_from_file_location("bench_data_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_small_run_of_every_backend(bench_data, tmp_path, monkeypatch, capsys):
+    n = 2 * bench_data.BATCH
+    monkeypatch.setenv("FASTGAN_BENCH_N", str(n))
+    monkeypatch.setenv("FASTGAN_BENCH_DATA", str(tmp_path / "set"))
+    out = tmp_path / "data.json"
+    assert bench_data.main(["--backends", "cpu,dali,cache", "--workers", "1", "--json", str(out)]) == 0
+    assert len(list((tmp_path / "set").glob("*.jpg"))) == n
+
+    results = json.loads(out.read_text())
+    expected = {"cpu", "cache"} | ({"dali"} if _dali.available() else set())
+    assert set(results["images_per_s"]) == expected
+    assert all(rate > 0 for rate in results["images_per_s"].values()), results
+    assert (results["images"], results["batch"], results["resolution"], results["workers"]) == (n, 128, 64, 1)
+    printed = capsys.readouterr().out
+    for backend in expected:
+        assert f"{backend:7s}" in printed
+    if _dali.available():
+        assert "dali / cpu: " in printed
+
+
+def test_bad_epochs_is_refused(bench_data):
+    with pytest.raises(SystemExit):
+        bench_data.main(["--epochs", "0"])
+
+
+def test_nvjpeg_probe_threads_and_jpegs_per_call(bench_data, tmp_path, monkeypatch):
+    calls = []
+
+    def decode_jpeg(data, device=None):
+        assert all(d.dtype == torch.uint8 and d.dim() == 1 for d in data)
+        calls.append(len(data))
+        return [torch.zeros(3, 218, 178, dtype=torch.uint8) for _ in data]
+
+    io_module = types.ModuleType("torchvision.io")
+    io_module.decode_jpeg = decode_jpeg
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.io", io_module)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    batch = bench_data.BATCH
+    root = bench_data.make_set(tmp_path / "set", 4 * batch)
+
+    probe = bench_data.probe_nvjpeg(root, "cpu", batches=4, threads=(1, 2), per_call=(batch, 4 * batch))
+    assert set(probe) == {"threads", "per_call"}
+    assert set(probe["threads"]) == {1, 2} and set(probe["per_call"]) == {batch, 4 * batch}
+    assert all(r > 0 for part in probe.values() for r in part.values())
+    # warm-up; 4 lists per thread count; 4 lists of BATCH, then 1 of 4 x BATCH
+    assert calls == [batch] + [batch] * 8 + [batch] * 4 + [4 * batch]
