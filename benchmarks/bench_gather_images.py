@@ -54,4 +54,5 @@ def test_gather_batch(measure, benchmark, device, skip_unavailable, dataset, imp
     nbytes = elems * (1 + torch.finfo(dtype).bits // 8)
     measure(step, nbytes=nbytes, group=f"gather_images {BATCH}x{H}x{W}x{C} -> {dtype} "
                                        f"{'channels_last' if channels_last else 'NCHW'} {device}")
-    benchmark.extra_info["images/s"] = round(BATCH / benchmark.stats.stats.median)
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info["images/s"] = round(BATCH / benchmark.stats.stats.median)

@@ -30,7 +30,7 @@ def measure(benchmark):
             timed = fn
         benchmark.group = group
         benchmark.pedantic(timed, rounds=rounds, iterations=iterations, warmup_rounds=3)
-        if nbytes is not None:
+        if nbytes is not None and benchmark.stats is not None:  # None under --benchmark-disable
             benchmark.extra_info["bytes"] = nbytes
             benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats.stats.median / 1e9, 2)
     return run
