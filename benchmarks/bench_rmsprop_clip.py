@@ -10,6 +10,14 @@ ndf = 64: 11 tensors, 2,765,568 parameters), gradients given:
                  over flatten_parameters' buffers ("flat")
 GB/s counts params and square_avg read and written and grads read: 5 x the bytes.
 
+test_rmsprop_clip_step_loss_scaled is the same step in float16 training, through
+torch.amp.GradScaler.step + update: torch's RMSprop makes the scaler unscale the gradients
+(one foreach pass) and read the overflow flag on the host (a synchronization on a GPU);
+RMSpropClip takes scale and flag as device tensors in its one kernel. The scale is held
+at 1 (the work does not depend on it, and the gradients, unscaled in place, stay the
+same from call to call). GB/s counts 6 x the bytes (the gradients are written too). No
+torch.compile row: the scaler's host read of the flag (.item()) breaks the graph there.
+
     pytest benchmarks/bench_rmsprop_clip.py
 """
 import pytest
@@ -73,3 +81,31 @@ def test_rmsprop_clip_step(measure, device, dcgan_critic, impl):
             step = torch.compile(step)
     nbytes = 5 * sum(p.numel() * p.element_size() for p in model.parameters())
     measure(step, nbytes=nbytes, group=f"rmsprop_clip dcgan-critic float32 {device}", rounds=30)
+
+
+@pytest.mark.parametrize("impl", ["eager-loop", "eager-foreach", "fastgan-cuda-flat",
+                                  "fastgan-triton-flat", "fastgan-cpp-flat"])
+def test_rmsprop_clip_step_loss_scaled(measure, device, dcgan_critic, skip_unavailable, impl):
+    skip_unavailable(impl, device)
+    model = _critic(dcgan_critic, device, flat=impl.startswith("fastgan-"))
+    if impl.startswith("fastgan-"):
+        opt = RMSpropClip(model.parameters(), lr=LR, clip=C, backend=impl.split("-")[1])
+    else:
+        opt = torch.optim.RMSprop(model.parameters(), lr=LR, foreach=impl == "eager-foreach")
+    params = list(model.parameters())
+    scaler = torch.amp.GradScaler(device, init_scale=1.0, growth_interval=2 ** 30)
+    scaler.scale(torch.ones((), device=device))  # creates the scale tensor
+
+    def step():
+        scaler.step(opt)
+        scaler.update()
+        if not impl.startswith("fastgan-"):  # the clip, as in _torch_step
+            with torch.no_grad():
+                if impl == "eager-foreach":
+                    torch._foreach_clamp_min_(params, -C)
+                    torch._foreach_clamp_max_(params, C)
+                else:
+                    for p in params:
+                        p.data.clamp_(-C, C)
+    nbytes = 6 * sum(p.numel() * p.element_size() for p in params)
+    measure(step, nbytes=nbytes, group=f"rmsprop_clip dcgan-critic float32 {device} GradScaler", rounds=30)

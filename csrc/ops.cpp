@@ -17,12 +17,16 @@ TORCH_LIBRARY(fastgan, m) {
   // every parameter. Lists are per parameter: params, grads, square_avgs always;
   // momentum_bufs when momentum != 0, grad_avgs when centered, else empty. lr is a
   // 1-element float32 tensor on the params' device (so a CUDA graph can replay the
-  // step with a new learning rate); clip < 0 means no clip.
+  // step with a new learning rate); clip < 0 means no clip. Loss scaling (torch.amp.
+  // GradScaler's contract with optimizers that handle it, read on the device): grad_scale,
+  // when given, divides each gradient (in opmath), the quotient is stored back into grads
+  // and the step reads it; found_inf, when given and != 0, skips the step (nothing is
+  // written). Both 1-element float32 tensors on the params' device.
   m.def(
-      "rmsprop_clip_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] square_avgs, "
+      "rmsprop_clip_(Tensor(a!)[] params, Tensor(e!)[] grads, Tensor(b!)[] square_avgs, "
       "Tensor(c!)[] momentum_bufs, Tensor(d!)[] grad_avgs, Tensor lr, float alpha, "
       "float eps, float weight_decay, float momentum, bool centered, bool maximize, "
-      "float clip) -> ()");
+      "float clip, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()");
 
   // ---- The gradient penalty on a gradient tensor (WGAN-GP, DRAGAN, R1) ----------------
   // grad: (B, ...), float32/float16/bfloat16/float64, every sample one contiguous range of

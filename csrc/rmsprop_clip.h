@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 
 #include <cmath>
+#include <optional>
 #include <type_traits>
 
 #include "checks.h"
@@ -20,7 +21,10 @@ inline void check_rmsprop_clip_args(at::TensorList params, at::TensorList grads,
                                     at::TensorList square_avgs, at::TensorList momentum_bufs,
                                     at::TensorList grad_avgs, const at::Tensor& lr, double alpha,
                                     double eps, double weight_decay, double momentum,
-                                    bool centered, double clip, c10::DeviceType device_type) {
+                                    bool centered, double clip,
+                                    const std::optional<at::Tensor>& grad_scale,
+                                    const std::optional<at::Tensor>& found_inf,
+                                    c10::DeviceType device_type) {
   constexpr const char* op = "rmsprop_clip_";
   check_tensor_list(op, params, device_type);
   const size_t n = params.size();
@@ -45,6 +49,15 @@ inline void check_rmsprop_clip_args(at::TensorList params, at::TensorList grads,
               ": lr must be a 1-element float32 tensor, got ", lr.scalar_type(), " ", lr.sizes());
   TORCH_CHECK(n == 0 || lr.device() == params[0].device(), op, ": lr is on ", lr.device(),
               " but params are on ", params[0].device());
+  auto check_scalar = [&](const char* name, const std::optional<at::Tensor>& t) {
+    if (!t.has_value()) return;
+    TORCH_CHECK(t->defined() && t->numel() == 1 && t->scalar_type() == at::kFloat, op, ": ",
+                name, " must be None or a 1-element float32 tensor");
+    TORCH_CHECK(n == 0 || t->device() == params[0].device(), op, ": ", name, " is on ",
+                t->device(), " but params are on ", params[0].device());
+  };
+  check_scalar("grad_scale", grad_scale);
+  check_scalar("found_inf", found_inf);
   TORCH_CHECK(std::isfinite(alpha) && alpha >= 0.0 && alpha <= 1.0, op,
               ": alpha must be in [0, 1], got ", alpha);
   TORCH_CHECK(std::isfinite(eps) && eps >= 0.0, op, ": eps must be >= 0, got ", eps);

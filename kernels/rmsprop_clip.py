@@ -4,7 +4,9 @@ The element math is csrc/rmsprop_math.h's: torch.optim.RMSprop's sequence with t
 fmas torch's kernels make, written explicitly (tl.fma); IEEE square root and division
 (sqrt_rn, div_rn: Triton's plain sqrt and / are approximate on NVIDIA GPUs).
 Lists, in metadata order: params, grads, square_avgs, then momentum_bufs when
-MOMENTUM, then grad_avgs when CENTERED.
+MOMENTUM, then grad_avgs when CENTERED. Loss scaling: UNSCALE divides the gradient by
+*scale_ptr and stores the quotient (the step reads the stored value); SKIP masks every
+load and store off when *found_inf_ptr != 0 (no branch on the host).
 """
 import functools
 
@@ -19,11 +21,15 @@ from .clip_weights import bound, clip_value
 BLOCK = 2048  # 4-5 lists in flight: keeps registers under control at 4 warps
 
 @triton.jit
-def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, n_tensors,
+def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, scale_ptr, found_inf_ptr, n_tensors,
                         N_LISTS: tl.constexpr, CENTERED: tl.constexpr, MOMENTUM: tl.constexpr,
                         MAXIMIZE: tl.constexpr, WEIGHT_DECAY: tl.constexpr, CLIP: tl.constexpr,
+                        UNSCALE: tl.constexpr, SKIP: tl.constexpr,
                         DTYPE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     t, offs, mask = tensor_of_block(meta_ptr, n_tensors, N_LISTS, BLOCK)
+    if SKIP:  # an overflow in the scaled gradients: this step writes nothing
+        # (compared as a block: the interpreter cannot & a scalar flag into the mask)
+        mask = mask & (tl.zeros([BLOCK], dtype=tl.float32) + tl.load(found_inf_ptr) == 0.0)
     p_ptr = address(meta_ptr, n_tensors, t, 0, DTYPE) + offs
     g_ptr = address(meta_ptr, n_tensors, t, 1, DTYPE) + offs
     v_ptr = address(meta_ptr, n_tensors, t, 2, DTYPE) + offs
@@ -35,6 +41,10 @@ def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, n_tensors,
 
     p = tl.load(p_ptr, mask=mask).to(COMPUTE)
     g = tl.load(g_ptr, mask=mask).to(COMPUTE)
+    if UNSCALE:
+        g = _div(g, tl.load(scale_ptr).to(COMPUTE), COMPUTE).to(DTYPE)
+        tl.store(g_ptr, g, mask=mask)
+        g = g.to(COMPUTE)
     v = tl.load(v_ptr, mask=mask).to(COMPUTE)
     if MAXIMIZE:
         g = -g
@@ -72,9 +82,10 @@ def _hyper(alpha, eps, weight_decay, momentum, dtype, device):
 
 
 def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
-                  weight_decay, momentum, centered, maximize, clip):
+                  weight_decay, momentum, centered, maximize, clip, grad_scale=None, found_inf=None):
     """One RMSprop + clip step; lists as in fastgan.ops.rmsprop_clip_, all dense and
-    identically strided (the caller checks), lr a 1-element float32 device tensor."""
+    identically strided (the caller checks), lr (and grad_scale, found_inf when given) a
+    1-element float32 device tensor."""
     groups = {}
     for i, p in enumerate(params):
         if p.numel():
@@ -90,8 +101,10 @@ def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alph
         device = params[idx[0]].device
         c_t = bound(clip if clip >= 0 else 0.0, dtype, device)
         rmsprop_clip_kernel[(n_blocks,)](
-            meta, lr, _hyper(alpha, eps, weight_decay, momentum, dtype, device), c_t, len(idx),
-            N_LISTS=len(lists), CENTERED=centered, MOMENTUM=use_momentum, MAXIMIZE=maximize,
-            WEIGHT_DECAY=weight_decay != 0.0, CLIP=clip >= 0, DTYPE=TL_DTYPES[dtype],
+            meta, lr, _hyper(alpha, eps, weight_decay, momentum, dtype, device), c_t,
+            lr if grad_scale is None else grad_scale, lr if found_inf is None else found_inf,
+            len(idx), N_LISTS=len(lists), CENTERED=centered, MOMENTUM=use_momentum,
+            MAXIMIZE=maximize, WEIGHT_DECAY=weight_decay != 0.0, CLIP=clip >= 0,
+            UNSCALE=grad_scale is not None, SKIP=found_inf is not None, DTYPE=TL_DTYPES[dtype],
             COMPUTE=opmath(dtype), BLOCK=BLOCK,
             enable_fp_fusion=False)  # only the fmas written (tl.fma), as the C++ build

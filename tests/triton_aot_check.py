@@ -67,6 +67,8 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
     p, g, v = x.clone(), x.clone(), x.clone().abs()
     K.rmsprop_clip.rmsprop_clip_([p], [g], [v], [x.clone()], [x.clone()], torch.tensor([1e-3]), 0.99, 1e-8,
                                  0.0, 0.9, True, False, 0.01)
+    K.rmsprop_clip.rmsprop_clip_([p], [g], [v], [], [], torch.tensor([1e-3]), 0.99, 1e-8, 0.0, 0.0,
+                                 False, False, 0.01, torch.tensor([8.0]), torch.zeros(1))  # loss scaling
     K.penalty.penalty_forward(x, 10.0, 1.0, 1e-12)
     K.penalty.penalty_forward(x, 10.0, 0.0, 1e-12)
     s = torch.ones(3, dtype=t)

@@ -10,6 +10,7 @@
 #include <c10/util/Half.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -38,10 +39,16 @@ void run_loop(const RMSpropLoopArgs& a) {
 void rmsprop_clip_cpu(at::TensorList params, at::TensorList grads, at::TensorList square_avgs,
                       at::TensorList momentum_bufs, at::TensorList grad_avgs,
                       const at::Tensor& lr, double alpha, double eps, double weight_decay,
-                      double momentum, bool centered, bool maximize, double clip) {
+                      double momentum, bool centered, bool maximize, double clip,
+                      const std::optional<at::Tensor>& grad_scale,
+                      const std::optional<at::Tensor>& found_inf) {
   check_rmsprop_clip_args(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
-                          weight_decay, momentum, centered, clip, c10::DeviceType::CPU);
+                          weight_decay, momentum, centered, clip, grad_scale, found_inf,
+                          c10::DeviceType::CPU);
+  if (found_inf.has_value() && found_inf->item<float>() != 0.0f) return;  // skipped step
   const bool use_momentum = momentum != 0.0;
+  const bool unscale = grad_scale.has_value();
+  const float scale_value = unscale ? grad_scale->item<float>() : 1.0f;
   std::vector<std::pair<size_t, int64_t>> chunks;  // (parameter index, first element)
   for (size_t i = 0; i < params.size(); ++i) {
     for (int64_t s = 0; s < params[i].numel(); s += kChunk) chunks.emplace_back(i, s);
@@ -63,6 +70,8 @@ void rmsprop_clip_cpu(at::TensorList params, at::TensorList grads, at::TensorLis
         a.ga = centered ? ptr(grad_avgs[i]) : nullptr;
         a.n = std::min(kChunk, params[i].numel() - start);
         a.lr = lr_value;
+        a.grad_scale = scale_value;
+        a.unscale = unscale;
         a.alpha = alpha;
         a.eps = eps;
         a.weight_decay = weight_decay;

@@ -21,15 +21,16 @@ namespace fastgan {
 // compiled for different instruction sets can pass it to each other.
 struct RMSpropLoopArgs {
   void* p;
-  const void* g;
+  void* g;   // written only when unscale
   void* v;
   void* b;   // momentum buffer, or null
   void* ga;  // grad average, or null
   int64_t n;
   float lr;
+  float grad_scale;  // read when unscale
   double alpha, eps, weight_decay, momentum;
   uint64_t clip_hi, clip_inf;  // clip_bits' bounds in the dtype's bit width
-  bool centered, use_momentum, maximize, use_weight_decay, use_clip;
+  bool centered, use_momentum, maximize, use_weight_decay, use_clip, unscale;
 };
 
 #ifdef FASTGAN_HAVE_AVX2_UNIT
@@ -71,8 +72,19 @@ void rmsprop_range(const RMSpropLoopArgs& a) {
   }
 }
 
+// Loss scaling: g = g / scale in opmath, stored in the gradient's dtype; the step then
+// reads the stored value (a pass of its own over the range, still in cache).
+template <typename scalar_t>
+void unscale_range(const RMSpropLoopArgs& a) {
+  using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+  auto* __restrict g = static_cast<scalar_t*>(a.g);
+  const T scale = static_cast<T>(a.grad_scale);
+  for (int64_t j = 0; j < a.n; ++j) g[j] = static_cast<scalar_t>(static_cast<T>(g[j]) / scale);
+}
+
 template <typename scalar_t>
 void rmsprop_loop(const RMSpropLoopArgs& a) {
+  if (a.unscale) unscale_range<scalar_t>(a);
   dispatch_flags([&](auto kCentered, auto kMomentum, auto kMaximize, auto kWeightDecay,
                      auto kClip) {
     rmsprop_range<scalar_t, kCentered, kMomentum, kMaximize, kWeightDecay, kClip>(a);

@@ -7,7 +7,8 @@ No sigmoid. After every critic update, every critic parameter is clipped to [-c,
 (Algorithm 1, line 7, c = 0.01): fastgan.optim.RMSpropClip does the RMSprop update and
 the clip of all critic parameters in one fused kernel per dtype (no Python loop over
 the parameters, the usual way). Both networks train with RMSprop, lr 5e-5 (Algorithm 1:
-alpha = 0.00005; sec. 3: momentum-based optimizers were unstable), n_critic = 5, m = 64.
+alpha = 0.00005; sec. 3: momentum-based optimizers were unstable), n_critic = 5, m = 64;
+the generator's through the same fused kernel with no clip.
 
 The paper's code runs 100 critic steps for each of the first 25 generator steps and on
 every 500th one, to keep the critic near its optimum; critic_boost=True turns that on
@@ -16,8 +17,6 @@ every 500th one, to keep the critic near its optimum; critic_boost=True turns th
 Networks: DCGAN's, with BatchNorm in the critic as in the paper's experiments (the clip
 covers the BatchNorm scales and shifts too: "every critic parameter").
 """
-import torch
-
 from fastgan.models.dcgan import DCGAN
 from fastgan.optim.rmsprop_clip import RMSpropClip
 
@@ -44,7 +43,9 @@ class WGAN(DCGAN):
     def build_optimizers(self):
         c = self.config
         backend = None if c["fused"] else "reference"
-        return (torch.optim.RMSprop(self.generator.parameters(), lr=c["lr_g"]),
+        # the generator's RMSprop is the same fused kernel without the clip (torch.optim.
+        # RMSprop's arithmetic; one launch; it takes a float16 GradScaler's flag on the device)
+        return (RMSpropClip(self.generator.parameters(), lr=c["lr_g"], clip=None, backend=backend),
                 RMSpropClip(self.critic.parameters(), lr=c["lr_d"], clip=c["clip"], backend=backend))
 
     def critic_steps(self, step):

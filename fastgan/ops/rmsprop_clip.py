@@ -18,6 +18,15 @@ the two there. The clip is clip_weights_'s, on the result.
 
 The tensors of one parameter (param, grad, states) must be dense and identically
 strided for the fused backends; other layouts run on the reference.
+
+Loss scaling (float16 training under torch.amp.GradScaler), without a host
+synchronization: grad_scale, when given, divides every gradient in opmath (as torch's
+fused Adam does: g / scale, exact for the scaler's powers of two), the quotient is
+stored back into the gradient (rounded to its dtype: the unscaled gradient a
+GradScaler.unscale_ leaves) and the step reads that stored value. found_inf, when
+given and non-zero, skips the whole step: nothing is written (params, gradients,
+states). Both are 1-element float32 tensors on the parameters' device, read there,
+so a CUDA graph replays the step with whatever they hold.
 """
 import math
 
@@ -33,10 +42,30 @@ _OP_NAME = "rmsprop_clip_"
 
 
 def rmsprop_clip_reference(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
-                           weight_decay, momentum, centered, maximize, clip):
-    """The oracle: torch.optim.RMSprop's sequence per tensor, in opmath, then clamp_."""
+                           weight_decay, momentum, centered, maximize, clip, grad_scale=None,
+                           found_inf=None):
+    """The oracle: torch.optim.RMSprop's sequence per tensor, in opmath, then clamp_;
+    with grad_scale, the gradients unscaled first; with found_inf != 0, no change at all
+    (decided on the device: the step is computed, then the old values put back)."""
+    if found_inf is not None:
+        mutated = [*params, *square_avgs, *momentum_bufs, *grad_avgs]
+        if grad_scale is not None:
+            mutated += list(grads)
+        before = [t.clone() for t in mutated]
+    _rmsprop_clip_reference(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
+                            weight_decay, momentum, centered, maximize, clip, grad_scale)
+    if found_inf is not None:
+        skip = found_inf.reshape(()) != 0
+        for t, old in zip(mutated, before):
+            t.copy_(torch.where(skip.to(t.device), old, t))
+
+
+def _rmsprop_clip_reference(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
+                            weight_decay, momentum, centered, maximize, clip, grad_scale):
     for i, p in enumerate(params):
         compute = torch.float64 if p.dtype == torch.float64 else torch.float32
+        if grad_scale is not None:  # unscaled in opmath, stored, and the stored value stepped
+            grads[i].copy_(grads[i].to(compute) / grad_scale.to(device=p.device, dtype=compute).reshape(()))
         pf, g, v = p.to(compute), grads[i].to(compute), square_avgs[i].to(compute)
         lr_t = lr.to(device=p.device, dtype=compute)
         if maximize:
@@ -64,15 +93,17 @@ def rmsprop_clip_reference(params, grads, square_avgs, momentum_bufs, grad_avgs,
 
 if kernels.error() is None:
     @torch.library.custom_op("fastgan::rmsprop_clip_triton_",
-                             mutates_args=("params", "square_avgs", "momentum_bufs", "grad_avgs"))
+                             mutates_args=("params", "grads", "square_avgs", "momentum_bufs",
+                                           "grad_avgs"))
     def _rmsprop_clip_triton(params: list[torch.Tensor], grads: list[torch.Tensor],
                              square_avgs: list[torch.Tensor], momentum_bufs: list[torch.Tensor],
                              grad_avgs: list[torch.Tensor], lr: torch.Tensor, alpha: float,
                              eps: float, weight_decay: float, momentum: float, centered: bool,
-                             maximize: bool, clip: float) -> None:
+                             maximize: bool, clip: float, grad_scale: torch.Tensor | None = None,
+                             found_inf: torch.Tensor | None = None) -> None:
         kernels.rmsprop_clip.rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs,
                                            lr, alpha, eps, weight_decay, momentum, centered,
-                                           maximize, clip)
+                                           maximize, clip, grad_scale, found_inf)
 
     @_rmsprop_clip_triton.register_fake
     def _(*args):
@@ -94,7 +125,7 @@ def check_hyper(op, alpha, eps, weight_decay, momentum):
 
 
 def _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps, weight_decay,
-           momentum, centered, clip):
+           momentum, centered, clip, grad_scale=None, found_inf=None):
     params = _checks.tensor_list(_OP_NAME, params)
     n = len(params)
     lists = {"grads": list(grads), "square_avgs": list(square_avgs),
@@ -116,6 +147,13 @@ def _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
         raise TypeError(f"{_OP_NAME}: lr must be a 1-element float32 tensor")
     if n and lr.device != params[0].device:
         raise ValueError(f"{_OP_NAME}: lr is on {lr.device} but params are on {params[0].device}")
+    for name, t in (("grad_scale", grad_scale), ("found_inf", found_inf)):
+        if t is None:
+            continue
+        if not (isinstance(t, torch.Tensor) and t.numel() == 1 and t.dtype == torch.float32):
+            raise TypeError(f"{_OP_NAME}: {name} must be None or a 1-element float32 tensor")
+        if n and t.device != params[0].device:
+            raise ValueError(f"{_OP_NAME}: {name} is on {t.device} but params are on {params[0].device}")
     check_hyper(_OP_NAME, alpha, eps, weight_decay, momentum)
     if math.isnan(clip):
         raise ValueError(f"{_OP_NAME}: clip is NaN; pass a bound >= 0, or None for no clip")
@@ -134,23 +172,25 @@ def fusable(params, *lists):
 
 def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, *, alpha=0.99,
                   eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False,
-                  clip=0.01, backend=None):
+                  clip=0.01, grad_scale=None, found_inf=None, backend=None):
     """One RMSprop step and clip over lists of parameters, in place.
 
     params, grads, square_avgs: one tensor per parameter. momentum_bufs: one per
     parameter when momentum != 0, else empty; grad_avgs likewise when centered.
     lr: a 1-element float32 tensor on the parameters' device (a CUDA graph replays
     the step with whatever it holds). clip: the WGAN bound, None or < 0 for none.
+    grad_scale, found_inf: loss scaling (see the module doc; what torch.amp.GradScaler
+    hands an optimizer whose step supports it), None for none.
     backend: as every fastgan op (None: the default of fastgan.set_backend).
     """
     clip = -1.0 if clip is None else clip
     params, lists = _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
-                           weight_decay, momentum, centered, clip)
+                           weight_decay, momentum, centered, clip, grad_scale, found_inf)
     if not params:
         return
     args = (params, lists["grads"], lists["square_avgs"], lists["momentum_bufs"],
             lists["grad_avgs"], lr, float(alpha), float(eps), float(weight_decay),
-            float(momentum), bool(centered), bool(maximize), float(clip))
+            float(momentum), bool(centered), bool(maximize), float(clip), grad_scale, found_inf)
     chosen = OP.resolve(params[0].device, backend)
     if chosen != "reference" and not fusable(params, *lists.values()):
         chosen = "reference"

@@ -15,6 +15,14 @@ fastgan.optim.flatten_parameters, the kernel runs over the flat buffers (its
 states are then flat too), and zero_grad zeroes the flat gradient buffer.
 Capturable: the learning rate lives in a device tensor, so a CUDA graph of the
 step replays with the current lr; a Tensor lr is used as given.
+
+Loss scaling without a host synchronization: like torch's fused Adam, RMSpropClip
+declares _step_supports_amp_scaling, so torch.amp.GradScaler.step hands it the scale
+and the overflow flag as device tensors (optimizer.grad_scale, optimizer.found_inf)
+instead of reading the flag on the host. The kernel unscales the gradients (leaving
+the unscaled ones in .grad, as GradScaler.unscale_ would) and, when the flag is set,
+writes nothing; the step count advances only on steps taken. A float16 run's
+critic step thus stays capturable in a CUDA graph.
 """
 import fnmatch
 import math
@@ -41,6 +49,9 @@ class RMSpropClip(torch.optim.Optimizer):
     backend: the fastgan backend for the fused kernel (None: fastgan's default).
     """
 
+    # torch.amp.GradScaler: pass grad_scale / found_inf as attributes, no host-side check
+    _step_supports_amp_scaling = True
+
     def __init__(self, params, lr=5e-5, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, maximize=False, clip=0.01, *, backend=None):
         _check_hyper(lr, alpha, eps, weight_decay, momentum, clip)
@@ -53,6 +64,11 @@ class RMSpropClip(torch.optim.Optimizer):
         self.backend = backend
         self._lr = {}    # (group index, device) -> 1-element float32 tensor on that device
         self._flat = {}  # id(FlatGroup) -> {state key: flat state buffer}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:  # a torch.optim.RMSprop state dict has no clip: none
+            group.setdefault("clip", None)
 
     def _lr_tensor(self, index, group, device):
         lr = group["lr"]
@@ -71,9 +87,11 @@ class RMSpropClip(torch.optim.Optimizer):
         flats = {}
         for p in params:
             state = self.state[p]
+            where = p.device if p.is_cuda else torch.device("cpu")
             if "step" not in state:
-                state["step"] = torch.zeros((), dtype=torch.float32,
-                                            device=p.device if p.is_cuda else "cpu")
+                state["step"] = torch.zeros((), dtype=torch.float32, device=where)
+            elif state["step"].device != where:  # e.g. loaded from torch's RMSprop (CPU steps)
+                state["step"] = state["step"].to(dtype=torch.float32, device=where)
             flat = getattr(p, "_fastgan_flat", None)
             if flat is not None:
                 flats[id(flat)] = flat
@@ -122,6 +140,9 @@ class RMSpropClip(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # set by torch.amp.GradScaler.step (see _step_supports_amp_scaling), else absent
+        grad_scale = getattr(self, "grad_scale", None)
+        found_inf = getattr(self, "found_inf", None)
         for index, group in enumerate(self.param_groups):
             by_kind = {}
             for p in group["params"]:
@@ -132,14 +153,21 @@ class RMSpropClip(torch.optim.Optimizer):
                 by_kind.setdefault((p.device, p.dtype), []).append(p)
             for (device, _), params in by_kind.items():
                 keys = self._init_state(group, params)
-                torch._foreach_add_([self.state[p]["step"] for p in params], 1)
+                scale, inf = _on(grad_scale, device), _on(found_inf, device)
+                steps = [self.state[p]["step"] for p in params]
+                if inf is None:
+                    torch._foreach_add_(steps, 1)
+                else:  # + 1 for a step taken, + 0 for one skipped (decided on the device)
+                    step_device = steps[0].device
+                    torch._foreach_add_(steps, (inf.to(step_device).reshape(()) == 0).to(torch.float32))
                 ps, gs, states = self._lists(group, params, keys)
                 rmsprop_clip_(ps, gs, states["square_avg"], states.get("momentum_buffer", []),
                               states.get("grad_avg", []), self._lr_tensor(index, group, device),
                               alpha=group["alpha"], eps=group["eps"],
                               weight_decay=group["weight_decay"], momentum=group["momentum"],
                               centered=group["centered"], maximize=group["maximize"],
-                              clip=group["clip"], backend=self.backend)
+                              clip=group["clip"], grad_scale=scale, found_inf=inf,
+                              backend=self.backend)
         return loss
 
     def zero_grad(self, set_to_none=True):
@@ -161,6 +189,13 @@ class RMSpropClip(torch.optim.Optimizer):
         for flat, are_views in views.values():
             if are_views:
                 flat.grad.zero_()
+
+
+def _on(t, device):
+    """GradScaler's 0-dim float32 tensor as the op takes it: 1 element on `device`."""
+    if t is None:
+        return None
+    return t.to(device=device, dtype=torch.float32, non_blocking=True).reshape(1)
 
 
 def clip_param_groups(module, clip=0.01, exclude=()):

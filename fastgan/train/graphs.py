@@ -20,6 +20,10 @@ What makes the trainer's step capturable (each is checked here or is a property 
   eager steps create them); BEGAN's learning-rate halving multiplies 0-dim lr tensors in place;
 * capturable optimizers: torch's optimizers get capturable=True and a 0-dim device tensor
   lr before the first step (fastgan's RMSpropClip is capturable by construction);
+* float16 loss scaling without a host read: every optimizer takes the GradScaler's scale
+  and overflow flag as device tensors (_step_supports_amp_scaling: torch's fused Adam,
+  fastgan's RMSpropClip), the penalty reads the scale on the device, and the scaler's
+  update (torch._amp_update_scale_) runs on the device;
 * fastgan's kernels launch on the current stream (the capture stream);
 * one memory pool for the two graphs (torch.cuda.graph_pool_handle), replayed in the order
   they were captured (critic steps, then the generator step).
@@ -28,9 +32,9 @@ The real batch enters through a static buffer the loader's batch is copied into 
 replay. Log steps (every log_every steps, which also measure gradient norms) and any batch
 of another shape run eagerly; both paths update the same tensors.
 
-When a requirement is not met (no CUDA device, several processes, float16 loss scaling,
-whose GradScaler reads its overflow flag on the host) the trainer runs eagerly and says why
-in one line; a capture that raises does the same.
+When a requirement is not met (no CUDA device, several processes, float16 loss scaling
+with an optimizer whose overflow flag GradScaler reads on the host) the trainer runs
+eagerly and says why in one line; a capture that raises does the same.
 """
 import torch
 
@@ -44,7 +48,11 @@ def unavailable_reason(trainer):
     if trainer.world > 1:
         return "not with several processes yet (DistributedDataParallel's buckets are not captured)"
     if trainer.scaler.is_enabled():
-        return "float16 loss scaling: the GradScaler reads its overflow flag on the host (bf16 needs none)"
+        host = sorted({type(opt).__name__ for opt in (trainer.opt_g, trainer.opt_d)
+                       if not getattr(opt, "_step_supports_amp_scaling", False)})
+        if host:
+            return (f"float16 loss scaling: the GradScaler reads the overflow flag of {', '.join(host)} "
+                    "on the host (a fused optimizer takes it on the device; bf16 needs none)")
     return None
 
 

@@ -52,7 +52,9 @@ def test_wgan_optimizers_clip_every_critic_parameter():
     torch.manual_seed(0)
     m = models.build("wgan", **TINY, lr_d=0.5)  # a huge step, so the clip is what bounds it
     opt_g, opt_d = m.build_optimizers()
-    assert type(opt_g) is torch.optim.RMSprop and isinstance(opt_d, RMSpropClip)
+    assert isinstance(opt_g, RMSpropClip) and isinstance(opt_d, RMSpropClip)
+    assert [g["clip"] for g in opt_g.param_groups] == [None]  # the generator is never clipped
+    assert [g["clip"] for g in opt_d.param_groups] == [0.01]
     real = torch.rand(8, 1, 16, 16) * 2 - 1
     fake = m.generator(m.sample_z(8, "cpu")).detach()
     loss, logs = m.critic_loss(m.critic, real, fake)

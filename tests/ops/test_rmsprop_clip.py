@@ -68,6 +68,76 @@ def test_one_step_matches_reference(backend_device, dtype, flags, clip):
                                                torch.Generator().manual_seed(0))[0][2])  # it moved
 
 
+# -- loss scaling (grad_scale, found_inf: what torch.amp.GradScaler hands the optimizer) -----
+
+def _kw(flags):
+    return dict(alpha=0.99, eps=1e-8, weight_decay=flags.get("weight_decay", 0.0),
+                momentum=flags.get("momentum", 0.0), centered=flags.get("centered", False),
+                maximize=flags.get("maximize", False))
+
+
+def test_reference_loss_scaling_is_unscale_then_step():
+    """The oracle's meaning, to the bit: grad_scale = divide and store the gradients, then
+    the plain step; found_inf != 0 = no change anywhere."""
+    flags = dict(momentum=0.9, centered=True)
+    for dtype in (torch.float32, torch.bfloat16):
+        state = _state(SHAPES["odd"], dtype, "cpu", flags, torch.Generator().manual_seed(3))
+        scale = torch.tensor([3.0])  # not a power of two: the quotient rounds
+        manual = [[t.clone() for t in lst] for lst in state]
+        for g in manual[1]:
+            g.copy_(g.float() / 3.0)
+        lr = torch.tensor([5e-4])
+        rmsprop_clip_reference(*state, lr, clip=0.01, grad_scale=scale, found_inf=torch.zeros(()), **_kw(flags))
+        rmsprop_clip_reference(*manual, lr, clip=0.01, **_kw(flags))
+        for got, want in zip(state, manual):
+            assert all(torch.equal(a, b) for a, b in zip(got, want))
+        before = [[t.clone() for t in lst] for lst in state]
+        rmsprop_clip_reference(*state, lr, clip=0.01, grad_scale=scale, found_inf=torch.ones(()), **_kw(flags))
+        for got, want in zip(state, before):
+            assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("flags", [FLAGS[0], FLAGS[3]], ids=["plain", "all"])
+@pytest.mark.parametrize("scale", [65536.0, 3.0], ids=["pow2", "odd"])
+def test_loss_scaled_step_matches_reference(backend_device, dtype, flags, scale):
+    backend, device = backend_device
+    state = _state(SHAPES["odd"], dtype, device, flags, torch.Generator().manual_seed(2))
+    for g in state[1]:  # the gradients as a GradScaler leaves them: scaled (finite in fp16)
+        g.copy_((g.double() * min(scale, 1024.0)).to(dtype))
+    expected = [[t.clone() for t in lst] for lst in state]
+    lr = torch.tensor([5e-4], device=device)
+    grad_scale = torch.tensor([scale], device=device)
+    rmsprop_clip_(*state, lr, clip=0.01, grad_scale=grad_scale, found_inf=torch.zeros(1, device=device),
+                  backend=backend, **_kw(flags))
+    rmsprop_clip_reference(*expected, lr, clip=0.01, grad_scale=grad_scale, **_kw(flags))
+    names = ["params", "grads", "square_avgs", "momentum_bufs", "grad_avgs"]
+    for name, got, want in zip(names, state, expected):
+        for i, (a, e) in enumerate(zip(got, want)):
+            if name == "grads" and dtype in (torch.float32, torch.float64):
+                assert torch.equal(a, e), f"grads[{i}]"  # one correctly rounded division
+            elif name == "grads":  # 16-bit: the rounding to storage may land on either side
+                assert_ulps(a, e, 1, f"grads[{i}]")
+            else:
+                assert_ulps(a, e, ULPS[dtype], f"{name}[{i}]")
+
+
+@pytest.mark.parametrize("found", [1.0, 2.0, float("inf")], ids=["one", "two-devices", "inf"])
+@pytest.mark.parametrize("scaled", [True, False], ids=["scaled", "unscaled"])
+def test_found_inf_skips_the_whole_step(backend_device, found, scaled):
+    backend, device = backend_device
+    flags = FLAGS[3]
+    state = _state(SHAPES["odd"], torch.float32, device, flags, torch.Generator().manual_seed(4))
+    state[1][2][7] = float("inf")  # the overflow the flag reports
+    state[0][0].fill_(0.5)          # outside the clip: a skipped step must not clip either
+    before = [[t.clone() for t in lst] for lst in state]
+    rmsprop_clip_(*state, torch.tensor([5e-4], device=device), clip=0.01,
+                  grad_scale=torch.tensor([1024.0], device=device) if scaled else None,
+                  found_inf=torch.tensor([found], device=device), backend=backend, **_kw(flags))
+    for got, want in zip(state, before):
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
 def test_layouts_the_kernels_cannot_walk_fall_back_to_the_reference(backend_device):
     backend, device = backend_device
     base = torch.randn(6, 8, device=device) * 0.02
@@ -89,6 +159,8 @@ def test_layouts_the_kernels_cannot_walk_fall_back_to_the_reference(backend_devi
     (dict(eps=-1.0), ValueError, ["eps = -1.0"]),
     (dict(clip=7e4, half=True), ValueError, ["clip = 70000.0", "params[0]"]),
     (dict(clip=float("nan")), ValueError, ["clip is NaN"]),
+    (dict(grad_scale="float64"), TypeError, ["grad_scale must be None or a 1-element float32 tensor"]),
+    (dict(found_inf="two"), TypeError, ["found_inf must be None or a 1-element float32 tensor"]),
 ])
 def test_bad_input_names_the_problem(change, error, words):
     dtype = torch.float16 if change.get("half") else torch.float32
@@ -104,7 +176,9 @@ def test_bad_input_names_the_problem(change, error, words):
     with pytest.raises(error) as info:
         rmsprop_clip_(params, grads, [torch.zeros_like(p) for p in params], mb, [], lr,
                       alpha=change.get("alpha", 0.99), eps=change.get("eps", 1e-8),
-                      clip=change.get("clip", 0.01))
+                      clip=change.get("clip", 0.01),
+                      grad_scale=torch.ones((), dtype=torch.float64) if change.get("grad_scale") else None,
+                      found_inf=torch.zeros(2) if change.get("found_inf") else None)
     for w in words:
         assert w in str(info.value)
     assert all(torch.equal(a, b) for a, b in zip(params, before))
@@ -121,15 +195,22 @@ def test_cpp_entry_point_checks_its_arguments(require_backend):
         op(p, g, v, [], [], lr, 0.99, 1e-8, 0.0, 0.0, False, False, float("nan"))
     with pytest.raises(RuntimeError, match=r"lr must be a 1-element float32 tensor"):
         op(p, g, v, [], [], lr.double(), 0.99, 1e-8, 0.0, 0.0, False, False, 0.01)
+    with pytest.raises(RuntimeError, match=r"grad_scale must be None or a 1-element float32 tensor"):
+        op(p, g, v, [], [], lr, 0.99, 1e-8, 0.0, 0.0, False, False, 0.01, torch.ones(1, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match=r"found_inf must be None or a 1-element float32 tensor"):
+        op(p, g, v, [], [], lr, 0.99, 1e-8, 0.0, 0.0, False, False, 0.01, None, torch.zeros(3))
     with pytest.raises(RuntimeError, match=r"dense and identically strided"):
         op([torch.zeros(4, 4)[:, ::2]], [torch.ones(4, 2)], [torch.zeros(4, 2)], [], [], lr,
            0.99, 1e-8, 0.0, 0.0, False, False, 0.01)
 
 
 @pytest.mark.parametrize("op_name", ["rmsprop_clip_", "rmsprop_clip_triton_"])
-def test_opcheck(require_backend, op_name):
+@pytest.mark.parametrize("scaling", [False, True], ids=["plain", "loss-scaled"])
+def test_opcheck(require_backend, op_name, scaling):
     require_backend("cpp" if op_name == "rmsprop_clip_" else "triton", "cpu")
     gen = torch.Generator().manual_seed(1)
     state = _state([(3,), (65,)], torch.float32, "cpu", dict(momentum=0.9), gen)
     args = (*state, torch.tensor([1e-3]), 0.99, 1e-8, 0.0, 0.9, False, False, 0.01)
+    if scaling:
+        args += (torch.tensor([8.0]), torch.zeros(1))
     torch.library.opcheck(getattr(torch.ops.fastgan, op_name).default, args)

@@ -219,3 +219,86 @@ def test_lr_changes_reach_the_device_tensor(require_backend):
     opt.param_groups[0]["lr"] = torch.tensor(1e-3)  # a Tensor lr is used as given
     opt.step()
     assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), before))
+
+
+# -- loss scaling: torch.amp.GradScaler hands RMSpropClip its scale and overflow flag -------
+
+def _no_host_check(scaler, monkeypatch):
+    """GradScaler's path for optimizers that cannot take the flag reads it on the host
+    (_maybe_opt_step: found_inf.item()); RMSpropClip must never be sent down it."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("GradScaler read the overflow flag on the host")
+    monkeypatch.setattr(scaler, "_maybe_opt_step", refuse)
+
+
+@pytest.mark.parametrize("unscale_first", [False, True], ids=["step", "unscale-then-step"])
+def test_grad_scaler_steps_equal_unscaled_steps(backend_device, monkeypatch, unscale_first):
+    """A power-of-two loss scale is exact through the backward, so steps under a GradScaler
+    equal plain steps to the bit; .grad holds the unscaled gradient afterwards (as after
+    GradScaler.unscale_), whether the optimizer or unscale_ (a log step) unscaled it."""
+    backend, device = backend_device
+    plain, scaled = critic().to(device), critic().to(device)
+    data = [x.to(device) for x in batches(6)]
+    opt_p = RMSpropClip(plain.parameters(), lr=5e-4, momentum=0.5, backend=backend)
+    opt_s = RMSpropClip(scaled.parameters(), lr=5e-4, momentum=0.5, backend=backend)
+    scaler = torch.amp.GradScaler(torch.device(device).type, init_scale=2.0 ** 12, growth_interval=1)
+    _no_host_check(scaler, monkeypatch)
+    for x in data:
+        opt_p.zero_grad()
+        plain(x).mean().backward()
+        opt_p.step()
+        opt_s.zero_grad()
+        scaler.scale(scaled(x).mean()).backward()
+        if unscale_first:
+            scaler.unscale_(opt_s)
+        scaler.step(opt_s)
+        scaler.update()
+        for a, b in zip(plain.parameters(), scaled.parameters()):
+            assert torch.equal(a.grad, b.grad)
+    for a, b in zip(plain.parameters(), scaled.parameters()):
+        assert torch.equal(a, b)
+    assert scaler.get_scale() == 2.0 ** 18  # grew every step: no overflow was seen
+    assert all(opt_s.state[p]["step"].item() == 6 for p in scaled.parameters())
+
+
+def test_grad_scaler_overflow_skips_the_step_and_backs_off(backend_device, monkeypatch):
+    backend, device = backend_device
+    model = critic().to(device)
+    opt = RMSpropClip(model.parameters(), lr=5e-4, momentum=0.5, backend=backend)
+    scaler = torch.amp.GradScaler(torch.device(device).type, init_scale=2.0 ** 10)
+    _no_host_check(scaler, monkeypatch)
+    x = batches(1)[0].to(device)
+    scaler.scale(model(x).mean()).backward()
+    scaler.step(opt)  # one good step creates the state
+    scaler.update()
+    before = {"params": [p.detach().clone() for p in model.parameters()],
+              "state": [{k: v.clone() for k, v in opt.state[p].items()} for p in model.parameters()]}
+    opt.zero_grad()
+    scaler.scale(model(x).mean()).backward()
+    next(model.parameters()).grad.view(-1)[3] = float("inf")  # an fp16 overflow, say
+    scaler.step(opt)
+    scaler.update()
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before["params"]))
+    for p, saved in zip(model.parameters(), before["state"]):
+        assert all(torch.equal(opt.state[p][k], v) for k, v in saved.items())  # step count too
+    assert scaler.get_scale() == 2.0 ** 9
+
+
+def test_loads_torch_rmsprop_state_dicts(require_backend):
+    """A torch.optim.RMSprop state dict (no clip key, CPU step counts) loads and continues as
+    torch's RMSprop would (WGAN's generator used torch's RMSprop before it used this)."""
+    require_backend("cpp", "cpu")
+    data = batches(8)
+    theirs, ours = critic(), critic()
+    ref = torch.optim.RMSprop(theirs.parameters(), lr=5e-4, foreach=False)
+    train_plain = lambda m, o, xs: [(o.zero_grad(), m(x).mean().backward(), o.step()) for x in xs]  # noqa: E731
+    train_plain(theirs, ref, data[:4])
+    ours.load_state_dict(theirs.state_dict())
+    opt = RMSpropClip(ours.parameters(), lr=5e-4, clip=C, backend="reference")
+    opt.load_state_dict(copy.deepcopy(ref.state_dict()))  # as from a file: no shared state tensors
+    assert all(g["clip"] is None for g in opt.param_groups)  # torch's groups clip nothing
+    train_plain(theirs, ref, data[4:])
+    train_plain(ours, opt, data[4:])
+    for a, b in zip(theirs.parameters(), ours.parameters()):
+        assert torch.equal(a, b)
+    assert all(opt.state[p]["step"].item() == 8 for p in ours.parameters())

@@ -2,7 +2,8 @@
 and weights; where graphs cannot run the trainer says why and runs eagerly.
 
 The equality tests need a GPU (marked gpu); what can be checked on the CPU is: the choice
-and its reasons, the optimizer preparation (capturable, 0-dim lr tensors changed in place),
+and its reasons (float16 loss scaling included: every model's optimizers take the flag on
+the device), the optimizer preparation (capturable, 0-dim lr tensors changed in place),
 checkpoints that store plain float learning rates, BEGAN's in-place k_t and lr updates.
 """
 import pytest
@@ -62,15 +63,36 @@ def test_began_halves_tensor_learning_rates_in_place():
 
 
 def test_unavailable_reasons():
+    w = [torch.nn.Parameter(torch.ones(2))]
+    fused_adam = torch.optim.Adam(w, fused=True)  # takes GradScaler's flag on the device
+    rmsprop_clip = fastgan.optim.RMSpropClip(w)   # likewise
+
     class T:  # the attributes unavailable_reason reads
-        def __init__(self, device, world=1, scaler=False):
+        def __init__(self, device, world=1, scaler=False, opts=(fused_adam, rmsprop_clip)):
             self.device, self.world = torch.device(device), world
             self.scaler = torch.amp.GradScaler("cuda", enabled=False)
             self.scaler._enabled = scaler
+            self.opt_g, self.opt_d = opts
     assert "CUDA device" in graphs.unavailable_reason(T("cpu"))
     assert "several processes" in graphs.unavailable_reason(T("cuda", world=2))
-    assert "loss scaling" in graphs.unavailable_reason(T("cuda", scaler=True))
     assert graphs.unavailable_reason(T("cuda")) is None
+    assert graphs.unavailable_reason(T("cuda", scaler=True)) is None  # float16, sync-free optimizers
+    why = graphs.unavailable_reason(T("cuda", scaler=True, opts=(torch.optim.RMSprop(w), fused_adam)))
+    assert why.startswith("float16 loss scaling") and "of RMSprop on the host" in why
+
+
+def test_every_models_optimizers_take_the_loss_scale_on_the_device(monkeypatch):
+    """With their CUDA settings (fused Adam; RMSpropClip), no model's optimizer makes a
+    float16 GradScaler read its overflow flag on the host, so every model's float16 steps
+    can be captured (on the CPU, Adam is built foreach: parameters that say they are on CUDA
+    get CUDA's choice here)."""
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    for name in models.names():
+        m = models.build(name, **({"resolution": 16, "g_width": 8, "d_width": 8}
+                                  if name != "began" else {"resolution": 16, "g_width": 8, "d_width": 8,
+                                                           "embedding": 8}))
+        for opt in m.build_optimizers():
+            assert getattr(opt, "_step_supports_amp_scaling", False), (name, type(opt).__name__)
 
 
 # -- on a GPU ------------------------------------------------------------------------------
@@ -139,12 +161,34 @@ def test_graphed_run_resumes_exactly(tmp_path):
     _assert_same_trajectory(start, _params(whole.model.critic), _params(resumed.model.critic), "critic")
 
 
+FLOAT16 = [("dcgan", {}), ("wgan", {}), ("wgan-gp", {}), ("began", {})]
+
+
 @pytest.mark.gpu
-def test_float16_loss_scaling_falls_back_with_its_reason(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("name, over", FLOAT16, ids=[n for n, _ in FLOAT16])
+def test_float16_loss_scaled_steps_are_graphed_and_match_eager(tmp_path, name, over, monkeypatch):
+    """float16 autocast with a GradScaler (GPUs without bf16): the scale, the overflow flag and
+    the skip stay on the device, so the steps are captured; graphed and eager agree, and the
+    scaler's scale ends the same (the same overflows were seen)."""
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # fp16 + GradScaler
-    t = _trainer(tmp_path / "fp16", "dcgan", "cuda", amp=True, steps=2).fit()
-    assert t._graphs is None
-    assert "CUDA graphs off: float16 loss scaling" in capsys.readouterr().err
+    runs, start = {}, {}
+    for graphed in (False, True):
+        t = _trainer(tmp_path / str(graphed), name, "cuda", cuda_graphs=graphed, amp=True,
+                     resolution=32, batch_size=16, steps=10, log_every=5, **over)
+        start = {"g": _params(t.model.generator), "d": _params(t.model.critic)}
+        runs[graphed] = t.fit()
+    eager, graphed = runs[False], runs[True]
+    assert eager.scaler.is_enabled() and graphed.scaler.is_enabled()
+    assert eager._graphs is None and graphed._graphs is not None
+    assert graphed.scaler.get_scale() == eager.scaler.get_scale()
+    for a, b in zip(eager.history, graphed.history):
+        for k in a:
+            if k != "images_per_s":
+                r = 5e-2 if k.startswith("grad_norm") else 2e-2
+                assert b[k] == pytest.approx(a[k], rel=r, abs=2e-3), (k, a, b)
+    _assert_same_trajectory(start["g"], _params(eager.model.generator), _params(graphed.model.generator),
+                            "generator")
+    _assert_same_trajectory(start["d"], _params(eager.model.critic), _params(graphed.model.critic), "critic")
 
 
 def test_cli_flags(tmp_path, capsys):
