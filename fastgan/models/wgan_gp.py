@@ -48,7 +48,7 @@ class WGANGP(DCGAN):
         c = self.config
         if c["arch"] == "resnet":
             return (ResNetGenerator(c["resolution"], c["z_dim"], c["channels"], c["g_width"]),
-                    ResNetCritic(c["resolution"], c["channels"], c["d_width"]))
+                    ResNetCritic(c["resolution"], c["channels"], c["d_width"], fused=c["fused"]))
         return super().build_networks()
 
     def critic_loss(self, critic, real, fake, *, scaler=None):

@@ -24,7 +24,10 @@ keys). No sigmoid: the losses take logits.
 
 fused=True builds each norm-free layer as Conv2d(bias=False) + fastgan.nn.BiasLeakyReLU
 (bias and activation fused, differentiable twice with fused kernels); fused=False is the
-same network in stock modules, Conv2d(bias=True) + nn.LeakyReLU, for comparison.
+same network in stock modules, Conv2d(bias=True) + nn.LeakyReLU, for comparison. The
+norm-free critic (fused=True, norm=None: the one a gradient penalty differentiates twice)
+uses fastgan.nn.Conv2d, whose double backward skips PyTorch's pass of zeros back through
+the critic (fastgan/nn/conv.py); same parameters and state_dict as nn.Conv2d.
 Weights are initialized N(0, 0.02), BatchNorm scales N(1, 0.02), biases 0 (Radford et al.
 2015, sec. 4).
 """
@@ -35,6 +38,7 @@ from torch import nn
 from fastgan.accelerate import accelerate
 from fastgan.nn.activation import BiasLeakyReLU
 from fastgan.nn.blocks import ConvTransposeBNReLU
+from fastgan.nn.conv import Conv2d
 
 NEGATIVE_SLOPE = 0.2
 INIT_STD = 0.02
@@ -64,10 +68,11 @@ class DCGANCritic(nn.Sequential):
         if norm not in (None, "batch"):
             raise ValueError(f"DCGANCritic: norm must be None or 'batch', got {norm!r}")
         layers = []
+        conv = Conv2d if fused and norm is None else nn.Conv2d
         c_in, c_out = in_channels, width
         for i in range(int(math.log2(resolution)) - 2):  # down to 4 x 4
             conv_bias = not fused and (norm is None or i == 0)
-            layers.append(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=conv_bias))
+            layers.append(conv(c_in, c_out, 4, 2, 1, bias=conv_bias))
             if norm == "batch" and i > 0:
                 layers.append(nn.BatchNorm2d(c_out))
                 layers.append(nn.LeakyReLU(negative_slope))  # fused below by accelerate
@@ -75,7 +80,7 @@ class DCGANCritic(nn.Sequential):
                 layers.append(BiasLeakyReLU(c_out, negative_slope, backend=backend) if fused
                               else nn.LeakyReLU(negative_slope))
             c_in, c_out = c_out, c_out * 2
-        layers.append(nn.Conv2d(c_in, 1, 4, 1, 0))
+        layers.append(conv(c_in, 1, 4, 1, 0))
         layers.append(nn.Flatten(0))
         super().__init__(*layers)
         dcgan_init_(self)

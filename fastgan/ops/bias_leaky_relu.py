@@ -72,7 +72,7 @@ def _ops(backend):
     return ns.bias_leaky_relu, ns.leaky_relu_backward
 
 
-def _engine_wants_grad(ctx, i):
+def engine_wants_grad(ctx, i):
     """Whether this backward will use the gradient of the Function's input i. A gradient
     penalty's autograd.grad(D(x_hat), x_hat) uses none of the bias's, and summing dx for it
     is a full reduction pass per layer (the H100 profile's costliest non-convolution kernel
@@ -103,7 +103,7 @@ class _BiasLeakyReLU(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         dx = _LeakyReLUGrad.apply(dy, y.detach(), *ctx.args)  # no derivative in y: no edge
         db = None
-        if ctx.bias_dtype is not None and ctx.needs_input_grad[1] and _engine_wants_grad(ctx, 1):
+        if ctx.bias_dtype is not None and ctx.needs_input_grad[1] and engine_wants_grad(ctx, 1):
             dims = [0] + list(range(2, dx.dim()))
             db = dx.sum(dims, dtype=compute_dtype(dx.dtype)).to(ctx.bias_dtype)
         return dx, db, None, None
