@@ -12,9 +12,10 @@
 // parameters (32 instantiations per dtype): the kernel has no branch on them, and the
 // lists it walks and writes are exactly the ones the step uses (DEPTH 3 to 5; the
 // gradients are written back only under loss scaling). An overflow flag (found_inf)
-// is one read per block, which returns before touching memory. The clip needs no flag: without one the
-// bound is +inf's bit pattern, for which clip_bits returns every value unchanged
-// (no magnitude is both > inf and <= inf), so "no clip" is the identity exactly.
+// is one read per block, which returns before touching memory. The clip needs no
+// flag: without one the bound is +inf's bit pattern, for which clip_bits returns every
+// value unchanged (no magnitude is both > inf and <= inf), so "no clip" is the
+// identity exactly.
 #include <ATen/core/Tensor.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
