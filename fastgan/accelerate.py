@@ -18,6 +18,15 @@ A module used in more than one place, a convolution that is not 2-D with zero pa
 mode, a BatchNorm whose channels differ, or an activation called functionally
 (F.relu) is left alone; a model with nothing to fuse is returned unchanged, with a
 message saying why.
+
+    critic = fastgan.accelerate(critic, penalty=True)   # a critic a gradient penalty differentiates twice
+
+penalty=True also makes every plain nn.Conv2d of the model (zero padding) a
+fastgan.nn.Conv2d and every nn.LeakyReLU (slope >= 0) and nn.ReLU outside the fused
+chains fastgan.nn.activation's LeakyReLU / ReLU: the same modules and parameters, whose
+double backwards skip PyTorch's backward of zeros through the layers before them
+(fastgan/nn/conv.py, fastgan.ops.bias_leaky_relu). Only for a critic differentiated
+twice (WGAN-GP, DRAGAN, R1): elsewhere it gains nothing.
 """
 import collections
 import sys
@@ -26,6 +35,8 @@ import torch
 from torch import nn
 
 from fastgan.nn.blocks import _ConvBNAct, act_slope, fused_conv_bn_act
+from fastgan.nn.activation import LeakyReLU as PenaltyLeakyReLU, ReLU as PenaltyReLU
+from fastgan.nn.conv import Conv2d as PenaltyConv2d
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.LeakyReLU)
@@ -115,12 +126,31 @@ def _traced_chains(model):
                modules[bn_node.target], modules[act_node.target])
 
 
-def accelerate(model, *, backend=None, verbose=True):
+def _penalty_modules(model):
+    """Retypes the model's plain nn.Conv2d (zero padding), nn.LeakyReLU (slope >= 0) and
+    nn.ReLU modules as fastgan's, in place; returns their names."""
+    done = []
+    for name, m in model.named_modules():
+        if type(m) is nn.Conv2d and m.padding_mode == "zeros" and not isinstance(m.padding, str):
+            m.__class__ = PenaltyConv2d
+        elif type(m) is nn.LeakyReLU and m.negative_slope >= 0:
+            m.__class__ = PenaltyLeakyReLU
+        elif type(m) is nn.ReLU:
+            m.__class__ = PenaltyReLU
+        else:
+            continue
+        done.append(name or "(the model)")
+    return done
+
+
+def accelerate(model, *, backend=None, penalty=False, verbose=True):
     """Fuses model's Conv -> BatchNorm2d -> ReLU/LeakyReLU chains in place; returns model.
 
-    backend: the fused ops' backend (None: fastgan's default). verbose: print what was
-    fused, or why nothing was, to stderr. The list of fused chains is also kept in
-    model.fastgan_fused.
+    backend: the fused ops' backend (None: fastgan's default). penalty: also retype its
+    plain Conv2d, LeakyReLU and ReLU modules as fastgan's (a critic a gradient penalty
+    differentiates twice; see the module doc). verbose: print what was done, or why
+    nothing was, to stderr. The list of fused chains is also kept in model.fastgan_fused,
+    the retyped modules in model.fastgan_penalty_modules.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"fastgan.accelerate: expected an nn.Module, got {type(model).__name__}")
@@ -154,15 +184,21 @@ def accelerate(model, *, backend=None, verbose=True):
         elif why != "not a Conv -> BatchNorm2d -> ReLU/LeakyReLU chain":
             notes.append(f"{name}: left alone: {why}")
     model.__dict__["fastgan_fused"] = fused
+    convs = _penalty_modules(model) if penalty else []
+    model.__dict__["fastgan_penalty_modules"] = convs
     if verbose:
+        if convs:
+            print(f"fastgan.accelerate: {len(convs)} module(s) made fastgan's for the penalty's double "
+                  "backward: " + ", ".join(convs), file=sys.stderr)
         if fused:
             print(f"fastgan.accelerate: fused {len(fused)} block(s): " + "; ".join(fused), file=sys.stderr)
         elif already:
-            print(f"fastgan.accelerate: model unchanged: its {already} block(s) are already fused",
-                  file=sys.stderr)
+            print(f"fastgan.accelerate: {'nothing fused' if convs else 'model unchanged'}: its "
+                  f"{already} block(s) are already fused", file=sys.stderr)
         else:
-            print("fastgan.accelerate: model unchanged: no ConvTranspose2d/Conv2d -> BatchNorm2d -> "
-                  "ReLU/LeakyReLU chain that can be fused", file=sys.stderr)
+            print(f"fastgan.accelerate: {'nothing fused' if convs else 'model unchanged'}: no "
+                  "ConvTranspose2d/Conv2d -> BatchNorm2d -> ReLU/LeakyReLU chain that can be fused",
+                  file=sys.stderr)
         for note in notes:
             print(f"fastgan.accelerate: {note}", file=sys.stderr)
     return model

@@ -35,3 +35,20 @@ class BiasLeakyReLU(torch.nn.Module):
 
     def extra_repr(self):
         return f"channels={self.channels}, negative_slope={self.negative_slope}"
+
+
+class LeakyReLU(torch.nn.LeakyReLU):
+    """nn.LeakyReLU (negative_slope >= 0) computed by fastgan.ops.bias_leaky_relu without a
+    bias: the same values, and a second order that sends nothing back through the layers
+    before it (eager PyTorch's backpropagates a tensor of zeros there). inplace is ignored.
+    What fastgan.accelerate(model, penalty=True) makes of a critic's nn.LeakyReLU."""
+
+    def forward(self, x):
+        return bias_leaky_relu(x, None, self.negative_slope)
+
+
+class ReLU(torch.nn.ReLU):
+    """nn.ReLU as LeakyReLU above with slope 0 (the same values and second order)."""
+
+    def forward(self, x):
+        return bias_leaky_relu(x, None, 0.0)

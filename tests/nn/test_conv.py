@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from fastgan.nn import DCGANCritic, ResNetCritic
+from fastgan.nn.activation import LeakyReLU, ReLU
 from fastgan.nn.conv import Conv2d, conv2d
 from fastgan.ops import gradient_penalty
 
@@ -172,3 +173,44 @@ def test_state_dict_is_nn_conv2ds():
     stock, ours = _pair(CASES[1])
     assert list(ours.state_dict()) == list(stock.state_dict())
     assert isinstance(ours, nn.Conv2d)
+
+
+def test_accelerate_penalty_makes_a_stock_critic_skip_the_zero_pass(capsys):
+    """A user's WGAN-GP critic in stock modules: accelerate(penalty=True) retypes its convolutions
+    and activations in place (same parameters and state_dict), and its penalty step no longer
+    sends zeros back."""
+    import fastgan
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(8, 16, 4, 2, 1),
+                           nn.LeakyReLU(0.2), nn.Conv2d(16, 1, 4, 1, 0), nn.Flatten(0)).double()
+    reflect = nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect")
+    stock = copy.deepcopy(critic)
+    params = list(critic.parameters())
+    keys = list(critic.state_dict())
+    assert fastgan.accelerate(critic, penalty=True) is critic
+    err = capsys.readouterr().err
+    assert "5 module(s) made fastgan's" in err and "nothing fused" in err
+    assert critic.fastgan_penalty_modules == ["0", "1", "2", "3", "4"]
+    assert [type(m) for m in critic if isinstance(m, nn.Conv2d)] == [Conv2d] * 3
+    assert [type(m) for m in critic if isinstance(m, nn.LeakyReLU)] == [LeakyReLU] * 2
+    assert list(critic.parameters()) == params and list(critic.state_dict()) == keys
+    fastgan.accelerate(nn.Sequential(reflect), penalty=True, verbose=False)
+    assert type(reflect) is nn.Conv2d  # reflect padding: left as it is
+    real, fake = torch.rand(2, 4, 3, 16, 16, dtype=torch.float64) * 2 - 1
+    g_ours, reached_ours = _critic_step(critic, real, fake, critic[1])
+    g_stock, reached_stock = _critic_step(stock, real, fake, stock[1])
+    for a, b in zip(g_ours, g_stock):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert len(reached_ours) == 2 and len(reached_stock) == 3
+
+
+@pytest.mark.parametrize("module", [LeakyReLU(0.2), LeakyReLU(0.0), ReLU()], ids=["leaky", "slope0", "relu"])
+def test_activations_equal_torchs_without_second_order_zeros(module):
+    stock = nn.ReLU() if isinstance(module, ReLU) else nn.LeakyReLU(module.negative_slope)
+    x = torch.randn(3, 4, 5, 2, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(module(x), stock(x), rtol=0, atol=0)
+    assert torch.autograd.gradgradcheck(module, (x,))
+    y = module(x)
+    dy = torch.ones_like(y, requires_grad=True)
+    (dx,) = torch.autograd.grad(y, x, grad_outputs=dy, create_graph=True)
+    assert torch.autograd.grad(dx.sum(), x, allow_unused=True)[0] is None  # nothing sent back
