@@ -184,19 +184,19 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
         elif why != "not a Conv -> BatchNorm2d -> ReLU/LeakyReLU chain":
             notes.append(f"{name}: left alone: {why}")
     model.__dict__["fastgan_fused"] = fused
-    convs = _penalty_modules(model) if penalty else []
-    model.__dict__["fastgan_penalty_modules"] = convs
+    retyped = _penalty_modules(model) if penalty else []
+    model.__dict__["fastgan_penalty_modules"] = retyped
     if verbose:
-        if convs:
-            print(f"fastgan.accelerate: {len(convs)} module(s) made fastgan's for the penalty's double "
-                  "backward: " + ", ".join(convs), file=sys.stderr)
+        if retyped:
+            print(f"fastgan.accelerate: {len(retyped)} module(s) made fastgan's for the penalty's double "
+                  "backward: " + ", ".join(retyped), file=sys.stderr)
         if fused:
             print(f"fastgan.accelerate: fused {len(fused)} block(s): " + "; ".join(fused), file=sys.stderr)
         elif already:
-            print(f"fastgan.accelerate: {'nothing fused' if convs else 'model unchanged'}: its "
+            print(f"fastgan.accelerate: {'nothing fused' if retyped else 'model unchanged'}: its "
                   f"{already} block(s) are already fused", file=sys.stderr)
         else:
-            print(f"fastgan.accelerate: {'nothing fused' if convs else 'model unchanged'}: no "
+            print(f"fastgan.accelerate: {'nothing fused' if retyped else 'model unchanged'}: no "
                   "ConvTranspose2d/Conv2d -> BatchNorm2d -> ReLU/LeakyReLU chain that can be fused",
                   file=sys.stderr)
         for note in notes:
