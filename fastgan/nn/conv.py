@@ -73,8 +73,10 @@ def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
     device = x.device.type
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
-        x, weight = x.to(dtype), weight.to(dtype)
-        bias = None if bias is None else bias.to(dtype)
+
+        def cast(t):  # autocast's rule: floating tensors other than float64
+            return t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t
+        x, weight, bias = cast(x), cast(weight), cast(bias)
         with torch.autocast(device, enabled=False):
             return _Conv2d.apply(x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
     return _Conv2d.apply(x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), groups)

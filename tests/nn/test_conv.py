@@ -156,6 +156,10 @@ def test_autocast_casts_as_autocast_does():
     for a, b in zip(go, gs):
         assert a.dtype == b.dtype == torch.float32  # gradients in the parameters' dtype
         torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+    stock64, ours64 = _pair(CASES[0])
+    x64 = torch.randn(CASES[0][-1], dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast leaves float64 alone
+        assert ours64(x64).dtype == stock64(x64).dtype == torch.float64
 
 
 @pytest.mark.parametrize("kwargs", [dict(padding="same"), dict(padding=1, padding_mode="reflect")],
