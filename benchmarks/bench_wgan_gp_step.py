@@ -6,8 +6,10 @@ penalty, double backward), Adam (lr 1e-4, betas (0, 0.9)).
   eager          the DCGAN critic in stock modules (Conv2d + LeakyReLU, no BatchNorm),
                  the penalty as public code writes it (torch.autograd.grad,
                  norm(2, dim=1) over the flattened gradient), torch.optim.Adam
-  fastgan        fastgan.nn.DCGANCritic (bias + leaky ReLU fused to second order),
-                 fastgan.ops.gradient_penalty, Adam(fused=True) on CUDA
+  fastgan        fastgan.nn.DCGANCritic (bias + leaky ReLU fused to second order,
+                 fastgan.nn.Conv2d), fastgan.ops.gradient_penalty, Adam(fused=True) on CUDA
+  fastgan-nn.Conv2d  the same with the critic's convolutions retyped as nn.Conv2d: what
+                 fastgan.nn.Conv2d saves (PyTorch's backward of zeros in the double backward)
 each in float32 and under bf16 autocast. Batch 64 and 256 on a GPU; 16 on a CPU.
 torch.compile is absent on purpose: AOTAutograd cannot compile the double backward.
 
@@ -15,6 +17,7 @@ torch.compile is absent on purpose: AOTAutograd cannot compile the double backwa
 """
 import pytest
 import torch
+from torch import nn
 
 from fastgan.nn import DCGANCritic
 from fastgan.ops import gradient_penalty
@@ -29,8 +32,12 @@ def _plain_gp(critic, real, fake):
 
 def _step(impl, amp, device, batch):
     torch.manual_seed(0)
-    fused = impl == "fastgan"
+    fused = impl.startswith("fastgan")
     critic = DCGANCritic(64, 3, 64, fused=fused).to(device)
+    if impl == "fastgan-nn.Conv2d":
+        for m in critic.modules():
+            if isinstance(m, nn.Conv2d):
+                m.__class__ = nn.Conv2d  # the stock backward (the same weights and forward)
     kwargs = {"fused": True} if fused and device == "cuda" else {}
     opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.0, 0.9), **kwargs)
     real = torch.rand(batch, 3, 64, 64, device=device) * 2 - 1
@@ -47,7 +54,7 @@ def _step(impl, amp, device, batch):
 
 
 @pytest.mark.parametrize("amp", [False, True], ids=["float32", "bf16-autocast"])
-@pytest.mark.parametrize("impl", ["eager", "fastgan"])
+@pytest.mark.parametrize("impl", ["eager", "fastgan", "fastgan-nn.Conv2d"])
 @pytest.mark.parametrize("batch", [16, 64, 256])
 def test_wgan_gp_critic_step(measure, device, impl, amp, batch):
     if (device == "cuda") != (batch != 16):

@@ -28,6 +28,8 @@ the weight once more, which a CUDA-graphed step does anyway, since graphs run wi
 cache). Only zero padding with numeric padding is handled here; any other configuration
 runs nn.Conv2d's own forward.
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,15 +73,15 @@ class _Conv2d(torch.autograd.Function):
 def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
     """F.conv2d (4-D input, zero padding, pairs of ints), with the backward of the module doc."""
     device = x.device.type
-    if torch.is_autocast_enabled(device):
+    autocast = torch.is_autocast_enabled(device)
+    if autocast:
         dtype = torch.get_autocast_dtype(device)
 
         def cast(t):  # autocast's rule: floating tensors other than float64
             return t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t
         x, weight, bias = cast(x), cast(weight), cast(bias)
-        with torch.autocast(device, enabled=False):
-            return _Conv2d.apply(x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
-    return _Conv2d.apply(x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
+    with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
+        return _Conv2d.apply(x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
 
 
 class Conv2d(nn.Conv2d):
