@@ -1,5 +1,5 @@
 // Bit-level helpers shared by every kernel: pure C++, no torch headers, so that a
-// translation unit compiled for another instruction set (csrc/cpu/*_avx2.cpp) can include
+// translation unit compiled for another instruction set (csrc/cpu/*_avx*.cpp) can include
 // them. Everything sits in an inline namespace named by FASTGAN_ISA, so each such unit
 // gets its own copies and none is shared across units compiled for different ISAs.
 #pragma once

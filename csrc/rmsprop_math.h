@@ -19,8 +19,8 @@
 // the more accurate of the two, not bit-identical.
 #pragma once
 
-// Pure C++ (no torch headers) and ISA-namespaced like bits.h, so that the AVX2 unit of
-// the CPU kernel (csrc/cpu/rmsprop_clip_avx2.cpp) compiles its own copy.
+// Pure C++ (no torch headers) and ISA-namespaced like bits.h, so that the AVX2 and AVX-512
+// units of the CPU kernel (csrc/cpu/rmsprop_clip_avx*.cpp) compile their own copies.
 #include <c10/macros/Macros.h>
 
 #include <cmath>

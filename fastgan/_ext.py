@@ -6,7 +6,9 @@ Triton backend, after one warning.
 
 FASTGAN_NO_EXT=1 ignores a built extension (to compare against the fallback);
 FASTGAN_REQUIRE_EXT=1 turns a missing extension into an ImportError (CI uses it,
-so a broken build cannot pass as a fallback).
+so a broken build cannot pass as a fallback). FASTGAN_CPU_ISA=base|avx2|avx512 caps the
+instruction-set build of the C++ CPU loops (csrc/cpu/isa.h; the best one this CPU runs by
+default; every build gives the same bits).
 """
 import importlib.util
 import os
@@ -36,11 +38,32 @@ def _load():
         else:
             _module = _C
             _build_info.update(_C.build_info())  # fixed at build time: read once
+            _choose_cpu_isa(_C)
             return
     warnings.warn(
         f"fastgan's compiled extension is not loaded ({_error}): fastgan runs its reference and "
         "Triton kernels only. Build it with `pip install --no-build-isolation .` after "
         "installing torch; `fastgan info` says more.", RuntimeWarning, stacklevel=3)
+
+
+def _choose_cpu_isa(ext):
+    wanted = os.environ.get("FASTGAN_CPU_ISA")
+    if not wanted or not hasattr(ext, "_set_cpu_isa"):
+        return
+    try:
+        used = ext._set_cpu_isa(wanted)
+    except ValueError as exc:
+        raise ValueError(f"FASTGAN_CPU_ISA={wanted!r}: {exc}") from None
+    if used != wanted:
+        warnings.warn(f"FASTGAN_CPU_ISA={wanted}, but this CPU runs the {used} build at most: "
+                      f"fastgan's C++ CPU kernels use {used}", RuntimeWarning, stacklevel=3)
+
+
+def cpu_isa():
+    """(in use, best this CPU runs) for the C++ CPU loops, or (None, None) without them."""
+    if _module is None or not hasattr(_module, "cpu_isa"):
+        return None, None
+    return _module.cpu_isa(), _module.cpu_isa_best()
 
 
 def module():

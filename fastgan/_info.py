@@ -39,7 +39,8 @@ def info():
         "triton": _version("triton"),
         "nvidia_dali": dali,
         "devices": devices,
-        "extension": {"loaded": _ext.module() is not None, "error": _ext.error(), **_ext.build_info()},
+        "extension": {"loaded": _ext.module() is not None, "error": _ext.error(), **_ext.build_info(),
+                      **dict(zip(("cpu_isa", "cpu_isa_best"), _ext.cpu_isa()))},
         "default_backend": _backend.get_backend(),
         "triton_interpret": os.environ.get("TRITON_INTERPRET") == "1",
         "backends": backends,
@@ -57,7 +58,8 @@ def format_info(d):
         f"nvidia-dali  {d['nvidia_dali'] or 'not installed'}",
         f"devices      {'; '.join(d['devices'])}",
         "extension    " + (f"fastgan._C ({'with' if ext.get('with_cuda') else 'without'} CUDA kernels, "
-                           f"{ext.get('compiler')})" if ext["loaded"] else f"not loaded: {ext['error']}"),
+                           f"{ext.get('compiler')}; CPU loops: {ext.get('cpu_isa')}, best here "
+                           f"{ext.get('cpu_isa_best')})" if ext["loaded"] else f"not loaded: {ext['error']}"),
         f"default      backend={d['default_backend']}, TRITON_INTERPRET={'1' if d['triton_interpret'] else 'unset'}",
         "backends",
     ]

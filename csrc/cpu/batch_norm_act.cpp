@@ -52,10 +52,7 @@ constexpr int64_t kMinWidth = 256;
 
 template <typename D>
 BnActLoops loops_for() {
-#ifdef FASTGAN_HAVE_AVX2_UNIT
-  if (cpu_has_avx2_fma()) return bn_act_loops_avx2<D>();
-#endif
-  return bn_act_loops<D>();
+  return FASTGAN_PICK_ISA(&bn_act_loops<D>, &bn_act_loops_avx2<D>, &bn_act_loops_avx512<D>)();
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -1,6 +1,7 @@
 // The element loops of the C++ batch_norm_act kernels (csrc/cpu/batch_norm_act.cpp),
-// compiled twice as penalty_loop.h is: for the baseline instruction set there and for
-// AVX2+FMA in csrc/cpu/batch_norm_act_avx2.cpp, picked at run time. Pure C++,
+// compiled three times as penalty_loop.h is: for the baseline instruction set there, for
+// AVX2+FMA in csrc/cpu/batch_norm_act_avx2.cpp and for AVX-512 in *_avx512.cpp, one
+// picked at run time (csrc/cpu/isa.h). Pure C++,
 // ISA-namespaced, type-erased (storage pointers as void*, T values as double, which holds
 // a float exactly; T arrays as void*) so that units of different ISAs can hand them over.
 //
@@ -62,9 +63,11 @@ struct BnActLoops {
                         bool batch_stats, int64_t n);
 };
 
-#ifdef FASTGAN_HAVE_AVX2_UNIT
+#ifdef FASTGAN_HAVE_X86_UNITS
 template <typename D>
-BnActLoops bn_act_loops_avx2();  // csrc/cpu/batch_norm_act_avx2.cpp
+BnActLoops bn_act_loops_avx2();    // csrc/cpu/batch_norm_act_avx2.cpp
+template <typename D>
+BnActLoops bn_act_loops_avx512();  // csrc/cpu/batch_norm_act_avx512.cpp
 #endif
 
 inline namespace FASTGAN_ISA {

@@ -31,10 +31,7 @@ constexpr int64_t kMinPerThread = 32768;
 
 template <typename D>
 BeganLoops loops_for() {
-#ifdef FASTGAN_HAVE_AVX2_UNIT
-  if (cpu_has_avx2_fma()) return began_loops_avx2<D>();
-#endif
-  return began_loops<D>();
+  return FASTGAN_PICK_ISA(&began_loops<D>, &began_loops_avx2<D>, &began_loops_avx512<D>)();
 }
 
 // The value of a 1-element floating tensor (k, d_dloss, d_gloss) in T.

@@ -1,5 +1,5 @@
-// The AVX2+FMA build of the began_loss loops (see began_loss_loop.h), for every
-// dtype; csrc/cpu/began_loss.cpp calls it when the CPU has both. Nothing but the pure
+// The AVX2+FMA build of the began_loss loops (see began_loss_loop.h), for every dtype;
+// csrc/cpu/began_loss.cpp calls it when csrc/cpu/isa.h picks avx2. Nothing but the pure
 // loop headers is compiled here, under the target pragma and the avx2 namespace.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #pragma GCC target("avx2,fma")

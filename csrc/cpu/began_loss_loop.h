@@ -1,6 +1,7 @@
 // The element loops of the C++ began_loss kernels (csrc/cpu/began_loss.cpp), compiled
-// twice as penalty_loop.h is: for the baseline instruction set there and for AVX2+FMA in
-// csrc/cpu/began_loss_avx2.cpp, picked at run time. Pure C++, ISA-namespaced, type-erased
+// three times as penalty_loop.h is: for the baseline instruction set there, for AVX2+FMA in
+// csrc/cpu/began_loss_avx2.cpp and for AVX-512 in *_avx512.cpp, one picked at run time
+// (csrc/cpu/isa.h). Pure C++, ISA-namespaced, type-erased
 // (storage pointers as void*, T values as double, which holds a float exactly).
 #pragma once
 
@@ -20,9 +21,11 @@ struct BeganLoops {
   void (*sign_scale)(const void* a, const void* b, void* da, void* db, double q, int64_t n);
 };
 
-#ifdef FASTGAN_HAVE_AVX2_UNIT
+#ifdef FASTGAN_HAVE_X86_UNITS
 template <typename D>
-BeganLoops began_loops_avx2();  // csrc/cpu/began_loss_avx2.cpp
+BeganLoops began_loops_avx2();    // csrc/cpu/began_loss_avx2.cpp
+template <typename D>
+BeganLoops began_loops_avx512();  // csrc/cpu/began_loss_avx512.cpp
 #endif
 
 inline namespace FASTGAN_ISA {

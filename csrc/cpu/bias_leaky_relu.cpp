@@ -4,9 +4,10 @@
 //
 // Inputs are dense, so the kernels walk numel elements linearly from data_ptr; the
 // channel of memory offset i is (i / run) % channels with (run, channels) from penalty.h's
-// channel_walk. The loops are bias_leaky_relu_loop.h, run from its AVX2+FMA build where
-// the CPU has those: 786K elements on one thread of the dev host, float32 151 -> 67 us,
-// bfloat16 491 -> 196 us, float16 1441 -> 572 us (the baseline's SSE2 has no blend).
+// channel_walk. The loops are bias_leaky_relu_loop.h, run from its best build for the CPU
+// (csrc/cpu/isa.h). AVX2+FMA against the baseline, 786K elements on one thread of the dev
+// host: float32 151 -> 67 us, bfloat16 491 -> 196 us, float16 1441 -> 572 us (the
+// baseline's SSE2 has no blend).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty_like.h>
@@ -36,10 +37,7 @@ constexpr int64_t kMinPeriod = 1024;
 
 template <typename D>
 LeakyReluLoops loops_for() {
-#ifdef FASTGAN_HAVE_AVX2_UNIT
-  if (cpu_has_avx2_fma()) return leaky_relu_loops_avx2<D>();
-#endif
-  return leaky_relu_loops<D>();
+  return FASTGAN_PICK_ISA(&leaky_relu_loops<D>, &leaky_relu_loops_avx2<D>, &leaky_relu_loops_avx512<D>)();
 }
 
 // f(first, count) over [0, n) in parallel, at least kChunk per thread.

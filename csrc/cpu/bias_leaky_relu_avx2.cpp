@@ -1,6 +1,6 @@
 // The AVX2+FMA build of the bias + leaky ReLU loops (see bias_leaky_relu_loop.h), for every
-// dtype; csrc/cpu/bias_leaky_relu.cpp calls it when the CPU has both. Nothing but the pure
-// loop headers is compiled here, under the target pragma and the avx2 namespace.
+// dtype; csrc/cpu/bias_leaky_relu.cpp calls it when csrc/cpu/isa.h picks avx2. Nothing but
+// the pure loop headers is compiled here, under the target pragma and the avx2 namespace.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #pragma GCC target("avx2,fma")
 #define FASTGAN_ISA avx2

@@ -1,7 +1,7 @@
 // The element loops of the C++ bias_leaky_relu and leaky_relu_backward kernels
-// (csrc/cpu/bias_leaky_relu.cpp), compiled twice as rmsprop_loop.h is: for the baseline
-// instruction set there and for AVX2+FMA in csrc/cpu/bias_leaky_relu_avx2.cpp, picked at
-// run time. Pure C++, ISA-namespaced, type-erased (storage pointers as void*, T values
+// (csrc/cpu/bias_leaky_relu.cpp), compiled three times as rmsprop_loop.h is: for the
+// baseline instruction set there, for AVX2+FMA in csrc/cpu/bias_leaky_relu_avx2.cpp and for
+// AVX-512 in *_avx512.cpp, one picked at run time (csrc/cpu/isa.h). Pure C++, ISA-namespaced, type-erased (storage pointers as void*, T values
 // as double, which holds a float exactly).
 #pragma once
 
@@ -28,9 +28,11 @@ struct LeakyReluLoops {
   void (*backward)(const void* grad, const void* out, void* dx, double slope, int64_t n);
 };
 
-#ifdef FASTGAN_HAVE_AVX2_UNIT
+#ifdef FASTGAN_HAVE_X86_UNITS
 template <typename D>
-LeakyReluLoops leaky_relu_loops_avx2();  // csrc/cpu/bias_leaky_relu_avx2.cpp
+LeakyReluLoops leaky_relu_loops_avx2();    // csrc/cpu/bias_leaky_relu_avx2.cpp
+template <typename D>
+LeakyReluLoops leaky_relu_loops_avx512();  // csrc/cpu/bias_leaky_relu_avx512.cpp
 #endif
 
 inline namespace FASTGAN_ISA {

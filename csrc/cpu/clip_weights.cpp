@@ -13,6 +13,7 @@
 
 #include "../checks.h"
 #include "../clip_weights.h"
+#include "clip_weights_loop.h"
 
 namespace fastgan {
 namespace {
@@ -21,19 +22,13 @@ namespace {
 // task overhead, small enough to balance 2.7M parameters over 2-64 threads.
 constexpr int64_t kChunk = 32768;
 
-// The loop is compiled twice on x86-64 Linux, for AVX2 and for the baseline (SSE2),
-// and the loader picks one per CPU (GCC/clang function multiversioning): AVX2 took
-// the DCGAN critic's fp32 clip from 302 to 116 us on the 2-core EPYC dev machine
-// (eager ATen loop: 97-174 us in the same runs; bf16: 63 us against 266-543 us).
-#if defined(__x86_64__) && defined(__linux__)
-#define FASTGAN_CPU_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define FASTGAN_CPU_CLONES
-#endif
-
+// The loop is clip_weights_loop.h, from the build csrc/cpu/isa.h picks. The DCGAN critic's
+// fp32 clip on the 2-core EPYC dev machine (2 threads, one process): baseline (SSE2) 247 us,
+// AVX2 104 us, AVX-512 86 us (fastgan.ops.clip_weights_, its Python checks included; eager
+// ATen's loop of clamp_ 78-80 us). Benchmarks: benchmarks/bench_clip_weights.py.
 template <typename bits>
-FASTGAN_CPU_CLONES void clip_range(bits* __restrict x, int64_t n, bits hi, bits inf) {
-  for (int64_t i = 0; i < n; ++i) x[i] = clip_bits<bits>(x[i], hi, inf);  // vectorized
+ClipRange<bits> clip_range_for() {
+  return FASTGAN_PICK_ISA(&clip_range<bits>, clip_range_avx2<bits>(), clip_range_avx512<bits>());
 }
 
 void clip_weights_cpu(at::TensorList tensors, double c) {
@@ -62,7 +57,7 @@ void clip_weights_cpu(at::TensorList tensors, double c) {
                                       "clip_weights_cpu", [&] {
         using bits = bits_t<scalar_t>;
         const auto b = make_clip_bits<scalar_t>(c);
-        clip_range<bits>(static_cast<bits*>(t.data_ptr()) + start, n, b.hi, b.inf);
+        clip_range_for<bits>()(static_cast<bits*>(t.data_ptr()) + start, n, b.hi, b.inf);
       });
     }
   });

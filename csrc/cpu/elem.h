@@ -1,6 +1,7 @@
 // Loads and stores of the four floating dtypes for the C++ kernels' element loops, in
 // a form GCC vectorizes. Pure C++ (no torch headers) and ISA-namespaced (bits.h), so a
-// unit compiled for another instruction set (csrc/cpu/*_avx2.cpp) can include it.
+// unit compiled for another instruction set (csrc/cpu/*_avx2.cpp, *_avx512.cpp) can
+// include it.
 //
 // Why not c10::Half / c10::BFloat16: GCC 12 at -O3 left every fp16/bf16 loop over them
 // scalar. half_to_float / float_to_half below are c10's bit-twiddling algorithms
@@ -15,11 +16,7 @@
 #include <type_traits>
 
 #include "../bits.h"  // FASTGAN_ISA
-
-// Where the kernels have an AVX2+FMA unit (csrc/cpu/*_avx2.cpp) besides the baseline one.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FASTGAN_HAVE_AVX2_UNIT 1
-#endif
+#include "isa.h"       // FASTGAN_HAVE_X86_UNITS, cpu_isa
 
 namespace fastgan {
 
@@ -36,16 +33,6 @@ using elem_of = std::conditional_t<std::is_same_v<scalar_t, Half>, f16,
                                                       scalar_t>>;
 
 inline namespace FASTGAN_ISA {
-
-// Whether this CPU can run the AVX2+FMA units (asked once).
-inline bool cpu_has_avx2_fma() {
-#ifdef FASTGAN_HAVE_AVX2_UNIT
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-#else
-  return false;
-#endif
-}
 
 // All ones where `c` holds, else zero.
 inline uint32_t mask_if(bool c) { return 0u - static_cast<uint32_t>(c); }

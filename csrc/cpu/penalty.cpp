@@ -6,9 +6,9 @@
 // into slices of kSlice elements; a (sample, slice) pair is one task of at::parallel_for.
 // The reductions (s_b = sum g^2, dot_b = <ggrad_b, g_b>) keep one partial per task and add
 // a sample's partials in slice order afterwards, so their bits depend on kSlice alone,
-// never on the number of threads. The loops are penalty_loop.h, run from its AVX2+FMA
-// build where the CPU has those: on 786K cached elements, one thread of the dev host,
-// bfloat16 scale 286 -> 127 us and float16 1036 -> 493 us (the 16-bit conversions);
+// never on the number of threads. The loops are penalty_loop.h, run from its best build
+// for the CPU (csrc/cpu/isa.h). AVX2+FMA against the baseline, on 786K cached elements,
+// one thread of the dev host: bfloat16 scale 286 -> 127 us and float16 1036 -> 493 us (the 16-bit conversions);
 // float32 and float64 run at memory speed in both builds (sum of squares 32 / 68 us).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -51,10 +51,7 @@ Split split_of(const at::Tensor& grad) {
 
 template <typename D>
 PenaltyLoops loops_for() {
-#ifdef FASTGAN_HAVE_AVX2_UNIT
-  if (cpu_has_avx2_fma()) return penalty_loops_avx2<D>();
-#endif
-  return penalty_loops<D>();
+  return FASTGAN_PICK_ISA(&penalty_loops<D>, &penalty_loops_avx2<D>, &penalty_loops_avx512<D>)();
 }
 
 // Per-sample sums of reduce(first element, count) over the tasks, deterministic.

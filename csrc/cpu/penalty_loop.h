@@ -1,6 +1,7 @@
 // The element loops of the C++ gradient-penalty kernels (csrc/cpu/penalty.cpp), compiled
-// twice as rmsprop_loop.h is: for the baseline instruction set there and for AVX2+FMA in
-// csrc/cpu/penalty_avx2.cpp, picked at run time. Pure C++, ISA-namespaced; type-erased
+// three times as rmsprop_loop.h is: for the baseline instruction set there, for AVX2+FMA in
+// csrc/cpu/penalty_avx2.cpp and for AVX-512 in *_avx512.cpp, one picked at run time
+// (csrc/cpu/isa.h). Pure C++, ISA-namespaced; type-erased
 // signatures (storage pointers as void*, T values as double, which holds a float
 // exactly) so that units of different ISAs can hand them to each other.
 #pragma once
@@ -21,9 +22,11 @@ struct PenaltyLoops {
   void (*scale_add)(const void* gg, const void* g, void* out, double c, double q, int64_t n);
 };
 
-#ifdef FASTGAN_HAVE_AVX2_UNIT
+#ifdef FASTGAN_HAVE_X86_UNITS
 template <typename D>
-PenaltyLoops penalty_loops_avx2();  // csrc/cpu/penalty_avx2.cpp
+PenaltyLoops penalty_loops_avx2();    // csrc/cpu/penalty_avx2.cpp
+template <typename D>
+PenaltyLoops penalty_loops_avx512();  // csrc/cpu/penalty_avx512.cpp
 #endif
 
 inline namespace FASTGAN_ISA {

@@ -1,6 +1,7 @@
 // The element loops of the C++ interpolate and perturb kernels (csrc/cpu/penalty_sampling.cpp),
-// compiled twice as rmsprop_loop.h is: for the baseline instruction set there and for
-// AVX2+FMA in csrc/cpu/penalty_sampling_avx2.cpp, picked at run time. Pure C++,
+// compiled three times as rmsprop_loop.h is: for the baseline instruction set there, for
+// AVX2+FMA in csrc/cpu/penalty_sampling_avx2.cpp and for AVX-512 in *_avx512.cpp, one
+// picked at run time (csrc/cpu/isa.h). Pure C++,
 // ISA-namespaced, type-erased (storage pointers as void*, T values as double, which holds
 // a float exactly).
 #pragma once
@@ -26,9 +27,11 @@ struct SamplingLoops {
                   double scale, double lo, double hi);
 };
 
-#ifdef FASTGAN_HAVE_AVX2_UNIT
+#ifdef FASTGAN_HAVE_X86_UNITS
 template <typename D>
-SamplingLoops sampling_loops_avx2();  // csrc/cpu/penalty_sampling_avx2.cpp
+SamplingLoops sampling_loops_avx2();    // csrc/cpu/penalty_sampling_avx2.cpp
+template <typename D>
+SamplingLoops sampling_loops_avx512();  // csrc/cpu/penalty_sampling_avx512.cpp
 #endif
 
 inline namespace FASTGAN_ISA {

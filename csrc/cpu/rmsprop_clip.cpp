@@ -1,7 +1,7 @@
 // Fused RMSprop + WGAN clip on CPU tensors: the C++ backend of fastgan.optim.RMSpropClip.
 // One parallel pass over chunks of all parameters; the element math is
 // csrc/rmsprop_math.h, shared with the CUDA kernel; the loop is rmsprop_loop.h, run from
-// its AVX2+FMA build where the CPU has those (float32/float64) and its baseline build
+// its best build for the CPU (csrc/cpu/isa.h) for float32/float64 and its baseline build
 // otherwise. Measured on the 2-core EPYC dev host, DCGAN critic, float32: see
 // benchmarks/bench_rmsprop_clip.py.
 #include <ATen/Dispatch.h>
@@ -26,14 +26,13 @@ constexpr int64_t kChunk = 32768;  // as clip_weights: 128 KiB of float32 per ta
 
 template <typename scalar_t>
 void run_loop(const RMSpropLoopArgs& a) {
-#ifdef FASTGAN_HAVE_AVX2_UNIT
   if constexpr (std::is_same_v<scalar_t, float>) {
-    if (cpu_has_avx2_fma()) return rmsprop_loop_avx2_f32(a);
+    FASTGAN_PICK_ISA(&rmsprop_loop<float>, &rmsprop_loop_avx2_f32, &rmsprop_loop_avx512_f32)(a);
   } else if constexpr (std::is_same_v<scalar_t, double>) {
-    if (cpu_has_avx2_fma()) return rmsprop_loop_avx2_f64(a);
+    FASTGAN_PICK_ISA(&rmsprop_loop<double>, &rmsprop_loop_avx2_f64, &rmsprop_loop_avx512_f64)(a);
+  } else {
+    rmsprop_loop<scalar_t>(a);  // 16-bit dtypes: the baseline build only
   }
-#endif
-  rmsprop_loop<scalar_t>(a);
 }
 
 void rmsprop_clip_cpu(at::TensorList params, at::TensorList grads, at::TensorList square_avgs,

@@ -1,6 +1,6 @@
 // The AVX2+FMA build of the rmsprop_clip_ CPU loop (see rmsprop_loop.h), for float32 and
-// float64; csrc/cpu/rmsprop_clip.cpp calls it when the CPU has both. Nothing but the
-// pure loop headers is compiled here, under the target pragma and the avx2 namespace.
+// float64; csrc/cpu/rmsprop_clip.cpp calls it when csrc/cpu/isa.h picks avx2. Nothing but
+// the pure loop headers is compiled here, under the target pragma and the avx2 namespace.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #pragma GCC target("avx2,fma")
 #define FASTGAN_ISA avx2

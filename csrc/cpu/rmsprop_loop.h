@@ -1,7 +1,7 @@
-// The element loop of the C++ rmsprop_clip_ kernel, compiled twice: in
-// csrc/cpu/rmsprop_clip.cpp for the baseline instruction set (every dtype) and in
-// csrc/cpu/rmsprop_clip_avx2.cpp for AVX2+FMA (float32, float64), picked at run time.
-// Why a second unit and not GCC's target_clones: GCC does not inline the shared
+// The element loop of the C++ rmsprop_clip_ kernel, compiled three times: in
+// csrc/cpu/rmsprop_clip.cpp for the baseline instruction set (every dtype), in
+// csrc/cpu/rmsprop_clip_avx2.cpp for AVX2+FMA and in *_avx512.cpp for AVX-512 (float32,
+// float64), one picked at run time (csrc/cpu/isa.h). Why units and not GCC's target_clones: GCC does not inline the shared
 // element math (csrc/rmsprop_math.h) into a target-attributed clone, and the calls left
 // there kept the loop scalar. Pure C++ (no torch headers) and ISA-namespaced (bits.h),
 // so each unit keeps its own copy.
@@ -13,7 +13,7 @@
 
 #include "../bits.h"
 #include "../rmsprop_math.h"
-#include "elem.h"  // FASTGAN_HAVE_AVX2_UNIT, cpu_has_avx2_fma
+#include "elem.h"  // FASTGAN_HAVE_X86_UNITS
 
 namespace fastgan {
 
@@ -33,9 +33,11 @@ struct RMSpropLoopArgs {
   bool centered, use_momentum, maximize, use_weight_decay, use_clip, unscale;
 };
 
-#ifdef FASTGAN_HAVE_AVX2_UNIT
+#ifdef FASTGAN_HAVE_X86_UNITS
 void rmsprop_loop_avx2_f32(const RMSpropLoopArgs& a);  // csrc/cpu/rmsprop_clip_avx2.cpp
 void rmsprop_loop_avx2_f64(const RMSpropLoopArgs& a);
+void rmsprop_loop_avx512_f32(const RMSpropLoopArgs& a);  // csrc/cpu/rmsprop_clip_avx512.cpp
+void rmsprop_loop_avx512_f64(const RMSpropLoopArgs& a);
 #endif
 
 inline namespace FASTGAN_ISA {
