@@ -6,6 +6,7 @@ import sys
 import tempfile
 
 import pytest
+import torch
 
 
 def _run(*args):
@@ -121,6 +122,16 @@ def test_models_lists_papers_and_defaults(fastgan_cmd):
     (["train", "--model", "dcgan", "--steps", "1", "--epochs", "1"], "not allowed with argument"),
     (["train", "--model", "dcgan", "--resume", "--out", "/no/such/run"], "holds no fastgan run"),
     (["sample", "--run", "/no/such/run"], "holds no fastgan run"),
+    # values of the wrong type or range: refused before anything is set up, never a traceback
+    (["train", "--model", "dcgan", "--steps", "0"], "steps must be a positive integer, got 0"),
+    (["train", "--model", "dcgan", "--epochs", "-2"], "epochs must be a number > 0, got -2.0"),
+    (["train", "--model", "dcgan", "--set", "lr_d=abc"], "lr_d must be a finite number > 0, got 'abc'"),
+    (["train", "--model", "dcgan", "--set", "betas=0.5"], "betas must be a pair [beta1, beta2]"),
+    (["train", "--model", "wgan", "--set", "clip=abc"], "clip must be none (no clipping) or a finite"),
+    (["train", "--model", "lsgan", "--set", "a=abc"], "a must be a finite number, got 'abc'"),
+    (["train", "--model", "dcgan", "--device", "tpu"], "device 'tpu' is not a device name"),
+    (["train", "--model", "dcgan", "--metrics", "bogus"], "unknown metric 'bogus'"),
+    (["train", "--model", "dcgan", "--set", "amp=maybe"], "amp must be true or false, got 'maybe'"),
 ])
 def test_train_and_sample_errors_are_one_line(args, message, tmp_path):
     if args[0] == "train" and "--out" not in args:
@@ -128,6 +139,16 @@ def test_train_and_sample_errors_are_one_line(args, message, tmp_path):
     r = _run(sys.executable, "-m", "fastgan", *args)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "run").exists()  # a refused run leaves no directory behind
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_train_on_cuda_without_cuda_says_so(tmp_path):
+    r = _run(sys.executable, "-m", "fastgan", "train", "--model", "dcgan", "--device", "cuda",
+             "--out", str(tmp_path / "run"))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "device 'cuda'" in r.stderr and "--device cpu" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 

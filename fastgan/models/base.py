@@ -30,6 +30,8 @@ critic to call as an argument (the trainer passes its DistributedDataParallel wr
 when there is one); model.generator and model.critic are the bare networks.
 """
 import abc
+import math
+import numbers
 
 import torch
 
@@ -64,6 +66,94 @@ COMMON = {
 _NONE_MEANS = {"mlp_batchnorm": "on for images; off for 2-D points, resolution 1"}
 
 
+def _real(value, low=-math.inf, high=math.inf, *, low_open=False, high_open=False):
+    """value as a float when it is a finite real number in the interval, else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        return None
+    value = float(value)
+    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+        return None
+    return value
+
+
+def _interval(low, high, low_open, high_open):
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    return f"in {left}{low:g}, {high:g}{right}"
+
+
+def _number(low=-math.inf, high=math.inf, *, low_open=False, high_open=False, none=None):
+    """A check of a real hyperparameter: (normalize, what it must be). `none`: what None means,
+    when None is allowed."""
+    if high == math.inf:
+        what = ("a finite number" + ("" if low == -math.inf else f" {'>' if low_open else '>='} {low:g}"))
+    else:
+        what = f"a number {_interval(low, high, low_open, high_open)}"
+    if none:
+        what = f"none ({none}) or {what}"
+
+    def check(value):
+        if value is None and none:
+            return True, None
+        out = _real(value, low, high, low_open=low_open, high_open=high_open)
+        return out is not None, out
+    return check, what
+
+
+def _flag(value):
+    return isinstance(value, bool), value
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1, value
+
+
+def _betas(value):
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        pair = tuple(_real(b, 0.0, 1.0, high_open=True) for b in value)
+        if None not in pair:
+            return True, pair
+    return False, value
+
+
+# What each hyperparameter may be (the models' papers' ranges where they give one), checked
+# with a message naming it when a model is built, before a run directory exists: a bad
+# value must not surface mid-run as a TypeError of some op.
+HYPERPARAMETER_CHECKS = {
+    **{key: (_positive_int, "a positive integer") for key in (
+        "resolution", "channels", "z_dim", "batch_size", "n_critic", "g_width", "d_width",
+        "mlp_hidden", "mlp_depth", "embedding", "lr_patience")},
+    **{key: (_flag, "true or false") for key in ("fused", "one_pass", "critic_boost")},
+    "lr_g": _number(0.0, low_open=True),
+    "lr_d": _number(0.0, low_open=True),
+    "betas": (_betas, "a pair [beta1, beta2] of numbers in [0, 1)"),
+    "gp_weight": _number(0.0),       # WGAN-GP, DRAGAN: lambda
+    "perturb_scale": _number(0.0),   # DRAGAN: the perturbation's scale of std(x)
+    "clip": _number(0.0, low_open=True, none="no clipping"),  # WGAN: c
+    "margin": _number(0.0, low_open=True),  # EBGAN: m
+    "pt_weight": _number(0.0),       # EBGAN: the pulling-away term's weight
+    "gamma": _number(0.0, 1.0),      # BEGAN: gamma in [0, 1] (sec. 3.3)
+    "lambda_k": _number(0.0),        # BEGAN: k_t's learning rate
+    "k0": _number(0.0, 1.0),         # BEGAN: k_t is clamped to [0, 1] (sec. 3.4)
+    "lr_decay": _number(0.0, 1.0, low_open=True),  # BEGAN: the factor of a stall's decay
+    "a": _number(), "b": _number(), "c": _number(),  # LSGAN's targets
+}
+
+
+def check_hyperparameters(name, config):
+    """config with each checked value normalized (floats, tuples); ValueError naming the first
+    bad one."""
+    out = dict(config)
+    for key, (check, what) in HYPERPARAMETER_CHECKS.items():
+        if key not in out:
+            continue
+        ok, value = check(out[key])
+        if not ok:
+            raise ValueError(f"model {name!r}: {key} must be {what}, got {out[key]!r}")
+        out[key] = value
+    return out
+
+
 def couples_samples(module):
     """Whether `module` has a layer whose output for one sample depends on the others in
     its batch: BatchNorm (its batch statistics in training mode), including fastgan's fused
@@ -92,19 +182,12 @@ class GANModel(abc.ABC):
         if merged["arch"] not in self.archs:
             raise ValueError(f"model {self.name!r}: unknown arch {merged['arch']!r}; "
                              f"expected one of {', '.join(self.archs)}")
-        if not isinstance(merged["one_pass"], bool):
-            raise ValueError(f"model {self.name!r}: one_pass must be true or false, got {merged['one_pass']!r}")
         if merged["mlp_batchnorm"] is None:  # saved as resolved: a run's config says what it built
             merged["mlp_batchnorm"] = merged["resolution"] > 1
         if not isinstance(merged["mlp_batchnorm"], bool):
             raise ValueError(f"model {self.name!r}: mlp_batchnorm must be true, false or none (none: on "
                              f"for images, off for 2-D points), got {merged['mlp_batchnorm']!r}")
-        for key in ("resolution", "channels", "z_dim", "batch_size", "n_critic", "g_width", "d_width",
-                    "mlp_hidden", "mlp_depth"):
-            if not isinstance(merged[key], int) or isinstance(merged[key], bool) or merged[key] < 1:
-                raise ValueError(f"model {self.name!r}: {key} must be a positive integer, "
-                                 f"got {merged[key]!r}")
-        self.config = merged
+        self.config = check_hyperparameters(self.name, merged)
         self.generator, self.critic = self.build_networks()
 
     # -- what a model supplies -------------------------------------------------------------

@@ -34,6 +34,7 @@ a resumed CPU run gives the same losses, step for step, as an uninterrupted one.
 import contextlib
 import copy
 import math
+import numbers
 import os
 import pathlib
 import shutil
@@ -55,7 +56,19 @@ def default_run_dir(config):
 
 
 def prepare_run_dir(run_dir, *, resume=False, overwrite=False):
-    """Checks that a run may write to run_dir (never another run's, unless asked)."""
+    """Checks that a run may write to run_dir (never another run's, unless asked), then
+    empties it (overwrite) or creates it."""
+    run_dir = check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if not resume and overwrite and run_dir.exists() and any(run_dir.iterdir()):
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def check_run_dir(run_dir, *, resume=False, overwrite=False):
+    """prepare_run_dir's checks alone, changing nothing: the trainer runs them before its
+    setup and prepares the directory after it, so a setup that fails (a bad data path, say)
+    neither leaves a run directory behind nor has deleted the one --overwrite named."""
     run_dir = pathlib.Path(run_dir)
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
@@ -72,9 +85,60 @@ def prepare_run_dir(run_dir, *, resume=False, overwrite=False):
         if not (run_dir / CONFIG_FILE).is_file():
             raise ValueError(f"--overwrite: {run_dir} is not empty and is not a fastgan run "
                              f"(no {CONFIG_FILE}); refusing to delete it")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_device(want):
+    """ValueError naming `want` when it is not a device torch knows or a CUDA device this
+    machine lacks (None: the trainer picks cuda when there is one, else cpu)."""
+    if want is None:
+        return
+    try:
+        device = torch.device(want)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"Trainer: device {want!r} is not a device name (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"Trainer: device {want!r}: {why}; train on --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"Trainer: device {want!r}: this machine shows {torch.cuda.device_count()} "
+                             "CUDA device(s)")
+
+
+def check_settings(cfg):
+    """ValueError naming the first trainer setting of a wrong type or range (the ones
+    Trainer.__init__ does not check itself), before anything is set up or written."""
+    steps, epochs = cfg["steps"], cfg["epochs"]
+    if steps is not None and not (_is_int(steps) and steps >= 1):
+        raise ValueError(f"Trainer: steps must be a positive integer, got {steps!r}")
+    if epochs is not None and not (isinstance(epochs, numbers.Real) and not isinstance(epochs, bool)
+                                   and math.isfinite(epochs) and epochs > 0):
+        raise ValueError(f"Trainer: epochs must be a number > 0, got {epochs!r}")
+    for key in ("amp", "flip", "tensorboard", "progress", "sync_bn"):
+        if not isinstance(cfg[key], bool):
+            raise ValueError(f"Trainer: {key} must be true or false, got {cfg[key]!r}")
+    for key, none in (("channels_last", "on CUDA only"), ("cuda_graphs", "where capture works")):
+        if cfg[key] is not None and not isinstance(cfg[key], bool):
+            raise ValueError(f"Trainer: {key} must be true, false or none ({none}), got {cfg[key]!r}")
+    if not _is_int(cfg["seed"]):
+        raise ValueError(f"Trainer: seed must be an integer, got {cfg['seed']!r}")
+    if cfg["eval_num"] is not None and not (_is_int(cfg["eval_num"]) and cfg["eval_num"] >= 1):
+        raise ValueError(f"Trainer: eval_num must be a positive integer or none, got {cfg['eval_num']!r}")
+    from fastgan.data import BACKENDS
+    if cfg["data_backend"] not in BACKENDS:
+        raise ValueError(f"Trainer: data_backend must be one of {', '.join(BACKENDS)}, got {cfg['data_backend']!r}")
+    if cfg["metrics"] is not None:
+        from fastgan.metrics.evaluate import parse_metrics
+        try:
+            parse_metrics(cfg["metrics"])
+        except ValueError as exc:
+            raise ValueError(f"Trainer: metrics: {exc}") from None
+    check_device(cfg["device"])
 
 
 def precision(device, amp):
@@ -123,6 +187,7 @@ class Trainer:
         if self.cfg["lr_schedule"] not in LR_SCHEDULES:
             raise ValueError(f"Trainer: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
                              f"got {self.cfg['lr_schedule']!r}")
+        check_settings(self.cfg)
         self.resume = resume
         self.overwrite = overwrite
         self.step = 0
@@ -181,9 +246,7 @@ class Trainer:
         self.amp_dtype, use_scaler = precision(self.device, cfg["amp"])
         self.run_dir = pathlib.Path(cfg["out"] or default_run_dir(cfg))
         if self.main:
-            prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
-        if self.world > 1:
-            dist.barrier()
+            check_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
         torch.manual_seed(cfg["seed"] * 1000 + self.rank)
 
         model = self.model
@@ -215,6 +278,22 @@ class Trainer:
         else:
             self.G, self.D = model.generator, model.critic
         self._setup_data()
+        self.evaluator = None
+        if cfg["eval_every"]:
+            from fastgan.metrics.evaluate import Evaluator, default_metrics
+            mc = model.config
+            self.evaluator = Evaluator(
+                cfg["metrics"] or default_metrics(cfg["data"]), data=cfg["data"],
+                resolution=mc["resolution"], channels=mc["channels"], crop=cfg["crop"],
+                num=cfg["eval_num"], ref=cfg["eval_ref"], inception=cfg["inception"],
+                device=self.device, seed=cfg["seed"], progress=self.main and cfg["progress"],
+                verbose=self.main)
+            if self.main and self.evaluator.uses_inception:
+                self.evaluator.inception()  # a missing weights file fails now, not at the first evaluation
+        if self.main:  # after the setup, which may still fail (check_run_dir)
+            prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
+        if self.world > 1:
+            dist.barrier()
         # The sample grid's z: fixed for the run, the same on every rank.
         gen = torch.Generator().manual_seed(cfg["seed"] + 12345)
         self.fixed_z = model.sample_z(cfg["num_samples"], "cpu", generator=gen).to(self.device)
@@ -229,18 +308,6 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, enabled=self.main, tensorboard=cfg["tensorboard"],
                                 purge_step=self.step + 1 if self.resume else None,
                                 mixture=cfg["data"] if cfg["data"] in toy.MIXTURES else None)
-        self.evaluator = None
-        if cfg["eval_every"]:
-            from fastgan.metrics.evaluate import Evaluator, default_metrics
-            mc = model.config
-            self.evaluator = Evaluator(
-                cfg["metrics"] or default_metrics(cfg["data"]), data=cfg["data"],
-                resolution=mc["resolution"], channels=mc["channels"], crop=cfg["crop"],
-                num=cfg["eval_num"], ref=cfg["eval_ref"], inception=cfg["inception"],
-                device=self.device, seed=cfg["seed"], progress=self.main and cfg["progress"],
-                verbose=self.main)
-            if self.main and self.evaluator.uses_inception:
-                self.evaluator.inception()  # a missing weights file fails now, not at the first evaluation
 
     def _want_graphs(self):
         """Whether to capture the steps; says why not (once) where they were not ruled out."""

@@ -215,6 +215,47 @@ def test_cli_and_readme_list_every_model():
     assert models.table() in README.read_text()
 
 
+@pytest.mark.parametrize("name, key, value, message", [
+    ("dcgan", "lr_g", 0, "lr_g must be a finite number > 0, got 0"),
+    ("dcgan", "lr_d", "abc", "lr_d must be a finite number > 0, got 'abc'"),
+    ("dcgan", "lr_d", float("nan"), "lr_d must be a finite number > 0, got nan"),
+    ("dcgan", "betas", 0.5, "betas must be a pair [beta1, beta2] of numbers in [0, 1), got 0.5"),
+    ("dcgan", "betas", (0.5,), "betas must be a pair"),
+    ("dcgan", "betas", (1.0, 0.9), "betas must be a pair"),
+    ("dcgan", "fused", "maybe", "fused must be true or false"),
+    ("dcgan", "one_pass", 1, "one_pass must be true or false, got 1"),
+    ("dcgan", "z_dim", 2.5, "z_dim must be a positive integer, got 2.5"),
+    ("dcgan", "batch_size", True, "batch_size must be a positive integer, got True"),
+    ("wgan", "clip", -1, "clip must be none (no clipping) or a finite number > 0, got -1"),
+    ("wgan", "critic_boost", "yes", "critic_boost must be true or false"),
+    ("wgan-gp", "gp_weight", -1, "gp_weight must be a finite number >= 0, got -1"),
+    ("dragan", "perturb_scale", "big", "perturb_scale must be a finite number >= 0"),
+    ("ebgan", "margin", 0, "margin must be a finite number > 0, got 0"),
+    ("ebgan", "pt_weight", "abc", "pt_weight must be a finite number >= 0"),
+    ("began", "gamma", 2, "gamma must be a number in [0, 1], got 2"),
+    ("began", "k0", -0.1, "k0 must be a number in [0, 1], got -0.1"),
+    ("began", "lambda_k", -1, "lambda_k must be a finite number >= 0"),
+    ("began", "lr_decay", 0, "lr_decay must be a number in (0, 1], got 0"),
+    ("began", "lr_patience", 0, "lr_patience must be a positive integer, got 0"),
+    ("began", "embedding", 0, "embedding must be a positive integer, got 0"),
+    ("lsgan", "a", "abc", "a must be a finite number, got 'abc'"),
+])
+def test_bad_hyperparameters_are_refused_by_name(name, key, value, message):
+    with pytest.raises(ValueError, match=re.escape(f"model {name!r}: {message}")):
+        models.build(name, **{**TINY, key: value})
+
+
+def test_hyperparameters_are_normalized():
+    m = models.build("dcgan", **TINY, betas=[0.5, 0.9], lr_g=1)
+    assert m.config["betas"] == (0.5, 0.9) and isinstance(m.config["betas"], tuple)
+    assert m.config["lr_g"] == 1.0 and isinstance(m.config["lr_g"], float)
+    assert models.build("wgan", **TINY, clip=None).config["clip"] is None  # WGAN without the clip
+    for name in models.names():  # every paper default passes its own checks unchanged
+        m = models.build(name, **TINY)
+        cls = models.get(name)
+        assert all(m.config[k] == v for k, v in cls.defaults.items() if k not in TINY), name
+
+
 def test_mlp_generator_batchnorm_default_follows_the_data():
     """arch "mlp": BatchNorm in the generator for images (mlp_batchnorm None -> True, saved as
     resolved), none for 2-D points; either can be forced; any other value is refused."""

@@ -3,6 +3,7 @@ every model, run-directory safety, EMA, precision, DDP over gloo with 2 processe
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -160,6 +161,33 @@ def test_trainer_rejects_bad_settings(tmp_path):
         Trainer(model, None, {"steps": 1, "ema": 1.5})
     with pytest.raises(ValueError, match="lr_schedule must be one of constant, linear, got 'cosine'"):
         Trainer(model, None, {"steps": 1, "lr_schedule": "cosine"})
+    for settings, message in [
+        ({"steps": 0}, "steps must be a positive integer, got 0"),
+        ({"steps": 2.5}, "steps must be a positive integer, got 2.5"),
+        ({"epochs": -1}, "epochs must be a number > 0, got -1"),
+        ({"steps": 1, "amp": "yes"}, "amp must be true or false, got 'yes'"),
+        ({"steps": 1, "cuda_graphs": 1}, "cuda_graphs must be true, false or none"),
+        ({"steps": 1, "seed": "0"}, "seed must be an integer, got '0'"),
+        ({"steps": 1, "eval_num": 0}, "eval_num must be a positive integer or none, got 0"),
+        ({"steps": 1, "data_backend": "pil"}, "data_backend must be one of auto, dali, nvjpeg, cpu, cache"),
+        ({"steps": 1, "metrics": "fid,fod"}, "metrics: unknown metric 'fod'"),
+        ({"steps": 1, "device": "tpu"}, "device 'tpu' is not a device name"),
+        ({"steps": 1, "device": "cuda:99"}, "device 'cuda:99'"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Trainer(model, None, settings)
+
+
+def test_a_failed_setup_leaves_no_run_and_keeps_the_one_it_would_overwrite(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _train(tmp_path, steps=1, data=str(tmp_path / "no_such_data"))
+    assert not (tmp_path / "run").exists()
+    _train(tmp_path, steps=1)
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _train(tmp_path, steps=1, overwrite=True, data=str(tmp_path / "no_such_data"))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000000001.pt"]
 
 
 def test_precision_choice():
