@@ -130,10 +130,12 @@ def _eval(args):
 
     import torch
 
+    from fastgan._devices import check_device
     from fastgan.metrics.evaluate import Evaluator, default_metrics
     from fastgan.train.trainer import load_generator
 
     run = pathlib.Path(args.run)
+    check_device(args.device)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     g = load_generator(run, checkpoint=args.checkpoint, device=device, ema=not args.no_ema)
     cfg = g.fastgan_config

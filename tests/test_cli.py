@@ -144,11 +144,22 @@ def test_train_and_sample_errors_are_one_line(args, message, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
-def test_train_on_cuda_without_cuda_says_so(tmp_path):
-    r = _run(sys.executable, "-m", "fastgan", "train", "--model", "dcgan", "--device", "cuda",
-             "--out", str(tmp_path / "run"))
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_cuda_without_cuda_says_so(command, tmp_path):
+    if command == "train":
+        args = ["train", "--model", "dcgan", "--device", "cuda", "--out", str(tmp_path / "run")]
+    else:
+        args = ["eval", "--run", str(tmp_path / "run"), "--device", "cuda"]
+    r = _run(sys.executable, "-m", "fastgan", *args)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "device 'cuda'" in r.stderr and "--device cpu" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_eval_names_a_bad_device(tmp_path):
+    r = _run(sys.executable, "-m", "fastgan", "eval", "--run", str(tmp_path), "--device", "tpu")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "device 'tpu' is not a device name" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 

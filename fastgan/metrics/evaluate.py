@@ -39,6 +39,8 @@ import sys
 
 import torch
 
+from fastgan._devices import check_device
+
 __all__ = ["METRICS", "INCEPTION_METRICS", "PRIMARY", "Evaluator", "parse_metrics",
            "default_metrics", "is_better", "generate", "reference_stats", "load_stats"]
 
@@ -279,6 +281,9 @@ class Evaluator:
         self.num = num if num is not None else (DEFAULT_NUM if self.uses_inception else DEFAULT_NUM_OFFLINE)
         if isinstance(self.num, bool) or not isinstance(self.num, int) or self.num < 2:
             raise ValueError(f"num must be an integer >= 2, got {self.num!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_device(device)
         self.ref, self.ref_num, self.crop = ref, ref_num, crop
         self.device = torch.device(device) if device is not None else (
             torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))

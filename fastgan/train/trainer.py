@@ -45,6 +45,7 @@ import torch
 from torch import distributed as dist
 
 from fastgan.train import checkpoint as ckpt
+from fastgan._devices import check_device
 from fastgan.train import graphs
 from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, save_config
 
@@ -92,24 +93,6 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_device(want):
-    """ValueError naming `want` when it is not a device torch knows or a CUDA device this
-    machine lacks (None: the trainer picks cuda when there is one, else cpu)."""
-    if want is None:
-        return
-    try:
-        device = torch.device(want)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"Trainer: device {want!r} is not a device name (cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise ValueError(f"Trainer: device {want!r}: {why}; train on --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"Trainer: device {want!r}: this machine shows {torch.cuda.device_count()} "
-                             "CUDA device(s)")
-
-
 def check_settings(cfg):
     """ValueError naming the first trainer setting of a wrong type or range (the ones
     Trainer.__init__ does not check itself), before anything is set up or written."""
@@ -138,7 +121,7 @@ def check_settings(cfg):
             parse_metrics(cfg["metrics"])
         except ValueError as exc:
             raise ValueError(f"Trainer: metrics: {exc}") from None
-    check_device(cfg["device"])
+    check_device(cfg["device"], "Trainer: ")
 
 
 def precision(device, amp):
