@@ -44,8 +44,8 @@ import time
 import torch
 from torch import distributed as dist
 
-from fastgan.train import checkpoint as ckpt
 from fastgan._devices import check_device
+from fastgan.train import checkpoint as ckpt
 from fastgan.train import graphs
 from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, save_config
 
