@@ -308,7 +308,11 @@ def main(argv=None):
     except (CLIError, ValueError, FileNotFoundError, BackendUnavailable, CheckpointError) as exc:
         print(f"fastgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from fastgan.train.control import Terminated
+        if isinstance(exc, Terminated):
+            print(f"fastgan {args.command}: terminated (SIGTERM)", file=sys.stderr)
+            return 143  # 128 + SIGTERM, as a shell reports a process the signal ended
         print(f"fastgan {args.command}: interrupted", file=sys.stderr)
         return 130
 

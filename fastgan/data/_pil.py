@@ -10,6 +10,7 @@ alpha images convert to RGB (alpha dropped); channels=1 converts to L (ITU-R 601
 EXIF orientation is ignored by every backend (CelebA has none).
 """
 import io
+import signal
 
 import numpy as np
 import torch
@@ -67,6 +68,17 @@ def _collate(batch):
     return batch  # __getitems__ already made the batch
 
 
+def _leave_stop_signals_to_the_main_process(_worker_id):
+    """A terminal's Ctrl-C (and a scheduler's SIGTERM) reach the whole process group. The
+    trainer stops at the end of the step on either (fastgan.train.control) and then shuts the
+    workers down; a worker that had died of the signal first would turn that stop into a
+    "worker exited unexpectedly" error in the middle of the step. Workers forked inside
+    Trainer.fit inherit its handlers, which only note the signal; this covers workers started
+    anywhere else (a loader first iterated outside fit) and the second Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class _BatchList(torch.utils.data.Sampler):
     """Yields the index lists the loader sets before each iteration (persistent workers
     re-iterate the same sampler object)."""
@@ -92,7 +104,8 @@ class PILDecoder:
         self._loader = torch.utils.data.DataLoader(
             samples, batch_sampler=self._sampler, num_workers=num_workers, collate_fn=_collate,
             pin_memory=pin_memory, persistent_workers=num_workers > 0,
-            prefetch_factor=4 if num_workers > 0 else None)
+            prefetch_factor=4 if num_workers > 0 else None,
+            worker_init_fn=_leave_stop_signals_to_the_main_process if num_workers > 0 else None)
 
     def batches(self, index_lists):
         """Yields (uint8 [B, R, R, C] on the host, bool [B] failed) per index list."""

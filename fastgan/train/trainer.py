@@ -48,6 +48,7 @@ from fastgan._devices import check_device
 from fastgan.train import checkpoint as ckpt
 from fastgan.train import graphs
 from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, save_config
+from fastgan.train.control import LOCK_NAME, RunLock, StopRequests
 
 CONFIG_FILE = "config.yaml"
 
@@ -56,13 +57,22 @@ def default_run_dir(config):
     return pathlib.Path("runs") / str(config.get("model") or "run")
 
 
-def prepare_run_dir(run_dir, *, resume=False, overwrite=False):
-    """Checks that a run may write to run_dir (never another run's, unless asked), then
-    empties it (overwrite) or creates it."""
+def prepare_run_dir(run_dir, *, resume=False, overwrite=False, lock=None):
+    """Checks that a run may write to run_dir (never another run's, unless asked, and never
+    one a live process holds), creates it, takes `lock` (a control.RunLock of it) when
+    given, then empties it for --overwrite."""
     run_dir = check_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    if not resume and overwrite and run_dir.exists() and any(run_dir.iterdir()):
-        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if lock is not None:
+        lock.acquire()  # before the deletion: no other process starts writing meanwhile
+    if not resume and overwrite:
+        for child in run_dir.iterdir():
+            if child.name == LOCK_NAME:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     return run_dir
 
 
@@ -73,9 +83,11 @@ def check_run_dir(run_dir, *, resume=False, overwrite=False):
     run_dir = pathlib.Path(run_dir)
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
-    used = run_dir.exists() and any(run_dir.iterdir())
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} is a file")
+    used = run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
+    if run_dir.exists():
+        RunLock.check_free(run_dir)
     if resume:
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"--resume: {run_dir} holds no fastgan run (no {CONFIG_FILE})")
@@ -177,6 +189,7 @@ class Trainer:
         self.images_seen = 0
         self.history = []  # what was logged: [{"step": s, name: value, ...}]
         self._graphs, self._graphs_wanted, self._steps_run = None, False, 0
+        self._lock, self._mid_step = None, False
         self._sums, self._counts, self._norms = {}, {}, {}
         self.evaluations = []  # eval_every's results: [{"step": s, metric key: value, ...}]
         self.best = None  # {"step", "metrics", "results"} of the best evaluation so far
@@ -274,7 +287,8 @@ class Trainer:
             if self.main and self.evaluator.uses_inception:
                 self.evaluator.inception()  # a missing weights file fails now, not at the first evaluation
         if self.main:  # after the setup, which may still fail (check_run_dir)
-            prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
+            self._lock = RunLock(self.run_dir)
+            prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite, lock=self._lock)
         if self.world > 1:
             dist.barrier()
         # The sample grid's z: fixed for the run, the same on every rank.
@@ -440,6 +454,7 @@ class Trainer:
         """One generator step: the model's critic steps, then one generator step. Replayed
         from CUDA graphs when they are on and this is not a log step (measure_norms)."""
         norms = {} if measure_norms else None
+        self._mid_step = True  # until the step count advances (a stop inside must not save)
         self._schedule_lr()
         warmup = self._graphs_wanted and self._graphs is None and self._steps_run < graphs.WARMUP_STEPS
         stream = None
@@ -465,6 +480,7 @@ class Trainer:
             torch.cuda.current_stream().wait_stream(stream)
         self._steps_run += 1
         self.step += 1
+        self._mid_step = False
         return {k: v for k, v in (norms or {}).items() if v is not None}
 
     def _schedule_lr(self):
@@ -552,8 +568,33 @@ class Trainer:
         return results
 
     def fit(self):
-        """Trains to the configured steps; returns self (self.history holds the logged rows)."""
-        self._setup()
+        """Trains to the configured steps; returns self (self.history holds the logged rows).
+        SIGINT/SIGTERM stop it at the end of a step with a checkpoint (fastgan.train.control);
+        the run directory is locked against other processes meanwhile."""
+        try:
+            self._setup()
+            with StopRequests() as stop:
+                self._loop(stop)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+        self._say(f"done: {self.step} steps; samples and checkpoints in {self.run_dir}")
+        return self
+
+    def _stop_agreed(self, stop, log_step):
+        """Whether to stop after this step: at once in one process; under several, at a log
+        step, when any process was signalled (so that all stop after the same step)."""
+        if self.world == 1:
+            return stop.signum is not None
+        if not log_step:
+            return False
+        flag = torch.tensor([0 if stop.signum is None else int(stop.signum)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and stop.signum is None:
+            stop.signum = int(flag.item())
+        return bool(flag.item())
+
+    def _loop(self, stop):
         cfg, model = self.cfg, self.model
         self._sums, self._counts, self._norms = {}, {}, {}
         self._steps_run = 0  # generator steps run by this fit() (the warm-up before a capture)
@@ -583,15 +624,21 @@ class Trainer:
                 if self.evaluator is not None and (self.step % cfg["eval_every"] == 0
                                                    or self.step == self.total):
                     self.evaluate()
-        except KeyboardInterrupt:
-            self._say(f"interrupted at step {self.step}; saving a checkpoint")
-            self.save()
+                if self.step < self.total and self._stop_agreed(stop, log_now):
+                    raise stop.exception()
+        except KeyboardInterrupt as exc:
+            if self._mid_step:  # a second Ctrl-C inside a step: its state is not a step's
+                newest = ckpt.list_checkpoints(self.run_dir)
+                self._say(f"stopped inside step {self.step + 1}: no checkpoint of a partial step "
+                          f"(the newest is {newest[-1].name if newest else 'none'})")
+            else:
+                what = str(exc).split(":")[0] if str(exc) else "interrupted"
+                self._say(f"{what} at step {self.step}; saving a checkpoint")
+                self.save()
             raise
         finally:
             self.progress.close()
             self.logger.close()
-        self._say(f"done: {self.step} steps; samples and checkpoints in {self.run_dir}")
-        return self
 
 
 def _write_json(path, obj):

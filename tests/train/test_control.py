@@ -1,0 +1,194 @@
+"""Run control (fastgan.train.control): one process per run directory, and SIGINT/SIGTERM
+stopping a run at a step boundary with a checkpoint whose resume matches an uninterrupted run."""
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from fastgan import models
+from fastgan.train.checkpoint import list_checkpoints
+from fastgan.train.control import LOCK_NAME, Interrupted, RunLock, Terminated
+from fastgan.train.trainer import Trainer
+
+TINY = {"resolution": 16, "channels": 1, "g_width": 4, "d_width": 4, "z_dim": 8, "batch_size": 8}
+
+
+def _cfg(run, **settings):
+    return {"steps": 6, "out": str(run), "log_every": 1, "sample_every": 100, "ckpt_every": 100,
+            "progress": False, "tensorboard": False, "device": "cpu", "data_backend": "cache", **settings}
+
+
+def _fit(run, cls=Trainer, resume=False, overwrite=False, **settings):
+    torch.manual_seed(0)
+    return cls(models.build("wgan-gp", **TINY), None, _cfg(run, **settings), resume=resume,
+               overwrite=overwrite).fit()
+
+
+def _losses(history):
+    return [{k: v for k, v in row.items() if k != "images_per_s"} for row in history]
+
+
+@pytest.fixture
+def held_by_child(tmp_path):
+    """start(run): a child process that holds run's lock until the test ends."""
+    children = []
+
+    def start(run):
+        code = textwrap.dedent(f"""
+            import fcntl, os, sys, time
+            fd = os.open({str(run / LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())
+            print("held", flush=True)
+            time.sleep(120)
+        """)
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        children.append(child)
+        assert child.stdout.readline().strip() == "held"
+        return child
+    yield start
+    for child in children:
+        child.kill()
+        child.wait()
+
+
+def test_a_live_run_directory_is_not_resumed_or_overwritten(tmp_path, held_by_child):
+    run = tmp_path / "run"
+    _fit(run, steps=2, ckpt_every=2)
+    before = sorted(p.name for p in run.rglob("*"))
+    child = held_by_child(run)
+    for kw in (dict(resume=True, steps=4), dict(overwrite=True, steps=2)):
+        with pytest.raises(ValueError, match=rf"{run} is in use by another fastgan process \(pid {child.pid}\)"):
+            _fit(run, **kw)
+    assert sorted(p.name for p in run.rglob("*")) == before  # nothing written, nothing deleted
+    child.kill()
+    child.wait()
+    # the kernel drops a dead process's lock: the lock file left behind does not block
+    t = _fit(run, resume=True, steps=4, ckpt_every=2)
+    assert t.step == 4 and [p.name for p in list_checkpoints(run)][-1] == "step_000000004.pt"
+
+
+def test_the_lock_is_held_while_training_and_released_after(tmp_path):
+    seen = []
+
+    class Probe(Trainer):
+        def train_step(self, measure_norms=False):
+            fd = os.open(self.run_dir / LOCK_NAME, os.O_RDONLY)  # a second open file description
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                seen.append("free")
+            except BlockingIOError:
+                seen.append("held")
+            finally:
+                os.close(fd)
+            return super().train_step(measure_norms)
+
+    run = tmp_path / "run"
+    _fit(run, cls=Probe, steps=2)
+    assert seen == ["held", "held"]
+    assert (run / LOCK_NAME).read_text().strip() == str(os.getpid())
+    RunLock.check_free(run)  # released: no error
+    assert RunLock(run).acquire().held
+
+
+def test_overwrite_keeps_the_lock_file_and_replaces_the_rest(tmp_path):
+    run = tmp_path / "run"
+    _fit(run, steps=2, ckpt_every=1)
+    _fit(run, overwrite=True, steps=1, ckpt_every=1)
+    assert [p.name for p in list_checkpoints(run)] == ["step_000000001.pt"]
+    assert (run / LOCK_NAME).is_file()
+
+
+class _Signalled(Trainer):
+    """Sends itself `sig` (once, or twice) in the middle of generator step `at` (counted from 0),
+    between its critic steps and its generator step."""
+    sig, at, times = signal.SIGTERM, 3, 1
+
+    def _generator_step(self, norms):
+        if self.step == self.at:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.sig)
+        return super()._generator_step(norms)
+
+
+@pytest.mark.parametrize("sig, exc", [(signal.SIGTERM, Terminated), (signal.SIGINT, Interrupted)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_at_the_step_boundary_and_resume_is_exact(tmp_path, sig, exc, capsys):
+    whole = _fit(tmp_path / "a" / "run")
+    cls = type("Stopped", (_Signalled,), {"sig": sig})
+    previous = signal.getsignal(sig)
+    with pytest.raises(exc):
+        _fit(tmp_path / "b" / "run", cls=cls)
+    assert signal.getsignal(sig) is previous  # the handlers are restored
+    assert f"{signal.Signals(sig).name} at step 4; saving a checkpoint" in capsys.readouterr().err
+    # the signal came inside step 4 (counted from 1): the step finished, then the run stopped
+    assert [p.name for p in list_checkpoints(tmp_path / "b" / "run")] == ["step_000000004.pt"]
+    resumed = _fit(tmp_path / "b" / "run", resume=True)
+    assert _losses(resumed.history) == _losses(whole.history)[4:]
+    for p, q in zip(resumed.model.generator.parameters(), whole.model.generator.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_a_second_sigint_stops_at_once_without_saving_a_partial_step(tmp_path, capsys):
+    run = tmp_path / "run"
+    cls = type("Twice", (_Signalled,), {"sig": signal.SIGINT, "times": 2})
+    with pytest.raises(KeyboardInterrupt) as info:
+        _fit(run, cls=cls, ckpt_every=2)
+    assert type(info.value) is KeyboardInterrupt  # raised by the handler, not a boundary stop
+    assert "stopped inside step 4: no checkpoint of a partial step (the newest is step_000000002.pt)" \
+        in capsys.readouterr().err
+    assert [p.name for p in list_checkpoints(run)] == ["step_000000002.pt"]
+
+
+def _start_training(run, args, **popen):
+    """`fastgan train ... --out run` in a child, once it trains (its run log exists); returns
+    the process and what it has written to stderr so far."""
+    proc = subprocess.Popen([sys.executable, "-m", "fastgan", "train", *args, "--out", str(run),
+                             "--no-progress", "--set", "tensorboard=false"],
+                            stderr=subprocess.PIPE, text=True, **popen)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("fastgan: training "):
+            break
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    return proc, "".join(lines)
+
+
+def test_cli_sigterm_saves_and_exits_143(tmp_path):
+    run = tmp_path / "run"
+    proc, err = _start_training(run, ["--model", "wgan-gp", "--data", "ring8", "--steps", "100000",
+                                      "--set", "mlp_hidden=8", "--set", "log_every=10"])
+    proc.send_signal(signal.SIGTERM)
+    err += proc.stderr.read()
+    assert proc.wait(timeout=60) == 143, err
+    assert "SIGTERM at step" in err and "terminated (SIGTERM)" in err
+    (ckpt,) = list_checkpoints(run)
+    assert 0 < int(ckpt.stem.split("_")[1]) < 100000
+
+
+def test_ctrl_c_to_the_process_group_with_decoding_workers(tmp_path):
+    # A terminal sends Ctrl-C to every process of the group, the cpu backend's decoding
+    # workers included: the trainer finishes the step, saves and exits 130. WGAN's
+    # critic_boost runs 100 critic steps per generator step early on, more batches than the
+    # workers have prefetched, so the step after the signal needs live workers (one killed by
+    # the Ctrl-C would end the run in a "worker exited unexpectedly" error inside the step).
+    run = tmp_path / "run"
+    proc, err = _start_training(run, ["--model", "wgan", "--steps", "100000", "--data-backend", "cpu",
+                                      "--num-workers", "2", "--set", "log_every=1", "--set", "g_width=8",
+                                      "--set", "d_width=8", "--set", "critic_boost=true"],
+                                start_new_session=True)
+    os.killpg(proc.pid, signal.SIGINT)
+    err += proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, err
+    assert "SIGINT at step" in err and "interrupted" in err and "unexpectedly" not in err, err
+    (ckpt,) = list_checkpoints(run)
+    assert 0 < int(ckpt.stem.split("_")[1]) < 25  # inside the boosted steps
