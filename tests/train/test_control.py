@@ -151,7 +151,8 @@ def _start_training(run, args, **popen):
     the process and what it has written to stderr so far."""
     proc = subprocess.Popen([sys.executable, "-m", "fastgan", "train", *args, "--out", str(run),
                              "--no-progress", "--set", "tensorboard=false"],
-                            stderr=subprocess.PIPE, text=True, **popen)
+                            stderr=subprocess.PIPE, text=True, cwd=run.parent,  # not the checkout:
+                            **popen)                                            # the installed package
     lines = []
     for line in proc.stderr:
         lines.append(line)
