@@ -159,7 +159,7 @@ def _start_training(run, args, **popen):
         if line.startswith("fastgan: training "):
             break
     deadline = time.time() + 120
-    while not (run / "metrics.jsonl").is_file() and time.time() < deadline:
+    while not (run / "metrics.jsonl").is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     return proc, "".join(lines)
 
