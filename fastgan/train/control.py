@@ -5,7 +5,7 @@
   stale lock). While it is held, another process's --resume, --overwrite or new run in
   the same directory is refused with the holder's pid, instead of two processes writing
   interleaved checkpoints and logs into one run. Where fcntl does not exist (Windows) the
-  lock is not taken.
+  lock is not taken; where the filesystem refuses locks, a warning says so.
 * **Stopping at a step boundary.** SIGINT (Ctrl-C) and SIGTERM (a scheduler's preemption,
   `kill`) during Trainer.fit do not raise wherever Python happens to be: that could be in
   the middle of an optimizer step (half the parameters updated), and the checkpoint saved
@@ -20,6 +20,7 @@ import os
 import pathlib
 import signal
 import threading
+import warnings
 
 try:
     import fcntl
@@ -68,6 +69,8 @@ class RunLock:
         except BlockingIOError:
             raise ValueError(f"run directory {path.parent} is in use by another fastgan process"
                              f"{_holder(path)}; wait for it to finish or stop it") from None
+        except OSError:  # a filesystem without locks (some network mounts): nothing to check
+            pass
         finally:
             os.close(fd)
 
@@ -81,6 +84,11 @@ class RunLock:
             os.close(fd)
             raise ValueError(f"run directory {self.path.parent} is in use by another fastgan process"
                              f"{_holder(self.path)}; wait for it to finish or stop it") from None
+        except OSError as exc:  # a filesystem without locks (some network mounts)
+            os.close(fd)
+            warnings.warn(f"run directory {self.path.parent}: cannot lock it ({exc}); another process "
+                          "could write into this run meanwhile", RuntimeWarning, stacklevel=2)
+            return self
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

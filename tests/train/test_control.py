@@ -193,3 +193,12 @@ def test_ctrl_c_to_the_process_group_with_decoding_workers(tmp_path):
     assert "SIGINT at step" in err and "interrupted" in err and "unexpectedly" not in err, err
     (ckpt,) = list_checkpoints(run)
     assert 0 < int(ckpt.stem.split("_")[1]) < 25  # inside the boosted steps
+
+
+def test_a_filesystem_without_locks_warns_and_trains(tmp_path, monkeypatch):
+    def no_locks(fd, op):
+        raise OSError(37, "No locks available")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(RuntimeWarning, match="cannot lock it"):
+        t = _fit(tmp_path / "run", steps=1)
+    assert t.step == 1
