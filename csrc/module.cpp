@@ -36,11 +36,12 @@ pybind11::dict build_info() {
 }
 
 fastgan::CpuIsa isa_named(const std::string& name) {
-  if (name == "avx512") return fastgan::CpuIsa::kAvx512;
-  if (name == "avx2") return fastgan::CpuIsa::kAvx2;
-  if (name == "base") return fastgan::CpuIsa::kBase;
-  throw pybind11::value_error("unknown CPU instruction set '" + name +
-                              "': expected 'base', 'avx2' or 'avx512'");
+  fastgan::CpuIsa isa;
+  if (!fastgan::cpu_isa_named(name.c_str(), &isa)) {
+    throw pybind11::value_error("unknown CPU instruction set '" + name +
+                                "': expected 'base', 'avx2' or 'avx512'");
+  }
+  return isa;
 }
 
 }  // namespace

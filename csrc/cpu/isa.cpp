@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 
 namespace fastgan {
 namespace {
@@ -47,6 +48,16 @@ const char* cpu_isa_name(CpuIsa isa) {
     case CpuIsa::kBase: break;
   }
   return "base";
+}
+
+bool cpu_isa_named(const char* name, CpuIsa* isa) {
+  for (CpuIsa each : {CpuIsa::kBase, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    if (std::strcmp(name, cpu_isa_name(each)) == 0) {
+      *isa = each;
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace fastgan

@@ -25,6 +25,8 @@ CpuIsa cpu_isa_best();  // the best build this CPU can run
 // runs on another thread (the choice is read at the start of each op).
 CpuIsa set_cpu_isa(CpuIsa isa);
 const char* cpu_isa_name(CpuIsa isa);  // "base", "avx2", "avx512"
+// The build of that name; false for any other name.
+bool cpu_isa_named(const char* name, CpuIsa* isa);
 
 // The one of three builds' versions of something (a loop table, a function pointer) that
 // matches the build in use.
