@@ -48,7 +48,7 @@ from fastgan._devices import check_device
 from fastgan.train import checkpoint as ckpt
 from fastgan.train import graphs
 from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, save_config
-from fastgan.train.control import LOCK_NAME, RunLock, StopRequests
+from fastgan.train.control import LOCK_NAME, Interrupted, RunLock, StopRequests, Terminated
 
 CONFIG_FILE = "config.yaml"
 
@@ -360,17 +360,37 @@ class Trainer:
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         m.load_extra_state(state["extra"])
-        self.loader.load_state_dict(state["data"])
+        data, rngs = dict(state["data"]), state.get("rng_ranks") or [state["rng"]]
+        saved_world = int(data.get("shard", (0, 1))[1])
+        if saved_world != self.world:
+            raise ValueError(f"--resume: {path} was saved by a run over {saved_world} process(es), "
+                             f"this one has {self.world}: the data order and the random streams "
+                             f"would not continue; resume with {saved_world}")
+        data["shard"] = [self.rank, self.world]  # rank 0 saved its position: every rank's is the same
+        self.loader.load_state_dict(data)
         self.fixed_z = state["fixed_z"].to(self.device)
-        if self.world == 1:  # with several processes each keeps its own streams
-            ckpt.set_rng_state(state["rng"])
+        if len(rngs) == self.world:
+            ckpt.set_rng_state(rngs[self.rank])
+        else:  # saved before checkpoints held every process's streams: they start afresh
+            self._say(f"--resume: {path} holds one process's random state; each process's "
+                      f"random numbers start afresh (the resumed run is not bit for bit the same)")
         self.step = int(state["step"])
         self.best = state.get("eval_best")
         self._say(f"resumed from {path} at step {self.step}")
 
     def save(self):
+        """A checkpoint of this step (rank 0 writes it). Under several processes every process
+        calls this at the same step: each one's RNG state goes into it ("rng_ranks"), since
+        each draws its own noise and a resume restores each stream."""
+        rngs = None
+        if self.world > 1:
+            rngs = [None] * self.world
+            dist.all_gather_object(rngs, ckpt.rng_state())
         if self.main:
-            ckpt.save_checkpoint(self.run_dir, self.step, self.state_dict(), keep=self.cfg["keep"])
+            state = self.state_dict()
+            if rngs is not None:
+                state["rng_ranks"] = rngs
+            ckpt.save_checkpoint(self.run_dir, self.step, state, keep=self.cfg["keep"])
 
     # -- the loop --------------------------------------------------------------------------
     def _say(self, msg):
@@ -627,10 +647,16 @@ class Trainer:
                 if self.step < self.total and self._stop_agreed(stop, log_now):
                     raise stop.exception()
         except KeyboardInterrupt as exc:
+            newest = ckpt.list_checkpoints(self.run_dir) if self.main else []
+            newest = newest[-1].name if newest else "none"
             if self._mid_step:  # a second Ctrl-C inside a step: its state is not a step's
-                newest = ckpt.list_checkpoints(self.run_dir)
                 self._say(f"stopped inside step {self.step + 1}: no checkpoint of a partial step "
-                          f"(the newest is {newest[-1].name if newest else 'none'})")
+                          f"(the newest is {newest})")
+            elif self.world > 1 and not isinstance(exc, (Interrupted, Terminated)):
+                # not a stop every process agreed on: the others may be anywhere, and saving
+                # gathers every process's random state
+                self._say(f"stopped at step {self.step} without agreeing with the other processes: "
+                          f"no checkpoint (the newest is {newest})")
             else:
                 what = str(exc).split(":")[0] if str(exc) else "interrupted"
                 self._say(f"{what} at step {self.step}; saving a checkpoint")

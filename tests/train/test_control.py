@@ -1,6 +1,7 @@
 """Run control (fastgan.train.control): one process per run directory, and SIGINT/SIGTERM
 stopping a run at a step boundary with a checkpoint whose resume matches an uninterrupted run."""
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -202,3 +203,75 @@ def test_a_filesystem_without_locks_warns_and_trains(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match="cannot lock it"):
         t = _fit(tmp_path / "run", steps=1)
     assert t.step == 1
+
+
+_DDP_SIGNAL_SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys, torch
+    from torch import distributed as dist
+    from fastgan import models
+    from fastgan.train.control import Terminated
+    from fastgan.train.trainer import Trainer
+    run, out, steps, signalled_rank, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+
+    class Signalled(Trainer):
+        # one rank alone sends itself SIGTERM inside generator step 3 (counted from 1)
+        def _generator_step(self, norms):
+            if self.step == 2 and dist.get_rank() == signalled_rank:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super()._generator_step(norms)
+
+    torch.manual_seed(0)
+    model = models.build("wgan-gp", resolution=16, channels=1, g_width=4, d_width=4, z_dim=8, batch_size=8)
+    t = Signalled(model, None, {"steps": steps, "out": run, "log_every": 2, "ckpt_every": 100,
+                                "sample_every": 100, "progress": False, "tensorboard": False,
+                                "device": "cpu", "data_backend": "cache"}, resume=resume)
+    stopped = None
+    try:
+        t.fit()
+    except Terminated as exc:
+        stopped = type(exc).__name__
+    rank = dist.get_rank()
+    out_d = {"rank": rank, "step": t.step, "stopped": stopped, "history": t.history,
+             "params": [p.detach().flatten().tolist() for p in model.generator.parameters()]}
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump(out_d, f)
+    dist.destroy_process_group()
+""")
+
+
+def _ddp(tmp_path, name, steps, signalled_rank=-1, resume=False):
+    """The script above under torch.distributed.run with 2 processes over gloo; each rank's
+    report {"step", "stopped", "history", "params"}."""
+    script, out = tmp_path / "ddp_signal.py", tmp_path / f"out_{name}"
+    script.write_text(_DDP_SIGNAL_SCRIPT)
+    out.mkdir(exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--standalone", str(script), str(tmp_path / name), str(out), str(steps),
+                        str(signalled_rank), "1" if resume else "0"],
+                       capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return [json.loads((out / f"rank{i}.json").read_text()) for i in range(2)], r.stderr
+
+
+def _rows(history):
+    return [{k: v for k, v in row.items() if k != "images_per_s"} for row in history]
+
+
+def test_a_signal_to_one_of_two_processes_stops_both_at_the_same_log_step(tmp_path):
+    # SIGTERM reaches rank 1 alone, inside step 3; log steps are 2, 4, 6. Rank 0 learns of it
+    # through the all-reduce at step 4, so both stop after step 4 (none after step 3 alone,
+    # which would leave rank 0 waiting in DDP's all-reduce of step 4 forever), rank 0 saves
+    # step 4, and resuming both from it reproduces the uninterrupted run.
+    whole, _ = _ddp(tmp_path, "whole", 6)
+    stopped, err = _ddp(tmp_path, "run", 6, signalled_rank=1)
+    assert [(d["step"], d["stopped"]) for d in stopped] == [(4, "Terminated")] * 2, err
+    assert "SIGTERM at step 4; saving a checkpoint" in err
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000000004.pt"]
+    with pytest.raises(ValueError, match=r"saved by a run over 2 process\(es\), this one has 1"):
+        _fit(tmp_path / "run", resume=True, log_every=2)  # another world size: refused, not skewed
+    resumed, _ = _ddp(tmp_path, "run", 6, resume=True)
+    for r, w in zip(resumed, whole):
+        assert r["step"] == 6 and r["stopped"] is None
+        assert _rows(r["history"]) == _rows(w["history"])[2:]  # the log row of step 6
+        assert r["params"] == w["params"]
