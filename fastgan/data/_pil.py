@@ -6,7 +6,8 @@ aligned faces; crop=128 is the TF comparison's), its corner rounded down to whol
 then a resize to resolution x resolution with PIL's BILINEAR filter, which is a triangle
 filter whose support grows with the reduction (antialiasing). Crop and resize are one
 PIL call (resize's box=), so no intermediate image is made. Grayscale, CMYK, palette and
-alpha images convert to RGB (alpha dropped); channels=1 converts to L (ITU-R 601 luma).
+alpha images convert to RGB (alpha dropped; 16-bit grayscale scaled to 8 bits);
+channels=1 converts to L (ITU-R 601 luma).
 EXIF orientation is ignored by every backend (CelebA has none).
 """
 import io
@@ -23,11 +24,20 @@ def crop_box(width, height, crop):
     return (width - side) // 2, (height - side) // 2, side
 
 
+def _gray16_to_8(im):
+    """A 16-bit grayscale image (PIL mode I;16* or I) as 8-bit L, v * 255 / 65535 rounded,
+    as DALI and libpng's 16-to-8 reduction scale it (PIL's convert("L") clips at 255)."""
+    v = np.asarray(im, dtype=np.int64)
+    return Image.fromarray(((v.clip(0, 65535) * 255 + 32767) // 65535).astype(np.uint8), "L")
+
+
 def decode_pil(data, resolution, crop, channels):
     """Encoded bytes -> uint8 array [resolution, resolution, channels]. Raises on a bad image
     (OSError, ValueError from PIL; ValueError when smaller than the crop)."""
     with Image.open(io.BytesIO(data)) as im:
         mode = "RGB" if channels == 3 else "L"
+        if im.mode.startswith("I"):  # a 16-bit grayscale PNG: convert() would clip, not scale
+            im = _gray16_to_8(im)
         im = im.convert(mode) if im.mode != mode else im
         w, h = im.size
         left, top, side = crop_box(w, h, crop)

@@ -8,8 +8,9 @@ that folder. Hidden files and folders (names starting with ".") and __MACOSX are
 
 The check reads each image's header and tail only, on a thread pool (120 us a file
 measured on 2 busy cores: about 25 s for CelebA's 202,599; a prepared file skips it).
-It finds files that are not images, corrupt headers, truncated files (no JPEG end-of-image marker, no PNG IEND chunk), images smaller than the
-crop, and notes the conversions (grayscale, CMYK, palette, alpha -> RGB). Corruption
+It finds files that are not images, corrupt headers, truncated files (no JPEG end-of-image
+marker or PNG IEND chunk at the end, and a decode that fails: data after the marker is
+fine), images smaller than the crop, and notes the conversions (grayscale, CMYK, palette, alpha -> RGB). Corruption
 inside the compressed data can only show at decode time; the loaders substitute and
 count such a sample then (fastgan.data.loader).
 """
@@ -74,14 +75,26 @@ class Source:
             self.classes, self.labels = [], None
 
     def _list_folder(self):
-        out = {}
-        for dirpath, dirnames, filenames in os.walk(self.path):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        """Symbolic links are followed (a class folder may be a link to images elsewhere),
+        each real folder once (a link back up the tree is not a loop); a file that cannot be
+        sized (a broken link) is listed with size 0 and found unreadable by the check."""
+        out, seen = {}, {os.path.realpath(self.path)}
+        for dirpath, dirnames, filenames in os.walk(self.path, followlinks=True):
+            kept = []
+            for d in dirnames:
+                real = os.path.realpath(os.path.join(dirpath, d))
+                if not d.startswith(".") and real not in seen:
+                    seen.add(real)
+                    kept.append(d)
+            dirnames[:] = kept
             rel = os.path.relpath(dirpath, self.path)
             for f in filenames:
                 name = f if rel == "." else f"{rel}/{f}".replace(os.sep, "/")
                 if not _hidden(name):
-                    out[name] = os.path.getsize(os.path.join(dirpath, f))
+                    try:
+                        out[name] = os.path.getsize(os.path.join(dirpath, f))
+                    except OSError:
+                        out[name] = 0
         return out
 
     def _list_zip(self):
@@ -105,14 +118,22 @@ class Source:
     def __getstate__(self):
         return {**self.__dict__, "_zip": None, "_zip_pid": None}
 
-    def _head_tail(self, name):
+    def _open_with_tail(self, name):
+        """(a binary file object of `name` at its start, its last _TAIL bytes). A folder's
+        file is opened, not read: PIL reads as much of the header as it needs (metadata
+        such as an ICC profile can run to hundreds of kB)."""
         if self.is_zip:
             data = self.read(name)
             return io.BytesIO(data), data[-_TAIL:]
-        with open(self.path / name, "rb") as f:
-            head = f.read(1 << 16)
+        f = open(self.path / name, "rb")
+        try:
             f.seek(max(0, os.fstat(f.fileno()).st_size - _TAIL))
-            return io.BytesIO(head), f.read()
+            tail = f.read()
+            f.seek(0)
+        except BaseException:
+            f.close()
+            raise
+        return f, tail
 
 
 class Check:
@@ -128,20 +149,24 @@ class Check:
 def check_file(source, name, crop, channels):
     """Check one image's header and tail without decoding it (see the module docstring)."""
     try:
-        head, tail = source._head_tail(name)
-    except OSError as exc:
-        return Check(f"unreadable: {exc}")
-    try:
-        with Image.open(head) as im:
+        f, tail = source._open_with_tail(name)
+    except Exception as exc:  # OSError; from a zip member also BadZipFile (CRC), RuntimeError
+        return Check(f"unreadable: {exc}")  # (encrypted), NotImplementedError (compression)
+    with f:
+        try:
+            im = Image.open(f)
             fmt, mode, (w, h) = im.format, im.mode, im.size
-    except Image.UnidentifiedImageError:
-        return Check("not an image (unrecognized data)")
-    except Exception as exc:  # PIL raises many types on a broken header
-        return Check(f"corrupt header: {exc}")
-    if fmt == "JPEG" and b"\xff\xd9" not in tail:
-        return Check("truncated: no JPEG end-of-image marker", w, h, mode)
-    if fmt == "PNG" and b"IEND" not in tail:
-        return Check("truncated: no PNG IEND chunk", w, h, mode)
+        except Image.UnidentifiedImageError:
+            return Check("not an image (unrecognized data)")
+        except Exception as exc:  # PIL raises many types on a broken header
+            return Check(f"corrupt header: {exc}")
+        end = {"JPEG": (b"\xff\xd9", "no JPEG end-of-image marker"), "PNG": (b"IEND", "no PNG IEND chunk")}
+        if fmt in end and end[fmt][0] not in tail:
+            # truncated, or data after the end (a camera's trailer): only decoding tells
+            try:
+                im.load()
+            except Exception:
+                return Check(f"truncated: {end[fmt][1]}", w, h, mode)
     if crop is not None and min(w, h) < crop:
         return Check(f"too small for the crop: {w}x{h} < {crop}x{crop}", w, h, mode)
     if w == 0 or h == 0:

@@ -46,7 +46,10 @@ def _say(verbose, msg):
 
 
 def _epoch_seed(seed, epoch):
-    return seed * 1_000_003 + epoch
+    """The permutation seed of an epoch; any int seed (a large one is reduced to the 64 bits
+    torch.Generator takes; the seeds in its range keep their old orders)."""
+    v = seed * 1_000_003 + epoch
+    return v if -2**63 <= v < 2**64 else v & (2**64 - 1)
 
 
 def _mib(nbytes):
@@ -337,8 +340,11 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
             loader = ImageLoader(n=len(files), labels=labels, num_classes=len(source.classes),
                                  backend=name, decoder=decoder, skipped=skipped, **common)
     if len(loader) == 0:
-        raise ValueError(f"dataset {str(path)!r}: shard {loader.rank} of {loader.world_size} has "
-                         f"{loader.num_samples} images, fewer than batch_size={batch_size} with drop_last=True")
+        held = f"shard {loader.rank} of {loader.world_size} has" if loader.world_size > 1 else "has"
+        why = (f"fewer than batch_size={batch_size} with drop_last=True" if drop_last else
+               f"since its {loader._n} usable images are fewer than the {loader.world_size} "
+               "processes (each shard takes n // world_size)")
+        raise ValueError(f"dataset {str(path)!r}: {held} {loader.num_samples} images, {why}")
     return loader
 
 

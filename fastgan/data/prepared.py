@@ -4,17 +4,22 @@
 
     bytes 0..8        magic b"FGIMG\\x00\\x00\\x01"
     bytes 8..24       manifest offset and length (two little-endian uint64)
+    bytes 24..56      sha256 of the manifest (zeros in files written before it was added)
     bytes 4096..      the images, uint8 [count, resolution, resolution, channels] (NHWC)
     after the images  the manifest, UTF-8 JSON
 
 The manifest comes last so the images stream to disk as they decode (CelebA at 64x64 is
 2.5 GB). It records the format version, count, resolution, crop, channels, labels and
 class names, the source path and its file list with sizes (used and skipped, each skipped
-one with its reason) and the sha256 of the image bytes. The file is written to a
+one with its reason) and the sha256 of the image bytes; the header holds the manifest's own
+sha256 (labels live in the manifest). The file is written to a
 temporary name beside FILE, fsynced and renamed, so a crash never leaves a half file
 under FILE. Loading refuses, saying why, a file that is foreign, of another format
 version, of the wrong size, prepared at another resolution/crop/channels than asked,
-whose source (when still present) has changed since, or whose checksum does not match.
+whose source (when still present) has changed since (files added or removed, or of
+another size: a file rewritten with the same size is not noticed), or whose checksums do
+not match. A prepared file written inside its own source folder is left out of that
+folder's listing.
 """
 import hashlib
 import json
@@ -30,6 +35,9 @@ MAGIC = b"FGIMG\x00\x00\x01"
 VERSION = 1
 DATA_OFFSET = 4096
 _CHUNK = 64 << 20  # bytes hashed / copied at a time when loading
+_HEADER = len(MAGIC) + 16 + 32  # magic, manifest offset and length, manifest sha256
+_KEYS = ("format", "version", "count", "resolution", "crop", "channels", "labels", "classes",
+         "source", "files", "skipped", "data_offset", "data_bytes", "sha256")
 
 
 def is_prepared(path):
@@ -75,6 +83,7 @@ class Writer:
         self._f.write(text)
         self._f.seek(len(MAGIC))
         self._f.write(struct.pack("<QQ", DATA_OFFSET + self.nbytes, len(text)))
+        self._f.write(hashlib.sha256(text).digest())
         self._f.seek(0)
         self._f.write(MAGIC)
         self._f.flush()
@@ -103,18 +112,30 @@ def read_manifest(path):
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(len(MAGIC) + 16)
+        head = f.read(_HEADER)
         if head[:len(MAGIC)] != MAGIC:
             raise ValueError(f"{str(path)!r} is not a fastgan prepared file (foreign header)")
-        offset, length = struct.unpack("<QQ", head[len(MAGIC):])
+        if len(head) < _HEADER:
+            raise ValueError(f"prepared file {str(path)!r} is truncated ({size} bytes, not even its "
+                             "header); prepare it again")
+        offset, length = struct.unpack("<QQ", head[len(MAGIC):len(MAGIC) + 16])
+        digest = head[len(MAGIC) + 16:]
         if offset + length != size:
             raise ValueError(f"prepared file {str(path)!r} has the wrong size ({size} bytes, its "
                              f"header says {offset + length}): truncated or altered; prepare it again")
         f.seek(offset)
-        try:
-            m = json.loads(f.read(length))
-        except ValueError as exc:
-            raise ValueError(f"prepared file {str(path)!r} has a corrupt manifest ({exc})") from None
+        text = f.read(length)
+    if any(digest) and hashlib.sha256(text).digest() != digest:
+        raise ValueError(f"prepared file {str(path)!r} has a corrupt manifest (its sha256 does not "
+                         "match the header's); prepare it again")
+    try:
+        m = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"prepared file {str(path)!r} has a corrupt manifest ({exc})") from None
+    missing = [k for k in _KEYS if not isinstance(m, dict) or k not in m]
+    if missing:
+        raise ValueError(f"prepared file {str(path)!r} has a manifest without {', '.join(missing)}; "
+                         "prepare it again")
     if m.get("format") != "fastgan-images" or m.get("version") != VERSION:
         raise ValueError(f"prepared file {str(path)!r} is format {m.get('format')!r} version "
                          f"{m.get('version')!r}; this fastgan reads fastgan-images version {VERSION}: "
@@ -148,6 +169,7 @@ def check_source(path, m):
                          f"changed ({exc})") from None
     then = {name: size for name, size in m["files"]}
     then.update({name: size for name, size, _ in m["skipped"]})
+    now.pop(m.get("inside_source"), None)  # the prepared file itself, written into its source
     if now != then:
         added = len(now.keys() - then.keys())
         removed = len(then.keys() - now.keys())

@@ -18,26 +18,48 @@ def _source_path(path):
     return Path(path).expanduser()
 
 
-def prepare(path, out, *, resolution=64, crop=None, channels=3, overwrite=False, device=None,
-            progress=True):
-    """Decodes the dataset at `path` once, with the fastest decoder available, into the
-    prepared file `out` (fastgan.data.prepared); returns its manifest."""
-    path = _source_path(path)
-    if prepared.is_prepared(path):
-        raise ValueError(f"{str(path)!r} is already a prepared file")
-    if crop is not None and (not isinstance(crop, int) or crop < 1):
+def _check_settings(resolution, crop, channels):
+    if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool) or crop < 1):
         raise ValueError(f"crop must be None or a positive int, got {crop!r}")
-    if not isinstance(resolution, int) or resolution < 1:
+    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 1:
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    if Path(out).expanduser().exists() and not overwrite:  # before the scan, not after it
+
+
+def _inside(source, out):
+    """`out`'s name in the listing of folder `source`, or None when it lies outside."""
+    if source.is_zip:
+        return None
+    try:
+        rel = Path(os.path.abspath(out)).relative_to(os.path.abspath(source.path))
+    except ValueError:
+        return None
+    return rel.as_posix()
+
+
+def prepare(path, out, *, resolution=64, crop=None, channels=3, overwrite=False, device=None,
+            progress=True):
+    """Decodes the dataset at `path` once, with the fastest decoder available, into the
+    prepared file `out` (fastgan.data.prepared); returns its manifest. `out` may lie inside
+    the source folder: it is left out of the source's listing."""
+    path = _source_path(path)
+    if prepared.is_prepared(path):
+        raise ValueError(f"{str(path)!r} is already a prepared file")
+    _check_settings(resolution, crop, channels)
+    out = Path(out).expanduser()
+    if out.exists() and not overwrite:  # before the scan, not after it
         raise ValueError(f"{str(out)!r} exists; pass --overwrite (overwrite=True) to replace it")
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     source = Source(path)
+    itself = _inside(source, out)
     checks = check_all(source, crop, channels, progress=progress)
     usable = [k for k, c in enumerate(checks) if c.ok]
-    skipped = [[n, s, "not an image (extension)"] for n, s in zip(source.others, source.other_sizes)]
+    if not usable:
+        raise ValueError(f"dataset {str(path)!r}: none of its {len(source.files)} image files is usable "
+                         f"(fastgan data validate {str(path)!r} lists why); nothing written")
+    skipped = [[n, s, "not an image (extension)"] for n, s in zip(source.others, source.other_sizes)
+               if n != itself]
     skipped += [[source.files[k], source.sizes[k], c.problem] for k, c in enumerate(checks) if not c.ok]
     files = [source.files[k] for k in usable]
     sizes = [(checks[k].width, checks[k].height) for k in usable]
@@ -53,13 +75,15 @@ def prepare(path, out, *, resolution=64, crop=None, channels=3, overwrite=False,
 
         decode_all(decoder, len(files), sink, progress=progress, desc=f"preparing {path.name}")
         keep = [k for k in range(len(files)) if k not in failed_at]
+        if not keep:
+            raise ValueError(f"dataset {str(path)!r}: none of its images decodes; nothing written")
         skipped += [[files[k], source.sizes[usable[k]], "corrupt: failed to decode"] for k in sorted(failed_at)]
         labels = None if source.labels is None else [source.labels[usable[k]] for k in keep]
         return w.commit({
             "count": len(keep), "resolution": resolution, "crop": crop, "channels": channels,
             "labels": labels, "classes": source.classes, "source": str(path.resolve()),
             "files": [[files[k], source.sizes[usable[k]]] for k in keep], "skipped": skipped,
-            "decoder": name})
+            "decoder": name, "inside_source": itself})
 
 
 def validate(path, *, crop=None, channels=3, resolution=64, num_workers=None, progress=False):
@@ -67,6 +91,7 @@ def validate(path, *, crop=None, channels=3, resolution=64, num_workers=None, pr
     Returns {"total", "usable", "bad": [(name, why)], "converted": [(name, note)]}; for a
     prepared file, its manifest and checksum are checked instead (bad lists the reason)."""
     path = _source_path(path)
+    _check_settings(resolution, crop, channels)
     if prepared.is_prepared(path):
         try:
             m = prepared.read_manifest(path)

@@ -126,3 +126,110 @@ def test_validate_missing_path_is_one_line(tmp_path, capsys):
     assert main(["data", "validate", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
+
+
+
+def _image(fmt="JPEG", w=40, h=48, seed=0, **save):
+    """A small image's bytes: a smooth gradient plus noise."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    img = (np.linspace(0, 200, w)[None, :, None] + rng.normal(0, 10, (h, w, 3))).clip(0, 255)
+    buf = io.BytesIO()
+    Image.fromarray(img.astype(np.uint8), "RGB").save(buf, fmt, **save)
+    return buf.getvalue()
+
+
+def test_a_zip_member_that_fails_to_read_is_listed_not_a_crash(tmp_path, capsys):
+    # zipfile raises BadZipFile (not an OSError) on a member whose CRC does not match
+    import zipfile
+
+    good = _image()
+    with zipfile.ZipFile(tmp_path / "set.zip", "w", zipfile.ZIP_STORED) as z:
+        for i in range(5):
+            z.writestr(f"{i}.jpg", good)
+    raw = bytearray((tmp_path / "set.zip").read_bytes())
+    at = raw.index(good) + len(good) // 2  # inside member 0's stored data
+    raw[at] ^= 0xFF
+    (tmp_path / "set.zip").write_bytes(bytes(raw))
+    assert main(["data", "validate", str(tmp_path / "set.zip"), "--resolution", "16"]) == 1
+    out = capsys.readouterr().out
+    assert "bad        0.jpg: unreadable: Bad CRC-32" in out and "5 files: 4 usable, 1 bad" in out
+    assert load(tmp_path / "set.zip", resolution=16, backend="cpu").skipped == 1
+
+
+def test_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from fastgan.data._pil import decode_pil
+    buf = io.BytesIO()
+    Image.fromarray(np.full((20, 20), 100 * 257, np.uint16)).save(buf, "PNG")  # mode I;16
+    assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I")
+    for channels in (1, 3):
+        out = decode_pil(buf.getvalue(), 8, None, channels)
+        assert out.shape == (8, 8, channels) and (out == 100).all()  # was 255 everywhere
+    (tmp_path / "g16").mkdir()
+    (tmp_path / "g16" / "a.png").write_bytes(buf.getvalue())
+    for backend in BACKENDS:
+        x, _ = next(iter(load(tmp_path / "g16", resolution=8, batch_size=1, backend=backend)))
+        assert torch.allclose(x, torch.full_like(x, 100 / 127.5 - 1)), backend
+
+
+def test_large_metadata_is_not_a_corrupt_header(tmp_path, capsys):
+    # a 200 kB ICC profile: the header check once read only the first 64 kB
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "icc.jpg").write_bytes(_image(icc_profile=bytes(200_000)))
+    (tmp_path / "big" / "plain.jpg").write_bytes(_image(seed=1))
+    assert main(["data", "validate", str(tmp_path / "big"), "--resolution", "16"]) == 0
+    assert "2 files: 2 usable, 0 bad" in capsys.readouterr().out
+
+
+def test_data_after_the_end_marker_is_not_truncation(tmp_path, capsys):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "trailer.jpg").write_bytes(_image() + b"\x00" * 1000)  # a camera's trailer
+    (tmp_path / "t" / "cut.jpg").write_bytes(_image(seed=1)[:-300])
+    assert main(["data", "validate", str(tmp_path / "t"), "--resolution", "16"]) == 1
+    out = capsys.readouterr().out
+    assert "bad        cut.jpg: truncated" in out and "2 files: 1 usable, 1 bad" in out
+
+
+def test_symlinked_class_folders_are_followed_once(tmp_path, capsys):
+    import os
+
+    root, elsewhere = tmp_path / "set", tmp_path / "elsewhere"
+    (root / "cats").mkdir(parents=True)
+    elsewhere.mkdir()
+    for i in range(2):
+        (root / "cats" / f"{i}.jpg").write_bytes(_image(seed=i))
+        (elsewhere / f"{i}.jpg").write_bytes(_image(seed=10 + i))
+    os.symlink(elsewhere, root / "dogs")                  # a class that lives elsewhere
+    os.symlink(root, root / "cats" / "loop")              # a link back up the tree: no loop
+    os.symlink(tmp_path / "gone.jpg", root / "cats" / "broken.jpg")
+    loader = load(root, resolution=16, backend="cpu")
+    assert loader.num_samples == 4 and loader.skipped == 1
+    labels = torch.cat([y for _, y in load(root, resolution=16, backend="cpu", shuffle=False)])
+    assert labels.tolist() == [0, 0, 1, 1]
+    assert main(["data", "validate", str(root), "--resolution", "16"]) == 1
+    assert "bad        cats/broken.jpg: unreadable" in capsys.readouterr().out
+
+
+def test_settings_that_fit_no_image_are_refused_by_validate(labeled, capsys):
+    for flag, value in (("--resolution", "0"), ("--crop", "0"), ("--crop", "-4")):
+        assert main(["data", "validate", str(labeled), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag[2:]} must be" in err and "bad" not in err
+
+
+def test_large_seed_and_a_shard_without_images(labeled):
+    x, _ = next(iter(load(labeled, resolution=16, backend="cpu", seed=2**45)))
+    assert x.shape == (4, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"shard 0 of 16 has 0 images, since its 12 usable images are "
+                                         r"fewer than the 16 processes"):
+        load(labeled, resolution=16, backend="cpu", shard=(0, 16), drop_last=False)
+    with pytest.raises(ValueError, match=r"has 2 images, fewer than batch_size=4 with drop_last=True"):
+        load(labeled, resolution=16, backend="cpu", shard=(0, 6))

@@ -66,11 +66,14 @@ def test_dali_cpu_matches_pil(faces, crop, resolution):
 
 
 @needs_dali
-@pytest.mark.parametrize("crop,resolution", [(None, 64), (None, 16), (128, 64), (100, 32)])
+@pytest.mark.parametrize("crop,resolution", [(None, 64), (None, 16), (128, 64), (100, 32), (None, 48),
+                                             (128, 96)])
 def test_dali_window_decode_is_the_whole_image_resize(faces, mixed, monkeypatch, crop, resolution):
     """DALI decodes only a window around the crop, _margin pixels wider on each side; the
-    batches are bit for bit those of a window that is the whole image. A window cut at the
-    crop itself is not (the filter reads past the crop), so the margin is what this checks."""
+    batches are bit for bit those of a window that is the whole image at 16, 32 and 64 px,
+    within one level at 48 and 96 (the region's corner relative to the window rounds
+    differently in float32). A window cut at the crop itself is not (the filter reads past
+    the crop), so the margin is what this checks."""
     def batches(path):
         return [levels(x).int() for x, _ in load(path, backend="dali", crop=crop, resolution=resolution,
                                                   batch_size=6, shuffle=False, channels=3)]
@@ -79,7 +82,10 @@ def test_dali_window_decode_is_the_whole_image_resize(faces, mixed, monkeypatch,
     whole = batches(faces) + batches(mixed)
     assert len(windowed) == len(whole) > 4
     for a, b in zip(windowed, whole):
-        assert torch.equal(a, b)
+        if resolution in (16, 32, 64):
+            assert torch.equal(a, b)
+        else:
+            assert (a - b).abs().max() <= 1
     monkeypatch.setattr(_dali, "_margin", lambda side, resolution: 0)
     assert any(not torch.equal(a, b) for a, b in zip(batches(faces), whole))
 

@@ -99,3 +99,53 @@ def test_prepare_skips_bad_files(mixed, tmp_path):
     assert "truncated" in reasons["truncated.jpg"] and "corrupt" in reasons["broken.jpg"]
     loader = load(tmp_path / "m.fgimg", crop=128)
     assert loader.skipped == 6 and loader.num_samples == 10
+
+
+def test_a_tampered_manifest_is_refused(made, tmp_path):
+    # labels live in the manifest, outside the images' sha256: the header holds the manifest's
+    raw = made.read_bytes()
+    at = raw.rindex(b'"labels":[0') + len(b'"labels":[')
+    bad = tmp_path / "labels.fgimg"
+    bad.write_bytes(raw[:at] + b"1" + raw[at + 1:])  # one label 0 -> 1, same size
+    with pytest.raises(ValueError, match="corrupt manifest.*sha256"):
+        load(bad, resolution=32)
+    assert main(["data", "validate", str(bad)]) == 1
+
+
+def test_truncated_file_and_missing_manifest_key_refused(made, tmp_path, capsys):
+    stub = tmp_path / "stub.fgimg"
+    stub.write_bytes(made.read_bytes()[:12])
+    assert main(["data", "validate", str(stub)]) == 1
+    assert "is truncated" in capsys.readouterr().out
+    raw = made.read_bytes()
+    m = prepared.read_manifest(made)
+    text = raw[m["data_offset"] + m["data_bytes"]:]
+    lean = text.replace(b'"crop":null,', b'')
+    assert lean != text
+    keyless = tmp_path / "keyless.fgimg"
+    head = bytearray(raw[:m["data_offset"] + m["data_bytes"]])
+    import struct
+    head[len(prepared.MAGIC):len(prepared.MAGIC) + 16] = struct.pack("<QQ", len(head), len(lean))
+    head[len(prepared.MAGIC) + 16:len(prepared.MAGIC) + 48] = bytes(32)  # as files from before the digest
+    keyless.write_bytes(bytes(head) + lean)
+    with pytest.raises(ValueError, match="manifest without crop"):
+        load(keyless, resolution=32)
+
+
+def test_prepared_file_inside_its_source_is_not_stale(source, capsys):
+    out = source / "set.fgimg"
+    for extra in ([], ["--overwrite"]):  # the second run finds the first file in its source
+        assert main(["data", "prepare", str(source), "--resolution", "16", "--out", str(out), "--quiet",
+                     *extra]) == 0
+        assert "0 files skipped" in capsys.readouterr().out
+    assert main(["data", "validate", str(out)]) == 0
+    assert load(out, resolution=16).num_samples == 12
+
+
+def test_nothing_usable_writes_nothing(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.jpg").write_bytes(b"\xff\xd8 not really")
+    (tmp_path / "bad" / "b.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="none of its 2 image files is usable.*nothing written"):
+        prepare(tmp_path / "bad", tmp_path / "out.fgimg", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
