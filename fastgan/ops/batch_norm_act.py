@@ -12,10 +12,20 @@ and backward. Here, with batch statistics (training):
     backward  one split reduction (sum g, sum g * xhat, g the output gradient through the
               activation's mask, taken from the saved output), then one pass for dx
 
+The mask y > 0 of the saved output y equals the reference's v > 0 (v the normalized,
+affine value before rounding to x's dtype) except where v is positive but rounds to zero
+in x's dtype: only for a 16-bit x (v is computed in float32), v <= 2**-25 (float16) or
+2**-134 (bfloat16). There y is 0 in both and the fused backward takes g = slope * dy
+where the reference takes dy (a difference that reaches dx, dweight and dbias through the
+reductions). Never for a float32 or float64 x, whose v is y exactly. Saving v or the mask
+instead would cost memory and bandwidth in every step for this.
+
 Exact formulas: csrc/ops.cpp and csrc/batch_norm_act_math.h. The reference is BatchNorm's
 arithmetic in plain PyTorch (float32 for 16-bit inputs, like cuDNN's), differentiated by
 autograd.
 """
+import numbers
+
 import torch
 
 from fastgan import _backend, _ext, kernels
@@ -125,6 +135,11 @@ class _BatchNormAct(torch.autograd.Function):
 
 def _check(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps, slope):
     op = "batch_norm_act"
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+        raise TypeError(f"{op}: momentum must be a number in [0, 1], got {momentum!r}; None "
+                        "(BatchNorm2d's cumulative average) is the module's business: pass "
+                        "1 / num_batches_tracked")
+    momentum = float(momentum)
     _checks.floating(op, "x", x)
     if x.dim() < 2 or x.numel() == 0:
         raise ValueError(f"{op}: x must be (N, C, ...) with elements, got shape {tuple(x.shape)}")
@@ -142,7 +157,8 @@ def _check(x, weight, bias, running_mean, running_var, use_batch_stats, momentum
                          f"{tuple(x.shape)}")
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"{op}: momentum must be in [0, 1], got {momentum}")
-    return _checks.nonnegative(op, "eps", eps), _checks.nonnegative(op, "negative_slope", slope)
+    return (momentum, _checks.nonnegative(op, "eps", eps),
+            _checks.nonnegative(op, "negative_slope", slope))
 
 
 def batch_norm_act(x, weight=None, bias=None, running_mean=None, running_var=None, *,
@@ -152,15 +168,34 @@ def batch_norm_act(x, weight=None, bias=None, running_mean=None, running_var=Non
     x: (N, C, ...), NCHW or channels_last (other layouts are copied). With
     use_batch_stats, the statistics of x are used and, when given, running_mean and
     running_var are updated in place (BatchNorm2d's rule, `momentum` the factor);
-    otherwise the running statistics are used. Differentiable once (x, weight, bias).
+    otherwise the running statistics are used. momentum: a number in [0, 1] (BatchNorm2d's
+    None, a cumulative average, is the caller's: pass 1 / num_batches_tracked). weight, bias
+    and the running statistics: (C,) tensors of any stride (the fused backends run on
+    contiguous copies and write updated running statistics back). Differentiable once
+    (x, weight, bias); the backward's activation mask is read from the output (see the
+    module doc for where that differs from the reference in 16-bit).
     """
-    eps, negative_slope = _check(x, weight, bias, running_mean, running_var, use_batch_stats,
-                                 float(momentum), eps, negative_slope)
+    momentum, eps, negative_slope = _check(x, weight, bias, running_mean, running_var,
+                                           use_batch_stats, momentum, eps, negative_slope)
     chosen = OP.resolve(x.device, backend)
     if chosen == "reference":
         return batch_norm_act_reference(x, weight, bias, running_mean, running_var, use_batch_stats,
-                                        float(momentum), eps, negative_slope)[0]
+                                        momentum, eps, negative_slope)[0]
     if not is_dense(x):
         x = x.contiguous()
-    return _BatchNormAct.apply(x, weight, bias, running_mean, running_var, bool(use_batch_stats),
-                               float(momentum), eps, negative_slope, chosen)
+    # The kernels take contiguous 1-D vectors: .contiguous() is differentiable, so the
+    # gradients reach strided weight/bias; strided running stats are updated as copies,
+    # written back below.
+    weight = None if weight is None else weight.contiguous()
+    bias = None if bias is None else bias.contiguous()
+    stats = (running_mean, running_var)
+    if running_mean is not None:
+        running_mean, running_var = running_mean.contiguous(), running_var.contiguous()
+    out = _BatchNormAct.apply(x, weight, bias, running_mean, running_var, bool(use_batch_stats),
+                              momentum, eps, negative_slope, chosen)
+    if use_batch_stats and running_mean is not None:
+        with torch.no_grad():
+            for given, used in zip(stats, (running_mean, running_var)):
+                if used is not given:
+                    given.copy_(used)
+    return out

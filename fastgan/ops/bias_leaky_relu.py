@@ -15,8 +15,16 @@ computed only when the backward uses it (not in a gradient penalty's grad with r
 the critic's input).
 
 Arithmetic in float32 (float64 for float64), rounded once to x's dtype: in float32 and
-float64 exactly F.leaky_relu(x + bias.view(...)). negative_slope >= 0 (the mask is read
-from the output, which needs y > 0 exactly where x + bias > 0).
+float64 exactly F.leaky_relu(x + bias.view(...)). negative_slope >= 0.
+
+The backward's mask is read from the saved output: dx = dy where y > 0, else slope * dy.
+It equals the reference's (x + bias > 0, in float32 or float64) except where x + bias is
+positive but rounds to zero in x's dtype: possible only for a 16-bit x with a bias of a
+finer dtype (a float32 bias under autocast), at 0 < x + bias <= 2**-25 (float16) or
+2**-134 (bfloat16). There y is 0 in both and dx is slope * dy where the reference's is dy.
+Never for a float32 or float64 x, nor with x and bias of one dtype (a sum of two float16
+or two bfloat16 values is 0 or at least the dtype's smallest subnormal). Saving x + bias
+or the mask instead would cost memory and bandwidth in every step for this.
 """
 import torch
 

@@ -15,9 +15,11 @@ Batch 128 of 64x64x3 on one CPU thread: 6.0 ms eager, 1.9 ms torch.compile, 0.51
 Arithmetic in float32 with an IEEE division, rounded once to dtype: 0 -> -1 and 255 -> +1
 exactly, and every backend is bit-identical to the reference in float32.
 
-Indices must lie in [0, N). The reference and the C++ kernel raise on others; the CUDA and
-Triton kernels cannot raise without a host sync, so they read nothing for such an index and
-write NaN in its sample (one compare per pixel), which a loss then makes visible.
+Indices must lie in [0, N). The reference on the CPU and the C++ kernel raise a
+RuntimeError naming the first other (a negative index does not wrap around); the
+reference on a GPU fails a device-side assert (no host sync); the CUDA and Triton kernels
+cannot raise without a host sync, so they read nothing for such an index and write NaN
+in its sample (one compare per pixel), which a loss then makes visible.
 """
 import torch
 
@@ -33,7 +35,17 @@ def _memory_format(channels_last):
 
 def gather_images_reference(data, index, flip=None, *, dtype=torch.float32, channels_last=False):
     """The oracle: plain PyTorch, [B, C, H, W] of dtype (channels_last memory when asked)."""
-    x = data[index]  # [B, H, W, C]; raises on an index outside [0, N)
+    n = data.shape[0]
+    inside = (index >= 0) & (index < n)  # no wrap-around: [0, N) as the kernels
+    if index.device.type == "cpu":
+        bad = (~inside).nonzero()
+        if bad.numel():
+            i = bad[0, 0].item()
+            raise RuntimeError(f"gather_images: index[{i}] = {index[i].item()} is out of range for "
+                               f"data with N = {n} images")
+    else:  # no host sync on a GPU: a device-side assert, as torch's indexing gives past N
+        torch._assert_async(inside.all(), "gather_images: an index is out of range [0, N)")
+    x = data[index]  # [B, H, W, C]
     if flip is not None:
         x = torch.where(flip.view(-1, 1, 1, 1).bool(), x.flip(2), x)
     x = x.permute(0, 3, 1, 2).to(torch.float32) - 127.5

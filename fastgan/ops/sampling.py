@@ -44,12 +44,16 @@ def _memory_order(t):
 
 
 def interpolate_reference(real, fake, seed):
+    """The oracle, in real's layout as the fused backends (contiguous where real's samples
+    are not each one dense range)."""
     b = real.shape[0]
     t = compute_dtype(real.dtype)
     eps = _philox.uniform(_philox.philox_words(seed, torch.arange(b, device=real.device))[:, 0])
     eps = eps.to(t).reshape((b,) + (1,) * (real.dim() - 1))
     rf, ff = real.to(t), fake.to(t)
-    return torch.addcmul(ff, eps, rf - ff).to(real.dtype)  # fma(eps, real - fake, fake)
+    x = torch.addcmul(ff, eps, rf - ff)  # fma(eps, real - fake, fake); fake's layout, maybe
+    fmt = torch.preserve_format if samples_contiguous(real) else torch.contiguous_format
+    return torch.empty_like(real, memory_format=fmt).copy_(x)
 
 
 def perturb_reference(real, scale, seed, lo, hi):

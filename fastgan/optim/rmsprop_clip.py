@@ -29,6 +29,7 @@ import math
 
 import torch
 
+from fastgan.ops import _checks
 from fastgan.ops.rmsprop_clip import check_hyper, rmsprop_clip_
 
 _STATE_KEYS = ("square_avg", "momentum_buffer", "grad_avg")
@@ -42,11 +43,25 @@ def _check_hyper(lr, alpha, eps, weight_decay, momentum, clip):
         raise ValueError(f"RMSpropClip: clip must be None or a finite number >= 0, got {clip}")
 
 
+def _check_group(group, index):
+    """A param group's hyperparameters, and its clip within every parameter's dtype."""
+    _check_hyper(group["lr"], group["alpha"], group["eps"], group["weight_decay"],
+                 group["momentum"], group["clip"])
+    if group["clip"] is not None:
+        _checks.bound_fits("RMSpropClip", "clip", group["clip"], group["params"],
+                           label=f"param_groups[{index}]['params']")
+
+
 class RMSpropClip(torch.optim.Optimizer):
     """RMSprop followed by the WGAN clip of every parameter, fused (see the module doc).
 
     params: parameters or param groups (a group may set its own "clip", None for none).
     backend: the fastgan backend for the fused kernel (None: fastgan's default).
+
+    A group's hyperparameters are checked when it is added (a clip beyond the largest
+    finite value of one of its parameters' dtypes raises there) and again, for every group,
+    at each step before anything is written: a step that raises on them changes no
+    parameter and no state. A parameter's step count advances after its update.
     """
 
     # torch.amp.GradScaler: pass grad_scale / found_inf as attributes, no host-side check
@@ -57,13 +72,18 @@ class RMSpropClip(torch.optim.Optimizer):
         _check_hyper(lr, alpha, eps, weight_decay, momentum, clip)
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                         centered=centered, maximize=maximize, clip=clip)
-        super().__init__(params, defaults)
-        for group in self.param_groups:
-            _check_hyper(group["lr"], group["alpha"], group["eps"], group["weight_decay"],
-                         group["momentum"], group["clip"])
+        super().__init__(params, defaults)  # checks each group (add_param_group)
         self.backend = backend
         self._lr = {}    # (group index, device) -> 1-element float32 tensor on that device
         self._flat = {}  # id(FlatGroup) -> {state key: flat state buffer}
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        try:
+            _check_group(self.param_groups[-1], len(self.param_groups) - 1)
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -143,6 +163,7 @@ class RMSpropClip(torch.optim.Optimizer):
         # set by torch.amp.GradScaler.step (see _step_supports_amp_scaling), else absent
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
+        plan = []  # every group checked before any is stepped: a bad one changes nothing
         for index, group in enumerate(self.param_groups):
             by_kind = {}
             for p in group["params"]:
@@ -151,15 +172,13 @@ class RMSpropClip(torch.optim.Optimizer):
                 if p.grad.is_sparse:
                     raise RuntimeError("RMSpropClip does not support sparse gradients")
                 by_kind.setdefault((p.device, p.dtype), []).append(p)
+            if by_kind:
+                _check_group(group, index)  # the dtypes may have changed (module.half())
+                plan.append((index, group, by_kind))
+        for index, group, by_kind in plan:
             for (device, _), params in by_kind.items():
                 keys = self._init_state(group, params)
                 scale, inf = _on(grad_scale, device), _on(found_inf, device)
-                steps = [self.state[p]["step"] for p in params]
-                if inf is None:
-                    torch._foreach_add_(steps, 1)
-                else:  # + 1 for a step taken, + 0 for one skipped (decided on the device)
-                    step_device = steps[0].device
-                    torch._foreach_add_(steps, (inf.to(step_device).reshape(()) == 0).to(torch.float32))
                 ps, gs, states = self._lists(group, params, keys)
                 rmsprop_clip_(ps, gs, states["square_avg"], states.get("momentum_buffer", []),
                               states.get("grad_avg", []), self._lr_tensor(index, group, device),
@@ -168,6 +187,12 @@ class RMSpropClip(torch.optim.Optimizer):
                               centered=group["centered"], maximize=group["maximize"],
                               clip=group["clip"], grad_scale=scale, found_inf=inf,
                               backend=self.backend)
+                steps = [self.state[p]["step"] for p in params]  # after the update: it happened
+                if inf is None:
+                    torch._foreach_add_(steps, 1)
+                else:  # + 1 for a step taken, + 0 for one skipped (decided on the device)
+                    step_device = steps[0].device
+                    torch._foreach_add_(steps, (inf.to(step_device).reshape(()) == 0).to(torch.float32))
         return loss
 
     def zero_grad(self, set_to_none=True):

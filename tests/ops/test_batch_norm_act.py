@@ -144,3 +144,52 @@ def test_cpp_entry_points_check_their_arguments(require_backend):
         ops.batch_norm_act(torch.ones(4, 6, 3)[:, ::2], None, None, None, None, True, 0.1, 1e-5, 0.0)
     with pytest.raises(RuntimeError, match="running_mean and running_var come together"):
         ops.batch_norm_act(torch.ones(4, 3), None, None, torch.zeros(3), None, True, 0.1, 1e-5, 0.0)
+
+
+def test_strided_parameters_and_running_stats(backend_device):
+    # weight/bias as columns of one (C, 2) tensor, running stats as every other element: the
+    # fused backends get contiguous copies; gradients reach the originals and the caller's
+    # running stats are updated, as with the reference.
+    backend, device = backend_device
+    x = _x((4, 3, 5, 5), "nchw", torch.float32, device)
+    w, b, rm, rv = _params(3, device)
+    dy = _x((4, 3, 5, 5), "nchw", torch.float32, device, seed=3)
+    results = []
+    for be in (backend, "reference"):
+        packed = torch.stack([w, b], dim=1).requires_grad_(True)
+        stats = torch.stack([rm, torch.zeros_like(rm), rv, torch.zeros_like(rv)], dim=1).reshape(-1)
+        srm, srv = stats[0::4], stats[2::4]
+        assert not srm.is_contiguous() and not packed[:, 0].is_contiguous()
+        out = batch_norm_act(x, packed[:, 0], packed[:, 1], srm, srv, momentum=0.1,
+                             negative_slope=0.2, backend=be)
+        grad, = torch.autograd.grad(out, packed, grad_outputs=dy)
+        results.append((out, grad, stats))
+    (out, grad, stats), (ref_out, ref_grad, ref_stats) = results
+    torch.testing.assert_close(out, ref_out, **TOL[torch.float32])
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(stats, ref_stats, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(stats[0::4], rm) and not torch.equal(stats[2::4], rv)  # updated
+    assert (stats[1::2] == 0).all()  # the elements between untouched
+
+
+@pytest.mark.parametrize("momentum", [None, "0.1"])
+def test_momentum_must_be_a_number(momentum):
+    x, rm, rv = torch.randn(4, 3), torch.zeros(3), torch.ones(3)
+    with pytest.raises(TypeError, match="momentum must be a number in \\[0, 1\\].*num_batches_tracked"):
+        batch_norm_act(x, None, None, rm, rv, momentum=momentum)
+    assert torch.equal(rm, torch.zeros(3)) and torch.equal(rv, torch.ones(3))
+
+
+def test_mask_from_output_where_a_positive_value_rounds_to_zero(backend_device):
+    # The documented exception of the fused backward: with weight 0 the normalized value
+    # is the float32 bias, 2**-30 > 0, which rounds to 0 in float16. The reference's mask
+    # is v > 0 (gradient dy); the fused backends' is y > 0 (gradient slope * dy).
+    backend, device = backend_device
+    x = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float16, device=device).reshape(3, 1)
+    w = torch.zeros(1, device=device, requires_grad=True)
+    b = torch.full((1,), 2.0 ** -30, device=device, requires_grad=True)
+    y = batch_norm_act(x, w, b, negative_slope=0.2, backend=backend)
+    gb, = torch.autograd.grad(y.sum(), b)
+    assert (y == 0).all()
+    want = 3.0 if backend == "reference" else 3 * 0.2
+    torch.testing.assert_close(gb, torch.full((1,), want, device=device))

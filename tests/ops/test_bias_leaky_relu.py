@@ -110,6 +110,24 @@ def test_bias_of_another_dtype_under_autocast_style_use(backend_device):
     torch.testing.assert_close(db, db_ref, **SUM_TOL[torch.bfloat16])
 
 
+@pytest.mark.parametrize("dtype, x0, v", [(torch.float16, 2.0 ** -10, 2.0 ** -30),
+                                           (torch.float16, 2.0 ** -10, 2.0 ** -25),
+                                           (torch.bfloat16, 2.0 ** -120, 2.0 ** -140)], ids=str)
+def test_mask_from_output_where_a_positive_sum_rounds_to_zero(backend_device, dtype, x0, v):
+    # The documented exception: x + bias = v > 0 in float32 rounds to 0 in x's dtype, so
+    # y is 0 in every backend; the reference's mask is v > 0 (dx = dy), the fused
+    # backends' y > 0 (dx = slope * dy).
+    backend, device = backend_device
+    x = torch.tensor([[x0]], dtype=dtype, device=device, requires_grad=True)
+    bias = torch.tensor([v - x0], device=device)
+    assert (x.detach().float() + bias).item() == v
+    y = bias_leaky_relu(x, bias, 0.2, backend=backend)
+    (dx,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    assert y.item() == 0
+    want = 1.0 if backend == "reference" else 0.2
+    assert dx.item() == pytest.approx(want, rel=2 ** -7)  # Triton's interpreter truncates bf16
+
+
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
 def test_gradcheck_and_gradgradcheck_float64(backend_device, with_bias):
     backend, device = backend_device

@@ -91,6 +91,24 @@ def test_interpolate_layouts(backend_device, layout):
     torch.testing.assert_close(x, interpolate_reference(real, fake, seed), **EXACT)
 
 
+@pytest.mark.parametrize("real_layout, fake_layout, want", [
+    ("channels_last", "contiguous", "real"), ("contiguous", "channels_last", "real"),
+    ("transposed", "contiguous", "real"), ("batch_inner", "channels_last", "contiguous")])
+def test_interpolate_returns_reals_layout(backend_device, real_layout, fake_layout, want):
+    # real's layout whatever fake's (a layout whose samples are not each one dense range,
+    # here batch innermost, becomes contiguous), in every backend, the reference included.
+    backend, device = backend_device
+    make = {"contiguous": lambda t: t, "transposed": lambda t: t.transpose(2, 3),
+            "channels_last": lambda t: t.contiguous(memory_format=torch.channels_last),
+            "batch_inner": lambda t: t.permute(1, 2, 3, 0).contiguous().permute(3, 0, 1, 2)}
+    real = make[real_layout](_images((3, 4, 5, 6), torch.float32, device, 5))
+    fake = make[fake_layout](_images(tuple(real.shape), torch.float32, device, 6))
+    seed = _seed(78, device)
+    x = interpolate(real, fake, seed=seed, backend=backend)
+    assert x.stride() == (real.stride() if want == "real" else torch.empty(real.shape).stride())
+    torch.testing.assert_close(x, interpolate_reference(real, fake, seed), **EXACT)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES + [(2, 3, 1, 1)], ids=str)
 def test_perturb_matches_reference(backend_device, dtype, shape):

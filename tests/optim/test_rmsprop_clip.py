@@ -205,6 +205,40 @@ def test_bad_hyperparameters(kwargs, words):
         RMSpropClip(critic().parameters(), **kwargs)
 
 
+def test_clip_beyond_a_groups_dtype_raises_at_construction():
+    half = nn.Parameter(torch.ones(4, dtype=torch.float16))
+    with pytest.raises(ValueError, match=r"clip = 100000.0 exceeds the largest finite torch.float16"):
+        RMSpropClip([half], clip=1e5)
+    opt = RMSpropClip([nn.Parameter(torch.ones(4))], clip=1e5)  # float32: fine
+    with pytest.raises(ValueError, match=r"param_groups\[1\]"):
+        opt.add_param_group({"params": [half]})  # the default clip, 1e5
+    assert len(opt.param_groups) == 1
+    opt.add_param_group({"params": [half], "clip": C})
+    assert len(opt.param_groups) == 2
+
+
+def test_a_failed_step_changes_no_state(backend_device):
+    backend, device = backend_device
+    full = nn.Parameter(torch.randn(5, device=device))
+    half = nn.Parameter(torch.randn(4, dtype=torch.float16, device=device))
+    opt = RMSpropClip([{"params": [full]}, {"params": [half]}], lr=1e-3, clip=C, backend=backend)
+    for p in (full, half):
+        p.grad = torch.randn_like(p)
+    opt.step()
+    before = copy.deepcopy(opt.state_dict()), [p.detach().clone() for p in (full, half)]
+    opt.param_groups[1]["clip"] = 1e5  # beyond float16: the step must fail before any change
+    with pytest.raises(ValueError, match="clip = 100000.0 exceeds the largest finite torch.float16"):
+        opt.step()
+    after = opt.state_dict()
+    assert [p.tolist() for p in (full, half)] == [p.tolist() for p in before[1]]
+    for i, state in before[0]["state"].items():
+        assert all(torch.equal(v, after["state"][i][k]) for k, v in state.items())
+    assert [s["step"].item() for s in opt.state.values()] == [1.0, 1.0]
+    opt.param_groups[1]["clip"] = C
+    opt.step()
+    assert [s["step"].item() for s in opt.state.values()] == [2.0, 2.0]
+
+
 def test_lr_changes_reach_the_device_tensor(require_backend):
     require_backend("cpp", "cpu")
     model = critic()
