@@ -3,7 +3,8 @@
 On B x 3 x 64 x 64 float32 batches (B = 256 on a GPU, 64 on a CPU):
   interpolate  WGAN-GP's eps * real + (1 - eps) * fake, one eps per sample
                eager / torch.compile: torch.rand(B) on the device and lerp
-  perturb      DRAGAN's clamp(real + 0.5 * std(real) * U[0, 1)) per element
+  perturb      DRAGAN's perturbation step x_p = clamp(real + 0.5 * std(real) * U[0, 1)) per
+               element (the penalty's points are then interpolate(x_p, real), timed above)
                eager / torch.compile: std, torch.rand_like, addcmul, clamp
   fastgan-*    fastgan.ops.interpolate / perturb: the random numbers (Philox) drawn inside
                the one pass that writes the samples

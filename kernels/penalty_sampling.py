@@ -1,4 +1,5 @@
-"""Where the gradient penalty is taken: interpolates (WGAN-GP) and perturbed reals (DRAGAN).
+"""Where the gradient penalty is taken: interpolates (WGAN-GP: of real and fake; DRAGAN: of
+real and the perturbed reals) and the perturbed reals (DRAGAN's perturbation step).
 
 Random numbers: Philox4x32-10 keyed by a device int64 seed (kernels/_philox.py), so
 these kernels, the C++ and CUDA ones and the reference draw the same numbers, and a

@@ -2,14 +2,17 @@
 arXiv:1705.07215).
 
 The standard GAN losses (Goodfellow et al. 2014, non-saturating generator loss) plus a
-gradient penalty at perturbed real samples (sec. 5, eq. 4):
+gradient penalty around the real samples (sec. 5, eq. 4), taken at the points of the
+authors' reference code (github.com/kodalinaveen3/DRAGAN, DRAGAN.ipynb):
 
-    L_D = -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))) + lambda E[(||grad D(x + delta)|| - 1)^2]
-    delta = 0.5 * std(x) * U[0, 1)   (per element, as in the authors' code; the paper
-                                     writes N(0, cI)), lambda = 10
+    L_D = -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))) + lambda E[(||grad D(x_hat)|| - 1)^2]
+    x_p   = x + 0.5 * std(x) * U[0, 1)     (per element; std over the whole batch)
+    x_hat = x + alpha * (x_p - x)          (one alpha ~ U[0, 1) per sample), lambda = 10
 
-x + delta is clamped to the images' range [-1, 1] (fastgan's choice: the authors' code
-does not clamp; 2-D toy data are not clamped).
+The paper writes x + delta, delta ~ N(0, cI), without the interpolation; the code adds it,
+and fastgan follows the code. x_p is clamped to the images' range [-1, 1] (fastgan's
+choice: the authors' code does not clamp; 2-D toy data are not clamped); x_hat, between two
+in-range points, stays in range.
 
 Both parts of L_D are backpropagated together (a known bug elsewhere backpropagates only
 the penalty, so the discriminator never learns to discriminate). The penalty is
@@ -40,14 +43,14 @@ class DRAGAN(DCGAN):
         "batch_size": 64,
         "n_critic": 1,
         "gp_weight": 10.0,     # sec. 5: lambda = 10
-        "perturb_scale": 0.5,  # sec. 5: delta ~ 0.5 * std(x) * U[0, 1)
+        "perturb_scale": 0.5,  # the authors' code: X_p = X + 0.5 * X.std() * U[0, 1)
     }
     critic_norm = None
 
     def critic_loss(self, critic, real, fake, *, scaler=None):
         c = self.config
         backend = None if c["fused"] else "reference"
-        if self.one_pass(critic):  # real, fake and the perturbed reals in one forward
+        if self.one_pass(critic):  # real, fake and the penalty's points in one forward
             x = penalty_points(real, mode="dragan", perturb_scale=c["perturb_scale"],
                                data_range=self.data_range, backend=backend)
             d_real, d_fake, s_x = self.critic_scores(critic, real, fake, x)

@@ -3,17 +3,22 @@
     mode       samples x                                          penalty
     "wgan-gp"  eps*real + (1-eps)*fake, eps ~ U[0,1) per sample    weight * mean (||grad||_2 - center)^2
                (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", Alg. 1; λ = 10)
-    "dragan"   real + 0.5*std(real)*U[0,1), clamped to data_range weight * mean (||grad||_2 - center)^2
-               (Kodali et al. 2017, "On Convergence and Stability of GANs"; λ = 10)
+    "dragan"   real + eps*(x_p - real), eps ~ U[0,1) per sample,  weight * mean (||grad||_2 - center)^2
+               x_p = clamp(real + 0.5*std(real)*U[0,1), data_range) per element
+               (Kodali et al. 2017, "On Convergence and Stability of GANs"; λ = 10; the
+               points of the authors' code, github.com/kodalinaveen3/DRAGAN: a random
+               interpolation, one alpha per sample, between x and X_p = x + 0.5*std(x)*U[0,1);
+               the paper writes x + delta, delta ~ N(0, cI). The clamp of x_p is fastgan's
+               own addition; the interpolation of two in-range points stays in range)
     "r1"       real                                               weight/2 * mean ||grad||_2^2
                (Mescheder et al. 2018, "Which Training Methods for GANs do actually
                Converge?", eq. 9; StyleGAN2's regularizer)
 
 grad = d critic(x).sum() / dx, per sample over all of C*H*W. The sampling is
-fastgan.ops.interpolate / perturb (random numbers on the device), the penalty
-fastgan.ops.penalty_from_grad (fused, differentiable twice), and the critic's own double
-backward is autograd's (convolutions on cuDNN; fastgan's critic activations,
-fastgan.nn.BiasLeakyReLU, keep their second order fused).
+fastgan.ops.interpolate / perturb (random numbers on the device; dragan runs perturb, then
+interpolate(x_p, real)), the penalty fastgan.ops.penalty_from_grad (fused, differentiable
+twice), and the critic's own double backward is autograd's (convolutions on cuDNN;
+fastgan's critic activations, fastgan.nn.BiasLeakyReLU, keep their second order fused).
 
 Mixed precision: run it inside the caller's autocast region like the rest of the critic
 loss; the norm accumulates in float32 whatever the critic computes in. With float16 and a
@@ -58,7 +63,13 @@ def _check_mode(mode, center):
 def penalty_points(real, fake=None, *, mode="wgan-gp", generator=None, data_range=(-1.0, 1.0),
                    perturb_scale=DRAGAN_SCALE, backend=None):
     """The samples the penalty is taken at (see gradient_penalty), as a new leaf that
-    requires grad: interpolates (wgan-gp), perturbed reals (dragan) or the reals (r1)."""
+    requires grad: interpolates of real and fake (wgan-gp), interpolates of real and the
+    perturbed real (dragan) or the reals (r1).
+
+    dragan: x_p = perturb(real) (clamped to data_range), then x = interpolate(x_p, real) =
+    real + eps_b * (x_p - real), one eps_b ~ U[0, 1) per sample, as the authors' code does.
+    Each op draws its own seed from `generator` on the device: perturb's first, then
+    interpolate's (no host synchronization)."""
     _check_mode(mode, None)
     if not isinstance(real, torch.Tensor):
         raise TypeError(f"gradient_penalty: real must be a tensor, got {type(real).__name__}")
@@ -72,8 +83,11 @@ def penalty_points(real, fake=None, *, mode="wgan-gp", generator=None, data_rang
         raise ValueError(f"gradient_penalty: mode {mode!r} takes the penalty at (perturbed) real "
                          "samples only; fake must be None")
     elif mode == "dragan":
-        x = perturb(real, scale=perturb_scale, data_range=data_range, generator=generator,
-                    backend=backend)
+        # the authors' code: X_p = X + 0.5 * X.std() * U[0, 1) (clamped here: fastgan's own
+        # addition), then X + alpha * (X_p - X) with one alpha ~ U[0, 1) per sample
+        x_p = perturb(real, scale=perturb_scale, data_range=data_range, generator=generator,
+                      backend=backend)
+        x = interpolate(x_p, real, generator=generator, backend=backend)  # real + eps*(x_p - real)
     else:
         x = real.detach()  # a new leaf on real's storage: real itself is untouched
     return x.requires_grad_(True)
@@ -117,7 +131,8 @@ def gradient_penalty(critic, real, fake=None, *, mode="wgan-gp", weight=WEIGHT, 
     weight: λ (γ for R1, which uses weight / 2). center: the target norm; None takes
         the mode's (1, 1, 0). generator: a torch.Generator for the sampling.
     scaler: a torch.amp.GradScaler when training in float16 with loss scaling.
-    data_range: DRAGAN's clamp of the perturbed samples (None: none).
+    data_range: DRAGAN's clamp of the perturbed samples x_p before the interpolation
+        (None: none).
 
     The same in two parts, for a critic evaluated once over real, fake and the penalty's
     points: x = penalty_points(real, fake, ...), then penalty_at(x, scores_at_x, ...).

@@ -3,13 +3,18 @@
     interpolate(real, fake)  WGAN-GP (Gulrajani et al. 2017, Algorithm 1):
                              x = eps_b * real + (1 - eps_b) * fake, one eps_b ~ U[0, 1) per
                              sample, computed as fma(eps_b, real - fake, fake)
-    perturb(real)            DRAGAN (Kodali et al. 2017, arXiv:1705.07215), in the form of
-                             the authors' reference code: x = real + scale * std(real) * u,
-                             u ~ U[0, 1) per element, std the population standard deviation
-                             (ddof 0) of the whole real batch, scale C = 0.5; then clamped to
-                             the data range ([-1, 1] for fastgan's images). Some public
-                             implementations add a second random interpolation between x
-                             and real; the paper and the authors' code do not, nor does fastgan.
+    perturb(real)            DRAGAN's perturbation step (Kodali et al. 2017,
+                             arXiv:1705.07215, in the form of the authors' reference code,
+                             github.com/kodalinaveen3/DRAGAN): x_p = real + scale * std(real)
+                             * u, u ~ U[0, 1) per element, std the population standard
+                             deviation (ddof 0) of the whole real batch, scale C = 0.5; then
+                             clamped to the data range ([-1, 1] for fastgan's images; the
+                             clamp is fastgan's own addition). It is not the penalty's point
+                             by itself: the DRAGAN penalty (fastgan.ops.gradient_penalty,
+                             mode "dragan") then interpolates between x and the perturbed x,
+                             x = interpolate(x_p, real) = real + eps_b * (x_p - real) with one
+                             eps_b ~ U[0, 1) per sample, as the authors' code does (the paper
+                             itself writes x + delta, delta ~ N(0, cI), with no interpolation).
 
 The random numbers come from Philox4x32-10 keyed by a 1-element int64 seed tensor on the
 inputs' device (csrc/philox.h): by default a fresh seed is drawn from `generator` (or the
@@ -138,9 +143,10 @@ def interpolate(real, fake, *, generator=None, seed=None, backend=None):
 
 def perturb(real, *, scale=DRAGAN_SCALE, data_range=(-1.0, 1.0), generator=None, seed=None,
             backend=None):
-    """DRAGAN's samples: real + scale * std(real) * u, u ~ U[0, 1) per element, clamped to
-    data_range (None: no clamp). std is the population standard deviation of the whole
-    batch, computed on the device. Returns a new tensor in real's layout."""
+    """DRAGAN's perturbation step: real + scale * std(real) * u, u ~ U[0, 1) per element,
+    clamped to data_range (None: no clamp). std is the population standard deviation of the
+    whole batch, computed on the device. Returns a new tensor in real's layout. (The DRAGAN
+    penalty's points are interpolate(perturb(real), real): see the module docstring.)"""
     op = "perturb"
     _check_real(op, real)
     scale = _checks.nonnegative(op, "scale", scale)

@@ -23,10 +23,12 @@ seed the model side drew (fastgan.ops.sampling.draw_seed, wrapped) and the refer
 into the raw uniforms, then applies the paper's formula itself:
   - WGAN-GP: eps_b = interpolate(ones, zeros, seed) (= eps_b exactly: fma(eps, 1 - 0, 0)),
     then x_hat = eps * x + (1 - eps) * x_tilde (Gulrajani et al. 2017, Alg. 1, line 6);
-  - DRAGAN: u = perturb(a, scale=2, seed) - a on the elements where a == 0, a being a 0/1
-    checkerboard (its population std is exactly 0.5, so scale * std = 1 and a + u is exact
-    where a = 0), the other elements from the complementary checkerboard; then
-    x_hat = clamp(x + 0.5 * std(x) * u, -1, 1).
+  - DRAGAN: two seeds per critic step, in the model's order: perturb's, then interpolate's.
+    From the first, u = perturb(a, scale=2, seed) - a on the elements where a == 0, a being
+    a 0/1 checkerboard (its population std is exactly 0.5, so scale * std = 1 and a + u is
+    exact where a = 0), the other elements from the complementary checkerboard; from the
+    second, eps_b as for WGAN-GP. Then the authors' code's points (github.com/kodalinaveen3/
+    DRAGAN): x_p = clamp(x + 0.5 * std(x) * u, -1, 1), x_hat = x + eps * (x_p - x).
 The sampling ops themselves are tested against their references in tests/ops/test_sampling.py.
 
 Compared: every critic and generator loss (before each update), the trainer's logged per-step
@@ -298,14 +300,17 @@ class Reference:
             eps = wgan_gp_eps(next(seeds), real)
             x_hat = eps * real + (1 - eps) * fake
             return w + penalty(d, x_hat, c["gp_weight"])
-        if name == "dragan":  # Kodali et al. 2017, eq. 4, with the authors' code's noise
-            # (0.5 * std(x) * U[0, 1), population std; the paper writes N(0, cI)) and the clamp
-            # to the data range [-1, 1] that fastgan documents as its own addition: without it
-            # (the authors' code) 6-8% of these elements leave [-1, 1] and the critics end
-            # 3.7e-4 apart after 3 steps (measured), so the reference states it.
+        if name == "dragan":  # Kodali et al. 2017, eq. 4, at the authors' code's points:
+            # X_p = X + 0.5 * X.std() * U[0, 1) (population std; the paper writes N(0, cI)),
+            # then X + alpha * (X_p - X), one alpha ~ U[0, 1) per sample. X_p is clamped to the
+            # data range [-1, 1], which fastgan documents as its own addition: without it (the
+            # authors' code) the critics end 1.3e-4 apart after 3 steps (measured), so the
+            # reference states it.
             gan = bce_critic(d, real, fake)
-            u = dragan_uniforms(next(seeds), real)
-            x_hat = (real + c["perturb_scale"] * real.std(correction=0) * u).clamp(-1, 1)
+            u = dragan_uniforms(next(seeds), real)      # perturb's seed, drawn first
+            x_p = (real + c["perturb_scale"] * real.std(correction=0) * u).clamp(-1, 1)
+            eps = wgan_gp_eps(next(seeds), real)        # then interpolate's
+            x_hat = real + eps * (x_p - real)
             gp = penalty(d, x_hat, c["gp_weight"])
             return gp if self.penalty_only else gan + gp
         if name == "ebgan":  # Zhao et al. 2016, eq. 1, the hinge per sample
@@ -395,8 +400,8 @@ def test_matches_plain_pytorch_reference(case, fused, tmp_path, monkeypatch):
     n_critic = side["model"].n_critic
     assert n_critic == extra.get("n_critic", 1)
     assert len(side["d"]) == STEPS * n_critic and len(side["g"]) == STEPS
-    uses_penalty = name in ("wgan-gp", "dragan")
-    assert len(side["seeds"]) == (STEPS * n_critic if uses_penalty else 0)
+    seeds_per_step = {"wgan-gp": 1, "dragan": 2}.get(name, 0)  # dragan: perturb, interpolate
+    assert len(side["seeds"]) == STEPS * n_critic * seeds_per_step
     if name == "began":  # Berthelot et al. 2017, sec. 4: z ~ U[-1, 1]
         assert all(z.min() >= -1 and z.max() <= 1 for z in side["z"])
 

@@ -10,7 +10,9 @@ import torch
 
 import fastgan
 from fastgan.nn import DCGANCritic
-from fastgan.ops import draw_seed, gradient_penalty, interpolate_reference, perturb_reference
+from fastgan.ops import (draw_seed, gradient_penalty, interpolate_reference, perturb,
+                         perturb_reference)
+from fastgan.ops.gradient_penalty import penalty_points
 
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-10), torch.float32: dict(rtol=2e-4, atol=2e-5)}
 
@@ -76,14 +78,17 @@ def test_critic_loss_and_every_gradient_match_plain_pytorch(backend_device, mode
     loss = fused(fake).mean() - fused(real).mean() + gp
     loss.backward()
 
-    # plain PyTorch at the same samples (the reference sampling, same seed).
-    seed = draw_seed(device, torch.Generator(gen_device).manual_seed(123))
+    # plain PyTorch at the same samples (the reference sampling, the same seeds in the same
+    # order: dragan draws perturb's seed, then interpolate's).
+    gen = torch.Generator(gen_device).manual_seed(123)
+    seed = draw_seed(device, gen)
     if mode == "wgan-gp":
         x = interpolate_reference(real, fake, seed)
-    elif mode == "dragan":
+    elif mode == "dragan":  # the authors' code: x_p = x + 0.5 std(x) U[0,1), x + alpha (x_p - x)
         wide = real if dtype == torch.float64 else real.float()
         sigma = (torch.std(wide, correction=0).float() * 0.5).reshape(1)
-        x = perturb_reference(real, sigma, seed, -1.0, 1.0)
+        x_p = perturb_reference(real, sigma, seed, -1.0, 1.0)
+        x = interpolate_reference(x_p, real, draw_seed(device, gen))  # real + eps (x_p - real)
     else:
         x = real
     plain_gp = _plain_penalty(stock, x, 10.0, 0.0 if mode == "r1" else 1.0)
@@ -95,6 +100,32 @@ def test_critic_loss_and_every_gradient_match_plain_pytorch(backend_device, mode
     torch.testing.assert_close(loss.detach(), plain_loss.detach(), **TOL[dtype])
     for got, want in zip(_grads_in_stock_order(fused), [p.grad for p in stock.parameters()]):
         torch.testing.assert_close(got, want, **TOL[dtype])
+
+
+def test_dragan_points_interpolate_per_sample_between_real_and_perturbed(backend_device):
+    """The authors' code (github.com/kodalinaveen3/DRAGAN): X_p = X + 0.5 X.std() U[0, 1),
+    then X + alpha (X_p - X), one alpha ~ U[0, 1) per sample. So x_hat - real is
+    eps_b * (x_p - real): per sample one ratio over all elements, in [0, 1), and differing
+    between samples (x_hat = x_p itself, ratio 1, is not it)."""
+    backend, device = backend_device
+    gen_device = "cpu" if device == "cpu" else "cuda"
+    real = _batch((16, 3, 8, 8), torch.float64, device, 4, False) * 0.9
+    x_hat = penalty_points(real, mode="dragan", backend=backend,
+                           generator=torch.Generator(gen_device).manual_seed(7))
+    assert x_hat.requires_grad and x_hat.is_leaf
+    x_hat = x_hat.detach()
+    # perturb draws the first seed from the generator: the same x_p from the same seed
+    x_p = perturb(real, generator=torch.Generator(gen_device).manual_seed(7), backend=backend)
+    d_p, d_hat = (x_p - real).flatten(1), (x_hat - real).flatten(1)
+    assert (d_p > 0).float().mean() > 0.9  # the noise moved (almost) every element
+    eps = (d_hat * d_p).sum(1) / (d_p * d_p).sum(1)  # least squares, per sample
+    torch.testing.assert_close(d_hat, eps[:, None] * d_p, rtol=0, atol=1e-12)
+    moved = d_p.abs() > 1e-3
+    ratio = torch.where(moved, d_hat / d_p.where(moved, torch.ones_like(d_p)), eps[:, None])
+    torch.testing.assert_close(ratio, eps[:, None].expand_as(ratio), rtol=0, atol=1e-9)
+    assert (eps >= 0).all() and (eps < 1).all(), eps
+    assert eps.max() - eps.min() > 0.3, eps  # one eps per sample, 16 of them: they differ
+    assert x_hat.min() >= -1 and x_hat.max() <= 1  # between two in-range points
 
 
 def test_the_generator_gets_no_gradient_from_the_penalty(backend_device):
