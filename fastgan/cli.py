@@ -55,13 +55,17 @@ def _train(args):
                 raise CLIError(f"--model {name} but the config says model {layer['model']!r}")
             name = name or layer["model"]
     if args.resume:
-        run_dir = pathlib.Path(args.out or default_run_dir({"model": name}))
-        if name is None and args.out is None:
+        out = next((layer["out"] for layer in reversed(layers) if layer.get("out")), None)
+        run_dir = pathlib.Path(out or default_run_dir({"model": name}))
+        if name is None and out is None:
             raise CLIError("--resume: name the run with --out DIR (or --model for runs/<model>)")
         saved_path = run_dir / CONFIG_FILE
         if not saved_path.is_file():
             raise CLIError(f"--resume: {run_dir} holds no fastgan run (no {CONFIG_FILE})")
         saved = cfgmod.load_run_config(saved_path)
+        if not isinstance(saved, dict) or saved.get("model") not in models.names():
+            raise CLIError(f"--resume: {saved_path} is not a fastgan run's config (model: "
+                           f"{saved.get('model') if isinstance(saved, dict) else None!r})")
         if name is not None and saved["model"] != name:
             raise CLIError(f"--resume: {run_dir} is a {saved['model']!r} run, not {name!r}")
         name = saved["model"]

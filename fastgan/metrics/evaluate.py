@@ -297,6 +297,9 @@ class Evaluator:
                 raise ValueError(f"the mixture metric scores 2-D samples of {' or '.join(toy.MIXTURES)}; "
                                  f"this data is {mixture!r}")
             self.mixture = mixture
+        if ref is not None and ref not in toy.MIXTURES and ref != "digits" \
+                and not pathlib.Path(ref).expanduser().exists():  # now, not at the first evaluation
+            raise FileNotFoundError(f"reference data {ref} does not exist")
         if "digits" in self.metrics and data not in (None, "digits"):
             raise ValueError(f"the digits metric scores generated digits; this run's data is {data!r}")
         if self.uses_inception and data in toy.MIXTURES:

@@ -238,10 +238,11 @@ def load_checkpoint(path, *, map_location="cpu"):
     return ckpt["state"]
 
 
-def load_latest(run_dir, *, map_location="cpu"):
+def load_latest(run_dir, *, map_location="cpu", skipped=None):
     """(path, state) of the newest valid checkpoint of `run_dir`, or (None, None).
 
-    A damaged checkpoint is skipped with a warning and the next older one is tried.
+    A damaged checkpoint is skipped with a warning and the next older one is tried; each
+    skipped one is appended to the list `skipped`, when given, as (path, why).
     """
     for path in reversed(list_checkpoints(run_dir)):
         try:
@@ -249,6 +250,8 @@ def load_latest(run_dir, *, map_location="cpu"):
         except (CheckpointError, OSError) as exc:  # OSError: unreadable or removed meanwhile
             why = str(exc).removeprefix(f"{path}: ")
             warnings.warn(f"skipping damaged checkpoint {path}: {why}", stacklevel=2)
+            if skipped is not None:
+                skipped.append((path, why))
     return None, None
 
 

@@ -47,7 +47,7 @@ from torch import distributed as dist
 from fastgan._devices import check_device
 from fastgan.train import checkpoint as ckpt
 from fastgan.train import graphs
-from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, save_config
+from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, TRAIN_KEYS, save_config
 from fastgan.train.control import LOCK_NAME, Interrupted, RunLock, StopRequests, Terminated
 
 CONFIG_FILE = "config.yaml"
@@ -95,14 +95,65 @@ def check_run_dir(run_dir, *, resume=False, overwrite=False):
         if not overwrite:
             raise ValueError(f"run directory {run_dir} already exists; pass --resume to continue "
                              "that run or --overwrite to replace it")
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise ValueError(f"--overwrite: {run_dir} is not empty and is not a fastgan run "
-                             f"(no {CONFIG_FILE}); refusing to delete it")
+        why = _not_a_run(run_dir)
+        if why:
+            raise ValueError(f"--overwrite: {run_dir} is not empty and is not a fastgan run ({why}); "
+                             "refusing to delete it")
     return run_dir
+
+
+# What a run writes into its directory (RunLogger's sample PNGs go under samples/).
+RUN_ENTRIES = frozenset({CONFIG_FILE, "checkpoints", "samples", "metrics.jsonl", "tensorboard",
+                         "best.pt", "best.json", LOCK_NAME, pathlib.Path(CONFIG_FILE).stem + ".tmp"})
+
+
+def _not_a_run(run_dir):
+    """Why run_dir is not a directory fastgan wrote, or None: its config must name a known
+    model and it may hold nothing a run does not write (a config.yaml alone proves nothing:
+    many project folders have one)."""
+    from fastgan import models
+    from fastgan.train.config import load_run_config
+    cfg = run_dir / CONFIG_FILE
+    if not cfg.is_file():
+        return f"no {CONFIG_FILE}"
+    try:
+        name = load_run_config(cfg).get("model")
+    except Exception as exc:  # unreadable YAML, not a mapping
+        return f"its {CONFIG_FILE} is not a run's config: {exc}"
+    if name not in models.names():
+        return f"its {CONFIG_FILE} names no fastgan model (model: {name!r})"
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir()
+                     if p.name not in RUN_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        return f"it also holds {shown}, which a run does not write"
+    return None
 
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_path(data):
+    """Whether a `data` setting is a path (not a built-in dataset or a toy mixture's name)."""
+    from fastgan.data import DEFAULT_DATASET, toy
+    return isinstance(data, str) and data != DEFAULT_DATASET and data not in toy.MIXTURES
+
+
+def _plain(value):
+    """A setting as config.yaml holds it (tuples are lists), for comparisons."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# What --resume may change: how long, how often to log/sample/save/score, where and how
+# fast it runs. The rest (the model, data, seed, batch, precision, schedule, EMA) would make
+# the resumed run another run than the one its checkpoints hold.
+RESUME_MAY_CHANGE = frozenset({
+    "steps", "epochs", "log_every", "sample_every", "ckpt_every", "keep", "eval_every", "eval_num",
+    "eval_ref", "metrics", "inception", "progress", "tensorboard", "device", "num_workers",
+    "data_backend", "cuda_graphs", "channels_last", "out"})
 
 
 def check_settings(cfg):
@@ -164,6 +215,12 @@ class Trainer:
         if unknown:
             raise ValueError(f"Trainer: unknown setting(s) {', '.join(unknown)}; "
                              f"expected {', '.join(sorted(TRAIN_DEFAULTS))} or the model's hyperparameters")
+        differ = sorted(k for k in set(config) & model_keys - TRAIN_KEYS
+                        if _plain(config[k]) != _plain(model.config[k]))
+        if differ:
+            raise ValueError(f"Trainer: {', '.join(f'{k}={config[k]!r}' for k in differ)} differ(s) from "
+                             f"the model's ({', '.join(f'{k}={model.config[k]!r}' for k in differ)}); "
+                             "model hyperparameters are set when it is built: models.build(name, ...)")
         self.model = model
         self.loader = loader
         self.cfg = {**TRAIN_DEFAULTS, **{k: v for k, v in config.items()
@@ -172,7 +229,7 @@ class Trainer:
         if self.cfg["steps"] is None and self.cfg["epochs"] is None:
             raise ValueError("Trainer: set steps or epochs")
         for key in ("log_every", "sample_every", "ckpt_every", "keep", "num_samples"):
-            if not isinstance(self.cfg[key], int) or self.cfg[key] < 1:
+            if not _is_int(self.cfg[key]) or self.cfg[key] < 1:
                 raise ValueError(f"Trainer: {key} must be a positive integer, got {self.cfg[key]!r}")
         ev = self.cfg["eval_every"]
         if isinstance(ev, bool) or not isinstance(ev, int) or ev < 0:
@@ -191,6 +248,7 @@ class Trainer:
         self._graphs, self._graphs_wanted, self._steps_run = None, False, 0
         self._lock, self._mid_step = None, False
         self._sums, self._counts, self._norms = {}, {}, {}
+        self._resumed_window = None
         self.evaluations = []  # eval_every's results: [{"step": s, metric key: value, ...}]
         self.best = None  # {"step", "metrics", "results"} of the best evaluation so far
 
@@ -243,6 +301,8 @@ class Trainer:
         self.run_dir = pathlib.Path(cfg["out"] or default_run_dir(cfg))
         if self.main:
             check_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
+        if self.resume:
+            self._check_resumed_config()
         torch.manual_seed(cfg["seed"] * 1000 + self.rank)
 
         model = self.model
@@ -296,10 +356,10 @@ class Trainer:
         self.fixed_z = model.sample_z(cfg["num_samples"], "cpu", generator=gen).to(self.device)
 
         from fastgan.train.logging import RunLogger
+        if self.resume:  # before config.yaml is rewritten: a refused resume leaves the run as it was
+            self._restore()
         if self.main:
             save_config({**model.config, **cfg, "out": str(self.run_dir)}, self.run_dir / CONFIG_FILE)
-        if self.resume:
-            self._restore()
         # On resume, lines logged past the checkpoint (by the run that was cut off) are dropped.
         from fastgan.data import toy
         self.logger = RunLogger(self.run_dir, enabled=self.main, tensorboard=cfg["tensorboard"],
@@ -339,28 +399,66 @@ class Trainer:
             "opt_d": self._plain_lr(self.opt_d.state_dict()),
             "scaler": self.scaler.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
             "extra": m.extra_state(), "rng": ckpt.rng_state(), "data": self.loader.state_dict(),
-            "fixed_z": self.fixed_z.cpu(), "eval_best": self.best,
+            "fixed_z": self.fixed_z.cpu(), "eval_best": self.best, "log_window": self._log_window(),
         }
 
+    def _check_resumed_config(self):
+        """Refuses, before anything is written, a resume whose settings differ from the run's
+        own (config.yaml) in anything but RESUME_MAY_CHANGE."""
+        from fastgan.train.config import load_run_config
+        path = self.run_dir / CONFIG_FILE
+        try:
+            saved = load_run_config(path)
+        except Exception as exc:
+            raise ValueError(f"--resume: {path} cannot be read: {exc}") from None
+        if not isinstance(saved, dict) or "model" not in saved:
+            raise ValueError(f"--resume: {path} is not a fastgan run's config (no model)")
+        now = {**self.model.config, **self.cfg}
+        changed = sorted(k for k in set(saved) & set(now) - RESUME_MAY_CHANGE
+                         if _plain(saved[k]) != _plain(now[k]))
+        if "data" in changed and _is_path(saved["data"]) and _is_path(now["data"]):
+            changed.remove("data")  # a dataset moved: its loader refuses one of another size
+            self._say(f"--resume: the data path changed from {saved['data']} to {now['data']}")
+        if changed:
+            what = "; ".join(f"{k}: {saved[k]!r} in the run, {now[k]!r} now" for k in changed)
+            raise ValueError(f"--resume: {self.run_dir} was trained with other settings ({what}); a "
+                             f"resume may change only {', '.join(sorted(RESUME_MAY_CHANGE - {'out'}))}. "
+                             "Start a new run (another --out) to train with these")
+
     def _restore(self):
-        path, state = ckpt.load_latest(self.run_dir)
+        newest, skipped = ckpt.list_checkpoints(self.run_dir), []
+        path, state = ckpt.load_latest(self.run_dir, skipped=skipped)
+        foreign = [(p, why) for p, why in skipped if why.startswith(("unsupported version", "cannot be read"))]
+        if foreign:  # intact, but from another fastgan/torch: the first save would delete it
+            p, why = foreign[0]
+            raise ValueError(f"--resume: {p} is intact but {why}; resume with the fastgan that wrote "
+                             "it, or move it out of checkpoints/ to resume from an older one")
         if state is None:
-            self._say(f"--resume: no valid checkpoint in {self.run_dir}; starting from step 0")
+            if newest:  # never start over silently: the first save would delete them all
+                raise ValueError(f"--resume: none of the {len(newest)} checkpoint(s) in {self.run_dir} "
+                                 f"loads (see the warnings above); nothing was changed")
+            self._say(f"--resume: no checkpoint in {self.run_dir} yet; starting from step 0")
             return
         if state["model"] != self.model.name:
             raise ValueError(f"--resume: {path} is a {state['model']!r} run, not {self.model.name!r}")
         m = self.model
-        m.generator.load_state_dict(state["generator"])
-        m.critic.load_state_dict(state["critic"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        try:
+            m.generator.load_state_dict(state["generator"])
+            m.critic.load_state_dict(state["critic"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ValueError(f"--resume: {path} does not fit this model: {first}") from None
         if self._graphs_wanted:  # the loaded groups have float lr and capturable as saved
             graphs.prepare_optimizers((self.opt_g, self.opt_d), self.device)
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         m.load_extra_state(state["extra"])
-        data, rngs = dict(state["data"]), state.get("rng_ranks") or [state["rng"]]
+        mine = {"rng": state["rng"], "log_window": state.get("log_window")}
+        ranks = state.get("ranks") or [mine]
+        data = dict(state["data"])
         saved_world = int(data.get("shard", (0, 1))[1])
         if saved_world != self.world:
             raise ValueError(f"--resume: {path} was saved by a run over {saved_world} process(es), "
@@ -369,8 +467,10 @@ class Trainer:
         data["shard"] = [self.rank, self.world]  # rank 0 saved its position: every rank's is the same
         self.loader.load_state_dict(data)
         self.fixed_z = state["fixed_z"].to(self.device)
-        if len(rngs) == self.world:
-            ckpt.set_rng_state(rngs[self.rank])
+        if len(ranks) == self.world:
+            mine = ranks[self.rank]
+            ckpt.set_rng_state(mine["rng"])
+            self._resumed_window = mine.get("log_window")
         else:  # saved before checkpoints held every process's streams: they start afresh
             self._say(f"--resume: {path} holds one process's random state; each process's "
                       f"random numbers start afresh (the resumed run is not bit for bit the same)")
@@ -380,17 +480,23 @@ class Trainer:
 
     def save(self):
         """A checkpoint of this step (rank 0 writes it). Under several processes every process
-        calls this at the same step: each one's RNG state goes into it ("rng_ranks"), since
-        each draws its own noise and a resume restores each stream."""
-        rngs = None
+        calls this at the same step: each one's RNG state and log window go into it ("ranks"),
+        since each draws its own noise and a resume restores each stream."""
+        ranks = None
         if self.world > 1:
-            rngs = [None] * self.world
-            dist.all_gather_object(rngs, ckpt.rng_state())
+            ranks = [None] * self.world
+            dist.all_gather_object(ranks, {"rng": ckpt.rng_state(), "log_window": self._log_window()})
         if self.main:
             state = self.state_dict()
-            if rngs is not None:
-                state["rng_ranks"] = rngs
+            if ranks is not None:
+                state["ranks"] = ranks
             ckpt.save_checkpoint(self.run_dir, self.step, state, keep=self.cfg["keep"])
+
+    def _log_window(self):
+        """The logged values summed since the last log step: a resume continues the window,
+        so the first row after it averages the same steps as the uninterrupted run's."""
+        return {"sums": {k: v.detach().cpu() for k, v in self._sums.items()},
+                "counts": dict(self._counts)}
 
     # -- the loop --------------------------------------------------------------------------
     def _say(self, msg):
@@ -617,6 +723,10 @@ class Trainer:
     def _loop(self, stop):
         cfg, model = self.cfg, self.model
         self._sums, self._counts, self._norms = {}, {}, {}
+        window, self._resumed_window = self._resumed_window, None
+        if window:  # the log window the checkpoint was saved in
+            self._sums = {k: v.to(self.device, torch.float32).clone() for k, v in window["sums"].items()}
+            self._counts = dict(window["counts"])
         self._steps_run = 0  # generator steps run by this fit() (the warm-up before a capture)
         self.images_seen = 0  # real images through the critic, this process
         t0, seen0 = time.perf_counter(), 0

@@ -385,3 +385,114 @@ def test_began_halving_scales_the_linear_schedule(tmp_path):
     for opt in (t.opt_g, t.opt_d):
         assert opt.param_groups[0]["initial_lr"] == pytest.approx(5e-5)
         assert opt.param_groups[0]["lr"] == pytest.approx(5e-5 * (1 - 2 / 4))
+
+
+def test_overwrite_deletes_only_a_directory_a_run_wrote(tmp_path):
+    # a project folder with a config.yaml of its own is not a run
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "config.yaml").write_text("name: my project\n")
+    (project / "src" / "main.py").write_text("print(1)\n")
+    with pytest.raises(ValueError, match=r"names no fastgan model \(model: None\)\); refusing to delete"):
+        _train(tmp_path, steps=1, out=str(project), overwrite=True)
+    # a run with something else beside it: refused, naming what
+    _train(tmp_path, steps=1)
+    run = tmp_path / "run"
+    (run / "notes.txt").write_text("mine\n")
+    with pytest.raises(ValueError, match=r"also holds notes.txt, which a run does not write"):
+        _train(tmp_path, steps=1, overwrite=True)
+    assert (project / "src" / "main.py").is_file() and (run / "notes.txt").is_file()
+    (run / "notes.txt").unlink()
+    assert _train(tmp_path, steps=1, overwrite=True).step == 1
+
+
+def test_resume_refuses_other_settings_before_writing_anything(tmp_path):
+    _train(tmp_path, steps=2, seed=0)
+    run = tmp_path / "run"
+    config = (run / "config.yaml").read_text()
+    for settings, hyper, what in [({"seed": 3}, {}, "seed: 0 in the run, 3 now"),
+                                  ({}, {"z_dim": 4}, "z_dim: 8 in the run, 4 now"),
+                                  ({"ema": 0.5}, {}, "ema: 0.0 in the run, 0.5 now"),
+                                  ({"data": "ring8"}, {}, "data: None in the run, 'ring8' now")]:
+        torch.manual_seed(0)
+        model = models.build("wgan-gp", **{**TINY, **hyper})
+        cfg = {"steps": 4, "out": str(run), "progress": False, "tensorboard": False, "device": "cpu",
+               "data_backend": "cache", "log_every": 1, "sample_every": 2, "ckpt_every": 2, "seed": 0,
+               **settings}
+        with pytest.raises(ValueError, match=re.escape(what) + ".*a resume may change only"):
+            Trainer(model, None, cfg, resume=True).fit()
+        assert (run / "config.yaml").read_text() == config  # untouched: the run still resumes
+    t = _train(tmp_path, steps=4, resume=True, log_every=2, num_workers=0)  # allowed changes
+    assert t.step == 4
+
+
+def test_resume_never_starts_over_when_checkpoints_do_not_load(tmp_path, capsys):
+    _train(tmp_path, steps=4, ckpt_every=2)
+    run = tmp_path / "run"
+    for path in list_checkpoints(run):
+        path.write_bytes(path.read_bytes()[:100])  # every one damaged
+    lines = (run / "metrics.jsonl").read_text()
+    with pytest.warns(UserWarning, match="skipping damaged"):
+        with pytest.raises(ValueError, match=r"none of the 2 checkpoint\(s\) .* loads"):
+            _train(tmp_path, steps=4, ckpt_every=2, resume=True)
+    assert len(list_checkpoints(run)) == 2 and (run / "metrics.jsonl").read_text() == lines
+
+
+def test_resume_refuses_to_skip_a_checkpoint_of_another_version(tmp_path, monkeypatch):
+    from fastgan.train import checkpoint as ckpt
+    _train(tmp_path, steps=4, ckpt_every=2)
+    newest = list_checkpoints(tmp_path / "run")[-1]
+    state = load_checkpoint(newest)
+    monkeypatch.setattr(ckpt, "VERSION", 2)  # as a newer fastgan writes it
+    ckpt.save_file(newest, 4, state)
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match="unsupported version 2"):
+        with pytest.raises(ValueError, match=r"step_000000004.pt is intact but unsupported version 2"):
+            _train(tmp_path, steps=6, ckpt_every=2, resume=True)
+    assert newest.is_file()  # not deleted by a resume from step 2
+
+
+def test_the_first_log_row_after_a_resume_averages_the_whole_window(tmp_path):
+    # a checkpoint inside a log window (Ctrl-C after step 4 of the window 4-6) carries the
+    # window's sums (a run that ends logs its last step, so the stop must come first)
+    whole = _train(tmp_path / "a", steps=6, log_every=3, ckpt_every=100)
+    torch.manual_seed(0)
+    model = models.build("wgan-gp", **TINY)
+    cfg = {"steps": 6, "out": str(tmp_path / "b" / "run"), "log_every": 3, "ckpt_every": 100,
+           "progress": False, "tensorboard": False, "device": "cpu", "data_backend": "cache"}
+    with pytest.raises(KeyboardInterrupt):
+        type("At4", (_Interrupted,), {"at": 4})(model, None, cfg).fit()
+    assert [p.name for p in list_checkpoints(tmp_path / "b" / "run")] == ["step_000000004.pt"]
+    resumed = _train(tmp_path / "b", steps=6, log_every=3, ckpt_every=100, resume=True)
+    assert [r["step"] for r in resumed.history] == [6]
+    assert _losses(resumed.history) == _losses(whole.history)[1:]
+
+
+def test_model_hyperparameters_in_the_trainer_config_must_match_the_model(tmp_path):
+    model = models.build("wgan-gp", **TINY)
+    with pytest.raises(ValueError, match=r"z_dim=3 differ\(s\) from the model's \(z_dim=8\).*models.build"):
+        Trainer(model, None, {"steps": 1, "z_dim": 3})
+    Trainer(model, None, {"steps": 1, "z_dim": 8, "betas": list(model.config["betas"])})  # the same: fine
+    with pytest.raises(ValueError, match="log_every must be a positive integer, got True"):
+        Trainer(model, None, {"steps": 1, "log_every": True})
+
+
+def test_a_missing_eval_ref_fails_before_the_run_starts(tmp_path):
+    with pytest.raises(FileNotFoundError, match="reference data .*missing does not exist"):
+        _train(tmp_path, "dcgan", steps=2, eval_every=1, metrics="digits,fid",
+               eval_ref=str(tmp_path / "missing"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_resume_finds_the_run_named_in_the_config_file(tmp_path, monkeypatch, capsys):
+    from fastgan.cli import main
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("model: gan\ndata: ring8\nout: cfgrun\nsteps: 2\nmlp_hidden: 8\n"
+                                     "tensorboard: false\n")
+    assert main(["train", "--config", "c.yaml", "--no-progress"]) == 0
+    assert main(["train", "--config", "c.yaml", "--resume", "--steps", "3", "--no-progress"]) == 0
+    assert [p.name for p in list_checkpoints(tmp_path / "cfgrun")][-1] == "step_000000003.pt"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.yaml").write_text("name: a project\n")
+    assert main(["train", "--resume", "--out", "other"]) == 2
+    assert "other/config.yaml is not a fastgan run's config (model: None)" in capsys.readouterr().err
