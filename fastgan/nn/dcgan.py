@@ -86,6 +86,21 @@ class DCGANCritic(nn.Sequential):
         dcgan_init_(self)
         if fused and norm == "batch":
             accelerate(self, backend=backend, verbose=False)
+        self._register_load_state_dict_pre_hook(self._move_biases)
+
+    def _move_biases(self, state_dict, prefix, *args):
+        """A layer's bias lives in its convolution (fused=False) or in the activation after
+        it (fused=True, BiasLeakyReLU): a state_dict of either kind loads into both."""
+        mods = list(self._modules.values())
+        for i in range(len(mods) - 1):
+            here, there = f"{prefix}{i}.bias", f"{prefix}{i + 1}.bias"
+            conv_has = getattr(mods[i], "bias", None) is not None
+            act_has = isinstance(mods[i + 1], BiasLeakyReLU) and mods[i + 1].bias is not None
+            if act_has and not conv_has and here in state_dict and there not in state_dict:
+                state_dict[there] = state_dict.pop(here)
+            elif conv_has and isinstance(mods[i + 1], (BiasLeakyReLU, nn.LeakyReLU)) and not act_has \
+                    and there in state_dict and here not in state_dict:
+                state_dict[here] = state_dict.pop(there)
 
     def __getitem__(self, idx):
         # nn.Sequential rebuilds its own class from a slice; a slice of a critic is a plain

@@ -335,6 +335,10 @@ class Trainer:
             self.G, self.D = model.generator, model.critic
         self._setup_data()
         self.evaluator = None
+        unused = [k for k in ("metrics", "eval_num", "eval_ref") if cfg[k] is not None]
+        if unused and not cfg["eval_every"]:
+            self._say(f"{', '.join(unused)} set but eval_every is 0: this run scores nothing "
+                      "(--eval-every N to score every N steps)")
         if cfg["eval_every"]:
             from fastgan.metrics.evaluate import Evaluator, default_metrics
             mc = model.config

@@ -218,3 +218,21 @@ def test_activations_equal_torchs_without_second_order_zeros(module):
     dy = torch.ones_like(y, requires_grad=True)
     (dx,) = torch.autograd.grad(y, x, grad_outputs=dy, create_graph=True)
     assert torch.autograd.grad(dx.sum(), x, allow_unused=True)[0] is None  # nothing sent back
+
+
+@pytest.mark.parametrize("norm", [None, "batch"])
+def test_critic_checkpoints_load_across_fused(norm):
+    # fused=True keeps a layer's bias in the BiasLeakyReLU after its convolution, fused=False
+    # in the convolution: a state_dict of either loads (strictly) into the other
+    from fastgan.nn import DCGANCritic
+    x = torch.randn(3, 1, 16, 16)
+    for src_fused in (True, False):
+        torch.manual_seed(0)
+        src = DCGANCritic(16, 1, 4, norm=norm, fused=src_fused)
+        with torch.no_grad():
+            for p in src.parameters():
+                p.add_(torch.randn_like(p) * 0.1)  # biases non-zero, so a lost one shows
+        dst = DCGANCritic(16, 1, 4, norm=norm, fused=not src_fused)
+        assert set(dst.state_dict()) != set(src.state_dict())
+        dst.load_state_dict(src.state_dict())
+        torch.testing.assert_close(dst.eval()(x), src.eval()(x), rtol=1e-5, atol=1e-6)

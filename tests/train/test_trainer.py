@@ -496,3 +496,8 @@ def test_cli_resume_finds_the_run_named_in_the_config_file(tmp_path, monkeypatch
     (tmp_path / "other" / "config.yaml").write_text("name: a project\n")
     assert main(["train", "--resume", "--out", "other"]) == 2
     assert "other/config.yaml is not a fastgan run's config (model: None)" in capsys.readouterr().err
+
+
+def test_evaluation_settings_without_eval_every_are_reported(tmp_path, capsys):
+    _train(tmp_path, steps=1, metrics="digits", eval_num=100)
+    assert "metrics, eval_num set but eval_every is 0: this run scores nothing" in capsys.readouterr().err
