@@ -28,8 +28,10 @@ def _validate(name, source):
     return name
 
 
-_default = _validate(os.environ.get("FASTGAN_BACKEND", "auto").strip().lower() or "auto",
-                     "FASTGAN_BACKEND")
+# FASTGAN_BACKEND is checked when it is first used, not at import: a bad value then fails
+# the first op (or `fastgan info`) with one line naming it, instead of every import of
+# fastgan (the CLI included) with a traceback.
+_default = None
 
 
 def set_backend(name):
@@ -40,6 +42,10 @@ def set_backend(name):
 
 def get_backend():
     """The default backend (FASTGAN_BACKEND, then set_backend)."""
+    global _default
+    if _default is None:
+        _default = _validate(os.environ.get("FASTGAN_BACKEND", "auto").strip().lower() or "auto",
+                             "FASTGAN_BACKEND")
     return _default
 
 
@@ -103,7 +109,7 @@ class Op:
 
     def resolve(self, device, backend=None):
         """The backend that runs this op on tensors of `device`."""
-        name = _default if backend is None else _validate(backend, self.name)
+        name = (_default or get_backend()) if backend is None else _validate(backend, self.name)
         if name == "reference":
             return name
         if name == "auto":

@@ -52,8 +52,10 @@ def _choose_cpu_isa(ext):
         return
     try:
         used = ext._set_cpu_isa(wanted)
-    except ValueError as exc:
-        raise ValueError(f"FASTGAN_CPU_ISA={wanted!r}: {exc}") from None
+    except ValueError as exc:  # a warning, not an import error: every build gives the same bits
+        warnings.warn(f"FASTGAN_CPU_ISA={wanted!r} is ignored: {exc}; fastgan's C++ CPU kernels use "
+                      f"the best build this CPU runs, {ext.cpu_isa()}", RuntimeWarning, stacklevel=3)
+        return
     if used != wanted:
         warnings.warn(f"FASTGAN_CPU_ISA={wanted}, but this CPU runs the {used} build at most: "
                       f"fastgan's C++ CPU kernels use {used}", RuntimeWarning, stacklevel=3)

@@ -4,20 +4,28 @@
 
 Finds ConvTranspose2d/Conv2d -> BatchNorm2d -> ReLU/LeakyReLU chains and makes the
 convolution run all three with fastgan's fused kernels (fastgan.nn.blocks), the
-BatchNorm and the activation then passing their input through. Nothing is moved or
+BatchNorm and the activation then passing their input through (or, in a model torch.fx
+cannot trace, the nn.Sequential holding the chain run it fused; see below). Nothing is moved or
 renamed: the parameters are the same objects, the state_dict keys the same, so
 checkpoints of the original model load into the accelerated one and back, and the
 outputs are those of the original model (to rounding).
 
-Where it looks:
-  * nn.Sequential containers: consecutive children, in the order Sequential runs them;
-  * named submodules called from a custom forward(): the chain is read from a torch.fx
-    trace of the model, and fused only where the convolution's output goes to the
-    BatchNorm alone and the BatchNorm's to the activation alone.
-A module used in more than one place, a convolution that is not 2-D with zero padding
-mode, a BatchNorm whose channels differ, or an activation called functionally
-(F.relu) is left alone; a model with nothing to fuse is returned unchanged, with a
-message saying why.
+Where it looks: the chains are read from a torch.fx trace of the model (nn.Sequential
+containers and named submodules called from a custom forward() alike), and fused only
+where the trace shows the convolution's output going to the BatchNorm alone and the
+BatchNorm's to the activation alone, each module called once. Where torch.fx cannot trace
+the model (data-dependent control flow, ...), only the consecutive children of
+nn.Sequential containers that keep nn.Sequential's forward are fused, and then in the
+container's own forward: a module of the chain called on its own still runs unfused.
+
+Left alone, with a message saying why: a module used in more than one place; a chain
+whose convolution or BatchNorm output is used elsewhere (kept as a feature, say); a
+module whose class has its own forward() (a weight-standardized or equalized-lr
+convolution, ...), a lazy module not yet initialized (run one forward first), a module
+with forward or backward hooks, or a parametrized one (torch.nn.utils.parametrize); a
+convolution that is not 2-D with zero padding mode, a BatchNorm whose channels differ, an
+activation with a negative slope. An activation called functionally (F.relu) is not
+matched. A model with nothing to fuse is returned unchanged.
 
     critic = fastgan.accelerate(critic, penalty=True)   # a critic a gradient penalty differentiates twice
 
@@ -33,6 +41,8 @@ import sys
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.utils import parametrize
 
 from fastgan.nn.blocks import _ConvBNAct, act_slope, fused_conv_bn_act
 from fastgan.nn.activation import LeakyReLU as PenaltyLeakyReLU, ReLU as PenaltyReLU
@@ -40,6 +50,11 @@ from fastgan.nn.conv import Conv2d as PenaltyConv2d
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.LeakyReLU)
+# The classes whose forward the fused kernels replace: a subclass must keep it.
+_BASES = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.LeakyReLU, nn.ReLU)
+_UNCONFIRMED = ("the torch.fx trace shows a module of it called more than once or an output "
+                "used elsewhere (kept as a feature, say)")
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 class _FusedConvMixin:
@@ -60,6 +75,27 @@ class _PassThrough:
         return x
 
 
+class _FusedSequential:
+    """An nn.Sequential (the model could not be traced) running the chains of its children
+    listed in __dict__["_fastgan_chains"] ({index: (conv, bn, act, backend)}) fused; the
+    modules keep their classes, so called on their own they run as before."""
+
+    def forward(self, input):
+        chains = self.__dict__.get("_fastgan_chains", {})
+        mods = list(self._modules.values())
+        i = 0
+        while i < len(mods):
+            chain = chains.get(i)
+            if (chain is not None and len(mods) >= i + 3 and all(a is b for a, b in zip(mods[i:i + 3], chain))
+                    and not any(_hooked(m) for m in chain[:3])):  # not replaced or hooked since
+                input = fused_conv_bn_act(chain[0], chain[1], act_slope(chain[2]), input, chain[3])
+                i += 3
+            else:
+                input = mods[i](input)
+                i += 1
+        return input
+
+
 _SUBCLASSES = {}
 
 
@@ -71,19 +107,42 @@ def _retype(module, mixin):
     module.__class__ = _SUBCLASSES[key]
 
 
+def _hooked(m):
+    return any(getattr(m, h, None) for h in _HOOKS)
+
+
+def _own_forward(m):
+    """The name of m's class when it overrides the forward of the torch class it extends."""
+    base = next((b for b in _BASES if isinstance(m, b)), None)
+    return None if base is None or type(m).forward is base.forward else type(m).__name__
+
+
 def _why_not(conv, bn, act, uses):
     """None when the chain can be fused, else the reason."""
-    if not isinstance(conv, _CONVS) or not isinstance(bn, nn.BatchNorm2d) or not isinstance(act, _ACTS):
+    chain = (conv, bn, act)
+    # A lazy module is matched as the class it becomes (LazyBatchNorm2d is no BatchNorm2d).
+    kind = [m.cls_to_become if isinstance(m, LazyModuleMixin) and getattr(m, "cls_to_become", None)
+            else type(m) for m in chain]
+    if not issubclass(kind[0], _CONVS) or not issubclass(kind[1], nn.BatchNorm2d) or not issubclass(kind[2], _ACTS):
         return "not a Conv -> BatchNorm2d -> ReLU/LeakyReLU chain"
     if isinstance(conv, (_FusedConvMixin,)) or isinstance(bn, _PassThrough):
         return "already fused"
+    if any(isinstance(m, LazyModuleMixin) for m in chain):
+        return "a lazy module is not initialized yet: run one forward first"
+    own = next((n for n in map(_own_forward, chain) if n), None)
+    if own:
+        return f"{own} has its own forward(), which the fused kernels would skip"
+    if any(parametrize.is_parametrized(m) for m in chain):
+        return "a module of the chain is parametrized (torch.nn.utils.parametrize)"
+    if any(_hooked(m) for m in chain):
+        return "a module of the chain has forward or backward hooks, which would see other tensors fused"
     if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return f"padding {conv.padding!r} / mode {conv.padding_mode!r} is not supported"
     if conv.out_channels != bn.num_features:
         return f"the BatchNorm has {bn.num_features} channels, the convolution {conv.out_channels}"
     if act.negative_slope < 0 if isinstance(act, nn.LeakyReLU) else False:
         return "a negative slope"
-    if any(uses[id(m)] > 1 for m in (conv, bn, act)):
+    if any(uses[id(m)] > 1 for m in chain):
         return "a module of the chain is used in more than one place"
     return None
 
@@ -96,28 +155,44 @@ def _fuse(conv, bn, act, backend):
 
 
 def _sequential_chains(model):
+    """(name, seq, index, a, b, c) for three consecutive children of each nn.Sequential."""
     for prefix, seq in model.named_modules():
         if isinstance(seq, nn.Sequential) and not isinstance(seq, _ConvBNAct):  # those are fused
             items = list(seq._modules.items())
             for i in range(len(items) - 2):
                 (n0, a), (_, b), (n2, c) = items[i:i + 3]
-                yield f"{prefix + '.' if prefix else ''}{n0}..{n2}", a, b, c
+                yield f"{prefix + '.' if prefix else ''}{n0}..{n2}", seq, i, a, b, c
+
+
+class _Tracer(torch.fx.Tracer):
+    """Keeps the modules a chain is made of (subclasses and lazy ones too), and fastgan's
+    own modules without submodules (their ops take no fx Proxy), as calls."""
+
+    def is_leaf_module(self, m, qualname):
+        return (isinstance(m, _CONVS + _ACTS + (nn.modules.batchnorm._BatchNorm, LazyModuleMixin, _ConvBNAct))
+                or (type(m).__module__.startswith("fastgan.") and not m._modules)
+                or super().is_leaf_module(m, qualname))
+
+
+def _single_input(node):
+    return len(node.args) == 1 and not node.kwargs
 
 
 def _traced_chains(model):
     """(name, conv, bn, act) for call_module chains in a torch.fx trace of the model."""
-    graph = torch.fx.symbolic_trace(model).graph
+    graph = _Tracer().trace(model)
     modules = dict(model.named_modules())
     calls = collections.Counter(n.target for n in graph.nodes if n.op == "call_module")
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), _CONVS):
+        if (node.op != "call_module" or not _single_input(node)
+                or not isinstance(modules.get(node.target), _CONVS)):
             continue
         users = list(node.users)
-        if len(users) != 1 or users[0].op != "call_module" or len(users[0].args) != 1:
+        if len(users) != 1 or users[0].op != "call_module" or not _single_input(users[0]):
             continue
         bn_node = users[0]
         after = list(bn_node.users)
-        if len(after) != 1 or after[0].op != "call_module" or len(after[0].args) != 1:
+        if len(after) != 1 or after[0].op != "call_module" or not _single_input(after[0]):
             continue
         act_node = after[0]
         if any(calls[n.target] > 1 for n in (node, bn_node, act_node)):
@@ -130,7 +205,11 @@ def _penalty_modules(model):
     """Retypes the model's plain nn.Conv2d (zero padding), nn.LeakyReLU (slope >= 0) and
     nn.ReLU modules as fastgan's, in place; returns their names."""
     done = []
+    in_chains = {id(m) for seq in model.modules() if isinstance(seq, _FusedSequential)
+                 for chain in seq.__dict__.get("_fastgan_chains", {}).values() for m in chain[:3]}
     for name, m in model.named_modules():
+        if id(m) in in_chains:  # run fused by their container
+            continue
         if type(m) is nn.Conv2d and m.padding_mode == "zeros" and not isinstance(m.padding, str):
             m.__class__ = PenaltyConv2d
         elif type(m) is nn.LeakyReLU and m.negative_slope >= 0:
@@ -156,33 +235,64 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
         raise TypeError(f"fastgan.accelerate: expected an nn.Module, got {type(model).__name__}")
     uses = collections.Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     fused, notes = [], []
-    if not isinstance(model, nn.Sequential) or any(
-            not isinstance(m, nn.Sequential) and m is not model and list(m.children())
-            for m in model.modules()):
-        try:
-            chains = list(_traced_chains(model))
-        except Exception as exc:  # fx cannot trace data-dependent control flow, etc.
-            chains = []
-            notes.append(f"torch.fx could not trace the model ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}); only nn.Sequential "
-                         "containers were searched")
-    else:
-        chains = []
-    seen = set()
     already = sum(isinstance(m, _ConvBNAct) for m in model.modules())  # fastgan.nn blocks
-    for name, conv, bn, act in chains + list(_sequential_chains(model)):
-        if id(conv) in seen:
-            continue
-        why = _why_not(conv, bn, act, uses)
-        if why is None:
-            _fuse(conv, bn, act, backend)
-            seen.add(id(conv))
-            fused.append(f"{name} ({type(conv).__bases__[-1].__name__} {conv.in_channels}->"
-                         f"{conv.out_channels}, BatchNorm2d, {type(act).__bases__[-1].__name__})")
-        elif why == "already fused":
-            already += 1
-        elif why != "not a Conv -> BatchNorm2d -> ReLU/LeakyReLU chain":
-            notes.append(f"{name}: left alone: {why}")
+
+    def describe(name, conv, act):
+        conv_kind = type(conv).__bases__[-1] if isinstance(conv, _FusedConvMixin) else type(conv)
+        act_kind = type(act).__bases__[-1] if isinstance(act, _PassThrough) else type(act)
+        return (f"{name} ({conv_kind.__name__} {conv.in_channels}->{conv.out_channels}, BatchNorm2d, "
+                f"{act_kind.__name__})")
+
+    try:
+        chains = list(_traced_chains(model))
+    except Exception as exc:  # fx cannot trace data-dependent control flow, etc.
+        chains = None
+        notes.append(f"torch.fx could not trace the model ({type(exc).__name__}: "
+                     f"{str(exc).splitlines()[0] if str(exc) else ''}); only nn.Sequential "
+                     "containers were searched, their chains fused in the container's forward")
+    if chains is not None:
+        # The trace says how each module is used: fuse only the chains it shows.
+        traced = set()
+        for name, conv, bn, act in chains:
+            traced.add(id(conv))
+            why = _why_not(conv, bn, act, uses)
+            if why is None:
+                _fuse(conv, bn, act, backend)
+                fused.append(describe(name, conv, act))
+            elif why == "already fused":
+                already += 1
+            elif why != "not a Conv -> BatchNorm2d -> ReLU/LeakyReLU chain":
+                notes.append(f"{name}: left alone: {why}")
+        for name, _, _, conv, bn, act in _sequential_chains(model):
+            if id(conv) in traced:
+                continue
+            why = _why_not(conv, bn, act, uses)
+            if why == "already fused":
+                already += 1
+            elif why != "not a Conv -> BatchNorm2d -> ReLU/LeakyReLU chain":
+                notes.append(f"{name}: left alone: {why or _UNCONFIRMED}")
+    else:
+        taken = set()
+        for name, seq, i, conv, bn, act in _sequential_chains(model):
+            done = seq.__dict__.get("_fastgan_chains", {}) if isinstance(seq, _FusedSequential) else {}
+            if id(conv) in taken:
+                continue
+            if i in done and all(a is b for a, b in zip(done[i], (conv, bn, act))):
+                why = "already fused"
+            else:
+                why = _why_not(conv, bn, act, uses)
+            if why is None and not (isinstance(seq, _FusedSequential) or type(seq).forward is nn.Sequential.forward):
+                why = f"its container {type(seq).__name__} has its own forward()"
+            if why is None:
+                seq.__dict__.setdefault("_fastgan_chains", {})[i] = (conv, bn, act, backend)
+                if not isinstance(seq, _FusedSequential):
+                    _retype(seq, _FusedSequential)
+                taken.add(id(conv))
+                fused.append(describe(name, conv, act))
+            elif why == "already fused":
+                already += 1
+            elif why != "not a Conv -> BatchNorm2d -> ReLU/LeakyReLU chain":
+                notes.append(f"{name}: left alone: {why}")
     model.__dict__["fastgan_fused"] = fused
     retyped = _penalty_modules(model) if penalty else []
     model.__dict__["fastgan_penalty_modules"] = retyped

@@ -16,6 +16,9 @@ class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+MAX_SAMPLES = 10_000  # fastgan sample's picture: a 100 x 100 grid
+
+
 def _info(args):
     import fastgan
     from fastgan._info import format_info
@@ -89,8 +92,18 @@ def _sample(args):
     from fastgan.train.logging import save_samples
     from fastgan.train.trainer import load_generator
 
-    if args.num < 1:
-        raise CLIError(f"--num must be positive, got {args.num}")
+    if not 1 <= args.num <= MAX_SAMPLES:
+        raise CLIError(f"--num must be in 1..{MAX_SAMPLES} (one picture), got {args.num}")
+    if not 0 <= args.seed < 2**63:
+        raise CLIError(f"--seed must be in 0..2**63-1, got {args.seed}")
+    if args.out is not None:
+        out = pathlib.Path(args.out)
+        if out.is_dir():
+            raise CLIError(f"--out {args.out} is a folder; name the .png file")
+        if out.suffix.lower() != ".png":
+            raise CLIError(f"--out must name a .png file, got {args.out}")
+        if out.exists() and not args.overwrite:
+            raise CLIError(f"--out {args.out} exists; pass --overwrite to replace it")
     g = load_generator(args.run, checkpoint=args.checkpoint, ema=not args.no_ema)
     gen = torch.Generator().manual_seed(args.seed)
     if args.interpolate:
@@ -104,8 +117,11 @@ def _sample(args):
         z = g.sample_z(args.num, generator=gen)
     with torch.no_grad():
         images = g(z).float()
-    out = pathlib.Path(args.out) if args.out else (
-        pathlib.Path(args.run) / "samples" / f"sample_seed{args.seed}{'_interp' if args.interpolate else ''}.png")
+    if args.out is None:  # named by what made it: another checkpoint or seed never replaces it
+        kind = ("_interp" if args.interpolate else "") + ("_raw" if args.no_ema else "")
+        out = pathlib.Path(args.run) / "samples" / f"sample_step{g.fastgan_step:09d}_seed{args.seed}{kind}.png"
+        if out.exists() and not args.overwrite:
+            raise CLIError(f"{out} exists; pass --overwrite to replace it, or --out")
     from fastgan.data import toy
     from fastgan.train.config import load_config_file
     data = load_config_file(pathlib.Path(args.run) / "config.yaml").get("data")
@@ -158,7 +174,7 @@ def _eval(args):
     results = ev(g)
     record = {"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "checkpoint": str(g.fastgan_checkpoint), "step": g.fastgan_step,
-              "ema": not args.no_ema, "metrics": ev.metrics, "ref": args.ref or data or "digits",
+              "ema": g.fastgan_ema, "metrics": ev.metrics, "ref": args.ref or data or "digits",
               "seed": args.seed, **results}
     with open(run / "eval.jsonl", "a", encoding="utf-8") as f:  # appended: earlier results stay
         f.write(json.dumps(record) + "\n")
@@ -259,11 +275,13 @@ def build_parser():
                        description="Write a PNG grid of samples from a run's newest (or a chosen) "
                                    "checkpoint, with its EMA weights when it kept them.")
     p.add_argument("--run", required=True, help="the run directory")
-    p.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("--out", help="output PNG (default: RUN/samples/sample_seed<N>.png)")
+    p.add_argument("--num", type=int, default=64, help=f"number of samples (default 64, at most {MAX_SAMPLES})")
+    p.add_argument("--out", help="output PNG (default: RUN/samples/sample_step<STEP>_seed<N>[_interp][_raw].png)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output PNG if it exists")
     p.add_argument("--seed", type=int, default=0, help="seed of z (default 0)")
     p.add_argument("--interpolate", action="store_true",
-                   help="rows of 8 samples along straight lines between two random z")
+                   help="rows of 8 samples along straight lines between two random z "
+                        "(num // 8 rows, at least one)")
     p.add_argument("--checkpoint", help="a checkpoint file (default: the newest valid one)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even when EMA ones exist")
     p.set_defaults(func=_sample)
@@ -309,6 +327,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `fastgan models | head`: the reader left; not an error
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CLIError, ValueError, FileNotFoundError, BackendUnavailable, CheckpointError) as exc:
         print(f"fastgan {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -186,3 +186,49 @@ def test_train_and_sample_on_2d_toy_data(tmp_path):
     with Image.open(out) as im:
         assert im.size == (256, 256) and im.mode == "RGB"
     assert "300 points" in r.stdout
+
+
+def _toy_run(tmp_path, name, data="ring8", steps=2):
+    from fastgan.cli import main
+    run = tmp_path / name
+    assert main(["train", "--model", "gan", "--data", data, "--steps", str(steps), "--out", str(run),
+                 "--no-progress", "--set", "mlp_hidden=8", "--set", "tensorboard=false"]) == 0
+    return run
+
+
+def test_sample_never_replaces_a_file_unasked(tmp_path, capsys):
+    from fastgan.cli import main
+    run = _toy_run(tmp_path, "run")
+    ckpt = run / "checkpoints" / "step_000000002.pt"
+    before = ckpt.read_bytes()
+    for out, words in ((ckpt, "--out must name a .png file"), (run / "config.yaml", "--out must name a .png file"),
+                       (run / "samples", "is a folder")):
+        assert main(["sample", "--run", str(run), "--out", str(out)]) == 2
+        assert words in capsys.readouterr().err
+    assert ckpt.read_bytes() == before
+    assert main(["sample", "--run", str(run), "--num", "8"]) == 0  # named by step and seed
+    made = run / "samples" / "sample_step000000002_seed0.png"
+    assert made.is_file() and f"wrote {made}" in capsys.readouterr().out
+    assert main(["sample", "--run", str(run), "--num", "8"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["sample", "--run", str(run), "--num", "8", "--overwrite"]) == 0
+    for num in ("0", "10001"):
+        assert main(["sample", "--run", str(run), "--num", num, "--overwrite"]) == 2
+        assert "--num must be in 1..10000" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path, capsys):
+    from fastgan.cli import main
+    ring, grid = _toy_run(tmp_path, "ring"), _toy_run(tmp_path, "grid", data="grid25")
+    other = grid / "checkpoints" / "step_000000002.pt"
+    for cmd in (["sample", "--out", str(tmp_path / "x.png")], ["eval", "--num", "100"]):
+        assert main([cmd[0], "--run", str(ring), "--checkpoint", str(other), *cmd[1:]]) == 2
+        err = capsys.readouterr().err
+        assert f"{other} is not a checkpoint of {ring}: its data is 'grid25', the run's is 'ring8'" in err
+    assert not (ring / "eval.jsonl").exists()
+
+
+def test_models_into_a_closed_pipe_is_not_an_error(tmp_path):
+    r = subprocess.run(f"{sys.executable} -m fastgan models | head -1", shell=True, capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr

@@ -183,7 +183,12 @@ def test_fastgan_cpu_isa_env_chooses_the_build():
     assert r.stdout.split()[-1] == "base"
 
 
-def test_fastgan_cpu_isa_env_rejects_a_bad_name():
+def test_fastgan_cpu_isa_env_ignores_a_bad_name_with_a_warning():
+    # a warning, not an import error (which would turn every fastgan command into a traceback):
+    # every build gives the same bits, so the best one runs
     r = _child("avx9000")
-    assert r.returncode != 0
-    assert "FASTGAN_CPU_ISA" in r.stderr and "avx9000" in r.stderr and "'avx2'" in r.stderr
+    assert r.returncode == 0, r.stderr
+    assert "FASTGAN_CPU_ISA='avx9000' is ignored" in r.stderr and "'avx2'" in r.stderr
+    best = subprocess.run([sys.executable, "-c", "import fastgan._ext as e; print(e.module().cpu_isa_best())"],
+                          capture_output=True, text=True).stdout.split()[-1]
+    assert r.stdout.split()[-1] == best

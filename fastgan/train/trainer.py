@@ -790,8 +790,9 @@ def _write_json(path, obj):
 
 
 def load_generator(run_dir, *, checkpoint=None, device="cpu", ema=True):
-    """The trained generator of a run (its EMA weights when the run kept them), in eval mode.
-    checkpoint: a path (default: the newest valid one)."""
+    """The trained generator of a run (its EMA weights when the run kept them and ema=True:
+    g.fastgan_ema says which), in eval mode. checkpoint: a path (default: the newest valid
+    one); a checkpoint of another run (other model, hyperparameters or data) is refused."""
     from fastgan import models
     from fastgan.train.config import load_run_config
     run_dir = pathlib.Path(run_dir)
@@ -805,12 +806,24 @@ def load_generator(run_dir, *, checkpoint=None, device="cpu", ema=True):
             raise FileNotFoundError(f"{run_dir} has no valid checkpoint")
     else:
         path, state = checkpoint, ckpt.load_checkpoint(checkpoint)
-    cls = models.get(config["model"])
+    cls = models.get(config.get("model"))
     hyper = {k: v for k, v in config.items() if k in cls.defaults or k in models.COMMON}
+    theirs = state.get("config") or {}
+    other = [k for k in sorted(set(hyper) | {"model", "data"}) if k in theirs and k in config
+             and _plain(theirs[k]) != _plain(config[k])]
+    if other:  # a checkpoint of another run: its samples would be scored as this run's
+        k = other[0]
+        raise ckpt.CheckpointError(f"{path} is not a checkpoint of {run_dir}: its {k} is {theirs[k]!r}, "
+                                   f"the run's is {config[k]!r}")
     model = cls(**hyper)
     g = model.generator
-    weights = state["ema"] if ema and state.get("ema") is not None else state["generator"]
-    g.load_state_dict(weights)
+    used_ema = ema and state.get("ema") is not None
+    try:
+        g.load_state_dict(state["ema"] if used_ema else state["generator"])
+    except RuntimeError as exc:
+        raise ckpt.CheckpointError(f"{path} does not fit the generator of {run_dir}: "
+                                   f"{str(exc).strip().splitlines()[0]}") from None
+    g.fastgan_ema = used_ema
     g.z_dim = model.z_dim
     g.sample_z = lambda n, generator=None: model.sample_z(n, "cpu", generator=generator)
     g.fastgan_checkpoint = path

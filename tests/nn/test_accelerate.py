@@ -1,0 +1,183 @@
+"""fastgan.accelerate leaves alone what it cannot fuse without changing what the model computes."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+import fastgan
+
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+def _chain(conv=None, bn=None, act=None):
+    return nn.Sequential(conv or nn.Conv2d(3, 4, 3, 1, 1), bn or nn.BatchNorm2d(4), act or nn.LeakyReLU(0.2))
+
+
+def _same(model, x, calls=2):
+    """model accelerated in place; its outputs (train and eval) equal a copy's from before."""
+    torch.manual_seed(0)
+    ref = copy.deepcopy(model)
+    fastgan.accelerate(model)
+    for mode in (True, False):
+        model.train(mode), ref.train(mode)
+        for _ in range(calls):
+            torch.testing.assert_close(model(x), ref(x), **TOL)
+    return model
+
+
+class _FeatureCritic(nn.Module):
+    """Keeps every layer's output (feature matching): the BatchNorm's input is used elsewhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.BatchNorm2d(8), nn.LeakyReLU(0.2),
+                                    nn.Conv2d(8, 1, 4, 1, 0))
+
+    def forward(self, x):
+        feats = []
+        for layer in self.layers:
+            x = layer(x)
+            feats.append(x)
+        return torch.cat([f.flatten(1) for f in feats], 1)
+
+
+class _PreActivation(nn.Module):
+    """Calls the Sequential as a whole and its first two modules on their own."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = _chain()
+
+    def forward(self, x):
+        return self.block(x) + 2 * self.block[1](self.block[0](x))
+
+
+@pytest.mark.parametrize("make", [_FeatureCritic, _PreActivation], ids=["features", "pre-activation"])
+def test_accelerate_fuses_no_sequential_chain_the_trace_does_not_confirm(make, capsys):
+    model = _same(make(), torch.randn(2, 3, 8, 8))
+    assert model.fastgan_fused == []
+    assert "the torch.fx trace" in capsys.readouterr().err
+
+
+class _Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = _chain()
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+            return self.block(x) + self.block[1](self.block[0](x))
+        return self.block(-x)
+
+
+class _OwnForwardSequential(nn.Sequential):
+    def forward(self, x):
+        if x.sum() > 0:
+            return self[2](self[1](self[0](x))) + self[0](x).mean()
+        return super().forward(x)
+
+
+def test_accelerate_untraceable_model_fuses_sequentials_in_their_own_forward(capsys):
+    x = torch.randn(2, 3, 6, 6).abs()
+    model = _same(_Untraceable(), x)
+    assert len(model.fastgan_fused) == 1 and "could not trace" in capsys.readouterr().err
+    assert type(model.block[0]) is nn.Conv2d and type(model.block[1]) is nn.BatchNorm2d  # run unfused alone
+    fastgan.accelerate(model)
+    assert "already fused" in capsys.readouterr().err
+    model = _same(_OwnForwardSequential(*_chain()), x)
+    assert model.fastgan_fused == [] and "its own forward" in capsys.readouterr().err
+
+
+class _WSConv(nn.Conv2d):  # weight standardization
+    def forward(self, x):
+        w = self.weight - self.weight.mean((1, 2, 3), keepdim=True)
+        return self._conv_forward(x, w, self.bias)
+
+
+class _ScaledBN(nn.BatchNorm2d):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+class _ShiftedReLU(nn.ReLU):
+    def forward(self, x):
+        return super().forward(x - 0.5)
+
+
+class _Wrapped(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x) * 1.5
+
+
+@pytest.mark.parametrize("chain", [lambda: _chain(conv=_WSConv(3, 4, 3, 1, 1)), lambda: _chain(bn=_ScaledBN(4)),
+                                   lambda: _chain(act=_ShiftedReLU())], ids=["conv", "bn", "act"])
+@pytest.mark.parametrize("wrap", [False, True], ids=["sequential", "named"])
+def test_accelerate_leaves_subclasses_with_their_own_forward(chain, wrap, capsys):
+    model = chain()
+    if wrap:
+        model = _Wrapped(model)
+    model = _same(model, torch.randn(2, 3, 5, 5))
+    assert model.fastgan_fused == [] and "its own forward" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lazy", ["conv", "bn"])
+def test_accelerate_leaves_uninitialized_lazy_modules(lazy, capsys):
+    model = _chain(conv=nn.LazyConv2d(4, 3, 1, 1) if lazy == "conv" else None,
+                   bn=nn.LazyBatchNorm2d() if lazy == "bn" else None)
+    fastgan.accelerate(model)
+    err = capsys.readouterr().err
+    x = torch.randn(2, 3, 5, 5)
+
+    def want():  # conv -> bn (batch statistics) -> leaky_relu, functionally
+        conv, bn = model[0], model[1]
+        y = nn.functional.batch_norm(conv._conv_forward(x, conv.weight, conv.bias), None, None, bn.weight,
+                                     bn.bias, training=True)
+        return nn.functional.leaky_relu(y, 0.2)
+
+    for _ in range(2):  # the first call initializes the lazy module and resets its class
+        torch.testing.assert_close(model(x), want(), **TOL)
+    assert model.fastgan_fused == [] and "run one forward first" in err
+    fastgan.accelerate(model)  # initialized now
+    assert len(model.fastgan_fused) == 1
+    torch.testing.assert_close(model(x), want(), **TOL)
+
+
+@pytest.mark.parametrize("where", ["conv-hook", "conv-pre-hook", "bn-hook", "bn-pre-hook", "act-pre-hook"])
+def test_accelerate_leaves_hooked_chains(where, capsys):
+    seen = {}
+
+    def build():
+        model = _chain()
+        name, kind = where.split("-", 1)
+        module = model[{"conv": 0, "bn": 1, "act": 2}[name]]
+        if kind == "hook":
+            module.register_forward_hook(lambda m, i, o: seen.setdefault(id(model), []).append(o.clone()))
+        else:
+            module.register_forward_pre_hook(lambda m, i: seen.setdefault(id(model), []).append(i[0].clone()))
+        return model
+
+    torch.manual_seed(0)
+    model = build()
+    torch.manual_seed(0)
+    ref = build()
+    fastgan.accelerate(model)
+    x = torch.randn(2, 3, 5, 5)
+    torch.testing.assert_close(model(x), ref(x), **TOL)
+    torch.testing.assert_close(seen[id(model)], seen[id(ref)], **TOL)
+    assert model.fastgan_fused == [] and "hook" in capsys.readouterr().err
+
+
+def test_accelerate_leaves_parametrized_convolutions(capsys):
+    model = _chain()
+    weight_norm(model[0])
+    model = _same(model, torch.randn(2, 3, 5, 5))
+    assert model.fastgan_fused == [] and "parametriz" in capsys.readouterr().err
+    parametrize.remove_parametrizations(model[0], "weight")
+    assert type(model[0]) is nn.Conv2d
