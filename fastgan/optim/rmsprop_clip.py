@@ -87,8 +87,10 @@ class RMSpropClip(torch.optim.Optimizer):
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        for group in self.param_groups:  # a torch.optim.RMSprop state dict has no clip: none
-            group.setdefault("clip", None)
+        # A torch.optim.RMSprop state dict has no clip: its groups take this optimizer's own
+        # (a WGAN critic's optimizer built with clip=0.01 keeps clipping after loading one)
+        for group in self.param_groups:
+            group.setdefault("clip", self.defaults.get("clip"))
 
     def _lr_tensor(self, index, group, device):
         lr = group["lr"]

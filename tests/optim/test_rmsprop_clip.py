@@ -333,9 +333,12 @@ def test_loads_torch_rmsprop_state_dicts(require_backend):
             opt.step()
     train_plain(theirs, ref, data[:4])
     ours.load_state_dict(theirs.state_dict())
-    opt = RMSpropClip(ours.parameters(), lr=5e-4, clip=C, backend="reference")
+    clipping = RMSpropClip(critic().parameters(), lr=5e-4, clip=C, backend="reference")
+    clipping.load_state_dict(copy.deepcopy(ref.state_dict()))
+    assert all(g["clip"] == C for g in clipping.param_groups)  # torch's groups take the optimizer's clip
+    opt = RMSpropClip(ours.parameters(), lr=5e-4, clip=None, backend="reference")
     opt.load_state_dict(copy.deepcopy(ref.state_dict()))  # as from a file: no shared state tensors
-    assert all(g["clip"] is None for g in opt.param_groups)  # torch's groups clip nothing
+    assert all(g["clip"] is None for g in opt.param_groups)
     train_plain(theirs, ref, data[4:])
     train_plain(ours, opt, data[4:])
     for a, b in zip(theirs.parameters(), ours.parameters()):
