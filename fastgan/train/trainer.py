@@ -33,6 +33,7 @@ a resumed CPU run gives the same losses, step for step, as an uninterrupted one.
 """
 import contextlib
 import copy
+import json
 import math
 import numbers
 import os
@@ -480,6 +481,14 @@ class Trainer:
                       f"random numbers start afresh (the resumed run is not bit for bit the same)")
         self.step = int(state["step"])
         self.best = state.get("eval_best")
+        on_disk = self.run_dir / "best.json"  # written after an evaluation, maybe past this checkpoint
+        try:
+            newer = json.loads(on_disk.read_text()) if on_disk.is_file() else None
+        except ValueError:
+            newer = None
+        if isinstance(newer, dict) and {"step", "metrics", "results"} <= set(newer) and \
+                int(newer["step"]) > (self.best["step"] if self.best else -1):
+            self.best = newer  # best.pt holds that model: a later evaluation must beat it to replace it
         self._say(f"resumed from {path} at step {self.step}")
 
     def save(self):
@@ -687,7 +696,9 @@ class Trainer:
             self.evaluations.append({"step": self.step, **results})
             metrics = self.evaluator.metrics
             shown = ", ".join(f"{k} {numbers[k]:.4g}" for name in metrics for k, _ in PRIMARY[name][:1])
-            if is_better(results, None if self.best is None else self.best["results"], metrics):
+            # a best ranked by another first metric (changed on --resume) ranks nothing now
+            same = self.best is not None and list(self.best["metrics"])[:1] == list(metrics)[:1]
+            if is_better(results, self.best["results"] if same else None, metrics):
                 self.best = {"step": self.step, "metrics": list(metrics), "results": numbers}
                 ckpt.save_file(self.run_dir / "best.pt", self.step, self.state_dict())
                 _write_json(self.run_dir / "best.json", self.best)

@@ -501,3 +501,14 @@ def test_cli_resume_finds_the_run_named_in_the_config_file(tmp_path, monkeypatch
 def test_evaluation_settings_without_eval_every_are_reported(tmp_path, capsys):
     _train(tmp_path, steps=1, metrics="digits", eval_num=100)
     assert "metrics, eval_num set but eval_every is 0: this run scores nothing" in capsys.readouterr().err
+
+
+def test_resume_keeps_a_best_evaluation_past_its_checkpoint(tmp_path):
+    # best.pt/best.json written at step 4, then a crash before the step-4 checkpoint: the
+    # resumed run ranks new evaluations against that best, not the checkpoint's older one
+    _train(tmp_path, "dcgan", steps=4, ckpt_every=2, eval_every=4, metrics="digits", eval_num=64)
+    run = tmp_path / "run"
+    assert json.loads((run / "best.json").read_text())["step"] == 4
+    list_checkpoints(run)[-1].unlink()  # the crash
+    t = _train(tmp_path, "dcgan", steps=3, ckpt_every=2, resume=True, metrics="digits", eval_num=64)
+    assert t.best["step"] == 4 and (run / "best.pt").is_file()
