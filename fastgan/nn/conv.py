@@ -47,12 +47,17 @@ def _input_grad(gy, weight, x_shape, stride, padding, dilation, groups):
 
 
 class _Conv2d(torch.autograd.Function):
+    # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+    def forward(x, weight, bias, stride, padding, dilation, groups):
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, stride, padding, dilation, groups = inputs
         ctx.save_for_backward(x, weight)
         ctx.conf = (stride, padding, dilation, groups)
         ctx.has_bias = bias is not None
-        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, gy):

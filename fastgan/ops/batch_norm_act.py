@@ -109,19 +109,26 @@ def _ops(backend):
 
 
 class _BatchNormAct(torch.autograd.Function):
+    # forward without ctx, setup_context apart (the form torch.func transforms take); the
+    # statistics the backward needs are outputs, marked non-differentiable
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps,
+    def forward(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps,
                 slope, backend):
-        out, mean, invstd = _ops(backend)[0](x, weight, bias, running_mean, running_var,
-                                             use_batch_stats, momentum, eps, slope)
+        return tuple(_ops(backend)[0](x, weight, bias, running_mean, running_var,
+                                      use_batch_stats, momentum, eps, slope))
+
+    @staticmethod
+    def setup_context(ctx, inputs, outputs):
+        x, weight, bias, _, _, use_batch_stats, _, _, slope, backend = inputs
+        out, mean, invstd = outputs
         ctx.save_for_backward(x, out, weight, mean, invstd)
+        ctx.mark_non_differentiable(mean, invstd)
         ctx.args = (use_batch_stats, slope, backend)
         ctx.param_dtypes = (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
-        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
+    def backward(ctx, grad_out, _mean, _invstd):
         x, out, weight, mean, invstd = ctx.saved_tensors
         use_batch_stats, slope, backend = ctx.args
         if grad_out.stride() != x.stride() or grad_out.dtype != x.dtype:
@@ -192,7 +199,7 @@ def batch_norm_act(x, weight=None, bias=None, running_mean=None, running_var=Non
     if running_mean is not None:
         running_mean, running_var = running_mean.contiguous(), running_var.contiguous()
     out = _BatchNormAct.apply(x, weight, bias, running_mean, running_var, bool(use_batch_stats),
-                              momentum, eps, negative_slope, chosen)
+                              momentum, eps, negative_slope, chosen)[0]
     if use_batch_stats and running_mean is not None:
         with torch.no_grad():
             for given, used in zip(stats, (running_mean, running_var)):

@@ -81,14 +81,19 @@ def _ops(backend):
 
 
 class _BEGANLoss(torch.autograd.Function):
+    # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take
     @staticmethod
-    def forward(ctx, real, real_recon, fake, fake_recon, k, gamma, lambda_k, backend):
+    def forward(real, real_recon, fake, fake_recon, k, gamma, lambda_k, backend):
         d_loss, g_loss, k_next, convergence, _, _ = _ops(backend)[0](
             real, real_recon, fake, fake_recon, k, gamma, lambda_k)
+        return d_loss, g_loss, k_next, convergence
+
+    @staticmethod
+    def setup_context(ctx, inputs, outputs):
+        real, real_recon, fake, fake_recon, k, _, _, backend = inputs
         ctx.save_for_backward(real, real_recon, fake, fake_recon, k)
         ctx.backend = backend
-        ctx.mark_non_differentiable(k_next, convergence)
-        return d_loss, g_loss, k_next, convergence
+        ctx.mark_non_differentiable(outputs[2], outputs[3])
 
     @staticmethod
     @torch.autograd.function.once_differentiable

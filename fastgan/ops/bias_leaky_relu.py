@@ -98,13 +98,17 @@ def engine_wants_grad(ctx, i):
 
 
 class _BiasLeakyReLU(torch.autograd.Function):
+    # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take
     @staticmethod
-    def forward(ctx, x, bias, negative_slope, backend):
-        y = _ops(backend)[0](x, bias, negative_slope)
+    def forward(x, bias, negative_slope, backend):
+        return _ops(backend)[0](x, bias, negative_slope)
+
+    @staticmethod
+    def setup_context(ctx, inputs, y):
+        _, bias, negative_slope, backend = inputs
         ctx.save_for_backward(y)
         ctx.args = (negative_slope, backend)
         ctx.bias_dtype = None if bias is None else bias.dtype
-        return y
 
     @staticmethod
     def backward(ctx, dy):
@@ -121,12 +125,16 @@ class _LeakyReLUGrad(torch.autograd.Function):
     """dx = mask(y) * dy: linear in dy, so its derivative is itself; none in y."""
 
     @staticmethod
-    def forward(ctx, dy, y, negative_slope, backend):
-        ctx.save_for_backward(y)
-        ctx.args = (negative_slope, backend)
+    def forward(dy, y, negative_slope, backend):
         if dy.stride() != y.stride() or dy.dtype != y.dtype:  # walked together, in memory order
             dy = torch.empty_like(y).copy_(dy)
         return _ops(backend)[1](dy, y, negative_slope)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, y, negative_slope, backend = inputs
+        ctx.save_for_backward(y)
+        ctx.args = (negative_slope, backend)
 
     @staticmethod
     def backward(ctx, ddx):

@@ -99,15 +99,21 @@ def _ops(backend):
 # ---- autograd: the penalty, its gradient, and the gradient's gradient ---------------------
 
 class _Penalty(torch.autograd.Function):
+    # forward without ctx, setup_context apart (the form torch.func transforms take); the
+    # per-sample sums of squares the backward needs are an output, marked non-differentiable
     @staticmethod
-    def forward(ctx, grad, weight, center, eps, backend):
-        penalty, sumsq = _ops(backend)[0](grad, weight, center, eps)
-        ctx.save_for_backward(grad, sumsq)
-        ctx.hyper = (weight, center, eps, backend)
-        return penalty
+    def forward(grad, weight, center, eps, backend):
+        return tuple(_ops(backend)[0](grad, weight, center, eps))
 
     @staticmethod
-    def backward(ctx, dout):
+    def setup_context(ctx, inputs, outputs):
+        grad, weight, center, eps, backend = inputs
+        ctx.save_for_backward(grad, outputs[1])
+        ctx.mark_non_differentiable(outputs[1])
+        ctx.hyper = (weight, center, eps, backend)
+
+    @staticmethod
+    def backward(ctx, dout, _sumsq):
         grad, sumsq = ctx.saved_tensors
         dgrad = _PenaltyGrad.apply(grad, sumsq, _as_dout(dout, sumsq), *ctx.hyper)
         return dgrad, None, None, None, None
@@ -117,10 +123,14 @@ class _PenaltyGrad(torch.autograd.Function):
     """dgrad = coef_b(s_b, dout) * g: differentiable in grad (through s_b too) and dout."""
 
     @staticmethod
-    def forward(ctx, grad, sumsq, dout, weight, center, eps, backend):
+    def forward(grad, sumsq, dout, weight, center, eps, backend):
+        return _ops(backend)[1](grad, sumsq, dout, weight, center, eps)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        grad, sumsq, dout, weight, center, eps, backend = inputs
         ctx.save_for_backward(grad, sumsq, dout)
         ctx.hyper = (weight, center, eps, backend)
-        return _ops(backend)[1](grad, sumsq, dout, weight, center, eps)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -167,4 +177,4 @@ def penalty_from_grad(grad, *, weight, center=1.0, eps=EPS, backend=None):
         return penalty_reference(grad, weight, center, eps)
     if not samples_contiguous(grad):
         grad = grad.contiguous()
-    return _Penalty.apply(grad, weight, center, eps, chosen)
+    return _Penalty.apply(grad, weight, center, eps, chosen)[0]

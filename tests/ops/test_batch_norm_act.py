@@ -193,3 +193,17 @@ def test_mask_from_output_where_a_positive_value_rounds_to_zero(backend_device):
     assert (y == 0).all()
     want = 3.0 if backend == "reference" else 3 * 0.2
     torch.testing.assert_close(gb, torch.full((1,), want, device=device))
+
+
+def test_torch_func_grad_through_the_fused_op(require_backend):
+    # the autograd Function is written with setup_context, the form torch.func transforms take
+    require_backend("cpp", "cpu")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)
+    w, b = torch.rand(3, generator=g, dtype=torch.float64) + 0.5, torch.randn(3, generator=g, dtype=torch.float64)
+
+    def grads(be):
+        f = lambda x, w, b: (batch_norm_act(x, w, b, use_batch_stats=True, backend=be) ** 2).sum()  # noqa: E731
+        return torch.func.grad(f, argnums=(0, 1, 2))(x, w, b)
+    for a, r in zip(grads("cpp"), grads("reference")):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)

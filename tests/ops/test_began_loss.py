@@ -181,3 +181,16 @@ def test_recon_strides_that_differ_only_on_a_size1_dim(backend_device):
     ref, ref_grads = _run("reference", real, recon.contiguous(), fake, fake_recon.contiguous(), k)
     for g, r in zip(got + got_grads, ref + ref_grads):
         torch.testing.assert_close(g, r, **TOL[torch.float32])
+
+
+def test_torch_func_grad_through_the_fused_loss(require_backend):
+    # the autograd Function is written with setup_context, the form torch.func transforms take
+    require_backend("cpp", "cpu")
+    g = torch.Generator().manual_seed(0)
+    real, real_recon, fake, fake_recon = (torch.rand(2, 3, 5, 7, generator=g, dtype=torch.float64)
+                                          for _ in range(4))
+    k = torch.tensor(0.3, dtype=torch.float64)
+    grads = {be: torch.func.grad(lambda rr, fr: began_loss(real, rr, fake, fr, k, backend=be)[0],
+                                 argnums=(0, 1))(real_recon, fake_recon) for be in ("cpp", "reference")}
+    for a, b in zip(grads["cpp"], grads["reference"]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)

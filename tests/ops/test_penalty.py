@@ -202,3 +202,15 @@ def test_large_batch_and_single_sample_on_gpu(backend):
         ref = _first_and_second_order("reference", g.double(), 10.0, 1.0, v.double())
         torch.testing.assert_close(got[0].double(), ref[0], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got[1], ref[1].float(), **TOL[torch.float32])
+
+
+def test_torch_func_grad_of_grad_through_the_fused_penalty(require_backend):
+    # setup_context-style autograd Functions: torch.func takes the penalty's first and second order
+    require_backend("cpp", "cpu")
+    g = torch.randn(4, 75, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def orders(be):
+        p = lambda g: penalty_from_grad(g, weight=10.0, center=1.0, backend=be)  # noqa: E731
+        return torch.func.grad(p)(g), torch.func.grad(lambda g: torch.func.grad(p)(g).pow(2).sum())(g)
+    for a, r in zip(orders("cpp"), orders("reference")):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
