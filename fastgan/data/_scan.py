@@ -10,9 +10,9 @@ The check reads each image's header and tail only, on a thread pool (120 us a fi
 measured on 2 busy cores: about 25 s for CelebA's 202,599; a prepared file skips it).
 It finds files that are not images, corrupt headers, truncated files (no JPEG end-of-image
 marker or PNG IEND chunk at the end, and a decode that fails: data after the marker is
-fine), images smaller than the crop, and notes the conversions (grayscale, CMYK, palette, alpha -> RGB). Corruption
-inside the compressed data can only show at decode time; the loaders substitute and
-count such a sample then (fastgan.data.loader).
+fine), images smaller than the crop, and notes the conversions (grayscale, CMYK,
+palette, alpha -> RGB). Corruption inside the compressed data can only show at decode
+time; the loaders substitute and count such a sample then (fastgan.data.loader).
 """
 import io
 import os
@@ -150,8 +150,10 @@ def check_file(source, name, crop, channels):
     """Check one image's header and tail without decoding it (see the module docstring)."""
     try:
         f, tail = source._open_with_tail(name)
-    except Exception as exc:  # OSError; from a zip member also BadZipFile (CRC), RuntimeError
-        return Check(f"unreadable: {exc}")  # (encrypted), NotImplementedError (compression)
+    # OSError; a zip member also raises BadZipFile (bad CRC), RuntimeError (encrypted) or
+    # NotImplementedError (an unknown compression method)
+    except Exception as exc:
+        return Check(f"unreadable: {exc}")
     with f:
         try:
             im = Image.open(f)

@@ -221,17 +221,23 @@ def _pin_instead(nbytes, device):
     return nbytes > free - max(2 << 30, free // 4)  # leave room for the model
 
 
-def _check_args(resolution, batch_size, backend, crop, channels, shard, dtype, seed, num_workers):
-    if not isinstance(resolution, int) or resolution < 1:
+def check_image_settings(resolution, crop, channels):
+    """ValueError naming the first bad one of an image dataset's resolution, crop, channels
+    (shared by the loaders and `fastgan data prepare/validate`)."""
+    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 1:
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+    if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool) or crop < 1):
+        raise ValueError(f"crop must be None (the largest centered square) or a positive int, got {crop!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+
+
+def _check_args(resolution, batch_size, backend, crop, channels, shard, dtype, seed, num_workers):
+    check_image_settings(resolution, crop, channels)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
-    if crop is not None and (not isinstance(crop, int) or crop < 1):
-        raise ValueError(f"crop must be None (the largest centered square) or a positive int, got {crop!r}")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     rank, world = check_shard(shard)
     if dtype not in _DTYPES:
         raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype}")

@@ -8,7 +8,7 @@ import torch
 from fastgan.data import prepared
 from fastgan.data._pil import PILDecoder, Samples
 from fastgan.data._scan import Source, check_all
-from fastgan.data.loader import _decoder_choice, _make_decoder, decode_all
+from fastgan.data.loader import _decoder_choice, _make_decoder, check_image_settings, decode_all
 
 
 def _source_path(path):
@@ -16,15 +16,6 @@ def _source_path(path):
         from fastgan.data.digits import digits
         return digits()
     return Path(path).expanduser()
-
-
-def _check_settings(resolution, crop, channels):
-    if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool) or crop < 1):
-        raise ValueError(f"crop must be None or a positive int, got {crop!r}")
-    if not isinstance(resolution, int) or isinstance(resolution, bool) or resolution < 1:
-        raise ValueError(f"resolution must be a positive int, got {resolution!r}")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
 
 
 def _inside(source, out):
@@ -46,7 +37,7 @@ def prepare(path, out, *, resolution=64, crop=None, channels=3, overwrite=False,
     path = _source_path(path)
     if prepared.is_prepared(path):
         raise ValueError(f"{str(path)!r} is already a prepared file")
-    _check_settings(resolution, crop, channels)
+    check_image_settings(resolution, crop, channels)
     out = Path(out).expanduser()
     if out.exists() and not overwrite:  # before the scan, not after it
         raise ValueError(f"{str(out)!r} exists; pass --overwrite (overwrite=True) to replace it")
@@ -91,7 +82,7 @@ def validate(path, *, crop=None, channels=3, resolution=64, num_workers=None, pr
     Returns {"total", "usable", "bad": [(name, why)], "converted": [(name, note)]}; for a
     prepared file, its manifest and checksum are checked instead (bad lists the reason)."""
     path = _source_path(path)
-    _check_settings(resolution, crop, channels)
+    check_image_settings(resolution, crop, channels)
     if prepared.is_prepared(path):
         try:
             m = prepared.read_manifest(path)

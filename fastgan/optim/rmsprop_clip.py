@@ -43,13 +43,23 @@ def _check_hyper(lr, alpha, eps, weight_decay, momentum, clip):
         raise ValueError(f"RMSpropClip: clip must be None or a finite number >= 0, got {clip}")
 
 
-def _check_group(group, index):
-    """A param group's hyperparameters, and its clip within every parameter's dtype."""
+def _check_group(group, index, dtypes=None):
+    """A param group's hyperparameters, and its clip within every parameter's dtype (the
+    dtypes in `dtypes` when given: a step passes those it found, with no second loop over
+    the parameters)."""
     _check_hyper(group["lr"], group["alpha"], group["eps"], group["weight_decay"],
                  group["momentum"], group["clip"])
-    if group["clip"] is not None:
-        _checks.bound_fits("RMSpropClip", "clip", group["clip"], group["params"],
+    clip = group["clip"]
+    if clip is None:
+        return
+    if dtypes is None:
+        _checks.bound_fits("RMSpropClip", "clip", clip, group["params"],
                            label=f"param_groups[{index}]['params']")
+        return
+    for dtype in dtypes:
+        if clip > _checks.FINITE_MAX[dtype]:
+            raise ValueError(f"RMSpropClip: clip = {clip} exceeds the largest finite {dtype} "
+                             f"({_checks.FINITE_MAX[dtype]}) of a parameter of param_groups[{index}]")
 
 
 class RMSpropClip(torch.optim.Optimizer):
@@ -175,7 +185,8 @@ class RMSpropClip(torch.optim.Optimizer):
                     raise RuntimeError("RMSpropClip does not support sparse gradients")
                 by_kind.setdefault((p.device, p.dtype), []).append(p)
             if by_kind:
-                _check_group(group, index)  # the dtypes may have changed (module.half())
+                # the dtypes may have changed since the group was added (module.half())
+                _check_group(group, index, {dtype for _, dtype in by_kind})
                 plan.append((index, group, by_kind))
         for index, group, by_kind in plan:
             for (device, _), params in by_kind.items():

@@ -130,11 +130,19 @@ def load_run_config(path):
     return {**_LEGACY, **config}
 
 
+def plain(value):
+    """A setting as config.yaml holds it (tuples become lists, at any depth): saved configs
+    and live ones compare equal through it."""
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    return value
+
+
 def save_config(config, path):
     import yaml
-    plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(config.items())}
+    plain_config = {k: plain(v) for k, v in sorted(config.items())}
     tmp = pathlib.Path(path).with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(plain, sort_keys=True))
+    tmp.write_text(yaml.safe_dump(plain_config, sort_keys=True))
     tmp.replace(path)
 
 

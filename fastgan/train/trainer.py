@@ -48,7 +48,7 @@ from torch import distributed as dist
 from fastgan._devices import check_device
 from fastgan.train import checkpoint as ckpt
 from fastgan.train import graphs
-from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, TRAIN_KEYS, save_config
+from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, TRAIN_KEYS, plain, save_config
 from fastgan.train.control import LOCK_NAME, Interrupted, RunLock, StopRequests, Terminated
 
 CONFIG_FILE = "config.yaml"
@@ -141,13 +141,6 @@ def _is_path(data):
     return isinstance(data, str) and data != DEFAULT_DATASET and data not in toy.MIXTURES
 
 
-def _plain(value):
-    """A setting as config.yaml holds it (tuples are lists), for comparisons."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
-
-
 # What --resume may change: how long, how often to log/sample/save/score, where and how
 # fast it runs. The rest (the model, data, seed, batch, precision, schedule, EMA) would make
 # the resumed run another run than the one its checkpoints hold.
@@ -217,7 +210,7 @@ class Trainer:
             raise ValueError(f"Trainer: unknown setting(s) {', '.join(unknown)}; "
                              f"expected {', '.join(sorted(TRAIN_DEFAULTS))} or the model's hyperparameters")
         differ = sorted(k for k in set(config) & model_keys - TRAIN_KEYS
-                        if _plain(config[k]) != _plain(model.config[k]))
+                        if plain(config[k]) != plain(model.config[k]))
         if differ:
             raise ValueError(f"Trainer: {', '.join(f'{k}={config[k]!r}' for k in differ)} differ(s) from "
                              f"the model's ({', '.join(f'{k}={model.config[k]!r}' for k in differ)}); "
@@ -420,7 +413,7 @@ class Trainer:
             raise ValueError(f"--resume: {path} is not a fastgan run's config (no model)")
         now = {**self.model.config, **self.cfg}
         changed = sorted(k for k in set(saved) & set(now) - RESUME_MAY_CHANGE
-                         if _plain(saved[k]) != _plain(now[k]))
+                         if plain(saved[k]) != plain(now[k]))
         if "data" in changed and _is_path(saved["data"]) and _is_path(now["data"]):
             changed.remove("data")  # a dataset moved: its loader refuses one of another size
             self._say(f"--resume: the data path changed from {saved['data']} to {now['data']}")
@@ -821,7 +814,7 @@ def load_generator(run_dir, *, checkpoint=None, device="cpu", ema=True):
     hyper = {k: v for k, v in config.items() if k in cls.defaults or k in models.COMMON}
     theirs = state.get("config") or {}
     other = [k for k in sorted(set(hyper) | {"model", "data"}) if k in theirs and k in config
-             and _plain(theirs[k]) != _plain(config[k])]
+             and plain(theirs[k]) != plain(config[k])]
     if other:  # a checkpoint of another run: its samples would be scored as this run's
         k = other[0]
         raise ckpt.CheckpointError(f"{path} is not a checkpoint of {run_dir}: its {k} is {theirs[k]!r}, "
