@@ -35,7 +35,7 @@ def _train(args):
 
     from fastgan import models
     from fastgan.train import config as cfgmod
-    from fastgan.train.trainer import CONFIG_FILE, Trainer, default_run_dir
+    from fastgan.train.trainer import Trainer, default_run_dir, read_run_config
 
     flags = {k: v for k, v in {
         "arch": args.arch, "data": args.data, "resolution": args.resolution,
@@ -62,13 +62,7 @@ def _train(args):
         run_dir = pathlib.Path(out or default_run_dir({"model": name}))
         if name is None and out is None:
             raise CLIError("--resume: name the run with --out DIR (or --model for runs/<model>)")
-        saved_path = run_dir / CONFIG_FILE
-        if not saved_path.is_file():
-            raise CLIError(f"--resume: {run_dir} holds no fastgan run (no {CONFIG_FILE})")
-        saved = cfgmod.load_run_config(saved_path)
-        if not isinstance(saved, dict) or saved.get("model") not in models.names():
-            raise CLIError(f"--resume: {saved_path} is not a fastgan run's config (model: "
-                           f"{saved.get('model') if isinstance(saved, dict) else None!r})")
+        saved = read_run_config(run_dir, "--resume: ")
         if name is not None and saved["model"] != name:
             raise CLIError(f"--resume: {run_dir} is a {saved['model']!r} run, not {name!r}")
         name = saved["model"]

@@ -96,18 +96,30 @@ def load_config_file(path):
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
-    text = path.read_text()
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise ValueError(f"config file {path}: expected a .yaml, .yml or .toml file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"config file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if path.suffix == ".toml":
         try:
             import tomllib
         except ImportError:  # Python 3.10
             import tomli as tomllib
-        data = tomllib.loads(text)
-    elif path.suffix in (".yaml", ".yml"):
-        import yaml
-        data = yaml.safe_load(text) or {}
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {path}: not valid TOML: {exc}") from None
     else:
-        raise ValueError(f"config file {path}: expected a .yaml, .yml or .toml file")
+        import yaml
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+            what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(f"config file {path}: not valid YAML{at}: {what}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {path}: expected a mapping of key: value")
     flat = {}

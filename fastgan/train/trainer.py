@@ -90,8 +90,7 @@ def check_run_dir(run_dir, *, resume=False, overwrite=False):
     if run_dir.exists():
         RunLock.check_free(run_dir)
     if resume:
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"--resume: {run_dir} holds no fastgan run (no {CONFIG_FILE})")
+        read_run_config(run_dir, "--resume: ")
     elif used:
         if not overwrite:
             raise ValueError(f"run directory {run_dir} already exists; pass --resume to continue "
@@ -103,6 +102,26 @@ def check_run_dir(run_dir, *, resume=False, overwrite=False):
     return run_dir
 
 
+def read_run_config(run_dir, what=""):
+    """The saved config of the run in run_dir. FileNotFoundError without a config.yaml,
+    ValueError when it cannot be read or names no fastgan model: the one check of "is this
+    a fastgan run" for --resume, --overwrite, sample, eval and load_generator. `what`
+    prefixes the message (e.g. "--resume: ")."""
+    from fastgan import models
+    from fastgan.train.config import load_run_config
+    path = pathlib.Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}{run_dir} holds no fastgan run (no {CONFIG_FILE})")
+    try:
+        saved = load_run_config(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{what}{path} is not a fastgan run's config: {exc}") from None
+    if saved.get("model") not in models.names():
+        raise ValueError(f"{what}{path} is not a fastgan run's config: it names no fastgan model "
+                         f"(model: {saved.get('model')!r})")
+    return saved
+
+
 # What a run writes into its directory (RunLogger's sample PNGs go under samples/).
 RUN_ENTRIES = frozenset({CONFIG_FILE, "checkpoints", "samples", "metrics.jsonl", "tensorboard",
                          "best.pt", "best.json", LOCK_NAME, pathlib.Path(CONFIG_FILE).stem + ".tmp"})
@@ -112,17 +131,10 @@ def _not_a_run(run_dir):
     """Why run_dir is not a directory fastgan wrote, or None: its config must name a known
     model and it may hold nothing a run does not write (a config.yaml alone proves nothing:
     many project folders have one)."""
-    from fastgan import models
-    from fastgan.train.config import load_run_config
-    cfg = run_dir / CONFIG_FILE
-    if not cfg.is_file():
-        return f"no {CONFIG_FILE}"
     try:
-        name = load_run_config(cfg).get("model")
-    except Exception as exc:  # unreadable YAML, not a mapping
-        return f"its {CONFIG_FILE} is not a run's config: {exc}"
-    if name not in models.names():
-        return f"its {CONFIG_FILE} names no fastgan model (model: {name!r})"
+        read_run_config(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        return str(exc)
     foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir()
                      if p.name not in RUN_ENTRIES)
     if foreign:
@@ -403,14 +415,7 @@ class Trainer:
     def _check_resumed_config(self):
         """Refuses, before anything is written, a resume whose settings differ from the run's
         own (config.yaml) in anything but RESUME_MAY_CHANGE."""
-        from fastgan.train.config import load_run_config
-        path = self.run_dir / CONFIG_FILE
-        try:
-            saved = load_run_config(path)
-        except Exception as exc:
-            raise ValueError(f"--resume: {path} cannot be read: {exc}") from None
-        if not isinstance(saved, dict) or "model" not in saved:
-            raise ValueError(f"--resume: {path} is not a fastgan run's config (no model)")
+        saved = read_run_config(self.run_dir, "--resume: ")
         now = {**self.model.config, **self.cfg}
         changed = sorted(k for k in set(saved) & set(now) - RESUME_MAY_CHANGE
                          if plain(saved[k]) != plain(now[k]))
@@ -798,12 +803,8 @@ def load_generator(run_dir, *, checkpoint=None, device="cpu", ema=True):
     g.fastgan_ema says which), in eval mode. checkpoint: a path (default: the newest valid
     one); a checkpoint of another run (other model, hyperparameters or data) is refused."""
     from fastgan import models
-    from fastgan.train.config import load_run_config
     run_dir = pathlib.Path(run_dir)
-    cfg_path = run_dir / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{run_dir} holds no fastgan run (no {CONFIG_FILE})")
-    config = load_run_config(cfg_path)
+    config = read_run_config(run_dir)
     if checkpoint is None:
         path, state = ckpt.load_latest(run_dir)
         if state is None:

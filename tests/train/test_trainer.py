@@ -495,7 +495,7 @@ def test_cli_resume_finds_the_run_named_in_the_config_file(tmp_path, monkeypatch
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.yaml").write_text("name: a project\n")
     assert main(["train", "--resume", "--out", "other"]) == 2
-    assert "other/config.yaml is not a fastgan run's config (model: None)" in capsys.readouterr().err
+    assert "other/config.yaml is not a fastgan run's config: it names no fastgan model (model: None)" in capsys.readouterr().err
 
 
 def test_evaluation_settings_without_eval_every_are_reported(tmp_path, capsys):
@@ -512,3 +512,37 @@ def test_resume_keeps_a_best_evaluation_past_its_checkpoint(tmp_path):
     list_checkpoints(run)[-1].unlink()  # the crash
     t = _train(tmp_path, "dcgan", steps=3, ckpt_every=2, resume=True, metrics="digits", eval_num=64)
     assert t.best["step"] == 4 and (run / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("bad.yaml", "lr_g: [1\n", "not valid YAML (line 2, column 1)"),
+    ("tab.yaml", "steps: 1\n\tlr_g: 2\n", "not valid YAML (line 2, column 1)"),
+    ("bad.toml", "lr_g = [\n", "not valid TOML"),
+    ("bytes.yaml", b"\xff\xfe", "not UTF-8 text"),
+])
+def test_a_config_file_that_does_not_parse_is_named_without_a_traceback(tmp_path, monkeypatch, capsys,
+                                                                          name, text, message):
+    from fastgan.cli import main
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    assert main(["train", "--model", "gan", "--config", name, "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"config file {name}: {message}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_sample_and_eval_name_a_run_dir_that_is_not_a_run(tmp_path, monkeypatch, capsys, command):
+    # its config names no model: said so, not "has no valid checkpoint"
+    from fastgan.cli import main
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.yaml").write_text("model: foo\n")
+    assert main([command, "--run", "a"]) == 2
+    assert "a/config.yaml is not a fastgan run's config: it names no fastgan model (model: 'foo')" \
+        in capsys.readouterr().err
+    # a config that does not parse: said so, never a traceback
+    (tmp_path / "a" / "config.yaml").write_text("model: [1\n")
+    assert main([command, "--run", "a"]) == 2
+    err = capsys.readouterr().err
+    assert "a/config.yaml is not a fastgan run's config: config file" in err and "not valid YAML" in err
