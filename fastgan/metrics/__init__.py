@@ -26,6 +26,11 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS) + ["mixture_coverage"]
 
+# inception_score is also the name of its submodule: once that is imported (evaluate does), the
+# package attribute is the module and __getattr__ is never asked, so the function is bound here
+# (its module imports only torch).
+from fastgan.metrics.inception_score import inception_score  # noqa: E402
+
 
 def __getattr__(name):
     if name == "mixture_coverage":  # mode coverage on the 2-D mixtures lives with the data
