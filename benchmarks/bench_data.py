@@ -4,12 +4,17 @@ Targets (issue 6): on an H100/H200 the GPU decoding path (DALI, nvJPEG without i
 images/s and the GPU-resident dataset ("cache") >= 1,000,000 images/s; on a 2-core CPU
 machine DALI's CPU-only mode >= 1.5 x a PIL DataLoader with 2 workers.
 
+"plain" is not a fastgan backend: it is the loader common public GAN code writes
+(torchvision-style ImageFolder + CenterCrop + Resize + ToTensor + Normalize in a DataLoader,
+benchmarks/baselines/pil_loader.py), each batch moved to the device in the loop, the point of
+reference for a user coming from those implementations.
+
 Each backend runs one warm-up epoch (worker start-up, pipeline build, decode-once for the
 cache), then --epochs timed epochs (the cache: as many as fill about 2 s), synchronizing a GPU
 at the end. The set is generated once into FASTGAN_BENCH_DATA (default: a temporary folder)
 with FASTGAN_BENCH_N images (default 20,000 with a GPU, 2,000 without).
 
-    python benchmarks/bench_data.py [--backends cpu,dali,nvjpeg,cache] [--workers 2] [--epochs 1] [--json OUT]
+    python benchmarks/bench_data.py [--backends plain,cpu,dali,nvjpeg,cache] [--workers 2] [--epochs 1] [--json OUT]
 """
 import argparse
 import io
@@ -24,7 +29,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fastgan.data import _dali, _nvjpeg, make_loader
+_HERE = Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:  # importlib imports: baselines/ sits beside this file
+    sys.path.insert(0, str(_HERE))
+
+from baselines.pil_loader import plain_loader  # noqa: E402
+
+from fastgan.data import _dali, _nvjpeg, make_loader  # noqa: E402
 
 BATCH, RESOLUTION = 128, 64
 
@@ -49,15 +60,19 @@ def make_set(root, n, seed=0):
 
 
 def measure(path, backend, device, workers, epochs=1):
-    loader = make_loader(path, resolution=RESOLUTION, batch_size=BATCH, backend=backend, device=device,
-                         num_workers=workers, verbose=False, flip=True)
+    if backend == "plain":
+        loader = plain_loader(path, resolution=RESOLUTION, batch_size=BATCH, num_workers=workers)
+    else:
+        loader = make_loader(path, resolution=RESOLUTION, batch_size=BATCH, backend=backend, device=device,
+                             num_workers=workers, verbose=False, flip=True)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in loader:  # warm-up epoch
-        pass
+    for x, _ in loader:  # warm-up epoch
+        x = x.to(device)
     sync()
     done, images, start = 0, 0, time.perf_counter()
     while True:
         for x, _ in loader:
+            x = x.to(device)  # a no-op for fastgan's loaders, which yield on the device
             images += x.shape[0]
         done += 1
         sync()
@@ -98,9 +113,9 @@ def probe_nvjpeg(root, device, batches=16, threads=(1, 2, 4), per_call=(BATCH, 4
 def main(argv=None):
     gpu = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--backends", default="cpu,dali,nvjpeg,cache")
+    p.add_argument("--backends", default="plain,cpu,dali,nvjpeg,cache")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="DataLoader workers (cpu) / decoding threads (dali, nvjpeg)")
+                   help="DataLoader workers (plain, cpu) / decoding threads (dali, nvjpeg)")
     p.add_argument("--epochs", type=int, default=1,
                    help="timed epochs per backend (the cache: also at least 2 s); more steadies a "
                         "small set's rate on a noisy machine")
@@ -140,6 +155,9 @@ def main(argv=None):
     r = results["images_per_s"]
     if "dali" in r and "cpu" in r:
         print(f"dali / cpu: {r['dali'] / r['cpu']:.2f}x" + ("" if gpu else " (target on 2 cores: >= 1.5x)"))
+    for backend in ("cpu", "dali", "nvjpeg", "cache"):
+        if backend in r and "plain" in r:
+            print(f"{backend} / plain: {r[backend] / r['plain']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

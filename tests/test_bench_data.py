@@ -28,11 +28,11 @@ def test_small_run_of_every_backend(bench_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FASTGAN_BENCH_N", str(n))
     monkeypatch.setenv("FASTGAN_BENCH_DATA", str(tmp_path / "set"))
     out = tmp_path / "data.json"
-    assert bench_data.main(["--backends", "cpu,dali,cache", "--workers", "1", "--json", str(out)]) == 0
+    assert bench_data.main(["--backends", "plain,cpu,dali,cache", "--workers", "1", "--json", str(out)]) == 0
     assert len(list((tmp_path / "set").glob("*.jpg"))) == n
 
     results = json.loads(out.read_text())
-    expected = {"cpu", "cache"} | ({"dali"} if _dali.available() else set())
+    expected = {"plain", "cpu", "cache"} | ({"dali"} if _dali.available() else set())
     assert set(results["images_per_s"]) == expected
     assert all(rate > 0 for rate in results["images_per_s"].values()), results
     assert (results["images"], results["batch"], results["resolution"], results["workers"]) == (n, 128, 64, 1)
@@ -40,7 +40,8 @@ def test_small_run_of_every_backend(bench_data, tmp_path, monkeypatch, capsys):
     for backend in expected:
         assert f"{backend:7s}" in printed
     if _dali.available():
-        assert "dali / cpu: " in printed
+        assert "dali / cpu: " in printed and "dali / plain: " in printed
+    assert "cpu / plain: " in printed
 
 
 def test_bad_epochs_is_refused(bench_data):
@@ -70,3 +71,20 @@ def test_nvjpeg_probe_threads_and_jpegs_per_call(bench_data, tmp_path, monkeypat
     assert all(r > 0 for part in probe.values() for r in part.values())
     # warm-up; 4 lists per thread count; 4 lists of BATCH, then 1 of 4 x BATCH
     assert calls == [batch] + [batch] * 8 + [batch] * 4 + [4 * batch]
+
+
+def test_plain_baseline_computes_what_the_cpu_backend_does(bench_data, tmp_path):
+    # the public-style loader is a fair reference only if it does the same work: the same
+    # pixels as fastgan's PIL backend (no flip, files in order), in the same range and shape,
+    # but at the border, where a resize of the crop has no pixels beyond it to filter and
+    # fastgan's resize of the crop's box in the whole image has
+    from baselines.pil_loader import PlainImageFolder
+    from fastgan.data import make_loader
+    root = bench_data.make_set(tmp_path / "set", 6)
+    plain = torch.stack([PlainImageFolder(root)[i][0] for i in range(6)])
+    ours, _ = next(iter(make_loader(root, resolution=64, batch_size=6, backend="cpu", shuffle=False,
+                                    num_workers=0, verbose=False)))
+    assert plain.shape == ours.shape == (6, 3, 64, 64) and plain.dtype == ours.dtype == torch.float32
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))
+    torch.testing.assert_close(plain[inner], ours[inner], rtol=0, atol=1e-6)
+    assert (plain - ours).abs().max() < 8 / 127.5
