@@ -47,7 +47,10 @@ def _input_grad(gy, weight, x_shape, stride, padding, dilation, groups):
 
 
 class _Conv2d(torch.autograd.Function):
-    # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take
+    # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take;
+    # vmap runs forward and backward under vmap (every op here is aten's, with batching rules)
+    generate_vmap_rule = True
+
     @staticmethod
     def forward(x, weight, bias, stride, padding, dilation, groups):
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)

@@ -30,7 +30,7 @@ import torch
 
 from fastgan import _backend, _ext, kernels
 from fastgan.kernels._layout import is_dense
-from fastgan.ops import _checks
+from fastgan.ops import _checks, _vmap
 from fastgan.ops.penalty import compute_dtype
 
 OP = _backend.Op("batch_norm_act", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
@@ -108,9 +108,73 @@ def _ops(backend):
     return ns.batch_norm_act, ns.batch_norm_act_backward
 
 
+def _vmap_forward(op):
+    """The forward's batching rule. Each vmapped slice is a batch of its own, with its own
+    statistics: the slices fold into the channel dim (slice v's channel c at v * C + c),
+    with weight, bias and the running statistics repeated where unbatched or laid out
+    slice by slice where batched. Batched running statistics are updated in place, each
+    slice's own; unbatched ones cannot take every slice's statistics, and the rule refuses
+    them with batch statistics (torch.func's rule for aten's batch_norm refuses them too)."""
+    def rule(info, in_dims, x, weight, bias, running_mean, running_var, use_batch_stats,
+             momentum, eps, slope):
+        size = info.batch_size
+        x_dim, w_dim, b_dim, mean_dim, var_dim = in_dims[:5]
+        if use_batch_stats and running_mean is not None and (mean_dim is None or var_dim is None):
+            raise RuntimeError(
+                "batch_norm_act under torch.func.vmap: with batch statistics each vmapped slice "
+                "updates running_mean and running_var with its own statistics, so they must be "
+                "batched too (one pair per slice); got unbatched running statistics. Pass "
+                "batched ones (torch.func.stack_module_state stacks buffers), none "
+                "(BatchNorm2d(track_running_stats=False)), or use_batch_stats=False")
+        stats, write_back = [], []
+        for r, r_dim in ((running_mean, mean_dim), (running_var, var_dim)):
+            if r is None or not use_batch_stats:  # read only
+                stats.append(_vmap.flat_channels(r, r_dim, size))
+                continue
+            r = _vmap.first(r, r_dim, size)
+            if r.is_contiguous():  # a view: the op updates the caller's storage
+                stats.append(r.view(-1))
+            else:
+                stats.append(r.reshape(-1).clone())
+                write_back.append((r, stats[-1]))
+        out, mean, invstd = op(_vmap.fold_channels(_vmap.first(x, x_dim, size)),
+                               _vmap.flat_channels(weight, w_dim, size),
+                               _vmap.flat_channels(bias, b_dim, size), *stats, use_batch_stats,
+                               momentum, eps, slope)
+        for r, flat in write_back:
+            r.copy_(flat.view(r.shape))
+        return ((_vmap.unfold_channels(out, size), mean.view(size, -1), invstd.view(size, -1)),
+                (0, 0, 0))
+    return rule
+
+
+def _vmap_backward(op):
+    """The backward's batching rule: the forward's fold into the channel dim (the per-channel
+    sums are per slice), grad_out and out walked with x."""
+    def rule(info, in_dims, grad_out, out, x, weight, mean, invstd, use_batch_stats, slope):
+        size = info.batch_size
+        g_dim, out_dim, x_dim, w_dim, mean_dim, invstd_dim = in_dims[:6]
+        x = _vmap.fold_channels(_vmap.first(x, x_dim, size))
+        out = _vmap.like(_vmap.fold_channels(_vmap.first(out, out_dim, size)), x)
+        grad_out = _vmap.like(_vmap.fold_channels(_vmap.first(grad_out, g_dim, size)), x)
+        gx, gw, gb = op(grad_out, out, x, _vmap.flat_channels(weight, w_dim, size),
+                        _vmap.flat_channels(mean, mean_dim, size),
+                        _vmap.flat_channels(invstd, invstd_dim, size), use_batch_stats, slope)
+        return (_vmap.unfold_channels(gx, size), gw.view(size, -1), gb.view(size, -1)), (0, 0, 0)
+    return rule
+
+
+_vmap.register(("batch_norm_act", "batch_norm_act_backward"),
+               (_forward_triton, _backward_triton) if kernels.error() is None else None,
+               (_vmap_forward, _vmap_backward))
+
+
 class _BatchNormAct(torch.autograd.Function):
     # forward without ctx, setup_context apart (the form torch.func transforms take); the
-    # statistics the backward needs are outputs, marked non-differentiable
+    # statistics the backward needs are outputs, marked non-differentiable. vmap runs
+    # forward and backward under vmap, through the ops' batching rules
+    generate_vmap_rule = True
+
     @staticmethod
     def forward(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps,
                 slope, backend):

@@ -17,7 +17,7 @@ import torch
 
 from fastgan import _backend, _ext, kernels
 from fastgan.kernels._layout import is_dense, same_walk
-from fastgan.ops import _checks
+from fastgan.ops import _checks, _vmap
 from fastgan.ops.penalty import compute_dtype
 
 OP = _backend.Op("began_loss", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
@@ -80,8 +80,18 @@ def _ops(backend):
     return ns.began_loss, ns.began_loss_backward
 
 
+# Batching rules: each vmapped slice has its own means (and k_t), which folding the slices
+# into one tensor would mix: the ops run once per slice (exact; one launch each).
+_vmap.register(("began_loss", "began_loss_backward"),
+               (_forward_triton, _backward_triton) if kernels.error() is None else None,
+               (_vmap.loop,) * 2)
+
+
 class _BEGANLoss(torch.autograd.Function):
-    # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take
+    # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take;
+    # vmap runs forward and backward under vmap, through the ops' batching rules
+    generate_vmap_rule = True
+
     @staticmethod
     def forward(real, real_recon, fake, fake_recon, k, gamma, lambda_k, backend):
         d_loss, g_loss, k_next, convergence, _, _ = _ops(backend)[0](

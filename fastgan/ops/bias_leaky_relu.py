@@ -30,7 +30,7 @@ import torch
 
 from fastgan import _backend, _ext, kernels
 from fastgan.kernels._layout import is_dense
-from fastgan.ops import _checks
+from fastgan.ops import _checks, _vmap
 from fastgan.ops.penalty import compute_dtype
 
 OP = _backend.Op("bias_leaky_relu", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
@@ -62,6 +62,9 @@ if kernels.error() is None:
     @torch.library.custom_op("fastgan::bias_leaky_relu_triton", mutates_args=())
     def _forward_triton(x: torch.Tensor, bias: torch.Tensor | None,
                         negative_slope: float) -> torch.Tensor:
+        # the kernel reads bias[c] at offset c: a strided bias (a column of a batched bias
+        # under vmap, say) is copied first, as the C++ and CUDA backends do
+        bias = None if bias is None else bias.contiguous()
         return kernels.bias_leaky_relu.bias_leaky_relu(x, bias, negative_slope)
 
     @torch.library.custom_op("fastgan::leaky_relu_backward_triton", mutates_args=())
@@ -80,15 +83,58 @@ def _ops(backend):
     return ns.bias_leaky_relu, ns.leaky_relu_backward
 
 
+def _vmap_forward(op):
+    """The forward's batching rule. An unbatched bias (a layer's, under a per-sample vmap) is
+    every slice's: the slices fold into the batch dim, as they lie in memory where they can.
+    A batched bias (an ensemble's) folds the slices into the channel dim instead, slice v's
+    channel c at v * C + c, so each slice meets its own bias. Without a bias the op is
+    elementwise and runs on the tensor as it lies."""
+    def rule(info, in_dims, x, bias, negative_slope):
+        x_dim, bias_dim = in_dims[:2]
+        if bias is None:
+            return op(_vmap.dense(x), None, negative_slope), x_dim
+        x = _vmap.first(x, x_dim, info.batch_size)
+        if bias_dim is None:
+            return op(_vmap.fold_batch(x), bias, negative_slope).reshape(x.shape), 0
+        y = op(_vmap.fold_channels(x), _vmap.flat_channels(bias, bias_dim, info.batch_size),
+               negative_slope)
+        return _vmap.unfold_channels(y, info.batch_size), 0
+    return rule
+
+
+def _vmap_backward(op):
+    """The backward's batching rule: elementwise, grad walked with out in memory order."""
+    def rule(info, in_dims, grad, out, negative_slope):
+        grad_dim, out_dim = in_dims[:2]
+        if grad_dim != out_dim:  # one of them unbatched (a vmap over grad outputs): expanded
+            grad = _vmap.first(grad, grad_dim, info.batch_size)
+            out, out_dim = _vmap.first(out, out_dim, info.batch_size), 0
+        out = _vmap.dense(out)
+        return op(_vmap.like(grad, out), out, negative_slope), out_dim
+    return rule
+
+
+_vmap.register(("bias_leaky_relu", "leaky_relu_backward"),
+               (_forward_triton, _backward_triton) if kernels.error() is None else None,
+               (_vmap_forward, _vmap_backward))
+
+
 def engine_wants_grad(ctx, i):
     """Whether this backward will use the gradient of the Function's input i. A gradient
     penalty's autograd.grad(D(x_hat), x_hat) uses none of the bias's, and summing dx for it
     is a full reduction pass per layer (the H100 profile's costliest non-convolution kernel
-    in the WGAN-GP step was a bf16 sum). True where the engine cannot say: under
-    torch.compile, which traces the backward ahead of any engine, or an older torch."""
+    in the WGAN-GP step was a bf16 sum). Under torch.func transforms ctx is the node of
+    the transform's own autograd pass (torch.func.grad and vjp run the engine; vmap's
+    generated rule hands the backward a wrapper that reads the node's attributes), so the
+    answer holds there too. True where the engine cannot say: under torch.compile, which
+    traces the backward ahead of any engine, outside an engine's run, a ctx without a
+    node, or an older torch."""
     if torch.compiler.is_compiling():
         return True
-    node = ctx.next_functions[i][0]
+    try:
+        node = ctx.next_functions[i][0]
+    except (AttributeError, IndexError, TypeError):
+        return True
     if node is None:
         return False
     try:
@@ -98,7 +144,10 @@ def engine_wants_grad(ctx, i):
 
 
 class _BiasLeakyReLU(torch.autograd.Function):
-    # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take
+    # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take;
+    # vmap runs forward and backward under vmap, through the ops' batching rules
+    generate_vmap_rule = True
+
     @staticmethod
     def forward(x, bias, negative_slope, backend):
         return _ops(backend)[0](x, bias, negative_slope)
@@ -123,6 +172,7 @@ class _BiasLeakyReLU(torch.autograd.Function):
 
 class _LeakyReLUGrad(torch.autograd.Function):
     """dx = mask(y) * dy: linear in dy, so its derivative is itself; none in y."""
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(dy, y, negative_slope, backend):

@@ -24,7 +24,7 @@ import torch
 
 from fastgan import _backend, _ext, kernels
 from fastgan.kernels._layout import is_dense
-from fastgan.ops import _checks
+from fastgan.ops import _checks, _vmap
 
 OP = _backend.Op("penalty_from_grad", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
 EPS = 1e-12
@@ -96,11 +96,22 @@ def _ops(backend):
     return ns.penalty_forward, ns.penalty_backward, ns.penalty_double_backward
 
 
+# Batching rules: each vmapped slice is a penalty of its own (its mean over its samples, its
+# own incoming gradient), which folding the slices into one batch would mix: the ops run once
+# per slice (exact; one launch each).
+_vmap.register(("penalty_forward", "penalty_backward", "penalty_double_backward"),
+               (_forward_triton, _backward_triton, _double_backward_triton) if kernels.error() is None
+               else None, (_vmap.loop,) * 3)
+
+
 # ---- autograd: the penalty, its gradient, and the gradient's gradient ---------------------
 
 class _Penalty(torch.autograd.Function):
     # forward without ctx, setup_context apart (the form torch.func transforms take); the
-    # per-sample sums of squares the backward needs are an output, marked non-differentiable
+    # per-sample sums of squares the backward needs are an output, marked non-differentiable.
+    # vmap runs forward and backward under vmap, through the ops' batching rules
+    generate_vmap_rule = True
+
     @staticmethod
     def forward(grad, weight, center, eps, backend):
         return tuple(_ops(backend)[0](grad, weight, center, eps))
@@ -121,6 +132,7 @@ class _Penalty(torch.autograd.Function):
 
 class _PenaltyGrad(torch.autograd.Function):
     """dgrad = coef_b(s_b, dout) * g: differentiable in grad (through s_b too) and dout."""
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(grad, sumsq, dout, weight, center, eps, backend):
