@@ -153,7 +153,8 @@ def _eval(args):
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     g = load_generator(run, checkpoint=args.checkpoint, device=device, ema=not args.no_ema)
     cfg = g.fastgan_config
-    data = cfg.get("data")
+    from fastgan.data import DEFAULT_DATASET
+    data = cfg.get("data") or DEFAULT_DATASET  # None in config.yaml: the built-in digits
     metrics = args.metrics or ",".join(default_metrics(data))
     ev = Evaluator(metrics, data=data, resolution=cfg["resolution"], channels=cfg["channels"],
                    crop=cfg.get("crop"), num=args.num, ref=args.ref, ref_num=args.ref_num,
@@ -168,7 +169,7 @@ def _eval(args):
     results = ev(g)
     record = {"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "checkpoint": str(g.fastgan_checkpoint), "step": g.fastgan_step,
-              "ema": g.fastgan_ema, "metrics": ev.metrics, "ref": args.ref or data or "digits",
+              "ema": g.fastgan_ema, "metrics": ev.metrics, "ref": args.ref or data,
               "seed": args.seed, **results}
     with open(run / "eval.jsonl", "a", encoding="utf-8") as f:  # appended: earlier results stay
         f.write(json.dumps(record) + "\n")
@@ -211,7 +212,7 @@ def build_parser():
                                    "the compiled extension, and which backends are available "
                                    "on each device type (and why any is not).")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_info)
+    p.set_defaults(func=_info, parser=p)
     from fastgan.data.cli import register as register_data
     register_data(sub)
 
@@ -226,10 +227,16 @@ def build_parser():
     p.add_argument("--data", help="a folder or zip of images, a prepared cache file, 'digits' "
                                   "(default: the built-in digits), or 'ring8'/'grid25' (2-D "
                                   "mixtures of Gaussians, with --arch mlp)")
-    p.add_argument("--resolution", type=int, help="image side: 16, 32, 64 or 128")
-    p.add_argument("--batch-size", type=int, help="global batch size (split over processes)")
+    p.add_argument("--resolution", type=int,
+                   help="image side: 16, 32, 64 or 128 (default 64; 16 on the built-in digits, "
+                        "1 on 2-D data)")
+    p.add_argument("--batch-size", type=int,
+                   help="global batch size, split over processes (default: the model's, see "
+                        "`fastgan models`; 256 on 2-D data)")
     steps = p.add_mutually_exclusive_group()
-    steps.add_argument("--steps", type=int, help="generator steps (each runs n_critic critic steps)")
+    steps.add_argument("--steps", type=int,
+                       help="generator steps, each running n_critic critic steps (default 5000 on "
+                            "the built-in digits and 2-D data, else 100000)")
     steps.add_argument("--epochs", type=float, help="passes over the data by the critic")
     p.add_argument("--amp", action="store_true",
                    help="mixed precision: bf16 autocast (fp16 + loss scaling on GPUs without bf16)")
@@ -241,13 +248,16 @@ def build_parser():
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="set any hyperparameter or trainer setting, e.g. --set lr_d=2e-4 --set ema=0.999")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--ema", type=float, help="keep an EMA of the generator's weights with this decay")
+    p.add_argument("--ema", type=float, help="keep an EMA of the generator's weights with this decay "
+                                             "(default 0.999 on the built-in digits, else none)")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                    help="constant (default): the model's learning rates; linear: both fall "
                         "linearly to 0 over the run")
     p.add_argument("--data-backend", choices=("auto", "dali", "nvjpeg", "cpu", "cache"),
                    help="how images are decoded (default auto)")
-    p.add_argument("--num-workers", type=int, help="decoding workers of the cpu backend")
+    p.add_argument("--num-workers", type=int,
+                   help="decoding workers (cpu backend) or threads (dali) (default: the CPU count, "
+                        "at most 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     graphs = p.add_mutually_exclusive_group()
     graphs.add_argument("--cuda-graphs", dest="cuda_graphs", action="store_const", const=True,
@@ -263,7 +273,7 @@ def build_parser():
     p.add_argument("--inception", metavar="PATH",
                    help="the FID Inception weights, pt_inception-2015-12-05-6726825d.pth "
                         "(default: $FASTGAN_INCEPTION_WEIGHTS)")
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, parser=p)
 
     p = sub.add_parser("sample", help="a PNG grid of samples from a trained run",
                        description="Write a PNG grid of samples from a run's newest (or a chosen) "
@@ -278,7 +288,7 @@ def build_parser():
                         "(num // 8 rows, at least one)")
     p.add_argument("--checkpoint", help="a checkpoint file (default: the newest valid one)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even when EMA ones exist")
-    p.set_defaults(func=_sample)
+    p.set_defaults(func=_sample, parser=p)
 
     p = sub.add_parser(
         "eval", help="score a trained run: FID, KID, IS, precision/recall, digits, mixture",
@@ -306,19 +316,22 @@ def build_parser():
     p.add_argument("--no-amp", action="store_true", help="Inception in float32 (default: float16 autocast on CUDA)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=_eval)
+    p.set_defaults(func=_eval, parser=p)
 
     p = sub.add_parser("models", help="list the models with their papers and defaults",
                        description="The models with their papers and main defaults; with names, "
                                    "each one's every default hyperparameter.")
     p.add_argument("names", nargs="*", metavar="NAME", help="models to describe in full")
-    p.set_defaults(func=_models)
+    p.set_defaults(func=_models, parser=p)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the subcommand that refused it: `fastgan train: ... (see fastgan train --help)`
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)
     try:
         return args.func(args)
     except BrokenPipeError:  # `fastgan models | head`: the reader left; not an error
@@ -326,14 +339,14 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (CLIError, ValueError, FileNotFoundError, BackendUnavailable, CheckpointError) as exc:
-        print(f"fastgan {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fastgan {command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         from fastgan.train.control import Terminated
         if isinstance(exc, Terminated):
-            print(f"fastgan {args.command}: terminated (SIGTERM)", file=sys.stderr)
+            print(f"fastgan {command}: terminated (SIGTERM)", file=sys.stderr)
             return 143  # 128 + SIGTERM, as a shell reports a process the signal ended
-        print(f"fastgan {args.command}: interrupted", file=sys.stderr)
+        print(f"fastgan {command}: interrupted", file=sys.stderr)
         return 130
 
 

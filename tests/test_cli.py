@@ -232,3 +232,72 @@ def test_models_into_a_closed_pipe_is_not_an_error(tmp_path):
     r = subprocess.run(f"{sys.executable} -m fastgan models | head -1", shell=True, capture_output=True,
                        text=True, cwd=tmp_path)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+# -- messages a user meets first: the subcommand's name, defaults in --help ----------------------
+
+@pytest.mark.parametrize(("args", "prog", "unknown"), [
+    (["train", "--model", "wgan-gp", "--stpes", "5"], "fastgan train", "--stpes 5"),
+    (["sample", "--run", "x", "--bogus"], "fastgan sample", "--bogus"),
+    (["data", "validate", "digits", "--bogus"], "fastgan data validate", "--bogus"),
+])
+def test_an_unknown_argument_is_named_by_its_subcommand(args, prog, unknown, capsys):
+    from fastgan.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{prog}: error: unrecognized arguments: {unknown} "), err
+    assert err.endswith(f"(see {prog} --help)") and len(err.splitlines()) == 1, err
+
+
+def test_train_help_shows_the_defaults(capsys):
+    from fastgan.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
+    for text in ("default 5000 on the built-in digits and 2-D data, else 100000",
+                 "default 64; 16 on the built-in digits", "default: the model's",
+                 "default 0.999 on the built-in digits, else none", "default: the CPU count"):
+        assert text in out, text
+
+
+def test_data_prepare_into_a_folder_is_refused_before_decoding(tmp_path, capsys):
+    from fastgan.cli import main
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):  # never "exists; pass --overwrite", then a traceback
+        assert main(["data", "prepare", "digits", "--resolution", "16", "--out", str(folder),
+                     "--quiet", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"fastgan data prepare: error: --out {folder} is a folder; name the file to "
+                       f"write, e.g. {folder / 'data.fgimg'}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+
+
+def test_data_errors_name_the_action_and_validate_names_the_crop(tmp_path, capsys):
+    from fastgan.cli import main
+    assert main(["data", "validate", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.startswith("fastgan data validate: error: ")
+    out = tmp_path / "d.fgimg"
+    assert main(["data", "prepare", "digits", "--resolution", "16", "--channels", "1", "--out", str(out),
+                 "--quiet"]) == 0
+    assert "crop largest square" in capsys.readouterr().out
+    assert main(["data", "prepare", "digits", "--resolution", "16", "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("fastgan data prepare: error: ")
+    assert main(["data", "validate", str(out), "--resolution", "16", "--channels", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "crop largest square" in text and "crop None" not in text, text
+
+
+def test_eval_of_a_digits_run_names_its_data(tmp_path, capsys):
+    from fastgan.cli import main
+    run = tmp_path / "digits"
+    assert main(["train", "--model", "wgan-gp", "--steps", "1", "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--metrics", "mixture", "--num", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "this data is 'digits'" in err and "None" not in err, err

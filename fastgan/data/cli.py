@@ -1,10 +1,14 @@
 """`fastgan data prepare` and `fastgan data validate` (registered by fastgan/cli.py)."""
+import pathlib
 import sys
 
 
 def _prepare(args):
     from fastgan.data.tools import prepare
 
+    if pathlib.Path(args.out).is_dir():  # before decoding anything; --overwrite never replaces a folder
+        raise ValueError(f"--out {args.out} is a folder; name the file to write, e.g. "
+                         f"{pathlib.Path(args.out) / 'data.fgimg'}")
     m = prepare(args.path, args.out, resolution=args.resolution, crop=args.crop,
                 channels=args.channels, overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {args.out}: {m['count']} images {m['resolution']}x{m['resolution']}x{m['channels']} "
@@ -25,7 +29,7 @@ def _validate(args):
     m = r["prepared"]
     if m is not None:
         print(f"prepared file: {m['count']} images {m['resolution']}x{m['resolution']}x{m['channels']}, "
-              f"crop {m['crop']}, source {m['source']}, checksum ok")
+              f"crop {m['crop'] or 'largest square'}, source {m['source']}, checksum ok")
     print(f"{r['total']} files: {r['usable']} usable, {len(r['bad'])} bad, {len(r['converted'])} converted")
     return 0 if not r["bad"] else 1
 
@@ -36,9 +40,8 @@ def register(subparsers):
                               description="Decode a dataset once into a prepared file, or list its bad files.")
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    def common(q):
-        q.add_argument("path", help='a folder of images, a .zip of them, or "digits" '
-                                    "(validate also takes a prepared file)")
+    def common(q, what='a folder of images, a .zip of them, or "digits"'):
+        q.add_argument("path", help=what)
         q.add_argument("--resolution", type=int, default=64, help="output side in pixels (default 64)")
         q.add_argument("--crop", type=int, default=None,
                        help="center crop side before resizing (default: the largest square, 178 on CelebA)")
@@ -51,11 +54,11 @@ def register(subparsers):
     q.add_argument("--out", required=True, help="the prepared file to write")
     q.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
-    q.set_defaults(func=_prepare)
+    q.set_defaults(func=_prepare, parser=q)
 
     q = sub.add_parser("validate", help="list every bad file and why; exit 1 if any",
                        description="Check and decode every file; list the bad ones (corrupt, truncated, "
                                    "not an image, smaller than the crop) and the converted ones "
                                    "(grayscale, CMYK, ...). Exit status 0 when all are usable, else 1.")
-    common(q)
-    q.set_defaults(func=_validate)
+    common(q, 'a folder of images, a .zip of them, "digits", or a prepared file')
+    q.set_defaults(func=_validate, parser=q)
