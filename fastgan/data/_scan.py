@@ -150,9 +150,8 @@ def check_file(source, name, crop, channels):
     """Check one image's header and tail without decoding it (see the module docstring)."""
     try:
         f, tail = source._open_with_tail(name)
-    # OSError; a zip member also raises BadZipFile (bad CRC), RuntimeError (encrypted) or
-    # NotImplementedError (an unknown compression method)
-    except Exception as exc:
+    except Exception as exc:  # OSError; a zip member also BadZipFile (bad CRC), RuntimeError
+        # (encrypted) or NotImplementedError (an unknown compression method): all "unreadable"
         return Check(f"unreadable: {exc}")
     with f:
         try:
