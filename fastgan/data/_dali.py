@@ -16,11 +16,20 @@ with antialiasing, PIL's BILINEAR reducing filter: the two agree within a few le
 (tests/data measure it).
 
 A folder's files are read by the pipeline (fn.io.file.read, on DALI's threads, without
-the GIL); a zip's members are read in Python on a thread pool, a batch ahead.
+the GIL); a zip's members are read in Python on a thread pool, ahead of their batch.
+
+The pipeline runs ahead of the caller: `AHEAD` batches are fed and scheduled before the
+first one is taken, and each batch taken is replaced by the next, so DALI's threads decode
+while the caller feeds the next inputs and uses this batch (run synchronously, they sat idle
+for that time). On a GPU the batch taken keeps its DALI buffer until the next is taken (the
+copy out of it is queued on the stream, as Pipeline.run leaves it), so one fewer is ahead. A generator left before its end (the trainer
+stopping, a resume) leaves batches in flight; they are taken and dropped when it closes, or
+at the next call.
 
 A batch DALI cannot decode (corruption inside the compressed data: DALI's pipeline
 stops on it) is decoded again by PIL, the failed samples marked, and the pipeline
-rebuilt. Install with `pip install "fastgan[dali]"`.
+rebuilt; the batches that were in flight behind it are fed again to the new one. Install
+with `pip install "fastgan[dali]"`.
 """
 import math
 import os
@@ -30,6 +39,16 @@ import numpy as np
 import torch
 
 from fastgan.data._pil import crop_box
+
+AHEAD = 2  # batches in the pipeline at once: the pipeline's prefetch_queue_depth
+_FAILURES = (RuntimeError, OSError, IndexError, ValueError)  # what a failed DALI batch raises
+# The formats fn.decoders.image_slice reads (DALI's documentation; tests/data compare them
+# with PIL on the CPU, DALI 2.4), by PIL's names (the header check's Check.format): MPO is
+# a JPEG with more pictures after it, PPM PIL's name for the PNM family. Not GIF: the
+# loader has PIL decode the other samples beside the pipeline (fastgan.data._pil.PILBeside).
+# An encoding DALI's codecs refuse within these (seen: some lossless WebPs carrying EXIF,
+# an uncompressed 1-bit TIFF) stops its batch, which PIL then decodes (the fallback below).
+FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "JPEG2000", "PPM"})
 
 
 def _margin(side, resolution):
@@ -66,18 +85,21 @@ class DALIDecoder:
         self.num_threads = max(1, num_threads)
         r = samples.resolution
         # per sample, float32 [y, x] pairs: the decoded window (anchor, shape) and the crop
-        # within it (start, end)
-        self._window, self._roi = [], []
-        for w, h in sizes:
+        # within it (start, end); rows of [N, 2] arrays, so a batch's are one dense array
+        geometry = np.zeros((4, len(sizes), 2), np.float32)
+        for i, (w, h) in enumerate(sizes):
             left, top, side = crop_box(w, h, samples.crop)
             m = _margin(side, r)
             y0, x0 = max(0, top - m), max(0, left - m)
             y1, x1 = min(h, top + side + m), min(w, left + side + m)
-            self._window.append((np.array([y0, x0], np.float32), np.array([y1 - y0, x1 - x0], np.float32)))
-            self._roi.append((np.array([top - y0, left - x0], np.float32),
-                              np.array([top - y0 + side, left - x0 + side], np.float32)))
+            geometry[:, i] = [(y0, x0), (y1 - y0, x1 - x0), (top - y0, left - x0),
+                              (top - y0 + side, left - x0 + side)]
+        self._anchor, self._window, self._start, self._end = geometry
         self._shape = (r, r, samples.channels)
         self._pipe = None
+        self._primed = False            # the pipeline's first schedule_run, which runs AHEAD batches, is done
+        self._in_flight = 0             # batches scheduled and not yet taken
+        self._held = False              # an output DALI lent us is not yet released
         # A folder's files are read by DALI's own threads (fn.io.file.read, no GIL); a zip's
         # members are read here, on a thread pool, while the previous batch decodes.
         source = samples.source
@@ -93,7 +115,7 @@ class DALIDecoder:
         device_id = (self.device.index if self.device.index is not None
                      else torch.cuda.current_device()) if gpu else None
         pipe = Pipeline(batch_size=self.batch_size, num_threads=self.num_threads,
-                        device_id=device_id, prefetch_queue_depth=1)
+                        device_id=device_id, prefetch_queue_depth=AHEAD)
         with pipe:
             enc = fn.external_source(name="enc", dtype=types.UINT8, ndim=1)
             if self._folder is not None:  # enc holds each file's path, UTF-8
@@ -125,42 +147,111 @@ class DALIDecoder:
                    for i in indices]
         return lambda: [f.result() for f in futures]
 
-    def _run(self, indices, encoded):
+    def _feed(self, indices, encoded):
+        pipe = self._pipe
+        pipe.feed_input("enc", encoded)
+        pipe.feed_input("anchor", self._anchor[indices])
+        pipe.feed_input("shape", self._window[indices])
+        pipe.feed_input("start", self._start[indices])
+        pipe.feed_input("end", self._end[indices])
+
+    def _schedule(self, batches):
+        """Feeds and schedules `batches`, a list of (indices, encoded): AHEAD of them on a
+        fresh pipeline (its first schedule_run runs that many), else one."""
         if self._pipe is None:
             self._pipe = self._build()
-        self._pipe.feed_input("enc", encoded)
-        self._pipe.feed_input("anchor", [self._window[i][0] for i in indices])
-        self._pipe.feed_input("shape", [self._window[i][1] for i in indices])
-        self._pipe.feed_input("start", [self._roi[i][0] for i in indices])
-        self._pipe.feed_input("end", [self._roi[i][1] for i in indices])
-        (out,) = self._pipe.run()
-        t = out.as_tensor()
+        assert len(batches) == (1 if self._primed else AHEAD)
+        for indices, encoded in batches:
+            self._feed(indices, encoded)
+        self._pipe.schedule_run()
+        self._primed = True
+        self._in_flight += len(batches)
+
+    def _share(self):
+        """The oldest batch in flight (DALI's buffer, held until _release)."""
+        self._release()
+        self._in_flight -= 1
+        (out,) = self._pipe.share_outputs()
+        self._held = True
+        return out.as_tensor()
+
+    def _release(self):
+        if self._held:
+            self._held = False
+            self._pipe.release_outputs()
+
+    def _take(self, n):
+        """The oldest batch in flight as uint8 [n, R, R, C] on self.device. A host copy frees
+        DALI's buffer at once, so the pipeline can fill it while the caller works; a GPU copy
+        is queued on the current stream, and the buffer is freed at the next take (as
+        Pipeline.run frees it), by when the copy has run."""
+        t = self._share()
         if self.device.type == "cuda":
             from nvidia.dali.plugin.pytorch import feed_ndarray
 
-            dst = torch.empty((len(indices),) + self._shape, dtype=torch.uint8, device=self.device)
+            dst = torch.empty((n,) + self._shape, dtype=torch.uint8, device=self.device)
             feed_ndarray(t, dst, cuda_stream=torch.cuda.current_stream(self.device))
             return dst
-        return torch.from_numpy(np.array(t))  # a copy: DALI reuses its buffer next run
+        out = torch.from_numpy(np.array(t))
+        self._release()
+        return out
+
+    def _drop_in_flight(self):
+        """Takes and drops the batches left in flight (by a generator left early, or filling
+        a fresh pipeline's first run past the last batch)."""
+        try:
+            while self._in_flight:
+                self._share()
+            self._release()
+        except _FAILURES:
+            self._reset()
+
+    def _reset(self):
+        """Forgets the pipeline: DALI invalidates it after an error; rebuilt on next use."""
+        self._pipe, self._primed, self._in_flight, self._held = None, False, 0, False
 
     def _fallback(self, indices):
-        self._pipe = None  # DALI invalidates a pipeline after an error: rebuild on next use
         out, failed = self.samples.__getitems__(indices)
         return out.to(self.device), failed
 
     def batches(self, index_lists):
-        """Yields (uint8 [B, R, R, C] on self.device, bool [B] failed) per index list; a
-        zip's next batch is read while this one decodes."""
-        index_lists = [list(map(int, ix)) for ix in index_lists]
-        if not index_lists:
-            return
-        pending = self._read_ahead(index_lists[0])
-        for k, indices in enumerate(index_lists):
-            encoded = pending()
-            if k + 1 < len(index_lists):
-                pending = self._read_ahead(index_lists[k + 1])
-            try:
-                out, failed = self._run(indices, encoded), torch.zeros(len(indices), dtype=torch.bool)
-            except (RuntimeError, OSError, IndexError, ValueError):
-                out, failed = self._fallback(indices)
-            yield out, failed
+        """Yields (uint8 [B, R, R, C] on self.device, bool [B] failed) per index list. The
+        pipeline holds up to AHEAD of them at once (see the module's docstring)."""
+        lists = [np.asarray(ix, dtype=np.int64).reshape(-1) for ix in index_lists]
+        self._drop_in_flight()
+        reads = {}  # list number -> a callable giving its "enc" input, read ahead for a zip
+        fed = 0     # lists fed to the pipeline so far, in order
+
+        def enc(k):
+            return (reads.pop(k, None) or self._read_ahead(lists[k]))()
+
+        def top_up(taken):
+            # AHEAD buffers in all: a held one (a GPU copy's source) counts against them
+            nonlocal fed
+            while fed < len(lists) and fed - taken < AHEAD - self._held:
+                if self._primed:
+                    self._schedule([(lists[fed], enc(fed))])
+                    fed += 1
+                else:  # a fresh pipeline's first run takes AHEAD batches; past the end it
+                    # repeats the last, whose extra outputs _drop_in_flight takes
+                    group = [min(k, len(lists) - 1) for k in range(fed, fed + AHEAD)]
+                    encoded = {k: enc(k) for k in dict.fromkeys(group)}  # feed_input copies
+                    self._schedule([(lists[k], encoded[k]) for k in group])
+                    fed = group[-1] + 1
+            if fed < len(lists) and fed not in reads and self._reader is not None:
+                reads[fed] = self._read_ahead(lists[fed])  # a zip's next members, read meanwhile
+
+        try:
+            for k, indices in enumerate(lists):
+                try:
+                    top_up(k)
+                    out = self._take(len(indices))
+                    failed = torch.zeros(len(indices), dtype=torch.bool)
+                    top_up(k + 1)
+                except _FAILURES:  # DALI stopped on this batch: PIL decodes it, and the ones
+                    self._reset()  # behind it are fed to a new pipeline
+                    fed = k + 1
+                    out, failed = self._fallback(indices.tolist())
+                yield out, failed
+        finally:
+            self._drop_in_flight()

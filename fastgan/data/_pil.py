@@ -121,3 +121,38 @@ class PILDecoder:
         """Yields (uint8 [B, R, R, C] on the host, bool [B] failed) per index list."""
         self._sampler.batches = [list(map(int, ix)) for ix in index_lists]
         yield from self._loader
+
+
+class PILBeside:
+    """Wraps a decoder that cannot read some samples (the "dali" one: GIFs): the samples in
+    `pil` are decoded by PIL here, in this process, the others by `decoder`, and each batch
+    is put together on `device` in the order asked."""
+
+    def __init__(self, decoder, pil, device):
+        self.decoder, self.pil, self.device = decoder, frozenset(pil), torch.device(device)
+        self.samples, self.name = decoder.samples, decoder.name
+
+    def batches(self, index_lists):
+        """Yields (uint8 [B, R, R, C] on the device, bool [B] failed) per index list."""
+        lists = [[int(i) for i in ix] for ix in index_lists]
+        parts = [[i for i in ix if i not in self.pil] for ix in lists]
+        inner = self.decoder.batches([p for p in parts if p])
+        r, c = self.samples.resolution, self.samples.channels
+        try:
+            for ix, part in zip(lists, parts):
+                if len(part) == len(ix):
+                    yield next(inner)
+                    continue
+                out = torch.empty((len(ix), r, r, c), dtype=torch.uint8, device=self.device)
+                failed = torch.zeros(len(ix), dtype=torch.bool)
+                here = [j for j, i in enumerate(ix) if i in self.pil]
+                there = [j for j, i in enumerate(ix) if i not in self.pil]
+                batches = [(here, self.samples.__getitems__([ix[j] for j in here]))]
+                if there:
+                    batches.append((there, next(inner)))
+                for at, (u8, bad) in batches:
+                    out[torch.tensor(at, device=self.device)] = u8.to(self.device)
+                    failed[at] = bad
+                yield out, failed
+        finally:
+            inner.close()

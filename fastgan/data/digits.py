@@ -48,7 +48,11 @@ def digits(root=None):
     final = base / "digits"
     if _complete(final):
         return final
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, a read-only folder
+        raise ValueError(f"cannot create fastgan's cache folder {str(base)!r} for the digits: "
+                         f"{exc.strerror or exc}; point $FASTGAN_CACHE_DIR to a writable folder") from None
     d = load_digits()
     tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=base))
     try:

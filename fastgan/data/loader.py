@@ -27,7 +27,7 @@ import torch
 
 from fastgan.data import _dali, _nvjpeg, prepared, toy
 from fastgan.data._position import Position, check_shard
-from fastgan.data._pil import PILDecoder, Samples
+from fastgan.data._pil import PILBeside, PILDecoder, Samples
 from fastgan.data._scan import Source, check_all
 from fastgan.ops import gather_images
 
@@ -194,9 +194,13 @@ def _decoder_choice(device):
     return "cpu", "PIL in DataLoader workers (no GPU, DALI not installed)"
 
 
-def _make_decoder(name, samples, sizes, batch_size, device, num_workers):
+def _make_decoder(name, samples, sizes, batch_size, device, num_workers, formats=None):
+    """The decoder `name` of `samples`; `sizes`: their (width, height), `formats`: their PIL
+    format names (None: all read by DALI), both from the header check."""
     if name == "dali":
-        return _dali.DALIDecoder(samples, sizes, batch_size, device, num_workers)
+        decoder = _dali.DALIDecoder(samples, sizes, batch_size, device, num_workers)
+        pil = [i for i, f in enumerate(formats or ()) if f not in _dali.FORMATS]
+        return PILBeside(decoder, pil, device) if pil else decoder
     if name == "nvjpeg":
         return _nvjpeg.NvJPEGDecoder(samples, sizes, device, num_workers)
     return PILDecoder(samples, num_workers, pin_memory=device.type == "cuda")
@@ -252,10 +256,10 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
                 flip=False, shuffle=True, drop_last=True, seed=0, shard=(0, 1),
                 channels_last=False, dtype=torch.float32, channels=3, num_workers=None,
                 verbose=True, progress=None):
-    """An ImageLoader over a folder tree or .zip of JPEG/PNG images, a prepared file
-    (fastgan data prepare), or "digits" (fastgan.data.digits()); for a 2-D toy mixture
-    (a name in fastgan.data.toy.MIXTURES: "ring8", "grid25") a fastgan.data.toy.ToyLoader
-    of points [B, 2, 1, 1], which needs resolution=1 and channels=2.
+    """An ImageLoader over a folder tree or .zip of JPEG, PNG, WebP, BMP, TIFF or GIF images,
+    a prepared file (fastgan data prepare), or "digits" (fastgan.data.digits()); for a 2-D
+    toy mixture (a name in fastgan.data.toy.MIXTURES: "ring8", "grid25") a
+    fastgan.data.toy.ToyLoader of points [B, 2, 1, 1], which needs resolution=1 and channels=2.
 
     Images are center-cropped (crop=None: the largest square, 178 for CelebA; crop=N: N x N)
     and resized with antialiasing to resolution x resolution. backend: "auto" (a prepared
@@ -308,10 +312,11 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
                              f"usable ({source.files[0]!r}: {first}); see `fastgan data validate {path}`")
         if skipped:
             _say(verbose, f"{skipped} of {len(source.files) + len(source.others)} files in {str(path)!r} "
-                          f"are skipped (not images, corrupt, truncated or smaller than the crop); "
-                          f"`fastgan data validate {path}` lists them")
+                          "are skipped (not images, empty, corrupt, truncated, too large or smaller than "
+                          f"the crop); `fastgan data validate {path}` lists them")
         files = [source.files[k] for k in usable]
         sizes = [(checks[k].width, checks[k].height) for k in usable]
+        formats = [checks[k].format for k in usable]
         labels = None if source.labels is None else [source.labels[k] for k in usable]
         samples = Samples(source, files, resolution, crop, channels)
         nbytes = len(files) * resolution * resolution * channels
@@ -329,7 +334,7 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
             _nvjpeg.require(device)
         if name == "cache":
             dec_name, dec_reason = _decoder_choice(device)
-            decoder = _make_decoder(dec_name, samples, sizes, 256, device, workers)
+            decoder = _make_decoder(dec_name, samples, sizes, 256, device, workers, formats)
             data, failed_at = _decode_whole(decoder, len(files), device, nbytes, progress, path)
             if failed_at:
                 keep = sorted(set(range(len(files))) - set(failed_at))
@@ -341,7 +346,7 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
             loader = ImageLoader(n=data.shape[0], labels=labels, num_classes=len(source.classes),
                                  backend="cache", data=data, skipped=skipped + len(failed_at), **common)
         else:
-            decoder = _make_decoder(name, samples, sizes, batch_size, device, workers)
+            decoder = _make_decoder(name, samples, sizes, batch_size, device, workers, formats)
             _say(verbose, f"backend {name!r} ({reason}): {len(files)} images of {str(path)!r}")
             loader = ImageLoader(n=len(files), labels=labels, num_classes=len(source.classes),
                                  backend=name, decoder=decoder, skipped=skipped, **common)

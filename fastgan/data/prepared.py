@@ -18,8 +18,10 @@ under FILE. Loading refuses, saying why, a file that is foreign, of another form
 version, of the wrong size, prepared at another resolution/crop/channels than asked,
 whose source (when still present) has changed since (files added or removed, or of
 another size: a file rewritten with the same size is not noticed), or whose checksums do
-not match. A prepared file written inside its own source folder is left out of that
-folder's listing.
+not match. Prepared files (named *.fgimg, or any other name with the magic) and the
+hidden temporary files are no files of a source (fastgan.data._scan), so one written inside
+its own source folder neither counts as a bad file of it nor makes another prepared file
+of that folder stale.
 """
 import hashlib
 import json
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 
 MAGIC = b"FGIMG\x00\x00\x01"
+SUFFIX = ".fgimg"  # the name prepared files go by (README, CLI examples); not enforced
 VERSION = 1
 DATA_OFFSET = 4096
 _CHUNK = 64 << 20  # bytes hashed / copied at a time when loading
@@ -59,9 +62,14 @@ class Writer:
         if self.out.exists() and not overwrite:
             raise ValueError(f"{str(self.out)!r} exists; pass --overwrite (overwrite=True) to replace it")
         if not self.out.parent.is_dir():
-            raise FileNotFoundError(f"folder {str(self.out.parent)!r} of the output file does not exist")
+            what = "is not a folder" if self.out.parent.exists() else "does not exist"
+            raise FileNotFoundError(f"folder {str(self.out.parent)!r} of the output file {what}")
         self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
-        self._f = open(self.tmp, "wb")
+        try:
+            self._f = open(self.tmp, "wb")
+        except OSError as exc:  # a read-only folder, say
+            raise ValueError(f"cannot write {str(self.tmp)!r} (the output file before its rename): "
+                             f"{exc.strerror or exc}") from None
         self._f.write(b"\0" * DATA_OFFSET)
         self._sha = hashlib.sha256()
         self.nbytes = 0
@@ -163,12 +171,17 @@ def check_source(path, m):
     if not src.exists():
         return
     try:
-        now = Source(src).listing()
+        source = Source(src)
+        now = source.listing()
     except ValueError as exc:
         raise ValueError(f"prepared file {str(path)!r} is stale: its source {str(src)!r} "
                          f"changed ({exc})") from None
     then = {name: size for name, size in m["files"]}
     then.update({name: size for name, size, _ in m["skipped"]})
+    # Prepared files are no files of a source now; a manifest written before that lists any
+    # that lay in the folder then among its skipped files.
+    for name in [n for n in then if n.lower().endswith(SUFFIX) or n in source.ignored]:
+        del then[name]
     now.pop(m.get("inside_source"), None)  # the prepared file itself, written into its source
     if now != then:
         added = len(now.keys() - then.keys())

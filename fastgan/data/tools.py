@@ -7,7 +7,7 @@ import torch
 
 from fastgan.data import prepared
 from fastgan.data._pil import PILDecoder, Samples
-from fastgan.data._scan import Source, check_all
+from fastgan.data._scan import Source, check_all, extension_problem
 from fastgan.data.loader import _decoder_choice, _make_decoder, check_image_settings, decode_all
 
 
@@ -49,14 +49,14 @@ def prepare(path, out, *, resolution=64, crop=None, channels=3, overwrite=False,
     if not usable:
         raise ValueError(f"dataset {str(path)!r}: none of its {len(source.files)} image files is usable "
                          f"(fastgan data validate {str(path)!r} lists why); nothing written")
-    skipped = [[n, s, "not an image (extension)"] for n, s in zip(source.others, source.other_sizes)
+    skipped = [[n, s, extension_problem(n)] for n, s in zip(source.others, source.other_sizes)
                if n != itself]
     skipped += [[source.files[k], source.sizes[k], c.problem] for k, c in enumerate(checks) if not c.ok]
     files = [source.files[k] for k in usable]
     sizes = [(checks[k].width, checks[k].height) for k in usable]
     name, _ = _decoder_choice(device)
     decoder = _make_decoder(name, Samples(source, files, resolution, crop, channels), sizes, 256,
-                            device, min(8, os.cpu_count() or 1))
+                            device, min(8, os.cpu_count() or 1), [checks[k].format for k in usable])
     failed_at = set()
     with prepared.Writer(out, overwrite=overwrite) as w:
         def sink(start, u8, failed):
@@ -93,7 +93,7 @@ def validate(path, *, crop=None, channels=3, resolution=64, num_workers=None, pr
         return {"total": m["count"], "usable": m["count"], "bad": [], "converted": [], "prepared": m}
     source = Source(path)
     checks = check_all(source, crop, channels, progress=progress)
-    bad = [(n, "not an image (extension)") for n in source.others]
+    bad = [(n, extension_problem(n)) for n in source.others]
     bad += [(source.files[k], c.problem) for k, c in enumerate(checks) if not c.ok]
     converted = [(source.files[k], c.note) for k, c in enumerate(checks) if c.ok and c.note]
     usable = [source.files[k] for k, c in enumerate(checks) if c.ok]

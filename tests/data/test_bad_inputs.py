@@ -1,5 +1,7 @@
 """Bad inputs: one clear error for a missing or empty dataset; bad files skipped and counted,
 never a crash mid-epoch; `fastgan data validate` lists each with its reason."""
+import re
+
 import pytest
 import torch
 
@@ -30,7 +32,7 @@ def test_empty_folder(tmp_path):
 
 def test_folder_without_images(tmp_path):
     (tmp_path / "readme.txt").write_text("hi")
-    with pytest.raises(ValueError, match="holds no .jpg/.jpeg/.png images"):
+    with pytest.raises(ValueError, match="holds no .jpg/.jpeg/.png/.webp/.bmp/.tif/.tiff/.gif images"):
         load(tmp_path)
 
 
@@ -53,6 +55,51 @@ def test_random_file_is_not_a_dataset(tmp_path):
     (tmp_path / "data.bin").write_bytes(b"\x00" * 100)
     with pytest.raises(ValueError, match="neither a .zip"):
         load(tmp_path / "data.bin")
+
+
+def test_a_path_that_is_no_dataset_says_what_it_is(tmp_path, capsys):
+    import zipfile
+
+    one = _image()
+    (tmp_path / "one.jpg").write_bytes(one)
+    with zipfile.ZipFile(tmp_path / "set.zip", "w") as z:
+        for i in range(3):
+            z.writestr(f"{i}.jpg", one)
+    whole = (tmp_path / "set.zip").read_bytes()
+    (tmp_path / "cut.zip").write_bytes(whole[:len(whole) // 2])
+    at = whole.rindex(b"PK\x01\x02")  # the central directory's last entry: zipfile raised BadZipFile
+    (tmp_path / "directory.zip").write_bytes(whole[:at] + b"XX" + whole[at + 2:])
+    (tmp_path / "short.fgimg").write_bytes(b"FGIM")  # a prepared file cut inside its magic
+    cases = {"one.jpg": "is one image; a dataset is a folder of images, a .zip of them",
+             "cut.zip": "is not a readable zip (no central directory at its end: truncated or damaged)",
+             "directory.zip": "is not a readable zip (Bad magic number for central directory)",
+             "short.fgimg": "is named like a prepared file but lacks its header (4 bytes): truncated",
+             "/dev/null": "is neither a folder nor a file"}
+    for name, why in cases.items():
+        path = tmp_path / name  # an absolute name stays itself
+        assert main(["data", "validate", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{str(path)!r} {why}" in err, (name, err)
+        with pytest.raises(ValueError, match=re.escape(why)):
+            load(path)
+
+
+def test_a_folder_that_cannot_be_listed_is_refused(labeled, monkeypatch):
+    """Its images were silently left out (os.walk skips what it cannot list), and with a
+    class folder its whole class, shifting every later label. (Tests run as root here, so
+    the permission error is made, not provoked with chmod.)"""
+    import os
+
+    scandir = os.scandir
+
+    def refuse_b(path):
+        if os.fspath(path).endswith("/b"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_b)
+    with pytest.raises(ValueError, match=r"dataset folder '.*/b' cannot be listed: Permission denied"):
+        load(labeled)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -105,7 +152,8 @@ def test_small_image_only_skipped_when_a_crop_asks_more(mixed):
 def test_validate_lists_every_bad_file(mixed, capsys):
     assert main(["data", "validate", str(mixed), "--crop", "128"]) == 1
     out = capsys.readouterr().out
-    expected = {"notes.txt": "not an image", "noise.jpg": "not an image", "truncated.jpg": "truncated",
+    expected = {"notes.txt": "not an image by its extension (.txt;",
+                "noise.jpg": "not an image (unrecognized data)", "truncated.jpg": "truncated",
                 "truncated.png": "truncated", "small.jpg": "too small for the crop: 100x120",
                 "broken.jpg": "corrupt"}
     bad = [line for line in out.splitlines() if line.startswith("bad")]

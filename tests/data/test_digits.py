@@ -27,3 +27,14 @@ def test_default_dataset_loads(tmp_path, monkeypatch):
     assert images.shape == (64, 3, 64, 64) and set(labels.tolist()) <= set(range(10))
     assert torch.equal(images[:, 0], images[:, 1])           # gray -> RGB
     assert images.min() == -1 and images.max() > 0.9        # black background, white strokes
+
+
+def test_a_cache_folder_that_cannot_be_made_is_one_line(tmp_path, monkeypatch, capsys):
+    from fastgan.cli import main
+
+    (tmp_path / "file").write_text("in the way")
+    monkeypatch.setenv("FASTGAN_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    assert main(["data", "validate", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot create fastgan's cache folder" in err
+    assert "point $FASTGAN_CACHE_DIR to a writable folder" in err

@@ -142,6 +142,68 @@ def test_prepared_file_inside_its_source_is_not_stale(source, capsys):
     assert load(out, resolution=16).num_samples == 12
 
 
+def test_prepared_files_in_their_source_are_no_files_of_it(source, capsys):
+    """Two prepared files written into their source folder (and one under another name):
+    the folder validates clean, trains with nothing skipped, and neither file goes stale
+    for the other (the first was stale once the second was written beside it)."""
+    for out in ("celeba16.fgimg", "celeba8.fgimg", "named.bin"):
+        res = "8" if out == "celeba8.fgimg" else "16"
+        assert main(["data", "prepare", str(source), "--resolution", res, "--out", str(source / out),
+                     "--quiet"]) == 0
+        assert "0 files skipped" in capsys.readouterr().out
+    assert main(["data", "validate", str(source), "--resolution", "16"]) == 0
+    assert "12 files: 12 usable, 0 bad" in capsys.readouterr().out
+    assert load(source, resolution=16, backend="cpu").skipped == 0
+    assert Source(source).ignored == ["celeba16.fgimg", "celeba8.fgimg", "named.bin"]
+    for out in ("celeba16.fgimg", "celeba8.fgimg", "named.bin"):
+        assert main(["data", "validate", str(source / out)]) == 0, capsys.readouterr().out
+        m = prepared.read_manifest(source / out)
+        assert m["count"] == 12 and not m["skipped"]
+    assert load(source / "celeba16.fgimg", resolution=16).num_samples == 12
+    (source / "a" / "000.jpg").unlink()  # the source's own files still count
+    with pytest.raises(ValueError, match="stale.*0 files added, 1 removed"):
+        load(source / "celeba16.fgimg", resolution=16)
+
+
+def test_a_manifest_that_lists_a_prepared_file_of_its_source_still_loads(source):
+    """Before prepared files were left out of a source, one prepared beside another listed
+    that other among its skipped files ("not an image (extension)"); such a file is not stale."""
+    first = source / "first.fgimg"
+    prepare(source, first, resolution=16, progress=False)
+    data, m = prepared.load(first, "cpu")
+    old = source / "second.fgimg"
+    with prepared.Writer(old) as w:
+        w.write(data)
+        w.commit({k: m[k] for k in ("count", "resolution", "crop", "channels", "labels", "classes",
+                                     "source", "files", "decoder")}
+                 | {"skipped": [["first.fgimg", first.stat().st_size, "not an image (extension)"]],
+                    "inside_source": "second.fgimg"})
+    assert load(old, resolution=16).num_samples == 12
+    first.unlink()  # what is gone is no file of the source either: still not stale
+    assert load(old, resolution=16).num_samples == 12
+
+
+def test_a_folder_of_prepared_files_only_says_so(tmp_path, made):
+    (tmp_path / "only").mkdir()
+    shutil.copy(made, tmp_path / "only" / "set.fgimg")
+    with pytest.raises(ValueError, match=r"holds only prepared files \(set.fgimg\); load one of them"):
+        load(tmp_path / "only")
+
+
+def test_an_output_that_cannot_be_written_is_one_line(source, tmp_path, capsys):
+    import os
+
+    out = tmp_path / "set.fgimg"
+    (tmp_path / f".set.fgimg.{os.getpid()}.tmp").mkdir()  # where the temporary file would go
+    assert main(["data", "prepare", str(source), "--resolution", "8", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write" in err and "Is a directory" in err
+    assert not out.exists()
+    (tmp_path / "file").write_text("in the way")
+    assert main(["data", "prepare", str(source), "--out", str(tmp_path / "file" / "x.fgimg"), "--quiet"]) == 2
+    assert f"folder {str(tmp_path / 'file')!r} of the output file is not a folder" in capsys.readouterr().err
+
+
 def test_nothing_usable_writes_nothing(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "a.jpg").write_bytes(b"\xff\xd8 not really")

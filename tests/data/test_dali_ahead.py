@@ -1,0 +1,69 @@
+"""The DALI backend runs its pipeline ahead of the caller (fastgan/data/_dali.py): batches in
+flight must never reach the wrong caller. Every batch here is checked against PIL decoding
+the same files (fastgan's "cpu" backend: within a level on average, while a wrong image is
+tens of levels away)."""
+import pytest
+import torch
+
+from fastgan.data import _dali, make_loader
+
+pytestmark = pytest.mark.skipif(not _dali.available(),
+                                reason='NVIDIA DALI is not installed (pip install "fastgan[dali]")')
+
+
+def decoder(path, batch_size=4):
+    loader = make_loader(path, batch_size=batch_size, backend="dali", device="cpu", num_workers=2,
+                         resolution=16, shuffle=False, verbose=False)
+    return loader._decoder
+
+
+def check(dec, lists, got):
+    """Each (uint8 batch, failed) in `got` is PIL's decoding of its list of `lists`."""
+    assert len(got) == len(lists)
+    for ix, (u8, failed) in zip(lists, got):
+        want, want_failed = dec.samples.__getitems__(ix)
+        assert u8.shape == want.shape and torch.equal(failed, want_failed), ix
+        ok = ~want_failed
+        assert (u8[ok].float() - want[ok].float()).abs().mean() < 1.0, ix
+
+
+@pytest.fixture(params=["folder", "zip"])
+def source(request, faces, tmp_path, zip_folder):
+    # a folder's files are read by the pipeline; a zip's members in Python, ahead of their batch
+    return faces if request.param == "folder" else zip_folder(faces, tmp_path / "faces.zip")
+
+
+def test_a_generator_left_early_leaves_nothing_for_the_next(source):
+    dec = decoder(source)
+    first = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    gen = dec.batches(first)
+    check(dec, first[:1], [next(gen)])   # batch 1 (and 2) are in flight now
+    gen.close()
+    later = [[20, 21, 22, 23], [12, 13, 14, 15], [16, 17, 18, 19]]
+    check(dec, later, list(dec.batches(later)))
+    gen = dec.batches(first)
+    check(dec, first[:2], [next(gen), next(gen)])
+    del gen  # dropped without close(): the next call takes what it left in flight
+    check(dec, later[:1], list(dec.batches(later[:1])))
+
+
+def test_fewer_batches_than_the_pipeline_holds(source):
+    dec = decoder(source)
+    for lists in ([[5, 6, 7]], [[0, 1, 2, 3], [8, 9]], [[9, 10, 11, 12]], [], [[1], [2], [3], [4]]):
+        check(dec, lists, list(dec.batches(lists)))
+
+
+def test_a_batch_dali_cannot_decode_does_not_upset_the_ones_behind_it(faces, tmp_path):
+    files = sorted(faces.iterdir())[:16]
+    for i, f in enumerate(files):
+        data = f.read_bytes()
+        if i == 5:  # headers and end marker intact, compressed data broken: found only when decoded
+            sos = data.index(b"\xff\xda")
+            data = data[:sos + 2] + b"\x00\x01" + b"\xff\xd9"
+        (tmp_path / f.name).write_bytes(data)
+    dec = decoder(tmp_path)
+    lists = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
+    got = list(dec.batches(lists))
+    check(dec, lists, got)
+    assert [f.tolist() for _, f in got] == [[False] * 4, [False, True, False, False], [False] * 4, [False] * 4]
+    check(dec, lists[2:], list(dec.batches(lists[2:])))  # the rebuilt pipeline serves the next call
