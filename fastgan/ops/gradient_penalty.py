@@ -136,7 +136,25 @@ def gradient_penalty(critic, real, fake=None, *, mode="wgan-gp", weight=WEIGHT, 
 
     The same in two parts, for a critic evaluated once over real, fake and the penalty's
     points: x = penalty_points(real, fake, ...), then penalty_at(x, scores_at_x, ...).
+
+    Inside torch.compile the penalty runs eagerly, critic included: AOTAutograd cannot
+    differentiate a compiled graph twice (traced, the penalty failed inside PyTorch with "a
+    leaf Variable that requires grad is being used in an in-place operation"). Dynamo breaks
+    the caller's graph at this call and compiles the rest of the step; fullgraph=True
+    refuses it. The two-part form needs the critic's forward at x run outside torch.compile
+    for the same reason.
     """
+    if torch.compiler.is_compiling():
+        return torch.compiler.disable(_gradient_penalty, recursive=True)(
+            critic, real, fake, mode=mode, weight=weight, center=center, generator=generator,
+            scaler=scaler, data_range=data_range, perturb_scale=perturb_scale, eps=eps, backend=backend)
+    return _gradient_penalty(critic, real, fake, mode=mode, weight=weight, center=center,
+                             generator=generator, scaler=scaler, data_range=data_range,
+                             perturb_scale=perturb_scale, eps=eps, backend=backend)
+
+
+def _gradient_penalty(critic, real, fake, *, mode, weight, center, generator, scaler, data_range,
+                      perturb_scale, eps, backend):
     center = _check_mode(mode, center)
     x = penalty_points(real, fake, mode=mode, generator=generator, data_range=data_range,
                        perturb_scale=perturb_scale, backend=backend)

@@ -331,3 +331,30 @@ def test_critic_step_under_autocast_matches_plain_pytorch(backend_device, amp_dt
     for got, want in zip(_grads_in_stock_order(fused), [p.grad for p in stock.parameters()]):
         scale = want.abs().max().item()
         torch.testing.assert_close(got, want, rtol=0, atol=5e-2 * scale + 1e-6)
+
+
+@pytest.mark.parametrize("mode", ["wgan-gp", "dragan"])
+def test_inside_torch_compile_the_penalty_runs_eagerly_and_agrees(mode):
+    """A user's torch.compile'd critic step calling gradient_penalty: compiled, the critic's
+    double backward failed inside AOTAutograd ("a leaf Variable ... in-place"); the penalty
+    now runs eagerly within the compiled step, and loss and gradients equal the eager step's."""
+    fused, _ = _critics(None, torch.float32, "cpu")
+    real = _batch((3, 3, 16, 16), torch.float32, "cpu", 1, False)
+    fake = _batch((3, 3, 16, 16), torch.float32, "cpu", 2, False)
+
+    def step(real, fake, seed):
+        gen = torch.Generator().manual_seed(seed)
+        loss = fused(fake).mean() - fused(real).mean()
+        return loss + gradient_penalty(fused, real, fake if mode == "wgan-gp" else None, mode=mode,
+                                       generator=gen)
+
+    results = []
+    for fn in (step, torch.compile(step, backend="aot_eager")):
+        fused.zero_grad(set_to_none=True)
+        loss = fn(real, fake, 7)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in fused.parameters()]))
+    (eager_loss, eager_grads), (comp_loss, comp_grads) = results
+    torch.testing.assert_close(comp_loss, eager_loss, **TOL[torch.float32])
+    for a, b in zip(comp_grads, eager_grads):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
