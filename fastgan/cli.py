@@ -149,8 +149,7 @@ def _eval(args):
     from fastgan.train.trainer import load_generator
 
     run = pathlib.Path(args.run)
-    check_device(args.device)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(args.device) or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     g = load_generator(run, checkpoint=args.checkpoint, device=device, ema=not args.no_ema)
     cfg = g.fastgan_config
     from fastgan.data import DEFAULT_DATASET
@@ -229,7 +228,7 @@ def build_parser():
                                   "mixtures of Gaussians, with --arch mlp)")
     p.add_argument("--resolution", type=int,
                    help="image side: 16, 32, 64 or 128 (default 64; 16 on the built-in digits, "
-                        "1 on 2-D data)")
+                        "1 on 2-D data, a prepared file's own)")
     p.add_argument("--batch-size", type=int,
                    help="global batch size, split over processes (default: the model's, see "
                         "`fastgan models`; 256 on 2-D data)")

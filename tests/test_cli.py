@@ -130,6 +130,11 @@ def test_models_lists_papers_and_defaults(fastgan_cmd):
     (["train", "--model", "wgan", "--set", "clip=abc"], "clip must be none (no clipping) or a finite"),
     (["train", "--model", "lsgan", "--set", "a=abc"], "a must be a finite number, got 'abc'"),
     (["train", "--model", "dcgan", "--device", "tpu"], "device 'tpu' is not a device name"),
+    (["train", "--model", "dcgan", "--device", "mps"],
+     "device 'mps' is not supported: fastgan runs on cpu or cuda (cuda, cuda:1, ...)"),
+    (["train", "--model", "dcgan", "--device", "xpu"], "device 'xpu' is not supported"),
+    (["train", "--model", "dcgan", "--device", "meta"], "device 'meta' is not supported"),
+    (["train", "--model", "dcgan", "--device", "cpu:1"], "device 'cpu:1': there is one CPU device"),
     (["train", "--model", "dcgan", "--metrics", "bogus"], "unknown metric 'bogus'"),
     (["train", "--model", "dcgan", "--set", "amp=maybe"], "amp must be true or false, got 'maybe'"),
 ])
@@ -156,10 +161,12 @@ def test_cuda_without_cuda_says_so(command, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-def test_eval_names_a_bad_device(tmp_path):
-    r = _run(sys.executable, "-m", "fastgan", "eval", "--run", str(tmp_path), "--device", "tpu")
+@pytest.mark.parametrize("device, message", [("tpu", "device 'tpu' is not a device name"),
+                                             ("mps", "device 'mps' is not supported")])
+def test_eval_names_a_bad_device(tmp_path, device, message):
+    r = _run(sys.executable, "-m", "fastgan", "eval", "--run", str(tmp_path), "--device", device)
     assert r.returncode == 2, (r.stdout, r.stderr)
-    assert "device 'tpu' is not a device name" in r.stderr
+    assert message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
@@ -301,3 +308,104 @@ def test_eval_of_a_digits_run_names_its_data(tmp_path, capsys):
     assert main(["eval", "--run", str(run), "--metrics", "mixture", "--num", "10"]) == 2
     err = capsys.readouterr().err
     assert "this data is 'digits'" in err and "None" not in err, err
+
+
+# -- devices, resume lengths, YAML numbers, prepared files ----------------------------------------
+
+def _files(run):
+    """Every file of a run directory but its lock (rewritten by whoever takes it), with its bytes."""
+    return {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def test_train_and_eval_take_cpu_0_as_the_cpu(tmp_path, capsys):
+    from fastgan.cli import main
+    run = tmp_path / "run"
+    tiny = [a if a != "cpu" else "cpu:0" for a in TINY]
+    assert main(["train", "--model", "dcgan", "--steps", "1", "--out", str(run), *tiny]) == 0
+    assert "training dcgan for 1 step (from 0) on cpu, run directory" in capsys.readouterr().err
+    assert main(["eval", "--run", str(run), "--metrics", "digits", "--num", "10", "--device", "cpu:0",
+                 "--no-progress"]) == 0
+    assert "digits_fd" in capsys.readouterr().out
+
+
+def test_resume_with_steps_not_past_the_run_is_refused_and_a_complete_run_says_so(tmp_path, capsys):
+    from fastgan.cli import main
+    run = tmp_path / "run"
+    assert main(["train", "--model", "dcgan", "--steps", "2", "--out", str(run), *TINY]) == 0
+    before = _files(run)
+    capsys.readouterr()
+    for steps in ("1", "2"):  # --steps 2 is the run's own length: it extends nothing either
+        code = main(["train", "--resume", "--out", str(run), "--steps", steps, "--no-progress"])
+        err = capsys.readouterr().err
+        if steps == "1":
+            assert code == 2
+            assert err.splitlines()[-1] == (
+                f"fastgan train: error: --resume: {run} is at step 2; --steps 1 would train nothing "
+                "(nothing was changed); --steps M with M > 2 extends it")
+        else:
+            assert code == 0
+            assert f"{run} is already complete at step 2; nothing to train (--steps M with M > 2 " \
+                   "extends it)" in err
+        assert _files(run) == before  # config.yaml still says steps: 2
+    assert main(["train", "--resume", "--out", str(run), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"--resume: {run} is already complete at step 2; nothing to train (--steps M with M > 2 " \
+           "extends it)" in err and "done" not in err
+    assert _files(run) == before
+    assert main(["train", "--resume", "--out", str(run), "--steps", "3", "--no-progress"]) == 0
+    assert "done: step 3, 1 step in " in capsys.readouterr().err
+
+
+def test_yaml_numbers_without_a_dot_are_numbers(tmp_path, capsys):
+    """PyYAML (YAML 1.1) reads 1e-4 as the string "1e-4": real-valued settings take it as 1e-4."""
+    import yaml
+
+    from fastgan.cli import main
+    config = tmp_path / "c.yaml"
+    config.write_text("lr_d: 1e-4\nlr_g: 3E-4\nbetas: [0.5, 9.9e-1]\nema: 9e-1\n")
+    assert yaml.safe_load(config.read_text())["lr_d"] == "1e-4"  # what PyYAML gives
+    run = tmp_path / "run"
+    assert main(["train", "--model", "dcgan", "--config", str(config), "--steps", "1", "--out", str(run),
+                 *TINY]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["lr_d"] == 1e-4 and saved["lr_g"] == 3e-4 and saved["betas"] == [0.5, 0.99]
+    assert saved["ema"] == 0.9
+    from fastgan.train.checkpoint import load_checkpoint
+    state = load_checkpoint(run / "checkpoints" / "step_000000001.pt")
+    assert state["opt_d"]["param_groups"][0]["lr"] == 1e-4
+    assert state["opt_g"]["param_groups"][0]["lr"] == 3e-4
+    capsys.readouterr()
+    for text in ("1e-4x", "nan", "1_0"):  # text that is no plain decimal number stays refused
+        config.write_text(f"lr_d: '{text}'\n")
+        assert main(["train", "--model", "dcgan", "--config", str(config), "--steps", "1",
+                     "--out", str(tmp_path / "refused"), *TINY]) == 2
+        assert f"lr_d must be a finite number > 0, got '{text}'" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+
+def test_a_prepared_file_sets_the_resolution(tmp_path, capsys):
+    from fastgan.cli import main
+    data = tmp_path / "d.fgimg"
+    assert main(["data", "prepare", "digits", "--resolution", "32", "--channels", "1", "--out", str(data),
+                 "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--model", "dcgan", "--data", str(data), "--steps", "1", "--out", str(run),
+                 *TINY]) == 0
+    config = (run / "config.yaml").read_text()
+    assert "resolution: 32" in config and "channels: 1" in config
+    capsys.readouterr()
+    assert main(["train", "--model", "dcgan", "--data", str(data), "--resolution", "16", "--steps", "1",
+                 "--out", str(tmp_path / "other"), *TINY]) == 2
+    assert "was made with resolution=32 but resolution=16 is asked" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_mixture_metric_on_the_digits_names_the_digits(tmp_path, capsys):
+    from fastgan.cli import main
+    assert main(["train", "--model", "dcgan", "--steps", "1", "--out", str(tmp_path / "run"),
+                 "--eval-every", "1", "--metrics", "mixture", *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == ("fastgan train: error: the mixture metric scores 2-D samples of ring8 or grid25; "
+                   "this data is 'digits'"), err
+    assert not (tmp_path / "run").exists()

@@ -283,16 +283,16 @@ class Evaluator:
             raise ValueError(f"num must be an integer >= 2, got {self.num!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        check_device(device)
+        device = check_device(device)  # "cpu:0" is "cpu"
         self.ref, self.ref_num, self.crop = ref, ref_num, crop
-        self.device = torch.device(device) if device is not None else (
+        self.device = device if device is not None else (
             torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
         self.batch_size, self.seed, self.amp, self.splits = batch_size, seed, amp, splits
         self.progress, self.verbose, self.cache_root = progress, verbose, cache_root
         self._inception_arg = inception
         self._inception = self._reference = self._classifier = None
         if "mixture" in self.metrics:
-            mixture = ref if ref is not None else data
+            mixture = ref if ref is not None else (data or "digits")  # None: the built-in digits
             if mixture not in toy.MIXTURES:
                 raise ValueError(f"the mixture metric scores 2-D samples of {' or '.join(toy.MIXTURES)}; "
                                  f"this data is {mixture!r}")

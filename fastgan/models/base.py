@@ -32,6 +32,7 @@ when there is one); model.generator and model.critic are the bare networks.
 import abc
 import math
 import numbers
+import re
 
 import torch
 
@@ -66,8 +67,24 @@ COMMON = {
 _NONE_MEANS = {"mlp_batchnorm": "on for images; off for 2-D points, resolution 1"}
 
 
+# A decimal number written out: 1e-4, -2.5E+3, .5 (not nan, inf or 1_000).
+_NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def number_from_text(value):
+    """value as a float when it is a string that spells a decimal number, else value as it
+    is. PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent: it reads
+    `lr_d: 1e-4` as the string "1e-4" (1.0e-4 is a float); real-valued settings take it as
+    the number it spells."""
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value):
+        return float(value)
+    return value
+
+
 def _real(value, low=-math.inf, high=math.inf, *, low_open=False, high_open=False):
-    """value as a float when it is a finite real number in the interval, else None."""
+    """value as a float when it is a finite real number in the interval (or a string that
+    spells one: number_from_text), else None."""
+    value = number_from_text(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         return None
     value = float(value)

@@ -1,7 +1,8 @@
 """A run's configuration: one flat dict of the model's hyperparameters and the trainer's settings.
 
 Resolution order (later wins): the model's paper defaults (fastgan.models) and TRAIN_DEFAULTS,
-then the built-in dataset's defaults when it is used (DATASET_DEFAULTS), then a config file
+then the built-in dataset's defaults when it is used (DATASET_DEFAULTS) or a prepared file's
+resolution, channels and crop (prepared_defaults), then a config file
 (--config, YAML or TOML), then --set key=value, then the explicit flags. The resolved config is
 saved as config.yaml in the run directory and is what --resume continues with.
 """
@@ -171,9 +172,27 @@ def split(config, model_cls):
     return hyper, train
 
 
+def prepared_defaults(data):
+    """The resolution, channels and crop a prepared file (`fastgan data prepare`) was made
+    with, the only ones it serves; {} when `data` is not a readable prepared file (the
+    loader then says what is wrong with it)."""
+    from fastgan.data import prepared
+    if not isinstance(data, str):
+        return {}
+    path = pathlib.Path(data).expanduser()
+    try:
+        if not prepared.is_prepared(path):
+            return {}
+    except OSError:
+        return {}
+    m = prepared.read_manifest(path)
+    return {k: m[k] for k in ("resolution", "channels", "crop")}
+
+
 def resolve(model_name, *layers):
     """The full config of a run of `model_name`: defaults, then each layer (dicts, later wins).
-    The built-in dataset's defaults apply when the layers leave `data` unset or "digits"."""
+    The built-in dataset's defaults apply when the layers leave `data` unset or "digits", a
+    prepared file's settings when `data` is one."""
     from fastgan import models
     from fastgan.models.base import COMMON
     cls = models.get(model_name)
@@ -185,7 +204,8 @@ def resolve(model_name, *layers):
         merged.update(layer)
         for k in given:  # a later layer's length replaces an earlier one's, in either unit
             merged["epochs" if k == "steps" else "steps"] = None
-    builtin = DATASET_DEFAULTS.get(merged.get("data") or "digits", {})
+    data = merged.get("data") or "digits"
+    builtin = DATASET_DEFAULTS[data] if data in DATASET_DEFAULTS else prepared_defaults(data)
     full = {**TRAIN_DEFAULTS, **COMMON, "arch": cls.archs[0], **cls.defaults, **builtin, **merged}
     full["model"] = model_name
     if full["steps"] is None and full["epochs"] is None:

@@ -45,7 +45,8 @@ import time
 import torch
 from torch import distributed as dist
 
-from fastgan._devices import check_device
+from fastgan._devices import check_device, cpu_has_bf16
+from fastgan.models.base import number_from_text
 from fastgan.train import checkpoint as ckpt
 from fastgan.train import graphs
 from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, TRAIN_KEYS, plain, save_config
@@ -141,6 +142,11 @@ def _not_a_run(run_dir):
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         return f"it also holds {shown}, which a run does not write"
     return None
+
+
+def _count(n, word):
+    """"1 step", "2 steps"."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _is_int(value):
@@ -240,7 +246,10 @@ class Trainer:
         ev = self.cfg["eval_every"]
         if isinstance(ev, bool) or not isinstance(ev, int) or ev < 0:
             raise ValueError(f"Trainer: eval_every must be an integer >= 0 (0: no evaluation), got {ev!r}")
-        if not 0.0 <= float(self.cfg["ema"]) < 1.0:
+        for key in ("epochs", "ema"):  # real-valued: YAML reads 1e-4 as text (number_from_text)
+            self.cfg[key] = number_from_text(self.cfg[key])
+        ema = self.cfg["ema"]
+        if isinstance(ema, bool) or not isinstance(ema, numbers.Real) or not 0.0 <= ema < 1.0:
             raise ValueError(f"Trainer: ema is a decay in [0, 1), got {self.cfg['ema']!r}")
         if self.cfg["lr_schedule"] not in LR_SCHEDULES:
             raise ValueError(f"Trainer: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
@@ -255,6 +264,8 @@ class Trainer:
         self._lock, self._mid_step = None, False
         self._sums, self._counts, self._norms = {}, {}, {}
         self._resumed_window = None
+        self._saved_length = None  # the resumed run's own (steps, epochs), from its config.yaml
+        self.complete = False  # a resumed run already at its length: fit() trains nothing
         self.evaluations = []  # eval_every's results: [{"step": s, metric key: value, ...}]
         self.best = None  # {"step", "metrics", "results"} of the best evaluation so far
 
@@ -263,7 +274,7 @@ class Trainer:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        want = self.cfg["device"]
+        want = check_device(self.cfg["device"], "Trainer: ")  # "cpu:0" is "cpu"
         if want is None:
             want = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(want)
@@ -304,6 +315,9 @@ class Trainer:
         self.channels_last = (self.device.type == "cuda" if cfg["channels_last"] is None
                               else bool(cfg["channels_last"]))
         self.amp_dtype, use_scaler = precision(self.device, cfg["amp"])
+        if self.amp_dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16():
+            self._say("--amp: this CPU has no bfloat16 hardware (AVX512-BF16 or AMX): torch emulates "
+                      "bf16 and training runs several times slower than float32; leave --amp off here")
         self.run_dir = pathlib.Path(cfg["out"] or default_run_dir(cfg))
         if self.main:
             check_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
@@ -368,6 +382,9 @@ class Trainer:
         from fastgan.train.logging import RunLogger
         if self.resume:  # before config.yaml is rewritten: a refused resume leaves the run as it was
             self._restore()
+            if self.step >= self.total:
+                self._check_length()
+                return  # complete: nothing is trained or written
         if self.main:
             save_config({**model.config, **cfg, "out": str(self.run_dir)}, self.run_dir / CONFIG_FILE)
         # On resume, lines logged past the checkpoint (by the run that was cut off) are dropped.
@@ -416,6 +433,7 @@ class Trainer:
         """Refuses, before anything is written, a resume whose settings differ from the run's
         own (config.yaml) in anything but RESUME_MAY_CHANGE."""
         saved = read_run_config(self.run_dir, "--resume: ")
+        self._saved_length = (saved.get("steps"), saved.get("epochs"))
         now = {**self.model.config, **self.cfg}
         changed = sorted(k for k in set(saved) & set(now) - RESUME_MAY_CHANGE
                          if plain(saved[k]) != plain(now[k]))
@@ -427,6 +445,20 @@ class Trainer:
             raise ValueError(f"--resume: {self.run_dir} was trained with other settings ({what}); a "
                              f"resume may change only {', '.join(sorted(RESUME_MAY_CHANGE - {'out'}))}. "
                              "Start a new run (another --out) to train with these")
+
+    def _check_length(self):
+        """A resumed run at or past its length (self.step >= self.total): ValueError when
+        this resume set another length (a --steps or --epochs that would train nothing);
+        else the run is complete at its own length, which is said, and fit() does nothing."""
+        cfg = self.cfg
+        if (cfg["steps"], cfg["epochs"]) != self._saved_length:
+            given = (f"--steps {cfg['steps']}" if cfg["steps"] is not None
+                     else f"--epochs {cfg['epochs']} ({_count(self.total, 'step')})")
+            raise ValueError(f"--resume: {self.run_dir} is at step {self.step}; {given} would train "
+                             f"nothing (nothing was changed); --steps M with M > {self.step} extends it")
+        self.complete = True
+        self._say(f"--resume: {self.run_dir} is already complete at step {self.step}; nothing to "
+                  f"train (--steps M with M > {self.step} extends it)")
 
     def _restore(self):
         newest, skipped = ckpt.list_checkpoints(self.run_dir), []
@@ -708,16 +740,27 @@ class Trainer:
 
     def fit(self):
         """Trains to the configured steps; returns self (self.history holds the logged rows).
+        A resumed run already at its own length trains nothing and writes nothing
+        (self.complete); a resume to a length it has passed is refused (ValueError).
         SIGINT/SIGTERM stop it at the end of a step with a checkpoint (fastgan.train.control);
         the run directory is locked against other processes meanwhile."""
+        t_fit = time.perf_counter()
         try:
             self._setup()
+            if self.complete:  # said by _check_length
+                return self
+            t_loop = time.perf_counter()
             with StopRequests() as stop:
                 self._loop(stop)
         finally:
             if self._lock is not None:
                 self._lock.release()
-        self._say(f"done: {self.step} steps; samples and checkpoints in {self.run_dir}")
+        t_end = time.perf_counter()
+        n, loop_s = self._steps_run, t_end - t_loop
+        speed = "" if n == 0 or loop_s <= 0 else (
+            f", {n / loop_s:.3g} steps/s" if n >= loop_s else f", {loop_s / n:.3g} s/step")
+        self._say(f"done: step {self.step}, {_count(n, 'step')} in {loop_s:.1f} s{speed} (setup "
+                  f"{t_loop - t_fit:.1f} s); samples and checkpoints in {self.run_dir}")
         return self
 
     def _stop_agreed(self, stop, log_step):
@@ -743,7 +786,7 @@ class Trainer:
         self._steps_run = 0  # generator steps run by this fit() (the warm-up before a capture)
         self.images_seen = 0  # real images through the critic, this process
         t0, seen0 = time.perf_counter(), 0
-        self._say(f"training {model.name} for {self.total} steps (from {self.step}) on {self.device}"
+        self._say(f"training {model.name} for {_count(self.total, 'step')} (from {self.step}) on {self.device}"
                   f"{' with ' + str(self.amp_dtype).replace('torch.', '') + ' autocast' if self.amp_dtype else ''}"
                   f", run directory {self.run_dir}")
         from fastgan.train.logging import Progress

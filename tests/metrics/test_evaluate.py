@@ -119,10 +119,21 @@ def test_mixture_metric():
     assert sum(out["mode_counts"]) == round(out["high_quality"] * 2000)
     bad = good(Ring(collapsed=True))
     assert bad["modes"] == 1 and bad["mode_counts"][0] == round(bad["high_quality"] * 2000)
-    with pytest.raises(ValueError, match="mixture metric scores 2-D samples"):
-        ev.Evaluator("mixture", data="digits", resolution=16, channels=1)
+    for data in ("digits", None):  # None: a run's config for the built-in digits
+        with pytest.raises(ValueError, match="mixture metric scores 2-D samples of ring8 or grid25; "
+                                             "this data is 'digits'$"):
+            ev.Evaluator("mixture", data=data, resolution=16, channels=1)
     with pytest.raises(ValueError, match="use --metrics mixture"):
         ev.Evaluator("fid", data="ring8", resolution=1, channels=2)
+
+
+def test_evaluator_devices():
+    e = ev.Evaluator("digits", data="digits", resolution=16, channels=1, device="cpu:0")
+    assert e.device == torch.device("cpu")  # one CPU device, named without its index
+    for device in ("mps", "xpu", "meta"):
+        with pytest.raises(ValueError, match=f"^device '{device}' is not supported: fastgan runs on cpu "
+                                             r"or cuda \(cuda, cuda:1, ...\)$"):
+            ev.Evaluator("digits", data="digits", resolution=16, channels=1, device=device)
 
 
 def test_digits_metric(digits16, tmp_path):

@@ -173,6 +173,11 @@ def test_trainer_rejects_bad_settings(tmp_path):
         ({"steps": 1, "metrics": "fid,fod"}, "metrics: unknown metric 'fod'"),
         ({"steps": 1, "device": "tpu"}, "device 'tpu' is not a device name"),
         ({"steps": 1, "device": "cuda:99"}, "device 'cuda:99'"),
+        ({"steps": 1, "device": "mps"}, "device 'mps' is not supported: fastgan runs on cpu or cuda"),
+        ({"steps": 1, "device": "meta"}, "device 'meta' is not supported: fastgan runs on cpu or cuda"),
+        ({"steps": 1, "device": "cpu:1"}, "device 'cpu:1': there is one CPU device; use --device cpu"),
+        ({"steps": 1, "ema": None}, "ema is a decay in [0, 1), got None"),
+        ({"steps": 1, "ema": "abc"}, "ema is a decay in [0, 1), got 'abc'"),
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             Trainer(model, None, settings)
@@ -546,3 +551,100 @@ def test_sample_and_eval_name_a_run_dir_that_is_not_a_run(tmp_path, monkeypatch,
     assert main([command, "--run", "a"]) == 2
     err = capsys.readouterr().err
     assert "a/config.yaml is not a fastgan run's config: config file" in err and "not valid YAML" in err
+
+
+def _tree(run):
+    """Every file of a run directory but its lock (rewritten by whoever takes it), with its bytes."""
+    return {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta"])
+def test_an_unsupported_device_is_refused_before_the_run_directory(tmp_path, device):
+    with pytest.raises(ValueError, match=f"Trainer: device '{device}' is not supported: fastgan "
+                                         r"runs on cpu or cuda \(cuda, cuda:1, ...\)"):
+        _train(tmp_path, steps=1, device=device)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cpu_0_is_the_cpu(tmp_path):
+    t = _train(tmp_path, steps=1, device="cpu:0")
+    assert t.device == torch.device("cpu") and t.step == 1
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000000001.pt"]
+
+
+def test_resume_to_a_step_already_reached_is_refused_and_changes_nothing(tmp_path):
+    _train(tmp_path, steps=4, ckpt_every=1)
+    run = tmp_path / "run"
+    list_checkpoints(run)[-1].unlink()  # stopped at step 3 of its 4
+    before = _tree(run)
+    for steps in (2, 3):
+        with pytest.raises(ValueError, match=re.escape(
+                f"--resume: {run} is at step 3; --steps {steps} would train nothing (nothing was "
+                "changed); --steps M with M > 3 extends it")):
+            _train(tmp_path, steps=steps, ckpt_every=1, resume=True)
+        assert _tree(run) == before
+    with pytest.raises(ValueError, match=re.escape("is at step 3; --epochs 0.001 (1 step) would train nothing")):
+        _train(tmp_path, steps=None, epochs=0.001, ckpt_every=1, resume=True)
+    assert _tree(run) == before
+
+
+def test_resume_of_a_complete_run_says_so_and_writes_nothing(tmp_path, capsys):
+    _train(tmp_path, steps=2)
+    run = tmp_path / "run"
+    before = _tree(run)
+    capsys.readouterr()
+    t = _train(tmp_path, steps=2, resume=True)  # its own length: complete, not refused
+    assert t.complete and t.step == 2 and t.history == []
+    err = capsys.readouterr().err
+    assert f"--resume: {run} is already complete at step 2; nothing to train (--steps M with M > 2 " \
+           "extends it)" in err
+    assert "done:" not in err and "training" not in err
+    assert _tree(run) == before
+    t = _train(tmp_path, steps=3, resume=True)  # extended
+    assert not t.complete and t.step == 3 and [row["step"] for row in t.history] == [3]
+
+
+def test_messages_count_steps_and_the_summary_gives_the_time_and_speed(tmp_path, capsys):
+    _train(tmp_path, steps=1)
+    err = capsys.readouterr().err
+    assert "training wgan-gp for 1 step (from 0) on cpu" in err and "1 steps" not in err
+    assert re.search(r"done: step 1, 1 step in \d+\.\d s, \S+ (steps/s|s/step) \(setup \d+\.\d s\); "
+                     "samples and checkpoints in ", err), err
+    _train(tmp_path, steps=3, resume=True)
+    err = capsys.readouterr().err
+    assert "training wgan-gp for 3 steps (from 1)" in err
+    assert re.search(r"done: step 3, 2 steps in \d+\.\d s, \S+ (steps/s|s/step)", err), err
+
+
+@pytest.mark.parametrize("supported", [False, True])
+def test_amp_on_a_cpu_without_bf16_hardware_says_it_is_emulated(tmp_path, capsys, monkeypatch, supported):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: supported)
+    t = _train(tmp_path, steps=1, amp=True)
+    assert t.amp_dtype == torch.bfloat16  # kept: the user asked for it
+    said = [line for line in capsys.readouterr().err.splitlines() if "emulates bf16" in line]
+    if supported:
+        assert said == []
+    else:
+        assert said == ["fastgan: --amp: this CPU has no bfloat16 hardware (AVX512-BF16 or AMX): torch "
+                        "emulates bf16 and training runs several times slower than float32; leave "
+                        "--amp off here"]
+    _train(tmp_path, steps=1, amp=False, overwrite=True)  # float32: nothing to say
+    assert "emulates bf16" not in capsys.readouterr().err
+
+
+def test_a_torch_without_the_bf16_check_is_taken_at_its_word(monkeypatch):
+    from fastgan._devices import cpu_has_bf16
+
+    def missing():
+        raise AttributeError("no such op")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", missing)
+    assert cpu_has_bf16() is True  # no warning on a guess
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert cpu_has_bf16() is False
+
+
+def test_real_valued_trainer_settings_read_as_text_are_taken_as_numbers(tmp_path):
+    t = _train(tmp_path, steps=1, ema="9e-1")
+    assert t.cfg["ema"] == 0.9 and t.ema is not None
+    assert cfgmod.load_config_file(tmp_path / "run" / "config.yaml")["ema"] == 0.9
