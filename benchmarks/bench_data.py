@@ -14,12 +14,14 @@ cache), then --epochs timed epochs (the cache: as many as fill about 2 s), synch
 at the end. The set is generated once into FASTGAN_BENCH_DATA (default: a temporary folder)
 with FASTGAN_BENCH_N images (default 20,000 with a GPU, 2,000 without).
 
-    python benchmarks/bench_data.py [--backends plain,cpu,dali,nvjpeg,cache] [--workers 2] [--epochs 1] [--json OUT]
+    python benchmarks/bench_data.py [--backends plain,cpu,dali,nvjpeg,cache] [--workers 2] [--epochs 1]
+                                    [--rounds 1] [--json OUT]
 """
 import argparse
 import io
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -119,10 +121,16 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=1,
                    help="timed epochs per backend (the cache: also at least 2 s); more steadies a "
                         "small set's rate on a noisy machine")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every backend this many times, in turn, and report medians: on a "
+                        "shared machine whose speed drifts, each round's ratios compare backends "
+                        "measured minutes apart, not one early and one late")
     p.add_argument("--json", help="write the results here as JSON")
     args = p.parse_args(argv)
     if args.epochs < 1:
         p.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
     n = int(os.environ.get("FASTGAN_BENCH_N", 20_000 if gpu else 2_000))
     root = Path(os.environ.get("FASTGAN_BENCH_DATA") or Path(tempfile.gettempdir()) / f"fastgan-bench-{n}")
     make_set(root, n)
@@ -130,34 +138,52 @@ def main(argv=None):
     results = {"device": torch.cuda.get_device_name() if gpu else f"cpu ({os.cpu_count()} cores)",
                "images": n, "batch": BATCH, "resolution": RESOLUTION, "workers": args.workers,
                "images_per_s": {}}
+    backends = []
     for backend in args.backends.split(","):
         if backend == "dali" and not _dali.available():
             print("dali: skipped, DALI is not installed", file=sys.stderr)
-            continue
-        if backend == "nvjpeg" and not _nvjpeg.available():
+        elif backend == "nvjpeg" and not _nvjpeg.available():
             print("nvjpeg: skipped, needs a GPU and torchvision", file=sys.stderr)
-            continue
-        rate = measure(root, backend, device, args.workers, args.epochs)
+        else:
+            backends.append(backend)
+    rates = {b: [] for b in backends}
+    for rnd in range(args.rounds):
+        for backend in backends:
+            rates[backend].append(measure(root, backend, device, args.workers, args.epochs))
+            if backend == "nvjpeg" and rnd == 0:
+                try:  # a diagnostic: its failure must not cost the backends measured after it
+                    probe = probe_nvjpeg(root, device)
+                except Exception as exc:  # noqa: BLE001
+                    print(f"nvjpeg  decode_jpeg probe failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                else:
+                    results["nvjpeg_decode_only"] = probe
+                    print("nvjpeg  decode_jpeg alone, images/s by Python threads: "
+                          + ", ".join(f"{k}: {v:,}" for k, v in probe["threads"].items())
+                          + "; by JPEGs per call (1 thread): "
+                          + ", ".join(f"{k}: {v:,}" for k, v in probe["per_call"].items()))
+        if args.rounds > 1:
+            print(f"round {rnd + 1}: " + ", ".join(f"{b} {rates[b][-1]:,.0f}" for b in backends), flush=True)
+    if args.rounds > 1:
+        results["rounds"] = {b: [round(v) for v in rates[b]] for b in backends}
+    for backend in backends:
+        rate = statistics.median(rates[backend])
         results["images_per_s"][backend] = round(rate)
+        spread = (f"; median of {args.rounds} rounds, {min(rates[backend]):,.0f}-{max(rates[backend]):,.0f}"
+                  if args.rounds > 1 else "")
         print(f"{backend:7s} {rate:12,.0f} images/s  ({n} JPEGs 178x218 -> {BATCH}x3x{RESOLUTION}x{RESOLUTION}, "
-              f"{device}, {args.workers} workers)")
-        if backend == "nvjpeg":
-            try:  # a diagnostic: its failure must not cost the backends measured after it
-                probe = probe_nvjpeg(root, device)
-            except Exception as exc:  # noqa: BLE001
-                print(f"nvjpeg  decode_jpeg probe failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            else:
-                results["nvjpeg_decode_only"] = probe
-                print("nvjpeg  decode_jpeg alone, images/s by Python threads: "
-                      + ", ".join(f"{k}: {v:,}" for k, v in probe["threads"].items())
-                      + "; by JPEGs per call (1 thread): "
-                      + ", ".join(f"{k}: {v:,}" for k, v in probe["per_call"].items()))
-    r = results["images_per_s"]
-    if "dali" in r and "cpu" in r:
-        print(f"dali / cpu: {r['dali'] / r['cpu']:.2f}x" + ("" if gpu else " (target on 2 cores: >= 1.5x)"))
+              f"{device}, {args.workers} workers{spread})")
+
+    def ratio(a, b):
+        """a / b: the median of the rounds' ratios (each round measures both in the same minutes)."""
+        each = [x / y for x, y in zip(rates[a], rates[b])]
+        spread = f" (median of {len(each)} rounds, {min(each):.2f}-{max(each):.2f})" if len(each) > 1 else ""
+        return f"{a} / {b}: {statistics.median(each):.2f}x{spread}"
+
+    if "dali" in rates and "cpu" in rates:
+        print(ratio("dali", "cpu") + ("" if gpu else " (target on 2 cores: >= 1.5x)"))
     for backend in ("cpu", "dali", "nvjpeg", "cache"):
-        if backend in r and "plain" in r:
-            print(f"{backend} / plain: {r[backend] / r['plain']:.2f}x")
+        if backend in rates and "plain" in rates:
+            print(ratio(backend, "plain"))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

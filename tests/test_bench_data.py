@@ -47,6 +47,33 @@ def test_small_run_of_every_backend(bench_data, tmp_path, monkeypatch, capsys):
 def test_bad_epochs_is_refused(bench_data):
     with pytest.raises(SystemExit):
         bench_data.main(["--epochs", "0"])
+    with pytest.raises(SystemExit):
+        bench_data.main(["--rounds", "0"])
+
+
+def test_rounds_report_medians_and_per_round_ratios(bench_data, tmp_path, monkeypatch, capsys):
+    """Rounds measure the backends in turn; a backend's rate is the median of its rounds and
+    a ratio the median of each round's ratio (here a stand-in measure with known rates)."""
+    monkeypatch.setenv("FASTGAN_BENCH_N", "4")
+    monkeypatch.setenv("FASTGAN_BENCH_DATA", str(tmp_path / "set"))
+    rates = {"plain": iter([100.0, 50.0, 90.0]), "cpu": iter([200.0, 80.0, 120.0])}
+    order = []
+
+    def measure(path, backend, device, workers, epochs=1):
+        order.append(backend)
+        return next(rates[backend])
+
+    monkeypatch.setattr(bench_data, "measure", measure)
+    out = tmp_path / "r.json"
+    assert bench_data.main(["--backends", "plain,cpu", "--rounds", "3", "--json", str(out)]) == 0
+    assert order == ["plain", "cpu"] * 3
+    results = json.loads(out.read_text())
+    assert results["images_per_s"] == {"plain": 90, "cpu": 120}
+    assert results["rounds"] == {"plain": [100, 50, 90], "cpu": [200, 80, 120]}
+    printed = capsys.readouterr().out
+    # ratios 2.0, 1.6, 1.33: median 1.60, not 1.33 = 120 / 90, the ratio of the medians
+    assert "cpu / plain: 1.60x (median of 3 rounds, 1.33-2.00)" in printed
+    assert "round 2: plain 50, cpu 80" in printed
 
 
 def test_nvjpeg_probe_threads_and_jpegs_per_call(bench_data, tmp_path, monkeypatch):
