@@ -24,7 +24,7 @@ while the caller feeds the next inputs and uses this batch (run synchronously, t
 for that time). On a GPU the batch taken keeps its DALI buffer until the next is taken (the
 copy out of it is queued on the stream, as Pipeline.run leaves it), so one fewer is ahead. A generator left before its end (the trainer
 stopping, a resume) leaves batches in flight; they are taken and dropped when it closes, or
-at the next call.
+at the next call, which then owns the pipeline: the older generator, resumed, raises.
 
 A batch DALI cannot decode (corruption inside the compressed data: DALI's pipeline
 stops on it) is decoded again by PIL, the failed samples marked, and the pipeline
@@ -100,6 +100,7 @@ class DALIDecoder:
         self._primed = False            # the pipeline's first schedule_run, which runs AHEAD batches, is done
         self._in_flight = 0             # batches scheduled and not yet taken
         self._held = False              # an output DALI lent us is not yet released
+        self._generation = 0            # calls of batches() so far: the newest owns the pipeline
         # A folder's files are read by DALI's own threads (fn.io.file.read, no GIL); a zip's
         # members are read here, on a thread pool, while the previous batch decodes.
         source = samples.source
@@ -203,7 +204,7 @@ class DALIDecoder:
             while self._in_flight:
                 self._share()
             self._release()
-        except _FAILURES:
+        except (*_FAILURES, StopIteration):  # StopIteration: nothing was in flight after all
             self._reset()
 
     def _reset(self):
@@ -219,6 +220,8 @@ class DALIDecoder:
         pipeline holds up to AHEAD of them at once (see the module's docstring)."""
         lists = [np.asarray(ix, dtype=np.int64).reshape(-1) for ix in index_lists]
         self._drop_in_flight()
+        self._generation += 1       # an older generator, resumed, must not take this one's batches
+        mine = self._generation
         reads = {}  # list number -> a callable giving its "enc" input, read ahead for a zip
         fed = 0     # lists fed to the pipeline so far, in order
 
@@ -243,6 +246,10 @@ class DALIDecoder:
 
         try:
             for k, indices in enumerate(lists):
+                if self._generation != mine:
+                    raise RuntimeError("DALIDecoder.batches: this generator was left for a newer "
+                                       "call of batches(), whose batches share the pipeline; "
+                                       "iterate the newer one")
                 try:
                     top_up(k)
                     out = self._take(len(indices))
@@ -254,4 +261,5 @@ class DALIDecoder:
                     out, failed = self._fallback(indices.tolist())
                 yield out, failed
         finally:
-            self._drop_in_flight()
+            if self._generation == mine:
+                self._drop_in_flight()

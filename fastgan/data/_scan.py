@@ -6,7 +6,7 @@ ImageFolder convention): images directly in the root have no labels; images unde
 immediate subfolders get integer labels in sorted subfolder-name order. A zip whose
 entries all sit in one top folder (CelebA's img_align_celeba.zip holds
 img_align_celeba/*.jpg) is read as that folder. Hidden files and folders (names starting
-with ".", which covers fastgan data prepare's temporary files) and __MACOSX are ignored,
+with ".", which covers fastgan data prepare's temporary files), __MACOSX and lost+found are ignored,
 and so are prepared files (fastgan.data.prepared: a .fgimg name, or a file of another
 non-image name that starts with their magic): one written into its source folder is no
 file of that source.
@@ -29,24 +29,27 @@ from pathlib import Path
 
 from PIL import Image
 
-from fastgan.data.prepared import MAGIC, SUFFIX
+from fastgan.data.prepared import DATA_OFFSET, MAGIC, SUFFIX
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 _HEAD, _TAIL = 16, 256  # bytes read from a file's start and end for the format and truncation checks
 
 
 def _hidden(relpath):
-    return any(part.startswith(".") or part == "__MACOSX" for part in relpath.split("/"))
+    # lost+found: a filesystem's own folder at a disk's root, unreadable to users
+    return any(part.startswith(".") or part in ("__MACOSX", "lost+found") for part in relpath.split("/"))
 
 
 def _is_image_name(name):
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _is_prepared(name, head):
-    """True for a prepared file: a .fgimg name, or any other non-image name with its header
-    (`head`: a callable giving the file's first bytes, read only when the name does not tell)."""
-    return name.lower().endswith(SUFFIX) or (not _is_image_name(name) and head() == MAGIC)
+def _is_prepared(name, size, head):
+    """True for a prepared file: a .fgimg name, or any other non-image name of a prepared
+    file's size (at least its DATA_OFFSET) with its header (`head`: a callable giving the
+    file's first bytes, read only when name and size do not tell)."""
+    return name.lower().endswith(SUFFIX) or (not _is_image_name(name) and size >= DATA_OFFSET
+                                             and head() == MAGIC)
 
 
 def extension_problem(name):
@@ -162,7 +165,7 @@ class Source:
             kept = []
             for d in dirnames:
                 real = os.path.realpath(os.path.join(dirpath, d))
-                if not d.startswith(".") and real not in seen:
+                if not _hidden(d) and real not in seen:
                     seen.add(real)
                     kept.append(d)
             dirnames[:] = kept
@@ -172,13 +175,14 @@ class Source:
                 if _hidden(name):
                     continue
                 full = os.path.join(dirpath, f)
-                if _is_prepared(name, lambda: _file_head(full)):
-                    ignored.append(name)
-                    continue
                 try:
-                    out[name] = os.path.getsize(full)
+                    size = os.path.getsize(full)
                 except OSError:
-                    out[name] = 0
+                    size = 0
+                if _is_prepared(name, size, lambda: _file_head(full)):
+                    ignored.append(name)
+                else:
+                    out[name] = size
         return out, sorted(ignored)
 
     def _list_zip(self):
@@ -189,7 +193,7 @@ class Source:
                 for i in z.infolist():
                     if i.is_dir() or _hidden(i.filename):
                         continue
-                    if _is_prepared(i.filename, lambda: _member_head(z, i)):
+                    if _is_prepared(i.filename, i.file_size, lambda: _member_head(z, i)):
                         ignored.append(i.filename)
                     else:
                         out[i.filename] = i.file_size

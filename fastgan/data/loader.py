@@ -181,8 +181,15 @@ class ImageLoader(Position):
 
 
 # -- choosing and building a backend ---------------------------------------------------
-def _decoder_choice(device):
-    """(name, reason) of the fastest decoding backend available for `device`."""
+def _decoder_choice(device, formats=()):
+    """(name, reason) of the fastest decoding backend available for `device`, for images of
+    these PIL `formats` (the header check's): where most are formats neither DALI nor nvJPEG
+    reads (GIF), which PIL would decode one at a time beside them in this process, PIL in
+    DataLoader workers."""
+    pil_only = sum(f not in _dali.FORMATS for f in formats)
+    if 2 * pil_only > len(formats) and (_dali.available() or device.type == "cuda"):
+        return "cpu", (f"{pil_only} of its {len(formats)} images are in formats only PIL reads (GIF): "
+                       "PIL in DataLoader workers")
     if device.type == "cuda":
         if _dali.available():
             return "dali", "GPU decoding with DALI (device='mixed')"
@@ -327,13 +334,13 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
                 name = "cache"
                 reason = f"its decoded size {_mib(nbytes)} fits the {_mib(budget)} budget on {device.type}"
             else:
-                name, reason = _decoder_choice(device)
+                name, reason = _decoder_choice(device, formats)
         if name == "dali":
             _dali.require()
         if name == "nvjpeg":
             _nvjpeg.require(device)
         if name == "cache":
-            dec_name, dec_reason = _decoder_choice(device)
+            dec_name, dec_reason = _decoder_choice(device, formats)
             decoder = _make_decoder(dec_name, samples, sizes, 256, device, workers, formats)
             data, failed_at = _decode_whole(decoder, len(files), device, nbytes, progress, path)
             if failed_at:

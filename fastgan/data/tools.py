@@ -54,9 +54,10 @@ def prepare(path, out, *, resolution=64, crop=None, channels=3, overwrite=False,
     skipped += [[source.files[k], source.sizes[k], c.problem] for k, c in enumerate(checks) if not c.ok]
     files = [source.files[k] for k in usable]
     sizes = [(checks[k].width, checks[k].height) for k in usable]
-    name, _ = _decoder_choice(device)
+    formats = [checks[k].format for k in usable]
+    name, _ = _decoder_choice(device, formats)
     decoder = _make_decoder(name, Samples(source, files, resolution, crop, channels), sizes, 256,
-                            device, min(8, os.cpu_count() or 1), [checks[k].format for k in usable])
+                            device, min(8, os.cpu_count() or 1), formats)
     failed_at = set()
     with prepared.Writer(out, overwrite=overwrite) as w:
         def sink(start, u8, failed):

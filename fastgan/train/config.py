@@ -174,8 +174,8 @@ def split(config, model_cls):
 
 def prepared_defaults(data):
     """The resolution, channels and crop a prepared file (`fastgan data prepare`) was made
-    with, the only ones it serves; {} when `data` is not a readable prepared file (the
-    loader then says what is wrong with it)."""
+    with, the only ones it serves; {} when `data` is no prepared file. A damaged one's
+    manifest raises read_manifest's one-line ValueError."""
     from fastgan.data import prepared
     if not isinstance(data, str):
         return {}

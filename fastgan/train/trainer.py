@@ -384,7 +384,7 @@ class Trainer:
             self._restore()
             if self.step >= self.total:
                 self._check_length()
-                return  # complete: nothing is trained or written
+                return  # complete: nothing is trained, the run is left as it was
         if self.main:
             save_config({**model.config, **cfg, "out": str(self.run_dir)}, self.run_dir / CONFIG_FILE)
         # On resume, lines logged past the checkpoint (by the run that was cut off) are dropped.
@@ -740,7 +740,7 @@ class Trainer:
 
     def fit(self):
         """Trains to the configured steps; returns self (self.history holds the logged rows).
-        A resumed run already at its own length trains nothing and writes nothing
+        A resumed run already at its own length trains nothing and leaves the run as it was
         (self.complete); a resume to a length it has passed is refused (ValueError).
         SIGINT/SIGTERM stop it at the end of a step with a checkpoint (fastgan.train.control);
         the run directory is locked against other processes meanwhile."""

@@ -281,3 +281,14 @@ def test_large_seed_and_a_shard_without_images(labeled):
         load(labeled, resolution=16, backend="cpu", shard=(0, 16), drop_last=False)
     with pytest.raises(ValueError, match=r"has 2 images, fewer than batch_size=4 with drop_last=True"):
         load(labeled, resolution=16, backend="cpu", shard=(0, 6))
+
+
+def test_a_disks_lost_and_found_is_no_class_folder(tmp_path, labeled):
+    """A dataset at a disk's root has lost+found beside its images (unreadable to users,
+    which would refuse the dataset): it is no part of it, like a hidden folder."""
+    for f in sorted(labeled.glob("a/*.jpg"))[:5]:
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "lost+found").mkdir()
+    (tmp_path / "lost+found" / "#1234.jpg").write_bytes(next(labeled.glob("b/*.jpg")).read_bytes())
+    loader = load(tmp_path, batch_size=5)
+    assert loader.num_samples == 5 and loader.num_classes == 0 and loader.skipped == 0

@@ -43,8 +43,15 @@ def test_a_generator_left_early_leaves_nothing_for_the_next(source):
     check(dec, later, list(dec.batches(later)))
     gen = dec.batches(first)
     check(dec, first[:2], [next(gen), next(gen)])
-    del gen  # dropped without close(): the next call takes what it left in flight
-    check(dec, later[:1], list(dec.batches(later[:1])))
+    # left open (a notebook's peek): the next call takes what it left in flight, and owns the
+    # pipeline from then on
+    newer = dec.batches(later)
+    check(dec, later[:1], [next(newer)])
+    with pytest.raises(RuntimeError, match="left for a newer call"):
+        next(gen)
+    gen.close()  # the stale generator's end takes nothing of the newer one's
+    check(dec, later[1:], list(newer))
+    check(dec, first, list(dec.batches(first)))
 
 
 def test_fewer_batches_than_the_pipeline_holds(source):

@@ -115,6 +115,28 @@ def test_dali_leaves_gifs_to_pil(formats, tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not _dali.available(), reason="NVIDIA DALI is not installed")
+def test_auto_leaves_a_mostly_gif_set_to_pils_workers(formats, tmp_path, capsys):
+    """Beside DALI, GIFs are decoded one at a time in the loader's process: where they are
+    most of the set, "auto" takes PIL in DataLoader workers instead, and says why."""
+    import fastgan.data.loader as L
+
+    (tmp_path / "set").mkdir()
+    for i in range(3):
+        (tmp_path / "set" / f"{i}.gif").write_bytes(encode(image(20 + i, "P"), "GIF"))
+    (tmp_path / "set" / "a.jpg").write_bytes((formats / "a.jpg").read_bytes())
+    budget = L.CACHE_BUDGET["cpu"]
+    try:
+        L.CACHE_BUDGET["cpu"] = 0  # past the cache: the decoding backend is chosen
+        assert load(tmp_path / "set", verbose=True).backend == "cpu"
+        assert "3 of its 4 images are in formats only PIL reads (GIF)" in capsys.readouterr().err
+        for i in (1, 2):  # 1 GIF of 2, not most: DALI, with PIL beside it
+            (tmp_path / "set" / f"{i}.gif").unlink()
+        assert load(tmp_path / "set").backend == "dali"
+    finally:
+        L.CACHE_BUDGET["cpu"] = budget
+
+
+@pytest.mark.skipif(not _dali.available(), reason="NVIDIA DALI is not installed")
 def test_an_encoding_dali_refuses_is_decoded_by_pil(tmp_path):
     # DALI 2.4's WebP parser stops on some lossless WebPs carrying EXIF (this one; others of
     # the same kind decode, depending on the chunks' sizes); PIL reads them all

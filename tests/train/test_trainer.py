@@ -619,7 +619,8 @@ def test_messages_count_steps_and_the_summary_gives_the_time_and_speed(tmp_path,
 
 @pytest.mark.parametrize("supported", [False, True])
 def test_amp_on_a_cpu_without_bf16_hardware_says_it_is_emulated(tmp_path, capsys, monkeypatch, supported):
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: supported)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: supported)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     t = _train(tmp_path, steps=1, amp=True)
     assert t.amp_dtype == torch.bfloat16  # kept: the user asked for it
     said = [line for line in capsys.readouterr().err.splitlines() if "emulates bf16" in line]
@@ -633,15 +634,16 @@ def test_amp_on_a_cpu_without_bf16_hardware_says_it_is_emulated(tmp_path, capsys
     assert "emulates bf16" not in capsys.readouterr().err
 
 
-def test_a_torch_without_the_bf16_check_is_taken_at_its_word(monkeypatch):
+def test_bf16_hardware_is_avx512_bf16_or_amx_and_a_torch_without_the_checks_is_taken_at_its_word(
+        monkeypatch):
     from fastgan._devices import cpu_has_bf16
 
-    def missing():
-        raise AttributeError("no such op")
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", missing)
+    for avx512_bf16, amx, want in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert cpu_has_bf16() is want, (avx512_bf16, amx)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
     assert cpu_has_bf16() is True  # no warning on a guess
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    assert cpu_has_bf16() is False
 
 
 def test_real_valued_trainer_settings_read_as_text_are_taken_as_numbers(tmp_path):
