@@ -28,7 +28,8 @@ at the next call, which then owns the pipeline: the older generator, resumed, ra
 
 A batch DALI cannot decode (corruption inside the compressed data: DALI's pipeline
 stops on it) is decoded again by PIL, the failed samples marked, and the pipeline
-rebuilt; the batches that were in flight behind it are fed again to the new one. Install
+rebuilt; the batches that were in flight behind it are fed again to the new one. The
+samples that stopped it are PIL's from the next epoch on (`pil_only`, see _learn). Install
 with `pip install "fastgan[dali]"`.
 """
 import math
@@ -77,7 +78,7 @@ class DALIDecoder:
     (a CUDA device: mixed decoding; cpu: DALI's CPU-only mode)."""
     name = "dali"
 
-    def __init__(self, samples, sizes, batch_size, device, num_threads):
+    def __init__(self, samples, sizes, batch_size, device, num_threads, formats=None):
         require()
         self.samples = samples          # fastgan.data._pil.Samples: source, files, the PIL fallback
         self.device = torch.device(device)
@@ -101,6 +102,11 @@ class DALIDecoder:
         self._in_flight = 0             # batches scheduled and not yet taken
         self._held = False              # an output DALI lent us is not yet released
         self._generation = 0            # calls of batches() so far: the newest owns the pipeline
+        # Samples PIL decodes, not DALI (fastgan.data._pil.PILBeside puts the batches
+        # together): the formats DALI does not read (`formats`: PIL's name of each sample's,
+        # from the header check), and those learned from a batch DALI stopped on (_learn)
+        self._formats = formats
+        self.pil_only = {i for i, f in enumerate(formats or ()) if f not in FORMATS}
         # A folder's files are read by DALI's own threads (fn.io.file.read, no GIL); a zip's
         # members are read here, on a thread pool, while the previous batch decodes.
         source = samples.source
@@ -215,6 +221,16 @@ class DALIDecoder:
         out, failed = self.samples.__getitems__(indices)
         return out.to(self.device), failed
 
+    def _learn(self, indices, failed):
+        """Adds to pil_only the samples of a batch DALI stopped on that likely stopped it,
+        so that the next epochs do not pay the fallback and a new pipeline again: those PIL
+        could not decode either (corrupt; the loader substitutes them), else the batch's
+        non-JPEGs (the rare encodings DALI's codecs refuse), else the whole batch."""
+        idx = [int(i) for i in indices]
+        corrupt = {i for i, bad in zip(idx, failed.tolist()) if bad}
+        other = {i for i in idx if self._formats is not None and self._formats[i] not in ("JPEG", "MPO")}
+        self.pil_only |= corrupt or other or set(idx)
+
     def batches(self, index_lists):
         """Yields (uint8 [B, R, R, C] on self.device, bool [B] failed) per index list. The
         pipeline holds up to AHEAD of them at once (see the module's docstring)."""
@@ -259,6 +275,7 @@ class DALIDecoder:
                     self._reset()  # behind it are fed to a new pipeline
                     fed = k + 1
                     out, failed = self._fallback(indices.tolist())
+                    self._learn(indices, failed)
                 yield out, failed
         finally:
             if self._generation == mine:

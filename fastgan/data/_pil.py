@@ -124,18 +124,20 @@ class PILDecoder:
 
 
 class PILBeside:
-    """Wraps a decoder that cannot read some samples (the "dali" one: GIFs): the samples in
-    `pil` are decoded by PIL here, in this process, the others by `decoder`, and each batch
-    is put together on `device` in the order asked."""
+    """Wraps the "dali" decoder, which leaves some samples to PIL (its `pil_only`: GIFs, and
+    the files it stopped on in an earlier epoch): those are decoded by PIL here, in this
+    process, the others by `decoder`, and each batch is put together on `device` in the order
+    asked. The set is read at each call, so what the decoder learns applies from the next."""
 
-    def __init__(self, decoder, pil, device):
-        self.decoder, self.pil, self.device = decoder, frozenset(pil), torch.device(device)
+    def __init__(self, decoder, device):
+        self.decoder, self.device = decoder, torch.device(device)
         self.samples, self.name = decoder.samples, decoder.name
 
     def batches(self, index_lists):
         """Yields (uint8 [B, R, R, C] on the device, bool [B] failed) per index list."""
+        pil = frozenset(self.decoder.pil_only)
         lists = [[int(i) for i in ix] for ix in index_lists]
-        parts = [[i for i in ix if i not in self.pil] for ix in lists]
+        parts = [[i for i in ix if i not in pil] for ix in lists]
         inner = self.decoder.batches([p for p in parts if p])
         r, c = self.samples.resolution, self.samples.channels
         try:
@@ -145,8 +147,8 @@ class PILBeside:
                     continue
                 out = torch.empty((len(ix), r, r, c), dtype=torch.uint8, device=self.device)
                 failed = torch.zeros(len(ix), dtype=torch.bool)
-                here = [j for j, i in enumerate(ix) if i in self.pil]
-                there = [j for j, i in enumerate(ix) if i not in self.pil]
+                here = [j for j, i in enumerate(ix) if i in pil]
+                there = [j for j, i in enumerate(ix) if i not in pil]
                 batches = [(here, self.samples.__getitems__([ix[j] for j in here]))]
                 if there:
                     batches.append((there, next(inner)))

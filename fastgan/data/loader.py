@@ -205,9 +205,7 @@ def _make_decoder(name, samples, sizes, batch_size, device, num_workers, formats
     """The decoder `name` of `samples`; `sizes`: their (width, height), `formats`: their PIL
     format names (None: all read by DALI), both from the header check."""
     if name == "dali":
-        decoder = _dali.DALIDecoder(samples, sizes, batch_size, device, num_workers)
-        pil = [i for i, f in enumerate(formats or ()) if f not in _dali.FORMATS]
-        return PILBeside(decoder, pil, device) if pil else decoder
+        return PILBeside(_dali.DALIDecoder(samples, sizes, batch_size, device, num_workers, formats), device)
     if name == "nvjpeg":
         return _nvjpeg.NvJPEGDecoder(samples, sizes, device, num_workers)
     return PILDecoder(samples, num_workers, pin_memory=device.type == "cuda")

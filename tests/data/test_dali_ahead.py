@@ -74,3 +74,31 @@ def test_a_batch_dali_cannot_decode_does_not_upset_the_ones_behind_it(faces, tmp
     check(dec, lists, got)
     assert [f.tolist() for _, f in got] == [[False] * 4, [False, True, False, False], [False] * 4, [False] * 4]
     check(dec, lists[2:], list(dec.batches(lists[2:])))  # the rebuilt pipeline serves the next call
+
+
+def test_the_files_dali_stopped_on_are_pils_from_the_next_epoch(faces, tmp_path, monkeypatch):
+    """A corrupt JPEG stops DALI's pipeline: its batch falls back to PIL and the pipeline is
+    rebuilt. The next epochs leave that file to PIL beside DALI, without either."""
+    files = sorted(faces.iterdir())[:12]
+    for i, f in enumerate(files):
+        data = f.read_bytes()
+        if i == 6:
+            sos = data.index(b"\xff\xda")
+            data = data[:sos + 2] + b"\x00\x01" + b"\xff\xd9"
+        (tmp_path / f.name).write_bytes(data)
+    dec = decoder(tmp_path)
+    fallbacks = []
+    real = _dali.DALIDecoder._fallback
+    monkeypatch.setattr(_dali.DALIDecoder, "_fallback",
+                        lambda self, indices: fallbacks.append(indices) or real(self, indices))
+    lists = [[3, 9, 6, 0], [1, 2, 4, 5], [7, 8, 10, 11]]
+    first = list(dec.batches(lists))
+    assert fallbacks == [[3, 9, 6, 0]] and dec.decoder.pil_only == {6}
+    check(dec, lists, first)
+    second = list(dec.batches(lists))
+    assert fallbacks == [[3, 9, 6, 0]]  # no second fallback
+    check(dec, lists, second)
+    assert [f.tolist() for _, f in second] == [[False, False, True, False], [False] * 4, [False] * 4]
+    # the batches DALI decoded both times are the same; the first epoch's first batch was
+    # all PIL's (the fallback), the second's DALI's but for the corrupt file
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(first[1:], second[1:]))
