@@ -74,13 +74,37 @@ class Writer:
         self._sha = hashlib.sha256()
         self.nbytes = 0
 
+    def _failed(self, exc):
+        """The one-line error for a write that failed (a full disk, a quota, an I/O error);
+        __exit__ then removes the temporary file, and `out` is as it was."""
+        return ValueError(f"cannot write {str(self.tmp)!r} (the output file before its rename) after "
+                          f"{DATA_OFFSET + self.nbytes:,} bytes: {exc.strerror or exc}; "
+                          f"{str(self.out)!r} was not changed")
+
     def write(self, batch):
         b = np.ascontiguousarray(batch.cpu().numpy() if isinstance(batch, torch.Tensor) else batch)
         self._sha.update(b.data)
-        self._f.write(b.data)
+        try:
+            self._f.write(b.data)
+        except OSError as exc:
+            raise self._failed(exc) from None
         self.nbytes += b.nbytes
 
     def commit(self, manifest):
+        try:
+            manifest = self._finish(manifest)
+        except OSError as exc:  # the manifest, flush or fsync on a full disk: before the rename
+            raise self._failed(exc) from None
+        os.replace(self.tmp, self.out)
+        dir_fd = os.open(self.out.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a crash
+        finally:
+            os.close(dir_fd)
+        return manifest
+
+    def _finish(self, manifest):
+        """Writes the manifest and the header into the temporary file and closes it."""
         manifest = {**manifest, "format": "fastgan-images", "version": VERSION,
                     "dtype": "uint8", "layout": "NHWC", "data_offset": DATA_OFFSET,
                     "data_bytes": self.nbytes, "sha256": self._sha.hexdigest(),
@@ -97,12 +121,6 @@ class Writer:
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()
-        os.replace(self.tmp, self.out)
-        dir_fd = os.open(self.out.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself survives a crash
-        finally:
-            os.close(dir_fd)
         return manifest
 
     def __enter__(self):
@@ -110,7 +128,10 @@ class Writer:
 
     def __exit__(self, *exc):
         if not self._f.closed:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:  # its buffer's flush, on the full disk that stopped the write
+                pass
         if self.tmp.exists():
             self.tmp.unlink()
 

@@ -204,6 +204,34 @@ def test_an_output_that_cannot_be_written_is_one_line(source, tmp_path, capsys):
     assert f"folder {str(tmp_path / 'file')!r} of the output file is not a folder" in capsys.readouterr().err
 
 
+# room on the disk: for part of the 12 images; for all of them and not the manifest
+@pytest.mark.parametrize("room", [4096 + 1000, 4096 + 12 * 8 * 8 * 3 + 10])
+def test_a_full_disk_is_one_line_and_leaves_nothing(source, tmp_path, capsys, monkeypatch, room):
+    """The disk fills while the images (or the manifest) are written: one line naming the
+    file and the reason, no temporary file left, and an older output untouched."""
+    import errno
+    import io
+
+    from fastgan.data import prepared as prepared_module
+
+    class Full(io.FileIO):
+        def write(self, data):
+            if self.tell() + len(data) > room:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    out = tmp_path / "set.fgimg"
+    out.write_bytes(b"an older output")
+    monkeypatch.setattr(prepared_module, "open", lambda path, mode: Full(path, mode.replace("b", "")),
+                        raising=False)
+    assert main(["data", "prepare", str(source), "--resolution", "8", "--out", str(out), "--quiet",
+                 "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "was not changed" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.fgimg", "src"]
+    assert out.read_bytes() == b"an older output"
+
+
 def test_nothing_usable_writes_nothing(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "a.jpg").write_bytes(b"\xff\xd8 not really")
