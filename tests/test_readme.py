@@ -759,3 +759,40 @@ def test_keywords_named_in_prose(section, function):
     assert len(keys) >= 2, keys
     params = inspect.signature(_resolve(function)).parameters
     assert keys <= set(params), f"README names {sorted(keys - set(params))} as keywords of {function}"
+
+
+# ---------------------------------------------------------------- the trainer's settings table
+
+def _settings_rows():
+    block = re.search(r"<!-- trainer-settings -->\n(.*?)<!-- /trainer-settings -->", README, flags=re.S)
+    assert block, "README has no trainer-settings table"
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in block.group(1).splitlines() if line.strip().startswith("| `")]
+    return [(key.strip("`"), re.findall(r"`(--[\w-]+)`", flag), default) for key, flag, default, _ in rows]
+
+
+def _train_actions():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sub.choices["train"]._actions
+
+
+def test_trainer_settings_table_is_the_code_table():
+    """Every trainer setting, in TRAIN_DEFAULTS' order, with its default and its flags: a
+    setting added, renamed or given another default or flag fails here until the table says so."""
+    import yaml
+
+    from fastgan.train.config import TRAIN_DEFAULTS
+
+    rows = _settings_rows()
+    assert [key for key, _, _ in rows] == list(TRAIN_DEFAULTS)
+    by_flag = {opt: a.dest for a in _train_actions() for opt in a.option_strings}
+    for key, flags, default in rows:
+        if default != "(required)":
+            assert yaml.safe_load(default.strip("`")) == TRAIN_DEFAULTS[key], (key, default)
+        else:
+            assert TRAIN_DEFAULTS[key] is None, key
+        assert all(by_flag.get(f) in (key, f"no_{key}") for f in flags), (key, flags)
+        # a flag of the setting that the table leaves out (--no-cuda-graphs is --cuda-graphs' pair)
+        others = {f for f, dest in by_flag.items() if dest in (key, f"no_{key}") and f not in flags}
+        assert others <= {"--no-cuda-graphs"}, (key, others)
