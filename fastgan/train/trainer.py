@@ -265,6 +265,7 @@ class Trainer:
         self._sums, self._counts, self._norms = {}, {}, {}
         self._resumed_window = None
         self._saved_length = None  # the resumed run's own (steps, epochs), from its config.yaml
+        self._resume_from = None   # (path, state) of the checkpoint a resume continues from
         self.complete = False  # a resumed run already at its length: fit() trains nothing
         self.evaluations = []  # eval_every's results: [{"step": s, metric key: value, ...}]
         self.best = None  # {"step", "metrics", "results"} of the best evaluation so far
@@ -323,6 +324,14 @@ class Trainer:
             check_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
         if self.resume:
             self._check_resumed_config()
+            self._resume_from = self._load_resume_state()
+            state = self._resume_from[1]
+            if state is not None and cfg["steps"] is not None and int(state["step"]) >= cfg["steps"]:
+                # complete, or a --steps it has passed: said now, before the data is scanned
+                # and the lock taken (a length in epochs needs the data: checked in the end)
+                self.step, self.total = int(state["step"]), int(cfg["steps"])
+                self._check_length()
+                return
         torch.manual_seed(cfg["seed"] * 1000 + self.rank)
 
         model = self.model
@@ -460,7 +469,9 @@ class Trainer:
         self._say(f"--resume: {self.run_dir} is already complete at step {self.step}; nothing to "
                   f"train (--steps M with M > {self.step} extends it)")
 
-    def _restore(self):
+    def _load_resume_state(self):
+        """(path, state) of the checkpoint --resume continues from, or (None, None) for a run
+        without one yet; ValueError where it must not start over or skip an intact one."""
         newest, skipped = ckpt.list_checkpoints(self.run_dir), []
         path, state = ckpt.load_latest(self.run_dir, skipped=skipped)
         foreign = [(p, why) for p, why in skipped if why.startswith(("unsupported version", "cannot be read"))]
@@ -468,10 +479,15 @@ class Trainer:
             p, why = foreign[0]
             raise ValueError(f"--resume: {p} is intact but {why}; resume with the fastgan that wrote "
                              "it, or move it out of checkpoints/ to resume from an older one")
+        if state is None and newest:  # never start over silently: the first save would delete them all
+            raise ValueError(f"--resume: none of the {len(newest)} checkpoint(s) in {self.run_dir} "
+                             f"loads (see the warnings above); nothing was changed")
+        return path, state
+
+    def _restore(self):
+        path, state = self._resume_from  # loaded by _setup, before the data
+        self._resume_from = None
         if state is None:
-            if newest:  # never start over silently: the first save would delete them all
-                raise ValueError(f"--resume: none of the {len(newest)} checkpoint(s) in {self.run_dir} "
-                                 f"loads (see the warnings above); nothing was changed")
             self._say(f"--resume: no checkpoint in {self.run_dir} yet; starting from step 0")
             return
         if state["model"] != self.model.name:

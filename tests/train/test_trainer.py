@@ -577,13 +577,13 @@ def test_resume_to_a_step_already_reached_is_refused_and_changes_nothing(tmp_pat
     _train(tmp_path, steps=4, ckpt_every=1)
     run = tmp_path / "run"
     list_checkpoints(run)[-1].unlink()  # stopped at step 3 of its 4
-    before = _tree(run)
+    before, lock = _tree(run), (run / ".lock").read_bytes()
     for steps in (2, 3):
         with pytest.raises(ValueError, match=re.escape(
                 f"--resume: {run} is at step 3; --steps {steps} would train nothing (nothing was "
                 "changed); --steps M with M > 3 extends it")):
             _train(tmp_path, steps=steps, ckpt_every=1, resume=True)
-        assert _tree(run) == before
+        assert _tree(run) == before and (run / ".lock").read_bytes() == lock  # refused before the lock
     with pytest.raises(ValueError, match=re.escape("is at step 3; --epochs 0.001 (1 step) would train nothing")):
         _train(tmp_path, steps=None, epochs=0.001, ckpt_every=1, resume=True)
     assert _tree(run) == before
@@ -592,10 +592,11 @@ def test_resume_to_a_step_already_reached_is_refused_and_changes_nothing(tmp_pat
 def test_resume_of_a_complete_run_says_so_and_writes_nothing(tmp_path, capsys):
     _train(tmp_path, steps=2)
     run = tmp_path / "run"
-    before = _tree(run)
+    before, lock = _tree(run), (run / ".lock").read_bytes()
     capsys.readouterr()
     t = _train(tmp_path, steps=2, resume=True)  # its own length: complete, not refused
     assert t.complete and t.step == 2 and t.history == []
+    assert t.loader is None and (run / ".lock").read_bytes() == lock  # said before the data and the lock
     err = capsys.readouterr().err
     assert f"--resume: {run} is already complete at step 2; nothing to train (--steps M with M > 2 " \
            "extends it)" in err
