@@ -7,7 +7,7 @@ import torch
 
 from fastgan.data import prepared
 from fastgan.data._pil import PILDecoder, Samples
-from fastgan.data._scan import Source, check_all, extension_problem
+from fastgan.data._scan import IMAGE_EXTENSIONS, Source, check_all, extension_problem
 from fastgan.data.loader import _decoder_choice, _make_decoder, check_image_settings, decode_all
 
 
@@ -39,6 +39,10 @@ def prepare(path, out, *, resolution=64, crop=None, channels=3, overwrite=False,
         raise ValueError(f"{str(path)!r} is already a prepared file")
     check_image_settings(resolution, crop, channels)
     out = Path(out).expanduser()
+    if out.name.lower().endswith(IMAGE_EXTENSIONS):
+        raise ValueError(f"out {str(out)!r} has an image file's extension ({out.suffix}): a scan of its "
+                         f"folder would take the prepared file for an image (a bad one); name it "
+                         f"*{prepared.SUFFIX}")
     if out.exists() and not overwrite:  # before the scan, not after it
         raise ValueError(f"{str(out)!r} exists; pass --overwrite (overwrite=True) to replace it")
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))

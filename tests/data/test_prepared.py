@@ -142,6 +142,17 @@ def test_prepared_file_inside_its_source_is_not_stale(source, capsys):
     assert load(out, resolution=16).num_samples == 12
 
 
+@pytest.mark.parametrize("name", ["set.jpg", "SET.PNG", "set.webp"])
+def test_an_image_name_for_the_prepared_file_is_refused_before_anything(source, tmp_path, capsys, name):
+    # Under an image's name the file would be listed as an image of its folder: a bad one,
+    # and, inside its own source, a new file that makes it stale.
+    for out in (source / name, tmp_path / name):
+        assert main(["data", "prepare", str(source), "--resolution", "16", "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"has an image file's extension ({out.suffix})" in err and "name it *.fgimg" in err, err
+        assert not out.exists() and not list(out.parent.glob(".*" + name + "*"))
+
+
 def test_prepared_files_in_their_source_are_no_files_of_it(source, capsys):
     """Two prepared files written into their source folder (and one under another name):
     the folder validates clean, trains with nothing skipped, and neither file goes stale
