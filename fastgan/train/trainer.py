@@ -328,7 +328,7 @@ class Trainer:
             state = self._resume_from[1]
             if state is not None and cfg["steps"] is not None and int(state["step"]) >= cfg["steps"]:
                 # complete, or a --steps it has passed: said now, before the data is scanned
-                # and the lock taken (a length in epochs needs the data: checked in the end)
+                # and the lock taken (a length in epochs needs the data: checked after it)
                 self.step, self.total = int(state["step"]), int(cfg["steps"])
                 self._check_length()
                 return
@@ -363,6 +363,12 @@ class Trainer:
         else:
             self.G, self.D = model.generator, model.critic
         self._setup_data()
+        if self.resume and self._resume_from[1] is not None and int(self._resume_from[1]["step"]) >= self.total:
+            # a length in epochs, now in steps: complete or passed, said before the evaluator
+            # is built and the lock taken
+            self.step = int(self._resume_from[1]["step"])
+            self._check_length()
+            return
         self.evaluator = None
         unused = [k for k in ("metrics", "eval_num", "eval_ref") if cfg[k] is not None]
         if unused and not cfg["eval_every"]:

@@ -14,6 +14,7 @@ import torch
 import fastgan
 from fastgan import models
 from fastgan.train import config as cfgmod
+from fastgan.train import trainer as trainer_module
 from fastgan.train.checkpoint import list_checkpoints, load_checkpoint
 from fastgan.train.trainer import Trainer, load_generator, precision, prepare_run_dir
 
@@ -573,17 +574,26 @@ def test_cpu_0_is_the_cpu(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000000001.pt"]
 
 
-def test_resume_to_a_step_already_reached_is_refused_and_changes_nothing(tmp_path):
+class _NoLock(trainer_module.RunLock):
+    """A RunLock that fails the test when a trainer takes it (its check_free still checks)."""
+
+    def __init__(self, *args, **kwargs):
+        raise AssertionError("the run's lock was taken")
+
+
+def test_resume_to_a_step_already_reached_is_refused_and_changes_nothing(tmp_path, monkeypatch):
     _train(tmp_path, steps=4, ckpt_every=1)
     run = tmp_path / "run"
     list_checkpoints(run)[-1].unlink()  # stopped at step 3 of its 4
-    before, lock = _tree(run), (run / ".lock").read_bytes()
+    before = _tree(run)
+    monkeypatch.setattr(trainer_module, "RunLock", _NoLock)  # every refusal comes before the lock
     for steps in (2, 3):
         with pytest.raises(ValueError, match=re.escape(
                 f"--resume: {run} is at step 3; --steps {steps} would train nothing (nothing was "
                 "changed); --steps M with M > 3 extends it")):
             _train(tmp_path, steps=steps, ckpt_every=1, resume=True)
-        assert _tree(run) == before and (run / ".lock").read_bytes() == lock  # refused before the lock
+        assert _tree(run) == before
+    # a length in epochs: refused after the data is scanned
     with pytest.raises(ValueError, match=re.escape("is at step 3; --epochs 0.001 (1 step) would train nothing")):
         _train(tmp_path, steps=None, epochs=0.001, ckpt_every=1, resume=True)
     assert _tree(run) == before
@@ -604,6 +614,18 @@ def test_resume_of_a_complete_run_says_so_and_writes_nothing(tmp_path, capsys):
     assert _tree(run) == before
     t = _train(tmp_path, steps=3, resume=True)  # extended
     assert not t.complete and t.step == 3 and [row["step"] for row in t.history] == [3]
+
+
+def test_resume_of_a_run_complete_in_epochs_says_so_before_the_lock(tmp_path, capsys, monkeypatch):
+    first = _train(tmp_path, steps=None, epochs=0.002, ckpt_every=1)
+    run = tmp_path / "run"
+    before, lock = _tree(run), (run / ".lock").read_bytes()
+    capsys.readouterr()
+    monkeypatch.setattr(trainer_module, "RunLock", _NoLock)
+    t = _train(tmp_path, steps=None, epochs=0.002, ckpt_every=1, resume=True)
+    assert t.complete and t.step == first.step == t.total and t.loader is not None  # needs the data
+    assert (run / ".lock").read_bytes() == lock and _tree(run) == before
+    assert f"--resume: {run} is already complete at step {first.step}; nothing to train" in capsys.readouterr().err
 
 
 def test_messages_count_steps_and_the_summary_gives_the_time_and_speed(tmp_path, capsys):
