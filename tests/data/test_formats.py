@@ -95,6 +95,31 @@ def test_every_format_decodes_to_pils_pixels(formats, backend):
     assert torch.equal(got[names.index("h.gif")], want[names.index("h.gif")])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_animated_files_give_their_first_frame(tmp_path, backend):
+    """An animated WebP or GIF is its first frame on every backend (the second frame here is
+    the first's negative, so any other frame, or a blend, is far off)."""
+    first, second = image(10), Image.fromarray(255 - np.asarray(image(11)))
+    files = {"a.webp": encode(first, "WEBP", save_all=True, append_images=[second], lossless=True,
+                              duration=100),
+             "b.gif": encode(first.convert("P"), "GIF", save_all=True, append_images=[second.convert("P")],
+                             duration=100)}
+    (tmp_path / "set").mkdir()
+    for name, data in files.items():
+        (tmp_path / "set" / name).write_bytes(data)
+        assert Image.open(io.BytesIO(data)).n_frames == 2
+    stills = [encode(first, "PNG"), encode(first.convert("P"), "PNG")]  # the same first frames alone
+    want = torch.stack([torch.from_numpy(decode_pil(d, 16, None, 3).copy()) for d in stills])
+    loader = load(tmp_path / "set", backend=backend, batch_size=2)
+    got = levels(next(iter(loader))[0]).permute(0, 2, 3, 1)
+    assert loader.skipped == 0
+    d = (got.int() - want.int()).abs()
+    if backend == "cpu" or not _dali.available():
+        assert torch.equal(got, want)
+    else:  # DALI's resize at the crop's edge (see test_every_format_decodes_to_pils_pixels)
+        assert d[:, 1:-1, 1:-1].max() <= 2 and d.max() <= 20, d.amax(dim=(1, 2, 3))
+
+
 @pytest.mark.skipif(not _dali.available(), reason="NVIDIA DALI is not installed")
 def test_dali_leaves_gifs_to_pil(formats, tmp_path, monkeypatch):
     """DALI does not read GIF: a batch holding one must not fail in the pipeline and be
