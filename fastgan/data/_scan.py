@@ -312,6 +312,9 @@ def check_file(source, name, crop, channels):
         return Check(f"too small for the crop: {w}x{h} < {crop}x{crop}", w, h, mode, fmt=fmt)
     if w == 0 or h == 0:
         return Check(f"empty image ({w}x{h})", w, h, mode, fmt=fmt)
+    if mode == "F":  # a float TIFF: converting would clip it to 0..255, a [0, 1] image to black
+        return Check("32-bit float pixels (PIL mode F), whose range (0-1? 0-255?) the file does not "
+                     "say; save it with 8- or 16-bit pixels", w, h, mode, fmt=fmt)
     target = "RGB" if channels == 3 else "L"
     note = None if mode == target else f"converted {mode} -> {target}"
     return Check(None, w, h, mode, note, fmt=fmt)

@@ -178,6 +178,20 @@ def test_an_encoding_dali_refuses_is_decoded_by_pil(tmp_path):
     assert d.abs().max() <= 2  # PIL's pixels (or DALI's, should a later DALI read it)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_float_tiff_is_bad_and_says_why(tmp_path, capsys, backend):
+    # PIL's convert() clips float pixels to 0..255: a [0, 1] image would train as black
+    (tmp_path / "set").mkdir()
+    floats = Image.fromarray(np.linspace(0, 1, 40 * 48, dtype=np.float32).reshape(48, 40), "F")
+    (tmp_path / "set" / "f.tif").write_bytes(encode(floats, "TIFF"))
+    (tmp_path / "set" / "a.jpg").write_bytes(FILES["a.jpg"]())
+    assert main(["data", "validate", str(tmp_path / "set"), "--resolution", "16"]) == 1
+    out = capsys.readouterr().out
+    assert "2 files: 1 usable, 1 bad" in out and "f.tif: 32-bit float pixels (PIL mode F)" in out, out
+    loader = load(tmp_path / "set", backend=backend, batch_size=1)
+    assert loader.skipped == 1 and len(list(loader)) == 1
+
+
 def _png_header(w, h):
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
