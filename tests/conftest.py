@@ -28,6 +28,7 @@ HAS_GPU = torch.cuda.is_available()
 # share of them for torch's intra-op threads, rather than all of them (N x oversubscribed).
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 _REQUIRED_ON_CI = {("cpp", "cpu"), ("triton", "cpu")}
 
 

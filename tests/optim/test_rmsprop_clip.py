@@ -64,7 +64,7 @@ def test_100_steps_track_torch_rmsprop_then_clamp(backend_device, flags):
     # same roundings (explicit fmas where torch's kernels fuse) but one: torch's float32 sqrt
     # on CPU is not correctly rounded (1 ulp off in ~20% of elements) and fastgan's is. Against
     # torch with that one op made correctly rounded they are identical to the bit, every flag
-    # set, 1 and 2 threads (measured on AVX2 and AVX512 hosts). Against torch as it is they
+    # set, 1 and 2 threads (measured on an AVX2 host, 2026-11-23). Against torch as it is they
     # drift: 4-20 ulps of c over these 100 steps, and once, at one thread, a weight whose
     # LeakyReLU input changed sign (a 1-ulp difference crossing the kink) went 1.4e6 ulps
     # apart at step 26, so that comparison bounds nothing. On CUDA both roots are IEEE: the
