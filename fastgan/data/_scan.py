@@ -297,6 +297,9 @@ def check_file(source, name, crop, channels):
         except Exception as exc:  # PIL raises many types on a broken header
             if short:  # PIL opens a truncated WebP (and some TIFFs) no further than this
                 return Check(f"truncated: {short}")
+            if head.startswith(MAGIC):  # renamed after `fastgan data prepare`, which refuses these names
+                return Check(f"a fastgan prepared file under an image's name: rename it *{SUFFIX}, or "
+                             "give it as the dataset")
             if sniffed is None and isinstance(exc, Image.UnidentifiedImageError):
                 return Check("not an image (unrecognized data)")
             if isinstance(exc, Image.UnidentifiedImageError):

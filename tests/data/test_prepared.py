@@ -153,6 +153,13 @@ def test_an_image_name_for_the_prepared_file_is_refused_before_anything(source, 
         assert not out.exists() and not list(out.parent.glob(".*" + name + "*"))
 
 
+def test_a_prepared_file_renamed_as_an_image_is_named_for_what_it_is(made, source, capsys):
+    shutil.copyfile(made, source / "a" / "renamed.jpg")
+    assert main(["data", "validate", str(source)]) == 1
+    out = capsys.readouterr().out
+    assert "a/renamed.jpg: a fastgan prepared file under an image's name: rename it *.fgimg" in out, out
+
+
 def test_prepared_files_in_their_source_are_no_files_of_it(source, capsys):
     """Two prepared files written into their source folder (and one under another name):
     the folder validates clean, trains with nothing skipped, and neither file goes stale
