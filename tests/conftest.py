@@ -27,7 +27,9 @@ HAS_GPU = torch.cuda.is_available()
 # Under pytest-xdist (pytest -n N) the N worker processes share the cores: each takes its
 # share of them for torch's intra-op threads, rather than all of them (N x oversubscribed).
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(),
+                                     _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 _REQUIRED_ON_CI = {("cpp", "cpu"), ("triton", "cpu")}
 

@@ -33,16 +33,17 @@ def prepare(path, out, *, resolution=64, crop=None, channels=3, overwrite=False,
             progress=True):
     """Decodes the dataset at `path` once, with the fastest decoder available, into the
     prepared file `out` (fastgan.data.prepared); returns its manifest. `out` may lie inside
-    the source folder: it is left out of the source's listing."""
-    path = _source_path(path)
-    if prepared.is_prepared(path):
-        raise ValueError(f"{str(path)!r} is already a prepared file")
-    check_image_settings(resolution, crop, channels)
+    the source folder: it is left out of the source's listing. An image file's name for `out`
+    (set.jpg) is refused: a scan of its folder would take it for an image."""
     out = Path(out).expanduser()
     if out.name.lower().endswith(IMAGE_EXTENSIONS):
         raise ValueError(f"out {str(out)!r} has an image file's extension ({out.suffix}): a scan of its "
                          f"folder would take the prepared file for an image (a bad one); name it "
                          f"*{prepared.SUFFIX}")
+    path = _source_path(path)
+    if prepared.is_prepared(path):
+        raise ValueError(f"{str(path)!r} is already a prepared file")
+    check_image_settings(resolution, crop, channels)
     if out.exists() and not overwrite:  # before the scan, not after it
         raise ValueError(f"{str(out)!r} exists; pass --overwrite (overwrite=True) to replace it")
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -365,7 +365,9 @@ class Trainer:
         self._setup_data()
         if self.resume and self._resume_from[1] is not None and int(self._resume_from[1]["step"]) >= self.total:
             # a length in epochs, now in steps: complete or passed, said before the evaluator
-            # is built and the lock taken
+            # is built and the lock taken, once the data is known to be the run's own (a
+            # smaller copy of it would make fewer steps an epoch, and an interrupted run complete)
+            self._resumed_data_state(*self._resume_from)
             self.step = int(self._resume_from[1]["step"])
             self._check_length()
             return
@@ -396,10 +398,7 @@ class Trainer:
 
         from fastgan.train.logging import RunLogger
         if self.resume:  # before config.yaml is rewritten: a refused resume leaves the run as it was
-            self._restore()
-            if self.step >= self.total:
-                self._check_length()
-                return  # complete: nothing is trained, the run is left as it was
+            self._restore()  # (a run at or past its length has returned above)
         if self.main:
             save_config({**model.config, **cfg, "out": str(self.run_dir)}, self.run_dir / CONFIG_FILE)
         # On resume, lines logged past the checkpoint (by the run that was cut off) are dropped.
@@ -490,6 +489,23 @@ class Trainer:
                              f"loads (see the warnings above); nothing was changed")
         return path, state
 
+    def _resumed_data_state(self, path, state):
+        """The checkpoint's loader state for this process, once checked to continue this run's
+        batches: saved over as many processes, and (fastgan's loaders) by a loader drawing the
+        same batches from the same number of samples. ValueError otherwise."""
+        from fastgan.data._position import Position, check_position
+
+        data = dict(state["data"])
+        saved_world = int(data.get("shard", (0, 1))[1])
+        if saved_world != self.world:
+            raise ValueError(f"--resume: {path} was saved by a run over {saved_world} process(es), "
+                             f"this one has {self.world}: the data order and the random streams "
+                             f"would not continue; resume with {saved_world}")
+        data["shard"] = [self.rank, self.world]  # rank 0 saved its position: every rank's is the same
+        if isinstance(self.loader, Position):
+            check_position(self.loader, data)
+        return data
+
     def _restore(self):
         path, state = self._resume_from  # loaded by _setup, before the data
         self._resume_from = None
@@ -515,14 +531,7 @@ class Trainer:
         m.load_extra_state(state["extra"])
         mine = {"rng": state["rng"], "log_window": state.get("log_window")}
         ranks = state.get("ranks") or [mine]
-        data = dict(state["data"])
-        saved_world = int(data.get("shard", (0, 1))[1])
-        if saved_world != self.world:
-            raise ValueError(f"--resume: {path} was saved by a run over {saved_world} process(es), "
-                             f"this one has {self.world}: the data order and the random streams "
-                             f"would not continue; resume with {saved_world}")
-        data["shard"] = [self.rank, self.world]  # rank 0 saved its position: every rank's is the same
-        self.loader.load_state_dict(data)
+        self.loader.load_state_dict(self._resumed_data_state(path, state))
         self.fixed_z = state["fixed_z"].to(self.device)
         if len(ranks) == self.world:
             mine = ranks[self.rank]
