@@ -2,21 +2,24 @@
 
     model = fastgan.accelerate(model)     # in place; prints what it fused
 
-Finds ConvTranspose2d/Conv2d -> BatchNorm2d -> ReLU/LeakyReLU chains and makes the
-convolution run all three with fastgan's fused kernels (fastgan.nn.blocks), the
-BatchNorm and the activation then passing their input through (or, in a model torch.fx
-cannot trace, the nn.Sequential holding the chain run it fused; see below). Nothing is moved or
-renamed: the parameters are the same objects, the state_dict keys the same, so
-checkpoints of the original model load into the accelerated one and back, and the
-outputs are those of the original model (to rounding).
+Finds ConvTranspose2d/Conv2d -> BatchNorm2d -> ReLU/LeakyReLU chains and runs each with
+fastgan's fused kernels (fastgan.nn.blocks). A chain of consecutive children of an
+nn.Sequential (the common case) is run fused by that container's forward: its modules
+keep their classes, so one called on its own, a slice of the container or a hook added
+later runs as before. A chain called from a custom forward() is fused in its
+convolution, the BatchNorm and the activation then passing their input through: there
+the convolution called on its own returns the activation's output (call the model's
+forward, or keep an unaccelerated copy for such uses). Nothing is moved or renamed: the
+parameters are the same objects, the state_dict keys the same, so checkpoints of the
+original model load into the accelerated one and back, and the outputs are those of the
+original model (to rounding). An accelerated model pickles whole (torch.save(model)).
 
 Where it looks: the chains are read from a torch.fx trace of the model (nn.Sequential
 containers and named submodules called from a custom forward() alike), and fused only
 where the trace shows the convolution's output going to the BatchNorm alone and the
 BatchNorm's to the activation alone, each module called once. Where torch.fx cannot trace
 the model (data-dependent control flow, ...), only the consecutive children of
-nn.Sequential containers that keep nn.Sequential's forward are fused, and then in the
-container's own forward: a module of the chain called on its own still runs unfused.
+nn.Sequential containers that keep nn.Sequential's forward are fused.
 
 Left alone, with a message saying why: a module used in more than one place; a chain
 whose convolution or BatchNorm output is used elsewhere (kept as a feature, say); a
@@ -57,7 +60,21 @@ _UNCONFIRMED = ("the torch.fx trace shows a module of it called more than once o
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
-class _FusedConvMixin:
+def _rebuild(base, mixin):
+    """An empty instance of the retyped class (base, mixin), for unpickling and deepcopy."""
+    return object.__new__(_subclass(base, mixin))
+
+
+class _Retyped:
+    """Pickles a retyped module as its base class and mixin: the class itself is made at
+    run time (_subclass), so pickle could not find it by name."""
+
+    def __reduce_ex__(self, protocol):
+        mixin, base = type(self).__bases__
+        return _rebuild, (base, mixin), self.__dict__
+
+
+class _FusedConvMixin(_Retyped):
     """Runs conv -> bn -> act fused; the bn and act modules are kept (unregistered) in __dict__."""
 
     def forward(self, x, output_size=None):
@@ -68,19 +85,21 @@ class _FusedConvMixin:
                                  d["_fastgan_backend"])
 
 
-class _PassThrough:
+class _PassThrough(_Retyped):
     """A BatchNorm or activation whose work the fused convolution before it does."""
 
     def forward(self, x):
         return x
 
 
-class _FusedSequential:
-    """An nn.Sequential (the model could not be traced) running the chains of its children
+class _FusedSequential(_Retyped):
+    """An nn.Sequential running the chains of its children
     listed in __dict__["_fastgan_chains"] ({index: (conv, bn, act, backend)}) fused; the
     modules keep their classes, so called on their own they run as before."""
 
     def forward(self, input):
+        if isinstance(input, torch.fx.Proxy):  # traced (accelerate again): the modules as they are
+            return nn.Sequential.forward(self, input)
         chains = self.__dict__.get("_fastgan_chains", {})
         mods = list(self._modules.values())
         i = 0
@@ -99,12 +118,15 @@ class _FusedSequential:
 _SUBCLASSES = {}
 
 
-def _retype(module, mixin):
-    base = type(module)
+def _subclass(base, mixin):
     key = (base, mixin)
     if key not in _SUBCLASSES:
         _SUBCLASSES[key] = type(f"Fused{base.__name__}", (mixin, base), {"__module__": __name__})
-    module.__class__ = _SUBCLASSES[key]
+    return _SUBCLASSES[key]
+
+
+def _retype(module, mixin):
+    module.__class__ = _subclass(type(module), mixin)
 
 
 def _hooked(m):
@@ -117,7 +139,13 @@ def _own_forward(m):
     return None if base is None or type(m).forward is base.forward else type(m).__name__
 
 
-def _why_not(conv, bn, act, uses):
+def _in_fused_container(conv, bn, act, containers):
+    seq, i = containers.get(id(conv), (None, None))
+    chain = seq.__dict__.get("_fastgan_chains", {}).get(i) if isinstance(seq, _FusedSequential) else None
+    return chain is not None and all(a is b for a, b in zip(chain, (conv, bn, act)))
+
+
+def _why_not(conv, bn, act, uses, containers=None):
     """None when the chain can be fused, else the reason."""
     chain = (conv, bn, act)
     # A lazy module is matched as the class it becomes (LazyBatchNorm2d is no BatchNorm2d).
@@ -125,7 +153,8 @@ def _why_not(conv, bn, act, uses):
             else type(m) for m in chain]
     if not issubclass(kind[0], _CONVS) or not issubclass(kind[1], nn.BatchNorm2d) or not issubclass(kind[2], _ACTS):
         return "not a Conv -> BatchNorm2d -> ReLU/LeakyReLU chain"
-    if isinstance(conv, (_FusedConvMixin,)) or isinstance(bn, _PassThrough):
+    if (isinstance(conv, (_FusedConvMixin,)) or isinstance(bn, _PassThrough)
+            or _in_fused_container(conv, bn, act, containers or {})):
         return "already fused"
     if any(isinstance(m, LazyModuleMixin) for m in chain):
         return "a lazy module is not initialized yet: run one forward first"
@@ -154,6 +183,16 @@ def _fuse(conv, bn, act, backend):
     _retype(act, _PassThrough)
 
 
+def _plain_sequential(seq):
+    return isinstance(seq, _FusedSequential) or type(seq).forward is nn.Sequential.forward
+
+
+def _fuse_in_container(seq, i, conv, bn, act, backend):
+    seq.__dict__.setdefault("_fastgan_chains", {})[i] = (conv, bn, act, backend)
+    if not isinstance(seq, _FusedSequential):
+        _retype(seq, _FusedSequential)
+
+
 def _sequential_chains(model):
     """(name, seq, index, a, b, c) for three consecutive children of each nn.Sequential."""
     for prefix, seq in model.named_modules():
@@ -179,26 +218,30 @@ def _single_input(node):
 
 
 def _traced_chains(model):
-    """(name, conv, bn, act) for call_module chains in a torch.fx trace of the model."""
+    """(name, conv, bn, act, why) for the call_module chains conv -> BatchNorm -> activation
+    in a torch.fx trace of the model: why is None where the trace shows each module called
+    once, on one input, and each output going to the next module alone, else the reason
+    the chain cannot be fused."""
     graph = _Tracer().trace(model)
     modules = dict(model.named_modules())
     calls = collections.Counter(n.target for n in graph.nodes if n.op == "call_module")
+
+    def called(node, kinds):
+        return [u for u in node.users if u.op == "call_module" and isinstance(modules.get(u.target), kinds)]
+
     for node in graph.nodes:
-        if (node.op != "call_module" or not _single_input(node)
-                or not isinstance(modules.get(node.target), _CONVS)):
+        if node.op != "call_module" or not isinstance(modules.get(node.target), _CONVS):
             continue
-        users = list(node.users)
-        if len(users) != 1 or users[0].op != "call_module" or not _single_input(users[0]):
+        bns = called(node, nn.modules.batchnorm._BatchNorm)
+        acts = called(bns[0], _ACTS) if len(bns) == 1 else []
+        if len(acts) != 1:
             continue
-        bn_node = users[0]
-        after = list(bn_node.users)
-        if len(after) != 1 or after[0].op != "call_module" or not _single_input(after[0]):
-            continue
-        act_node = after[0]
-        if any(calls[n.target] > 1 for n in (node, bn_node, act_node)):
-            continue
+        bn_node, act_node = bns[0], acts[0]
+        nodes = (node, bn_node, act_node)
+        confirmed = (len(node.users) == 1 and len(bn_node.users) == 1 and all(map(_single_input, nodes))
+                     and all(calls[n.target] == 1 for n in nodes))
         yield (f"{node.target} -> {bn_node.target} -> {act_node.target}", modules[node.target],
-               modules[bn_node.target], modules[act_node.target])
+               modules[bn_node.target], modules[act_node.target], None if confirmed else _UNCONFIRMED)
 
 
 def _penalty_modules(model):
@@ -251,12 +294,19 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
                      f"{str(exc).splitlines()[0] if str(exc) else ''}); only nn.Sequential "
                      "containers were searched, their chains fused in the container's forward")
     if chains is not None:
-        # The trace says how each module is used: fuse only the chains it shows.
+        # The trace says how each module is used: fuse only the chains it shows, in their
+        # nn.Sequential container where they are consecutive children of one
+        containers = {id(a): (seq, i) for _, seq, i, a, b, c in _sequential_chains(model)}
         traced = set()
-        for name, conv, bn, act in chains:
+        for name, conv, bn, act, unconfirmed in chains:
             traced.add(id(conv))
-            why = _why_not(conv, bn, act, uses)
-            if why is None:
+            why = _why_not(conv, bn, act, uses, containers) or unconfirmed
+            seq, i = containers.get(id(conv), (None, None))
+            if why is None and seq is not None and _plain_sequential(seq) \
+                    and all(a is b for a, b in zip(list(seq._modules.values())[i:i + 3], (conv, bn, act))):
+                _fuse_in_container(seq, i, conv, bn, act, backend)
+                fused.append(describe(name, conv, act))
+            elif why is None:
                 _fuse(conv, bn, act, backend)
                 fused.append(describe(name, conv, act))
             elif why == "already fused":
@@ -266,7 +316,7 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
         for name, _, _, conv, bn, act in _sequential_chains(model):
             if id(conv) in traced:
                 continue
-            why = _why_not(conv, bn, act, uses)
+            why = _why_not(conv, bn, act, uses, containers)
             if why == "already fused":
                 already += 1
             elif why != "not a Conv -> BatchNorm2d -> ReLU/LeakyReLU chain":
@@ -281,12 +331,10 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
                 why = "already fused"
             else:
                 why = _why_not(conv, bn, act, uses)
-            if why is None and not (isinstance(seq, _FusedSequential) or type(seq).forward is nn.Sequential.forward):
+            if why is None and not _plain_sequential(seq):
                 why = f"its container {type(seq).__name__} has its own forward()"
             if why is None:
-                seq.__dict__.setdefault("_fastgan_chains", {})[i] = (conv, bn, act, backend)
-                if not isinstance(seq, _FusedSequential):
-                    _retype(seq, _FusedSequential)
+                _fuse_in_container(seq, i, conv, bn, act, backend)
                 taken.add(id(conv))
                 fused.append(describe(name, conv, act))
             elif why == "already fused":

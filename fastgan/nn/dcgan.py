@@ -59,6 +59,30 @@ def dcgan_init_(module):
     return module
 
 
+class CriticScores(nn.Module):
+    """The critic's last step: its (B, 1, 1, 1) output as (B,) scores (an unbatched image's
+    (1, 1, 1) as (1,), with fused=False). Any other shape means images of another size than
+    the critic was built for, which a flatten would turn silently into more scores than
+    samples: ValueError naming both sizes."""
+
+    def __init__(self, resolution):
+        super().__init__()
+        self.resolution = resolution
+
+    def forward(self, x):
+        if x.dim() == 3 and tuple(x.shape) == (1, 1, 1):  # one unbatched image: (1,), as nn.Flatten(0)
+            return x.reshape(1)
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, 1, 1):
+            got = "x".join(map(str, x.shape[-2:])) if x.dim() in (3, 4) else f"shape {tuple(x.shape)}"
+            raise ValueError(f"DCGANCritic: built for {self.resolution}x{self.resolution} images, but "
+                             f"its last convolution gave {got}, not 1x1: the input images have "
+                             "another size")
+        return x.reshape(x.shape[0])
+
+    def extra_repr(self):
+        return f"resolution={self.resolution}"
+
+
 class DCGANCritic(nn.Sequential):
     """The DCGAN critic/discriminator; forward returns one logit per sample, shape (B,)."""
 
@@ -81,7 +105,7 @@ class DCGANCritic(nn.Sequential):
                               else nn.LeakyReLU(negative_slope))
             c_in, c_out = c_out, c_out * 2
         layers.append(conv(c_in, 1, 4, 1, 0))
-        layers.append(nn.Flatten(0))
+        layers.append(CriticScores(resolution))
         super().__init__(*layers)
         dcgan_init_(self)
         if fused and norm == "batch":

@@ -77,6 +77,8 @@ def penalty_points(real, fake=None, *, mode="wgan-gp", generator=None, data_rang
         if fake is None:
             raise ValueError("gradient_penalty: mode 'wgan-gp' interpolates real and fake; pass fake")
         if isinstance(fake, torch.Tensor) and fake.dtype != real.dtype:
+            if not fake.is_floating_point():
+                raise TypeError(f"gradient_penalty: fake must be a floating-point tensor, got {fake.dtype}")
             fake = fake.detach().to(real.dtype)  # a generator's bf16/fp16 output under autocast
         x = interpolate(real, fake, generator=generator, backend=backend)
     elif fake is not None:

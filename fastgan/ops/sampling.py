@@ -38,6 +38,8 @@ def draw_seed(device, generator=None):
     """A fresh 1-element int64 seed on `device`, drawn from `generator` (default: the
     device's default generator) without a host synchronization."""
     device = torch.device(device)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     gen_device = generator.device if generator is not None else device
     seed = torch.empty(1, dtype=torch.int64, device=gen_device).random_(-2**63, None, generator=generator)
     return seed.to(device, non_blocking=True)

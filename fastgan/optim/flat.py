@@ -10,8 +10,16 @@ values, and load_state_dict copies into the buffer.
 Call it after the module has its final device, dtype and memory format: .to() or
 .cuda() afterwards replaces the parameters' storage and undoes the flattening.
 Gradients stay views as long as nobody sets them to None: fastgan's optimizers
-zero the flat gradient buffer instead (one kernel), and torch's
+zero the flat gradient buffer instead (one kernel; only their own parameters' views
+when the buffer also holds another optimizer's), and torch's
 zero_grad(set_to_none=False) keeps them too.
+
+Frozen parameters (requires_grad False when flattening) are left out. Every flattened
+parameter always has a gradient, zero where none flowed, so an optimizer steps (and
+fastgan's clips) even a parameter the loss did not use, as torch's optimizers do a
+parameter whose gradient was zeroed rather than set to None: with momentum or weight
+decay such a parameter still moves. A GAN's critic uses all of its parameters every
+step; a module with parameters that sit out some steps is better left unflattened.
 """
 import torch
 
@@ -58,14 +66,17 @@ class FlatParameters:
 
 
 def flatten_parameters(module):
-    """Moves every parameter of `module` (and its gradient) into one contiguous buffer per
-    (device, dtype), in place, each parameter becoming a view. Returns a FlatParameters,
+    """Moves every trainable parameter of `module` (and its gradient) into one contiguous
+    buffer per (device, dtype), in place, each parameter becoming a view (frozen ones,
+    requires_grad False, are left as they are). Returns a FlatParameters,
     also kept as module.flat_parameters. Flattening twice is a no-op."""
     existing = getattr(module, "flat_parameters", None)
     if isinstance(existing, FlatParameters):
         return existing
     by_kind = {}
     for name, p in module.named_parameters():
+        if not p.requires_grad:  # frozen: no gradient to hold, nothing for an optimizer to step
+            continue
         if not is_dense(p):
             raise ValueError(f"flatten_parameters: parameter {name!r} is not dense "
                              f"(shape {tuple(p.shape)}, stride {p.stride()}); make it contiguous first")

@@ -212,21 +212,28 @@ class RMSpropClip(torch.optim.Optimizer):
         """As torch's, except that gradients which are views of a flat gradient buffer
         (flatten_parameters) stay views: that buffer is zeroed, one kernel."""
         views = {}  # id(FlatGroup) -> (group, its gradients are still views): one check per group
+        owned = {}  # id(FlatGroup) -> this optimizer's parameters of it
         for group in self.param_groups:
             for p in group["params"]:
                 flat = getattr(p, "_fastgan_flat", None)
                 if flat is not None and id(flat) not in views:
                     views[id(flat)] = (flat, flat.grads_are_views())
                 if flat is not None and views[id(flat)][1]:
+                    owned.setdefault(id(flat), {})[id(p)] = p
                     continue
                 if p.grad is not None:
                     if set_to_none:
                         p.grad = None
                     else:
                         p.grad.detach_().requires_grad_(False).zero_()
-        for flat, are_views in views.values():
-            if are_views:
-                flat.grad.zero_()
+        for key, (flat, are_views) in views.items():
+            if not are_views:
+                continue
+            mine = owned.get(key, {})
+            if len(mine) == len(flat.params):
+                flat.grad.zero_()  # every gradient of the buffer is this optimizer's: one kernel
+            else:  # the buffer also holds other optimizers' gradients: only this one's views
+                torch._foreach_zero_([p.grad for p in mine.values()])
 
 
 def _on(t, device):

@@ -181,3 +181,80 @@ def test_accelerate_leaves_parametrized_convolutions(capsys):
     assert model.fastgan_fused == [] and "parametriz" in capsys.readouterr().err
     parametrize.remove_parametrizations(model[0], "weight")
     assert type(model[0]) is nn.Conv2d
+
+
+def _dcgan_pair():
+    """An accelerated DCGAN critic with BatchNorm (fused in its constructor) and a stock copy."""
+    fused = fastgan.nn.DCGANCritic(32, width=8, norm="batch")
+    stock = fastgan.nn.DCGANCritic(32, width=8, norm="batch", fused=False)
+    stock.load_state_dict(fused.state_dict())
+    return fused.eval(), stock.eval()
+
+
+def test_sequential_chains_are_fused_by_their_container_so_a_part_computes_what_it_did():
+    """A slice of an accelerated nn.Sequential, or one of its modules called alone, computes
+    what it did before (the chain runs fused in the container's forward only)."""
+    fused, stock = _dcgan_pair()
+    assert fused.fastgan_fused  # the chains are fused
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(fused(x), stock(x), **TOL)
+    for k in range(1, len(stock)):
+        torch.testing.assert_close(fused[:k](x), stock[:k](x), **TOL, msg=f"critic[:{k}]")
+    h = stock[:2](x)
+    torch.testing.assert_close(fused[2](h), stock[2](h), **TOL)  # the chain's convolution alone
+    seen = []
+    fused[2].register_forward_hook(lambda m, args, out: seen.append(out))  # a hook added later
+    fused(x)
+    torch.testing.assert_close(seen[0], stock[2](h), **TOL)
+
+
+class _CustomForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.ReLU()
+        self.head = nn.Conv2d(4, 1, 3, 1, 1)
+
+    def forward(self, x):
+        return self.head(self.act(self.bn(self.conv(x))))
+
+
+@pytest.mark.parametrize("make", [lambda: _dcgan_pair()[0], _CustomForward], ids=["sequential", "custom-forward"])
+def test_an_accelerated_model_pickles_and_deep_copies(make, tmp_path):
+    import io
+    model = make()
+    if not getattr(model, "fastgan_fused", None):
+        fastgan.accelerate(model, verbose=False)
+    assert model.fastgan_fused
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    twin = copy.deepcopy(model)
+    for other in (loaded, twin):
+        assert type(other) is type(model)
+        assert [type(m) for m in other.modules()] == [type(m) for m in model.modules()]
+        torch.testing.assert_close(other(x), model(x), rtol=0, atol=0)
+
+
+class _KeepsTheBatchNormOutput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.ReLU()
+        self.head = nn.Conv2d(4, 1, 3, 1, 1)
+
+    def forward(self, x):
+        h = self.bn(self.conv(x))
+        return self.head(self.act(h)), h
+
+
+def test_a_chain_in_a_custom_forward_whose_output_is_kept_is_named_with_the_reason(capsys):
+    model = _KeepsTheBatchNormOutput()
+    x = torch.randn(2, 3, 8, 8)
+    before = [t.detach().clone() for t in model.eval()(x)]
+    fastgan.accelerate(model)
+    assert model.fastgan_fused == []
+    assert "conv -> bn -> act: left alone: the torch.fx trace shows" in capsys.readouterr().err
+    for a, b in zip(model(x), before):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

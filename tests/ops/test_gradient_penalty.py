@@ -249,6 +249,9 @@ def test_scaled_penalty_equals_unscaled():
     (dict(mode="r1", fake=None, center=1.0), ValueError, "mode 'r1' penalizes"),
     (dict(critic=lambda x: x), ValueError, "critic must return one score per sample"),
     (dict(real=[1.0]), TypeError, "real must be a tensor"),
+    (dict(fake=torch.zeros(2, 3, 16, 16, dtype=torch.uint8)), TypeError,
+     "fake must be a floating-point tensor, got torch.uint8"),
+    (dict(generator=42), TypeError, "generator must be a torch.Generator or None, got int"),
 ])
 def test_bad_input_names_the_problem(kwargs, error, words):
     critic = DCGANCritic(16, 3, 4)
@@ -268,6 +271,9 @@ def test_dcgan_critic_shapes_and_init():
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in bn) == 3  # none on the first layer
     with pytest.raises(ValueError, match="resolution must be 16, 32, 64 or 128"):
         DCGANCritic(48)
+    for fused in (True, False):  # images of another size: an error, not 25 scores per sample
+        with pytest.raises(ValueError, match="built for 32x32 images, but its last convolution gave 5x5"):
+            DCGANCritic(32, 3, 4, fused=fused)(torch.rand(2, 3, 64, 64))
     assert fastgan.nn.DCGANCritic is DCGANCritic
 
 

@@ -172,6 +172,39 @@ def test_gradients_accumulate_into_the_flat_buffer(backend_device):
     assert any(not torch.equal(p.grad, e) for p, e in zip(model.parameters(), expected))
 
 
+def test_zero_grad_leaves_the_other_optimizers_gradients_in_a_shared_buffer(backend_device):
+    """Two optimizers over parts of one flattened module (an encoder and a decoder, say):
+    each one's zero_grad zeroes its own gradients only, as torch's does."""
+    backend, device = backend_device
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"enc": nn.Linear(4, 4), "dec": nn.Linear(4, 3)}).to(device)
+    flat = flatten_parameters(model)
+    opt_enc = RMSpropClip(model["enc"].parameters(), backend=backend)
+    model["dec"](model["enc"](torch.randn(5, 4, device=device))).sum().backward()
+    dec_grads = [p.grad.clone() for p in model["dec"].parameters()]
+    opt_enc.step()
+    opt_enc.zero_grad()
+    assert all(float(p.grad.abs().sum()) == 0 for p in model["enc"].parameters())
+    for p, g in zip(model["dec"].parameters(), dec_grads):
+        assert float(g.abs().sum()) > 0 and torch.equal(p.grad, g)
+    assert flat.groups[0].grads_are_views()
+
+
+def test_frozen_parameters_are_not_flattened_stepped_or_clipped(backend_device):
+    backend, device = backend_device
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 1)).to(device)
+    with torch.no_grad():
+        model[0].weight.fill_(0.5)
+    model[0].weight.requires_grad_(False)
+    flat = flatten_parameters(model)
+    assert [id(p) for g in flat.groups for p in g.params] == [id(model[0].bias), id(model[1].weight), id(model[1].bias)]
+    opt = RMSpropClip(model.parameters(), lr=1e-3, clip=0.01, backend=backend)
+    model(torch.randn(2, 4, device=device)).sum().backward()
+    opt.step()
+    assert model[0].weight.grad is None and bool((model[0].weight == 0.5).all())
+    assert float(model[1].weight.abs().max()) <= 0.01
+
+
 def test_optimizer_state_dict_round_trip_resumes_exactly(backend_device):
     backend, device = backend_device
     data = [x.to(device) for x in batches(12)]
