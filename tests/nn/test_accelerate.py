@@ -238,12 +238,7 @@ def test_an_accelerated_model_pickles_and_deep_copies(make, tmp_path):
         torch.testing.assert_close(other(x), model(x), rtol=0, atol=0)
 
 
-class _KeepsTheBatchNormOutput(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.ReLU()
-        self.head = nn.Conv2d(4, 1, 3, 1, 1)
-
+class _KeepsTheBatchNormOutput(_CustomForward):
     def forward(self, x):
         h = self.bn(self.conv(x))
         return self.head(self.act(h)), h
