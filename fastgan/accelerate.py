@@ -139,8 +139,16 @@ def _own_forward(m):
     return None if base is None or type(m).forward is base.forward else type(m).__name__
 
 
+def _container_of(conv, bn, act, containers):
+    """(seq, i) when conv, bn, act are the children i, i + 1, i + 2 of the nn.Sequential seq
+    (containers: id(child i) -> (seq, i, the three children)), else (None, None)."""
+    seq, i, children = containers.get(id(conv), (None, None, ()))
+    same = len(children) == 3 and all(a is b for a, b in zip(children, (conv, bn, act)))
+    return (seq, i) if same else (None, None)
+
+
 def _in_fused_container(conv, bn, act, containers):
-    seq, i = containers.get(id(conv), (None, None))
+    seq, i = _container_of(conv, bn, act, containers)
     chain = seq.__dict__.get("_fastgan_chains", {}).get(i) if isinstance(seq, _FusedSequential) else None
     return chain is not None and all(a is b for a, b in zip(chain, (conv, bn, act)))
 
@@ -296,14 +304,13 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
     if chains is not None:
         # The trace says how each module is used: fuse only the chains it shows, in their
         # nn.Sequential container where they are consecutive children of one
-        containers = {id(a): (seq, i) for _, seq, i, a, b, c in _sequential_chains(model)}
+        containers = {id(a): (seq, i, (a, b, c)) for _, seq, i, a, b, c in _sequential_chains(model)}
         traced = set()
         for name, conv, bn, act, unconfirmed in chains:
             traced.add(id(conv))
             why = _why_not(conv, bn, act, uses, containers) or unconfirmed
-            seq, i = containers.get(id(conv), (None, None))
-            if why is None and seq is not None and _plain_sequential(seq) \
-                    and all(a is b for a, b in zip(list(seq._modules.values())[i:i + 3], (conv, bn, act))):
+            seq, i = _container_of(conv, bn, act, containers)
+            if why is None and seq is not None and _plain_sequential(seq):
                 _fuse_in_container(seq, i, conv, bn, act, backend)
                 fused.append(describe(name, conv, act))
             elif why is None:

@@ -210,7 +210,8 @@ class RMSpropClip(torch.optim.Optimizer):
 
     def zero_grad(self, set_to_none=True):
         """As torch's, except that gradients which are views of a flat gradient buffer
-        (flatten_parameters) stay views: that buffer is zeroed, one kernel."""
+        (flatten_parameters) stay views: that buffer is zeroed, one kernel (only this
+        optimizer's views of it when it also holds another optimizer's gradients)."""
         views = {}  # id(FlatGroup) -> (group, its gradients are still views): one check per group
         owned = {}  # id(FlatGroup) -> this optimizer's parameters of it
         for group in self.param_groups:
