@@ -6,10 +6,11 @@ Finds ConvTranspose2d/Conv2d -> BatchNorm2d -> ReLU/LeakyReLU chains and runs ea
 fastgan's fused kernels (fastgan.nn.blocks). A chain of consecutive children of an
 nn.Sequential (the common case) is run fused by that container's forward: its modules
 keep their classes, so one called on its own, a slice of the container or a hook added
-later runs as before. A chain called from a custom forward() is fused in its
-convolution, the BatchNorm and the activation then passing their input through: there
-the convolution called on its own returns the activation's output (call the model's
-forward, or keep an unaccelerated copy for such uses). Nothing is moved or renamed: the
+later runs as before. A chain called from a custom forward() is fused in its convolution,
+the BatchNorm and the activation then passing their input through, but only while the
+forward of the model the trace was taken of runs (the trace showed the convolution
+called there once, its output going to the BatchNorm alone): called on its own, or
+through a submodule's forward alone, each of the three runs as before. Nothing is moved or renamed: the
 parameters are the same objects, the state_dict keys the same, so checkpoints of the
 original model load into the accelerated one and back, and the outputs are those of the
 original model (to rounding). An accelerated model pickles whole (torch.save(model)).
@@ -40,6 +41,7 @@ double backwards skip PyTorch's backward of zeros through the layers before them
 twice (WGAN-GP, DRAGAN, R1): elsewhere it gains nothing.
 """
 import collections
+import functools
 import sys
 
 import torch
@@ -60,24 +62,54 @@ _UNCONFIRMED = ("the torch.fx trace shows a module of it called more than once o
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
-def _rebuild(base, mixin):
-    """An empty instance of the retyped class (base, mixin), for unpickling and deepcopy."""
-    return object.__new__(_subclass(base, mixin))
+def _rebuild(base, mixins):
+    """An empty instance of the retyped class (mixins..., base), for unpickling and deepcopy."""
+    if not isinstance(mixins, tuple):  # pickled by an older fastgan: one mixin
+        mixins = (mixins,)
+    return object.__new__(_subclass(base, mixins))
 
 
 class _Retyped:
-    """Pickles a retyped module as its base class and mixin: the class itself is made at
+    """Pickles a retyped module as its base class and mixins: the class itself is made at
     run time (_subclass), so pickle could not find it by name."""
 
     def __reduce_ex__(self, protocol):
-        mixin, base = type(self).__bases__
-        return _rebuild, (base, mixin), self.__dict__
+        *mixins, base = type(self).__bases__
+        return _rebuild, (base, tuple(mixins)), self.__dict__
+
+
+class _Scope:
+    """How many forwards of an accelerated model are running: a chain traced in its custom
+    forward() runs fused only inside one."""
+
+    def __init__(self):
+        self.active = 0
+
+
+def _in_scope(m):
+    scope = m.__dict__.get("_fastgan_scope")
+    return scope is None or scope.active > 0  # None: retyped by an older fastgan, always fused
+
+
+class _ScopedRoot(_Retyped):
+    """The model accelerate traced: its forward opens the scope of the chains fused in it."""
+
+    def forward(self, *args, **kwargs):
+        scope = self.__dict__["_fastgan_scope"]
+        scope.active += 1
+        try:
+            return super().forward(*args, **kwargs)
+        finally:
+            scope.active -= 1
 
 
 class _FusedConvMixin(_Retyped):
-    """Runs conv -> bn -> act fused; the bn and act modules are kept (unregistered) in __dict__."""
+    """Runs conv -> bn -> act fused inside its model's forward; the bn and act modules are
+    kept (unregistered) in __dict__. Called on its own: the convolution alone."""
 
     def forward(self, x, output_size=None):
+        if not _in_scope(self):
+            return super().forward(x) if output_size is None else super().forward(x, output_size)
         if output_size is not None:
             raise ValueError("fastgan.accelerate: a fused ConvTranspose2d takes no output_size")
         d = self.__dict__
@@ -86,10 +118,11 @@ class _FusedConvMixin(_Retyped):
 
 
 class _PassThrough(_Retyped):
-    """A BatchNorm or activation whose work the fused convolution before it does."""
+    """A BatchNorm or activation whose work the fused convolution before it does inside the
+    model's forward; called on its own it runs as before."""
 
     def forward(self, x):
-        return x
+        return x if _in_scope(self) else super().forward(x)
 
 
 class _FusedSequential(_Retyped):
@@ -118,15 +151,29 @@ class _FusedSequential(_Retyped):
 _SUBCLASSES = {}
 
 
-def _subclass(base, mixin):
-    key = (base, mixin)
+def _subclass(base, mixins):
+    key = (base, mixins)
     if key not in _SUBCLASSES:
-        _SUBCLASSES[key] = type(f"Fused{base.__name__}", (mixin, base), {"__module__": __name__})
+        body = {"__module__": __name__}
+        if _ScopedRoot in mixins:  # the model's forward keeps its signature (torch.fx reads it)
+            def forward(self, *args, **kwargs):
+                return _ScopedRoot.forward(self, *args, **kwargs)
+            body["forward"] = functools.wraps(base.forward)(forward)
+        _SUBCLASSES[key] = type(f"Fused{base.__name__}", (*mixins, base), body)
     return _SUBCLASSES[key]
 
 
+def _base(m):
+    """m's class before accelerate retyped it."""
+    return type(m).__bases__[-1] if isinstance(m, _Retyped) else type(m)
+
+
 def _retype(module, mixin):
-    module.__class__ = _subclass(type(module), mixin)
+    """Makes module an instance of (mixin, ...the mixins it has, its class), _ScopedRoot
+    first: its forward opens the scope, then calls the others'."""
+    mixins = (mixin, *(type(module).__bases__[:-1] if isinstance(module, _Retyped) else ()))
+    mixins = tuple(sorted(mixins, key=lambda m: m is not _ScopedRoot))
+    module.__class__ = _subclass(_base(module), mixins)
 
 
 def _hooked(m):
@@ -184,15 +231,25 @@ def _why_not(conv, bn, act, uses, containers=None):
     return None
 
 
-def _fuse(conv, bn, act, backend):
+def _scope_of(model):
+    """The scope model's forward opens (made, and model retyped, on first use)."""
+    if not isinstance(model, _ScopedRoot):
+        model.__dict__["_fastgan_scope"] = _Scope()
+        _retype(model, _ScopedRoot)
+    return model.__dict__["_fastgan_scope"]
+
+
+def _fuse(conv, bn, act, backend, scope):
     conv.__dict__.update(_fastgan_bn=bn, _fastgan_act=act, _fastgan_backend=backend)
+    for m in (conv, bn, act):
+        m.__dict__["_fastgan_scope"] = scope
     _retype(conv, _FusedConvMixin)
     _retype(bn, _PassThrough)
     _retype(act, _PassThrough)
 
 
 def _plain_sequential(seq):
-    return isinstance(seq, _FusedSequential) or type(seq).forward is nn.Sequential.forward
+    return isinstance(seq, _FusedSequential) or _base(seq).forward is nn.Sequential.forward
 
 
 def _fuse_in_container(seq, i, conv, bn, act, backend):
@@ -289,10 +346,8 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
     already = sum(isinstance(m, _ConvBNAct) for m in model.modules())  # fastgan.nn blocks
 
     def describe(name, conv, act):
-        conv_kind = type(conv).__bases__[-1] if isinstance(conv, _FusedConvMixin) else type(conv)
-        act_kind = type(act).__bases__[-1] if isinstance(act, _PassThrough) else type(act)
-        return (f"{name} ({conv_kind.__name__} {conv.in_channels}->{conv.out_channels}, BatchNorm2d, "
-                f"{act_kind.__name__})")
+        return (f"{name} ({_base(conv).__name__} {conv.in_channels}->{conv.out_channels}, BatchNorm2d, "
+                f"{_base(act).__name__})")
 
     try:
         chains = list(_traced_chains(model))
@@ -314,7 +369,7 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
                 _fuse_in_container(seq, i, conv, bn, act, backend)
                 fused.append(describe(name, conv, act))
             elif why is None:
-                _fuse(conv, bn, act, backend)
+                _fuse(conv, bn, act, backend, _scope_of(model))
                 fused.append(describe(name, conv, act))
             elif why == "already fused":
                 already += 1

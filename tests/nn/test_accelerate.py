@@ -1,5 +1,6 @@
 """fastgan.accelerate leaves alone what it cannot fuse without changing what the model computes."""
 import copy
+import sys
 
 import pytest
 import torch
@@ -236,6 +237,107 @@ def test_an_accelerated_model_pickles_and_deep_copies(make, tmp_path):
         assert type(other) is type(model)
         assert [type(m) for m in other.modules()] == [type(m) for m in model.modules()]
         torch.testing.assert_close(other(x), model(x), rtol=0, atol=0)
+
+
+class _Block(nn.Module):
+    """A chain in a custom forward, inside a container."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+def _nested():
+    """An nn.Sequential with a chain of its own children and a custom-forward block."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2), _Block(4, 5),
+                         nn.Conv2d(5, 1, 3, 1, 1))
+
+
+def _counting(monkeypatch):
+    acc = sys.modules["fastgan.accelerate"]  # the module (fastgan.accelerate is the function)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return fused(*args, **kwargs)
+
+    fused = acc.fused_conv_bn_act
+    monkeypatch.setattr(acc, "fused_conv_bn_act", counted)
+    return calls
+
+
+@pytest.mark.parametrize("make", [_CustomForward, _nested], ids=["custom-forward", "nested"])
+def test_a_custom_forward_chain_runs_fused_in_its_model_and_as_before_on_its_own(make, monkeypatch, capsys):
+    """Inside the accelerated model's forward the chain runs fused; its convolution,
+    BatchNorm or activation called on its own (or its block's forward alone) computes what
+    the stock module does, running statistics included."""
+    torch.manual_seed(0)
+    stock = make()
+    model = copy.deepcopy(stock)
+    fastgan.accelerate(model, verbose=False)
+    chains = len(model.fastgan_fused)
+    assert chains == (1 if make is _CustomForward else 2)
+    fastgan.accelerate(model)  # traced again through the forward that opens the scope
+    assert f"its {chains} block(s) are already fused" in capsys.readouterr().err
+    calls = _counting(monkeypatch)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(model(x), stock(x), **TOL)
+    assert len(calls) == chains  # every chain fused in the model's forward
+
+    calls.clear()
+    block, ref = (model, stock) if make is _CustomForward else (model[3], stock[3])
+    h = torch.randn(2, block.conv.in_channels, 8, 8)
+    if make is _nested:
+        torch.testing.assert_close(block(h), ref(h), **TOL)  # the block's forward alone
+    for name in ("conv", "bn", "act"):
+        inp = h if name == "conv" else ref.conv(h)
+        torch.testing.assert_close(getattr(block, name)(inp), getattr(ref, name)(inp), **TOL, msg=name)
+    assert not calls  # nothing above ran fused
+    for key, value in ref.bn.state_dict().items():  # the BatchNorm alone updated its statistics
+        torch.testing.assert_close(block.bn.state_dict()[key], value, **TOL, msg=key)
+    torch.testing.assert_close(model(x), stock(x), **TOL)
+
+
+def test_a_forward_that_raises_leaves_the_chain_unfused_outside_it():
+    model = _CustomForward()
+    fastgan.accelerate(model, verbose=False)
+    with pytest.raises(RuntimeError):
+        model(torch.randn(2, 5, 8, 8))  # 5 channels into a 3-channel convolution
+    h = torch.randn(2, 3, 8, 8)
+    assert model.conv(h).shape == (2, 4, 8, 8)
+    torch.testing.assert_close(model.conv(h), nn.functional.conv2d(h, model.conv.weight, model.conv.bias,
+                                                                      padding=1), rtol=0, atol=0)
+
+
+def test_a_nested_accelerated_model_pickles_with_both_mixins(tmp_path):
+    import io
+    model = _nested().eval()
+    fastgan.accelerate(model, verbose=False)
+    x = torch.randn(2, 3, 8, 8)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    for other in (loaded, copy.deepcopy(model)):
+        assert [type(m) for m in other.modules()] == [type(m) for m in model.modules()]
+        torch.testing.assert_close(other(x), model(x), rtol=0, atol=0)
+        h = torch.randn(2, 4, 8, 8)
+        torch.testing.assert_close(other[3].conv(h), model[3].conv(h), rtol=0, atol=0)
+        assert other[3].conv(h).shape == (2, 5, 8, 8)
+
+
+def test_an_accelerated_custom_forward_compiles():
+    torch.manual_seed(0)
+    stock = _CustomForward().eval()
+    model = fastgan.accelerate(copy.deepcopy(stock), verbose=False)
+    x = torch.randn(2, 3, 8, 8)
+    compiled = torch.compile(model, backend="eager", fullgraph=False)
+    torch.testing.assert_close(compiled(x), stock(x), **TOL)
+    h = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(model.conv(h), stock.conv(h), **TOL)
 
 
 class _KeepsTheBatchNormOutput(_CustomForward):
