@@ -61,5 +61,5 @@ def test_wgan_gp_critic_step(measure, device, impl, amp, batch):
         pytest.skip(f"batch {batch} is measured on {'a CPU' if batch == 16 else 'a GPU'} only")
     step = _step(impl, amp, device, batch)
     rounds, iterations = (30, 3) if device == "cuda" else (5, 1)
-    measure(step, nbytes=None, group=f"wgan-gp critic step dcgan64 batch {batch} {device}",
+    measure(step, nbytes=None, group=f"wgan-gp critic step dcgan64 batch {batch} {'bf16-autocast' if amp else 'float32'} {device}",
             rounds=rounds, iterations=iterations)

@@ -11,6 +11,40 @@ if not torch.cuda.is_available():
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def pytest_configure(config):
+    """Refuses, before anything is timed, a bad FASTGAN_BACKEND and a --benchmark-json whose
+    folder does not exist (pytest-benchmark would find it only after every run)."""
+    from fastgan import _backend
+    try:
+        _backend.get_backend()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    path = getattr(config.option, "benchmark_json", None)  # a pathlib.Path
+    if path:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise pytest.UsageError(f"--benchmark-json {path}: the folder {folder} does not exist")
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """What the run measured with, for benchmarks/report.py's header."""
+    import importlib.metadata
+
+    import fastgan
+    versions = {"fastgan": fastgan.__version__, "torch": torch.__version__}
+    try:
+        versions["triton"] = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        versions["triton"] = "not installed"
+    if DEVICE == "cuda":
+        versions["cuda"] = torch.version.cuda
+        versions["device"] = torch.cuda.get_device_name()
+    else:
+        versions["device"] = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    versions["backend"] = os.environ.get("FASTGAN_BACKEND", "auto")
+    machine_info["fastgan"] = versions
+
+
 @pytest.fixture
 def device():
     """The device benchmarks run on: the GPU when there is one."""

@@ -58,11 +58,14 @@ stage() {  # name timeout command...
 run_stages() {
   export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 FASTGAN_REQUIRE_EXT=1
   local data=/tmp/fastgan-bench-20000
+  # pytest-timeout is on the device image, not in fastgan's dev extra: its flag only where it is
+  local timeout_args=""
+  $PY -c "import pytest_timeout" 2>/dev/null && timeout_args="--timeout 300"
   for s in ${STAGES:-gputests step fid data models bench tests}; do
     case $s in
       gputests)
         (cd /tmp && stage gputests "${GPUTESTS_S:-480}" $PY -P -m pytest "$REPO/tests" -m "gpu and not slow" \
-           -n "${XDIST:-8}" -q -rfEs -p no:cacheprovider --timeout 300 ${TESTS_ARGS:-})
+           -n "${XDIST:-8}" -q -rfEs -p no:cacheprovider $timeout_args ${TESTS_ARGS:-})
         tail -60 "$FGS/gputests.log" > "$FGS/gputests-summary.txt" ;;
       step)
         mkdir -p "$FGS/step"
@@ -108,11 +111,11 @@ PYEOF
         (cd "$REPO" && stage bench "${BENCH_S:-600}" $PY -P -m pytest benchmarks -q -p no:cacheprovider \
            --benchmark-json "$FGS/bench.json" --benchmark-columns=median,iqr)
         (cd "$REPO" && $PY benchmarks/report.py "$FGS/bench.json" --out "$FGS/bench.md" \
-           --title "fastgan kernel benchmarks, $(cat "$FGS/gpu")" --notes "$FGS/env.txt" > /dev/null 2>&1)
-        tail -8 "$FGS/bench.log" > "$FGS/bench-summary.txt" ;;
+           --title "fastgan kernel benchmarks, $(cat "$FGS/gpu")" --notes "$FGS/env.txt" > "$FGS/report.log" 2>&1)
+        { tail -8 "$FGS/bench.log"; tail -3 "$FGS/report.log"; } > "$FGS/bench-summary.txt" ;;
       tests)
         (cd /tmp && stage tests "${TESTS_S:-600}" $PY -P -m pytest "$REPO/tests" -m "not gpu and not slow" \
-           -n "${XDIST:-12}" -q -rfE -p no:cacheprovider --timeout 300)
+           -n "${XDIST:-12}" -q -rfE -p no:cacheprovider $timeout_args)
         tail -40 "$FGS/tests.log" > "$FGS/tests-summary.txt" ;;
       *) echo "unknown stage $s" >> "$FGS/progress.log" ;;
     esac

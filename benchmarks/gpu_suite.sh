@@ -53,6 +53,7 @@ fi
 
 if [ "$STAGE" = models ]; then
   [ -d .whl ] && $PY -m pip install -q --no-index --find-links .whl tqdm pyyaml
+  rm -f "$OUT/$tag-model-"*.jsonl  # an earlier run's of the same day are not this one's
   data=${FASTGAN_BENCH_DATA:-/tmp/fastgan-bench-20000}
   # the data set (bench_data.py generates it once; the cache backend keeps the runs off the decoder)
   FASTGAN_BENCH_DATA=$data FASTGAN_BENCH_N=20000 $PY -P benchmarks/bench_data.py --backends cache \
@@ -66,7 +67,8 @@ if [ "$STAGE" = models ]; then
        --steps 200 --data-backend cache --out "/tmp/fastgan-models-$name" --overwrite --no-progress \
        --set log_every=50 --set tensorboard=false) 2>&1 | tail -2
     rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && models_rc=$rc
-    cp "/tmp/fastgan-models-$name/metrics.jsonl" "$OUT/$tag-model-$name.jsonl" 2>/dev/null
+    cp "/tmp/fastgan-models-$name/metrics.jsonl" "$OUT/$tag-model-$name.jsonl" \
+      || echo "gpu_suite: $name wrote no metrics.jsonl" >&2
   done
   # images/s: the last log window of each run (the first holds compilation and cuDNN autotuning)
   $PY - "$OUT" "$tag" <<'PYEOF' | tee "$OUT/$tag-models.md"
@@ -75,7 +77,11 @@ out, tag = pathlib.Path(sys.argv[1]), sys.argv[2]
 print("| model | images/s (real images through the critic, last 50 steps) | loss/d | loss/g |")
 print("|---|---|---|---|")
 for f in sorted(out.glob(f"{tag}-model-*.jsonl")):
-    rows = [json.loads(line) for line in f.read_text().splitlines()]
+    rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "images_per_s" in r]  # training log rows (not evaluations)
+    if not rows:
+        print(f"| {f.stem.split('-model-')[1]} | no training log row | | |")
+        continue
     last = rows[-1]
     print(f"| {f.stem.split('-model-')[1]} | {last['images_per_s']:.0f} | {last.get('loss/d', float('nan')):.4g} "
           f"| {last.get('loss/g', float('nan')):.4g} |")
@@ -134,7 +140,8 @@ if [ "$STAGE" != bench ]; then
 echo "== tests"
 FASTGAN_REQUIRE_EXT=1 $PY -P -m pytest tests -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/$tag-tests.log" | tail -30
 tests_rc=${PIPESTATUS[0]}
-echo "tests: $(tail -1 "$OUT/$tag-tests.log") (exit $tests_rc)" >> "$notes"
+# kept apart from the notes, which each call rewrites: a later "bench" call attaches it
+echo "tests ($(date -u '+%H:%M UTC')): $(tail -1 "$OUT/$tag-tests.log") (exit $tests_rc)" > "$OUT/$tag-tests-result.txt"
 fi
 [ "$STAGE" = tests ] && { echo "tests exit $tests_rc"; exit "$tests_rc"; }
 
@@ -145,6 +152,7 @@ bench_rc=$?
 tail -3 "$OUT/$tag-bench.log"
 
 echo "== report: $OUT/$tag.md"
+[ -f "$OUT/$tag-tests-result.txt" ] && cat "$OUT/$tag-tests-result.txt" >> "$notes"
 $PY benchmarks/report.py "$OUT/$tag-bench.json" --out "$OUT/$tag.md" \
   --title "fastgan GPU suite, $gpu, $stamp" --notes "$notes"
 echo "tests exit $tests_rc, benchmarks exit $bench_rc"

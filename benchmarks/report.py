@@ -3,13 +3,30 @@
     python benchmarks/report.py BENCH.json [--out REPORT.md] [--title TEXT] [--notes FILE]
 
 Per group: each implementation's median (ms), its interquartile range, GB/s where the
-benchmark recorded bytes, and its speed relative to the group's eager PyTorch baseline: the
-row named "eager-loop" (a Python loop over the tensors) or "eager-public", else the slowest
-row named "eager", else (a group with no eager row) the slowest row, marked "vs slowest".
+benchmark recorded bytes, and its speed relative to its eager PyTorch baseline: among the
+group's eager rows with the same parameters as the row other than `impl` (so
+`256-fastgan-bf16-autocast` is measured against `256-eager-bf16-autocast`, not against
+`256-eager-float32`), else among all of the group's eager rows, the row named "eager-loop"
+(a Python loop over the tensors) or "eager-public", else the slowest; a group with no eager
+row is measured against its slowest row, marked "vs slowest". The header names the
+versions the run recorded (torch, triton, fastgan, the device: benchmarks/conftest.py).
 """
 import argparse
 import json
 import sys
+
+
+def _others(b):
+    """A result's parameters other than its implementation (None: not parametrized by impl)."""
+    params = b.get("params") or {}
+    return tuple(sorted((k, str(v)) for k, v in params.items() if k != "impl")) if "impl" in params else None
+
+
+def _baseline(i, items, names, eager):
+    """The index of row i's eager baseline (eager: the eager rows' indices, fastest first)."""
+    same = [j for j in eager if _others(items[i]) is not None and _others(items[j]) == _others(items[i])]
+    close = same or eager
+    return next((j for j in close if "eager-loop" in names[j] or "eager-public" in names[j]), close[-1])
 
 
 def _rows(data):
@@ -20,13 +37,11 @@ def _rows(data):
         items.sort(key=lambda b: b["stats"]["median"])
         names = [b["name"].split("[", 1)[-1].rstrip("]") for b in items]
         eager = [i for i, n in enumerate(names) if "eager" in n]  # fastest first
-        base = next((i for i in eager if "eager-loop" in names[i] or "eager-public" in names[i]),
-                    eager[-1] if eager else None)
-        mark = "" if base is not None else " (vs slowest)"
-        base_median = items[len(items) - 1 if base is None else base]["stats"]["median"]
-        for b, name in zip(items, names):
+        for i, (b, name) in enumerate(zip(items, names)):
+            base = _baseline(i, items, names, eager) if eager else len(items) - 1
+            mark = "" if eager else " (vs slowest)"
             yield (group, name, b["stats"]["median"] * 1e3, b["stats"]["iqr"] * 1e3,
-                   b.get("extra_info", {}).get("GB/s"), base_median / b["stats"]["median"], mark)
+                   b.get("extra_info", {}).get("GB/s"), items[base]["stats"]["median"] / b["stats"]["median"], mark)
 
 
 def table(data):
@@ -45,22 +60,53 @@ def main(argv=None):
     parser.add_argument("--title", default="fastgan benchmarks")
     parser.add_argument("--notes", help="a text file (versions, test results) to include verbatim")
     args = parser.parse_args(argv)
-    data = json.load(open(args.json))
+    data = _load(args.json)
     m = data.get("machine_info", {})
     c = data.get("commit_info", {})
     head = [f"# {args.title}", "",
             f"- date: {data.get('datetime', '?')}",
             f"- machine: {m.get('node', '?')}, {m.get('cpu', {}).get('brand_raw', '?')}, "
             f"python {m.get('python_version', '?')}",
-            f"- commit: {c.get('id', '?')}{' (dirty)' if c.get('dirty') else ''}", ""]
+            f"- commit: {c.get('id', '?')}{' (dirty)' if c.get('dirty') else ''}"]
+    fastgan_info = m.get("fastgan")
+    if fastgan_info:
+        head.append("- " + ", ".join(f"{k} {v}" for k, v in fastgan_info.items()))
+    head.append("")
     if args.notes:
-        head += ["```", open(args.notes).read().rstrip(), "```", ""]
+        try:
+            with open(args.notes) as f:
+                head += ["```", f.read().rstrip(), "```", ""]
+        except OSError as exc:
+            sys.exit(f"report.py: cannot read the notes file {args.notes}: {exc.strerror}")
     report = "\n".join(head + [table(data), ""])
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(report)
+        try:
+            with open(args.out, "w") as f:
+                f.write(report)
+        except OSError as exc:
+            sys.exit(f"report.py: cannot write {args.out}: {exc.strerror}")
     print(table(data))
     return 0
+
+
+def _load(path):
+    """The pytest-benchmark JSON at path; SystemExit with one line saying what is wrong."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as exc:
+        sys.exit(f"report.py: cannot read {path}: {exc.strerror} (write one with "
+                 "pytest benchmarks/ --benchmark-json FILE; --benchmark-disable writes none)")
+    except ValueError as exc:
+        sys.exit(f"report.py: {path} is not JSON ({exc})")
+    benches = data.get("benchmarks") if isinstance(data, dict) else None
+    if not isinstance(benches, list) or not all(
+            isinstance(b, dict) and {"name", "group", "stats"} <= set(b) for b in benches):
+        sys.exit(f"report.py: {path} is not a pytest-benchmark JSON file (no 'benchmarks' list of "
+                 "results; a step_e2e.py JSON has its own markdown report)")
+    if not benches:
+        sys.exit(f"report.py: {path} holds no benchmark results")
+    return data
 
 
 if __name__ == "__main__":
