@@ -10,10 +10,11 @@ later runs as before. A chain called from a custom forward() is fused in its con
 the BatchNorm and the activation then passing their input through, but only while the
 forward of the model the trace was taken of runs (the trace showed the convolution
 called there once, its output going to the BatchNorm alone): called on its own, or
-through a submodule's forward alone, each of the three runs as before. Nothing is moved or renamed: the
-parameters are the same objects, the state_dict keys the same, so checkpoints of the
-original model load into the accelerated one and back, and the outputs are those of the
-original model (to rounding). An accelerated model pickles whole (torch.save(model)).
+through a submodule's forward alone, each of the three runs as before (the model's class
+gets a mixin whose forward opens that scope). Nothing is moved or renamed: the parameters
+are the same objects, the state_dict keys the same, so checkpoints of the original model
+load into the accelerated one and back, and the outputs are those of the original model
+(to rounding). An accelerated model pickles whole (torch.save(model)).
 
 Where it looks: the chains are read from a torch.fx trace of the model (nn.Sequential
 containers and named submodules called from a custom forward() alike), and fused only
