@@ -28,14 +28,10 @@ def pytest_configure(config):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     """What the run measured with, for benchmarks/report.py's header."""
-    import importlib.metadata
-
     import fastgan
-    versions = {"fastgan": fastgan.__version__, "torch": torch.__version__}
-    try:
-        versions["triton"] = importlib.metadata.version("triton")
-    except importlib.metadata.PackageNotFoundError:
-        versions["triton"] = "not installed"
+    from fastgan._info import _version
+    versions = {"fastgan": fastgan.__version__, "torch": torch.__version__,
+                "triton": _version("triton") or "not installed"}
     if DEVICE == "cuda":
         versions["cuda"] = torch.version.cuda
         versions["device"] = torch.cuda.get_device_name()

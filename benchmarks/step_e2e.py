@@ -95,6 +95,7 @@ if str(_HERE) not in sys.path:  # `python -P`, importlib imports: baselines/ sit
 import torch  # noqa: E402
 
 import fastgan  # noqa: E402
+from fastgan._devices import check_device  # noqa: E402
 
 from baselines import LOOPS, StepSpec  # noqa: E402
 from baselines.data import DeviceLoader  # noqa: E402
@@ -772,10 +773,10 @@ def parse_args(argv=None):
                     f"got {v}")
     if args.budget_s is not None and not (math.isfinite(args.budget_s) and args.budget_s >= 0):
         p.error(f"--budget-s must be a number of seconds >= 0 (0: no limit), got {args.budget_s:g}")
-    if args.device is not None:
-        error = _check_device(args.device)
-        if error:
-            p.error(f"--device {args.device!r}: {error}")
+    try:
+        check_device(args.device, "--")  # fastgan's own device check (the trainer's)
+    except ValueError as e:
+        p.error(str(e))
     if args.compile_backend is not None:
         known = sorted(set(torch._dynamo.list_backends(exclude_tags=())) | {CPU_COMPILE_BACKEND, "inductor"})
         if args.compile_backend not in known:
@@ -786,19 +787,6 @@ def parse_args(argv=None):
     except (ValueError, TypeError) as e:
         p.error(f"--fastgan-set {' '.join(args.fastgan_set)}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
     return args
-
-
-def _check_device(text):
-    """None where `text` names a usable device (cpu, cuda, cuda:N), else why not."""
-    m = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", text.strip())
-    if not m or (m.group(1) == "cpu" and m.group(2) not in (None, "0")):
-        return "expected cpu, cuda or cuda:N"
-    if m.group(1) == "cuda":
-        if not torch.cuda.is_available():
-            return "no CUDA GPU is visible"
-        if m.group(2) is not None and int(m.group(2)) >= torch.cuda.device_count():
-            return f"there are {torch.cuda.device_count()} CUDA device(s)"
-    return None
 
 
 def resolve_args(args, device):
