@@ -10,11 +10,12 @@ later runs as before. A chain called from a custom forward() is fused in its con
 the BatchNorm and the activation then passing their input through, but only while the
 forward of the model the trace was taken of runs (the trace showed the convolution
 called there once, its output going to the BatchNorm alone): called on its own, or
-through a submodule's forward alone, each of the three runs as before (the model's class
-gets a mixin whose forward opens that scope). Nothing is moved or renamed: the parameters
-are the same objects, the state_dict keys the same, so checkpoints of the original model
-load into the accelerated one and back, and the outputs are those of the original model
-(to rounding). An accelerated model pickles whole (torch.save(model)).
+through a submodule's forward alone, each of the three runs as before, on any thread (the
+model's class gets a mixin whose forward opens that scope on the thread it runs on).
+Nothing is moved or renamed: the parameters are the same objects, the state_dict keys the
+same, so checkpoints of the original model load into the accelerated one and back, and
+the outputs are those of the original model (to rounding). An accelerated model pickles
+whole (torch.save(model)).
 
 Where it looks: the chains are read from a torch.fx trace of the model (nn.Sequential
 containers and named submodules called from a custom forward() alike), and fused only
@@ -44,6 +45,7 @@ twice (WGAN-GP, DRAGAN, R1): elsewhere it gains nothing.
 import collections
 import functools
 import sys
+import threading
 
 import torch
 from torch import nn
@@ -80,11 +82,30 @@ class _Retyped:
 
 
 class _Scope:
-    """How many forwards of an accelerated model are running: a chain traced in its custom
-    forward() runs fused only inside one."""
+    """How many forwards of an accelerated model are running on the calling thread: a chain
+    traced in its custom forward() runs fused only inside one. Counted per thread, so a
+    chain's convolution called on its own on one thread runs stock while the model's forward
+    runs on another (and nn.DataParallel's replicas, one thread each, each open their own).
+    Pickled and copied empty: a count belongs to a running forward, not to the model."""
 
     def __init__(self):
-        self.active = 0
+        self._threads = threading.local()
+
+    @property
+    def active(self):
+        return getattr(self._threads, "active", 0)
+
+    def enter(self):
+        self._threads.active = self.active + 1
+
+    def exit(self):
+        self._threads.active = self.active - 1
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
 
 
 def _in_scope(m):
@@ -97,11 +118,11 @@ class _ScopedRoot(_Retyped):
 
     def forward(self, *args, **kwargs):
         scope = self.__dict__["_fastgan_scope"]
-        scope.active += 1
+        scope.enter()
         try:
             return super().forward(*args, **kwargs)
         finally:
-            scope.active -= 1
+            scope.exit()
 
 
 class _FusedConvMixin(_Retyped):

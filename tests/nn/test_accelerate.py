@@ -312,6 +312,54 @@ def test_a_forward_that_raises_leaves_the_chain_unfused_outside_it():
                                                                       padding=1), rtol=0, atol=0)
 
 
+class _Pausing(_CustomForward):
+    """Waits inside its forward, after the chain, while `pause` holds (entered, release) events."""
+    pause = None
+
+    def forward(self, x):
+        y = super().forward(x)
+        if self.pause is not None:
+            entered, release = self.pause
+            entered.set()
+            assert release.wait(timeout=60), "the test never released the forward"
+        return y
+
+
+def test_a_chain_called_alone_on_another_thread_runs_stock_while_the_model_runs():
+    """The scope is per thread: the model's forward, paused on one thread with the scope
+    open, does not make the chain's convolution fused for a call on another thread."""
+    import threading
+    torch.manual_seed(0)
+    stock = _Pausing().eval()
+    model = fastgan.accelerate(copy.deepcopy(stock), verbose=False)
+    assert model.fastgan_fused
+    x, h = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    entered, release = threading.Event(), threading.Event()
+    model.pause = (entered, release)
+    out, errors = [], []
+
+    def run():
+        try:
+            out.append(model(x))
+        except BaseException as e:  # noqa: BLE001 -- reported by the main thread
+            errors.append(e)
+            entered.set()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert entered.wait(timeout=60)
+        alone = model.conv(h)  # the model's forward is running, on the other thread
+    finally:
+        release.set()
+        worker.join(timeout=60)
+    assert not errors, errors
+    torch.testing.assert_close(alone, nn.functional.conv2d(h, model.conv.weight, model.conv.bias, padding=1),
+                               rtol=0, atol=0)
+    model.pause = None
+    torch.testing.assert_close(out[0], stock(x), **TOL)
+
+
 def test_a_nested_accelerated_model_pickles_with_both_mixins(tmp_path):
     import io
     model = _nested().eval()
@@ -355,3 +403,30 @@ def test_a_chain_in_a_custom_forward_whose_output_is_kept_is_named_with_the_reas
     assert "conv -> bn -> act: left alone: the torch.fx trace shows" in capsys.readouterr().err
     for a, b in zip(model(x), before):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+class _CheckpointsASequential(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = _chain(act=nn.ReLU())
+        self.head = nn.Conv2d(4, 1, 3, 1, 1)
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+        return self.head(checkpoint(self.block, x, use_reentrant=False))
+
+
+def test_an_activation_checkpointed_sequential_chain_recomputes_fused():
+    """The README's way to checkpoint a fused chain: an nn.Sequential (fused in its own
+    forward, so its recomputation in the backward runs the same fused chain)."""
+    torch.manual_seed(0)
+    stock = _CheckpointsASequential()
+    model = fastgan.accelerate(copy.deepcopy(stock), verbose=False)
+    assert model.fastgan_fused
+    grads = []
+    for net in (model, stock):
+        x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        net(x).square().sum().backward()
+        grads.append((x.grad, net.block[0].weight.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, **TOL)
