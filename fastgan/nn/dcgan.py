@@ -33,6 +33,7 @@ Weights are initialized N(0, 0.02), BatchNorm scales N(1, 0.02), biases 0 (Radfo
 """
 import math
 
+import torch
 from torch import nn
 
 from fastgan.accelerate import accelerate
@@ -61,7 +62,7 @@ def dcgan_init_(module):
 
 class CriticScores(nn.Module):
     """The critic's last step: its (B, 1, 1, 1) output as (B,) scores (an unbatched image's
-    (1, 1, 1) as (1,), with fused=False). Any other shape means images of another size than
+    (1, 1, 1) as (1,)). Any other shape means images of another size than
     the critic was built for, which a flatten would turn silently into more scores than
     samples: ValueError naming both sizes."""
 
@@ -83,8 +84,18 @@ class CriticScores(nn.Module):
         return f"resolution={self.resolution}"
 
 
+def _batch_an_unbatched_image(critic, args):
+    """A forward pre-hook: one unbatched image (C, H, W) becomes a batch of one, for the
+    layers that need (B, C, H, W): BiasLeakyReLU (its bias is per dim 1) and BatchNorm2d."""
+    x, *rest = args
+    if isinstance(x, torch.Tensor) and x.dim() == 3:
+        return (x.unsqueeze(0), *rest)
+    return None
+
+
 class DCGANCritic(nn.Sequential):
-    """The DCGAN critic/discriminator; forward returns one logit per sample, shape (B,)."""
+    """The DCGAN critic/discriminator; forward returns one logit per sample, shape (B,), of
+    images (B, C, H, W), or of one unbatched image (C, H, W) as (1,)."""
 
     def __init__(self, resolution=64, in_channels=3, width=64, norm=None, fused=True,
                  negative_slope=NEGATIVE_SLOPE, backend=None):
@@ -110,6 +121,7 @@ class DCGANCritic(nn.Sequential):
         dcgan_init_(self)
         if fused and norm == "batch":
             accelerate(self, backend=backend, verbose=False)
+        self.register_forward_pre_hook(_batch_an_unbatched_image)
         self._register_load_state_dict_pre_hook(self._move_biases)
 
     def _move_biases(self, state_dict, prefix, *args):

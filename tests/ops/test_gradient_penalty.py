@@ -277,6 +277,19 @@ def test_dcgan_critic_shapes_and_init():
     assert fastgan.nn.DCGANCritic is DCGANCritic
 
 
+@pytest.mark.parametrize("norm", [None, "batch"])
+def test_dcgan_critic_scores_an_unbatched_image_as_a_batch_of_one(norm):
+    torch.manual_seed(0)
+    fused = DCGANCritic(16, 3, 4, norm=norm).eval()
+    plain = DCGANCritic(16, 3, 4, norm=norm, fused=False).eval()
+    plain.load_state_dict(fused.state_dict())  # the biases move between the two layouts
+    image = torch.rand(3, 16, 16) * 2 - 1
+    want = plain(image[None])
+    assert want.shape == (1,)
+    for critic in (fused, plain):
+        torch.testing.assert_close(critic(image), want)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 def test_penalty_step_captures_in_a_cuda_graph(backend):
