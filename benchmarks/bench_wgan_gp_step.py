@@ -65,5 +65,6 @@ def test_wgan_gp_critic_step(measure, device, impl, amp, batch):
                     "torch's emulation of it (11-18 s a step on a 2-core AVX2 EPYC)")
     step = _step(impl, amp, device, batch)
     rounds, iterations = (30, 3) if device == "cuda" else (5, 1)
-    measure(step, nbytes=None, group=f"wgan-gp critic step dcgan64 batch {batch} {'bf16-autocast' if amp else 'float32'} {device}",
+    precision = "bf16-autocast" if amp else "float32"
+    measure(step, nbytes=None, group=f"wgan-gp critic step dcgan64 batch {batch} {precision} {device}",
             rounds=rounds, iterations=iterations)

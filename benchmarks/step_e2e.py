@@ -67,9 +67,10 @@ and -2, -3 ... where that name is taken: a second call, e.g. `--batches 256`, ne
 overwrites the first's report). OUT: --out, default benchmarks/results on CUDA and
 <temp dir>/fastgan-step on a CPU (the small run stays out of the checkout). Then the
 report's path and a short table on stdout, the table last. Exit status 1 when a row ended in
-an error (the report is written first; skipped rows are no error), 2 for bad arguments. The report states the issue's targets and whether the
-measurements meet them (computed, never written in); they are judged on a CUDA GPU only, and
-the first three on the target's configuration only ("not judged" otherwise).
+an error (the report is written first; skipped rows are no error), 2 for bad arguments. The
+report states the issue's targets and whether the measurements meet them (computed, never
+written in); they are judged on a CUDA GPU only, and the first three on the target's
+configuration only ("not judged" otherwise).
 """
 import argparse
 import datetime
@@ -186,7 +187,7 @@ class FastganStep:
 
 def trainer_settings(device, out, seed, trainer_config=None):
     """The trainer config FastganStep runs with: amp (bf16 autocast) on CUDA only, as (b) and
-    (c) use it (see PRECISION), then trainer_config on top."""
+    (c) use it (the module doc's Precision), then trainer_config on top."""
     never = 1 << 40
     return {"steps": never, "amp": torch.device(device).type == "cuda", "device": str(device), "out": out,
             "seed": seed, "tensorboard": False, "progress": False, "log_every": never, "sample_every": never,
@@ -214,15 +215,13 @@ def _plain(name):
         if name == COMPILED:
             kw = {"backend": args.compile_backend, "mode": args.compile_mode}
         loop = LOOPS[name](spec, device, seed=args.seed, **kw)
-        if hasattr(loop, "amp_dtype"):  # (b) and (c): bf16 autocast on CUDA only (PRECISION)
-            if torch.device(device).type == "cuda":
+        loop.precision = "fp32"
+        if hasattr(loop, "amp_dtype"):  # (b) and (c): bf16 autocast on CUDA only (module doc, Precision)
+            device_type = torch.device(device).type
+            if device_type == "cuda":
                 loop.precision = "bf16-autocast"
             else:
-                device_type = torch.device(device).type
                 loop.autocast = lambda: torch.autocast(device_type, enabled=False)
-                loop.precision = "fp32"
-        else:
-            loop.precision = "fp32"
         return loop
     return build
 
@@ -845,8 +844,7 @@ def main(argv=None):
             result["targets"] = evaluate_targets(result["configs"], cuda=device.type == "cuda")
             result["elapsed_s"] = time.perf_counter() - t_start
             md, js = write_report(result, stem)  # after every configuration: a cut-off run leaves one
-    print(f"step_e2e: report {md} and {js} ({result['elapsed_s']:.0f} s)", file=sys.stderr)
-    print(f"report: {md} (and {js.name})")
+    print(f"report: {md} (and {js.name}; {result['elapsed_s']:.0f} s)")
     print(short_table(result))
     failed = [f"{c['label']} {r['impl']}" for c in result["configs"] for r in c["rows"]
               if "error" in r and not r["error"].startswith("skipped")]

@@ -1,6 +1,7 @@
 """fastgan.accelerate leaves alone what it cannot fuse without changing what the model computes."""
 import copy
 import sys
+import threading
 
 import pytest
 import torch
@@ -328,7 +329,6 @@ class _Pausing(_CustomForward):
 def test_a_chain_called_alone_on_another_thread_runs_stock_while_the_model_runs():
     """The scope is per thread: the model's forward, paused on one thread with the scope
     open, does not make the chain's convolution fused for a call on another thread."""
-    import threading
     torch.manual_seed(0)
     stock = _Pausing().eval()
     model = fastgan.accelerate(copy.deepcopy(stock), verbose=False)
