@@ -12,6 +12,9 @@ forward of the model the trace was taken of runs (the trace showed the convoluti
 called there once, its output going to the BatchNorm alone): called on its own, or
 through a submodule's forward alone, each of the three runs as before, on any thread (the
 model's class gets a mixin whose forward opens that scope on the thread it runs on).
+Activation checkpointing of a part holding such a chain recomputes it in the backward,
+after that forward: pass context_fn=checkpoint_context(part) (below) so the recomputation
+runs fused or stock as the forward did.
 Nothing is moved or renamed: the parameters are the same objects, the state_dict keys the
 same, so checkpoints of the original model load into the accelerated one and back, and
 the outputs are those of the original model (to rounding). An accelerated model pickles
@@ -444,3 +447,91 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
         for note in notes:
             print(f"fastgan.accelerate: {note}", file=sys.stderr)
     return model
+
+
+class _ScopesAsInForward:
+    """Opens, around a recomputation, the scopes that were open when the forward ran (on the
+    thread the recomputation runs on: the backward's). Reusable: a graph kept with
+    retain_graph=True is recomputed at each backward."""
+
+    def __init__(self, scopes, was_open):
+        self._scopes, self._was_open = scopes, was_open
+
+    def __enter__(self):
+        self._entered = [s for s, on in zip(self._scopes, self._was_open) if on]
+        for scope in self._entered:
+            scope.enter()
+
+    def __exit__(self, *exc):
+        for scope in self._entered:
+            scope.exit()
+        return False
+
+
+class _RecordScopes:
+    """Notes, as the checkpointed forward starts, which scopes are open on its thread."""
+
+    def __init__(self, scopes, was_open):
+        self._scopes, self._was_open = scopes, was_open
+
+    def __enter__(self):
+        self._was_open[:] = [s.active > 0 for s in self._scopes]
+
+    def __exit__(self, *exc):
+        return False
+
+
+def checkpoint_context(module, context_fn=None):
+    """A context_fn for torch.utils.checkpoint.checkpoint (use_reentrant=False) of a part of an
+    accelerated model that holds a chain fused in a custom forward():
+
+        checkpoint(self.block, x, use_reentrant=False, context_fn=checkpoint_context(self.block))
+
+    Such a chain runs fused only while its model's forward runs (the module doc); the
+    recomputation runs later, in the backward, and without this computes the stock chain,
+    which PyTorch rejects (CheckpointError). With it the recomputation runs fused or stock as
+    the forward did. module: the checkpointed part, or any module holding it (the model
+    itself); context_fn: another context_fn to combine with (selective checkpointing's, say).
+    Chains fused in an nn.Sequential need none of this: its own forward fuses them.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"fastgan.accelerate.checkpoint_context: expected an nn.Module, got "
+                        f"{type(module).__name__}")
+    if context_fn is not None and not callable(context_fn):
+        raise TypeError("fastgan.accelerate.checkpoint_context: context_fn must be callable (returning "
+                        f"two context managers), got {type(context_fn).__name__}")
+    scopes = list({id(s): s for s in (m.__dict__.get("_fastgan_scope") for m in module.modules())
+                   if s is not None}.values())
+
+    def make():
+        was_open = []
+        ours = (_RecordScopes(scopes, was_open), _ScopesAsInForward(scopes, was_open))
+        if context_fn is None:
+            return ours
+        theirs = context_fn()
+        return _Both(ours[0], theirs[0]), _Both(ours[1], theirs[1])
+
+    return make
+
+
+class _Both:
+    """Two context managers entered in order and left in reverse (reusable if both are)."""
+
+    def __init__(self, first, second):
+        self._first, self._second = first, second
+
+    def __enter__(self):
+        self._first.__enter__()
+        try:
+            self._second.__enter__()
+        except BaseException:
+            self._first.__exit__(*sys.exc_info())
+            raise
+
+    def __exit__(self, *exc):
+        suppressed = False
+        try:
+            suppressed = bool(self._second.__exit__(*exc))
+        finally:
+            self._first.__exit__(*((None, None, None) if suppressed else exc))
+        return suppressed

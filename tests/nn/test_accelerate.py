@@ -430,3 +430,98 @@ def test_an_activation_checkpointed_sequential_chain_recomputes_fused():
         grads.append((x.grad, net.block[0].weight.grad))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, **TOL)
+
+
+class _CheckpointsACustomChain(_CustomForward):
+    """A chain called from a custom forward(), activation-checkpointed there."""
+
+    def __init__(self, context=None):
+        super().__init__()
+        self.context = context  # None: checkpoint's own context; True: checkpoint_context's;
+                                # a function: checkpoint_context's combined with it
+
+    def _block(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+        from fastgan.accelerate import checkpoint_context
+        extra = {} if self.context is None else {"context_fn": checkpoint_context(
+            self, context_fn=None if self.context is True else self.context)}
+        return self.head(checkpoint(self._block, x, use_reentrant=False, **extra))
+
+
+def _grads(net, x):
+    x = x.detach().clone().requires_grad_()
+    net(x).square().sum().backward()
+    return [x.grad] + [p.grad for p in net.parameters()]
+
+
+def test_a_checkpointed_chain_of_a_custom_forward_needs_checkpoint_context():
+    """Without checkpoint_context the recomputation (in the backward, after the model's
+    forward has closed the scope) runs the stock chain, and PyTorch refuses it; with it the
+    recomputation runs fused like the forward, and the gradients are the stock model's."""
+    from torch.utils.checkpoint import CheckpointError
+    torch.manual_seed(0)
+    stock = _CheckpointsACustomChain()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    bare = fastgan.accelerate(copy.deepcopy(stock), verbose=False)
+    assert bare.fastgan_fused == ["conv -> bn -> act (Conv2d 3->4, BatchNorm2d, ReLU)"]
+    with pytest.raises(CheckpointError):
+        _grads(bare, x)
+    model = copy.deepcopy(bare)
+    model.context = True
+    for a, b in zip(_grads(model, x), _grads(stock, x)):
+        torch.testing.assert_close(a, b, **TOL)
+    # a second backward through a kept graph recomputes again, inside the scope again
+    x2 = x.detach().clone().requires_grad_()
+    y = model(x2).square().sum()
+    first = torch.autograd.grad(y, x2, retain_graph=True)[0]
+    torch.testing.assert_close(torch.autograd.grad(y, x2)[0], first, rtol=0, atol=0)
+
+
+def test_checkpoint_context_recomputes_stock_what_ran_stock():
+    """The chain's part checkpointed from outside the model's forward ran stock (the scope was
+    closed): its recomputation runs stock too, whatever module the context was made from."""
+    torch.manual_seed(0)
+    stock = _CustomForward()
+    model = fastgan.accelerate(copy.deepcopy(stock), verbose=False)
+    assert model.fastgan_fused
+    from torch.utils.checkpoint import checkpoint
+    from fastgan.accelerate import checkpoint_context
+    grads = []
+    for net, fn in ((model, checkpoint_context(model)), (stock, None)):
+        x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        kw = {"context_fn": fn} if fn else {}
+        checkpoint(lambda t: net.act(net.bn(net.conv(t))), x, use_reentrant=False, **kw).square().sum().backward()
+        grads.append((x.grad, net.conv.weight.grad, net.bn.weight.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_checkpoint_context_combines_with_another_context_fn_and_names_bad_arguments():
+    from fastgan.accelerate import checkpoint_context
+    calls = []
+
+    class Note:
+        def __init__(self, name):
+            self.name = name
+
+        def __enter__(self):
+            calls.append(("enter", self.name))
+
+        def __exit__(self, *exc):
+            calls.append(("exit", self.name))
+
+    torch.manual_seed(0)
+    stock = _CheckpointsACustomChain()
+    model = fastgan.accelerate(copy.deepcopy(stock), verbose=False)
+    model.context = lambda: (Note("forward"), Note("recompute"))
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    for a, b in zip(_grads(model, x), _grads(stock, x)):
+        torch.testing.assert_close(a, b, **TOL)
+    assert calls == [("enter", "forward"), ("exit", "forward"), ("enter", "recompute"), ("exit", "recompute")]
+    with pytest.raises(TypeError, match="expected an nn.Module, got function"):
+        checkpoint_context(lambda t: t)
+    with pytest.raises(TypeError, match="context_fn must be callable"):
+        checkpoint_context(model, context_fn=(Note("a"), Note("b")))
