@@ -151,8 +151,26 @@ def _check_resolution(cls, resolution):
         raise ValueError(f"{cls}: resolution must be 16, 32, 64 or 128, got {resolution}")
 
 
+def _z_as_a_batch(generator, args):
+    """A forward pre-hook: z as (B, z_dim), from (B, z_dim, 1, 1) (the shape PyTorch's DCGAN
+    example draws) or one unbatched (z_dim,) (a batch of one); any other shape is named."""
+    z, *rest = args
+    if not isinstance(z, torch.Tensor):
+        return None
+    if z.dim() == 1:
+        z = z.unsqueeze(0)
+    elif z.dim() == 4 and z.shape[2:] == (1, 1):
+        z = z.flatten(1)
+    if z.dim() != 2 or z.shape[1] != generator.z_dim:
+        d = generator.z_dim
+        raise ValueError(f"DCGANGenerator: z must have shape (B, {d}), (B, {d}, 1, 1) or ({d},) "
+                         f"(z_dim={d}), got {tuple(args[0].shape)}")
+    return (z, *rest)
+
+
 class DCGANGenerator(nn.Sequential):
-    """The DCGAN generator: z of shape (B, z_dim) -> images (B, C, R, R) in [-1, 1]."""
+    """The DCGAN generator: z of shape (B, z_dim) -> images (B, C, R, R) in [-1, 1]. z may
+    also be (B, z_dim, 1, 1), or one unbatched (z_dim,), which gives (1, C, R, R)."""
 
     def __init__(self, resolution=64, z_dim=100, out_channels=3, width=64, fused=True, backend=None):
         _check_resolution("DCGANGenerator", resolution)
@@ -173,3 +191,4 @@ class DCGANGenerator(nn.Sequential):
         super().__init__(*layers)
         self.z_dim = z_dim
         dcgan_init_(self)
+        self.register_forward_pre_hook(_z_as_a_batch)

@@ -1,11 +1,13 @@
 """fastgan.nn.ConvTransposeBNReLU / ConvBNLeakyReLU against the nn.Sequential they replace,
 and fastgan.accelerate on models written with stock modules."""
+import re
+
 import pytest
 import torch
 from torch import nn
 
 import fastgan
-from fastgan.nn import ConvBNLeakyReLU, ConvTransposeBNReLU
+from fastgan.nn import ConvBNLeakyReLU, ConvTransposeBNReLU, DCGANGenerator
 
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-9), torch.float32: dict(rtol=1e-4, atol=1e-4)}
 
@@ -282,3 +284,18 @@ def test_training_block_captures_in_a_cuda_graph(backend):
         # one element of 2048, 1.6e-4 apart at 0.41: sums in another order)
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * (b.abs().max().item() + 1))
     torch.testing.assert_close(fused[1].running_mean, stock[1].running_mean, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "stock"])
+def test_dcgan_generator_takes_z_flat_as_1x1_maps_or_unbatched(fused):
+    torch.manual_seed(0)
+    g = DCGANGenerator(16, z_dim=8, out_channels=3, width=4, fused=fused).eval()
+    z = torch.randn(3, 8)
+    want = g(z)
+    assert want.shape == (3, 3, 16, 16)
+    torch.testing.assert_close(g(z[:, :, None, None]), want, rtol=0, atol=0)  # PyTorch's DCGAN example's z
+    torch.testing.assert_close(g(z[1]), want[1:2])                            # one z: a batch of one
+    for bad in [(3, 9), (3, 8, 2, 1), (2, 3, 8), (9,)]:
+        with pytest.raises(ValueError, match=re.escape(
+                f"DCGANGenerator: z must have shape (B, 8), (B, 8, 1, 1) or (8,) (z_dim=8), got {bad}")):
+            g(torch.randn(bad))
