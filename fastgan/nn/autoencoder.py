@@ -42,6 +42,7 @@ import math
 
 from torch import nn
 
+from fastgan.nn._latent import z_batch
 from fastgan.nn.blocks import ConvBNLeakyReLU, ConvTransposeBNReLU
 from fastgan.nn.dcgan import dcgan_init_
 
@@ -127,7 +128,7 @@ def _conv_elu(c_in, c_out, stride=1):
 
 class BEGANDecoder(nn.Module):
     """BEGAN's decoder, also its generator: h (B, h) -> images (B, C, R, R), no output
-    activation (Berthelot et al. 2017, fig. 1)."""
+    activation (Berthelot et al. 2017, fig. 1). Also takes h as (B, h, 1, 1) or (h,)."""
 
     def __init__(self, resolution=64, h=64, channels=3, width=64):
         n_up = _check_began("BEGANDecoder", resolution, h, channels, width)
@@ -145,7 +146,7 @@ class BEGANDecoder(nn.Module):
         self.convs = nn.Sequential(*layers)
 
     def forward(self, h):
-        return self.convs(self.unflatten(self.linear(h)))
+        return self.convs(self.unflatten(self.linear(z_batch(self, h))))
 
 
 class BEGANEncoder(nn.Module):

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from fastgan.accelerate import accelerate
+from fastgan.nn._latent import z_batch
 from fastgan.nn.activation import BiasLeakyReLU
 from fastgan.nn.blocks import ConvTransposeBNReLU
 from fastgan.nn.conv import Conv2d
@@ -152,20 +153,9 @@ def _check_resolution(cls, resolution):
 
 
 def _z_as_a_batch(generator, args):
-    """A forward pre-hook: z as (B, z_dim), from (B, z_dim, 1, 1) (the shape PyTorch's DCGAN
-    example draws) or one unbatched (z_dim,) (a batch of one); any other shape is named."""
+    """A forward pre-hook: z as (B, z_dim) (fastgan.nn._latent), the container's forward kept."""
     z, *rest = args
-    if not isinstance(z, torch.Tensor):
-        return None
-    if z.dim() == 1:
-        z = z.unsqueeze(0)
-    elif z.dim() == 4 and z.shape[2:] == (1, 1):
-        z = z.flatten(1)
-    if z.dim() != 2 or z.shape[1] != generator.z_dim:
-        d = generator.z_dim
-        raise ValueError(f"DCGANGenerator: z must have shape (B, {d}), (B, {d}, 1, 1) or ({d},) "
-                         f"(z_dim={d}), got {tuple(args[0].shape)}")
-    return (z, *rest)
+    return (z_batch(generator, z), *rest)
 
 
 class DCGANGenerator(nn.Sequential):

@@ -35,6 +35,7 @@ from hq 0.656 to 0.763, seed 0; on the BatchNorm generator of the digits it made
 import math
 
 from torch import nn
+from fastgan.nn._latent import z_batch
 from fastgan.nn.autoencoder import Autoencoder
 
 NEGATIVE_SLOPE = 0.2  # Radford et al. 2015, sec. 3
@@ -80,6 +81,7 @@ def _init_like_wgan_gp_toy(net):
 
 class MLPGenerator(nn.Module):
     """z (B, z_dim) -> samples (B, *out_shape); in [-1, 1] with tanh=True, unbounded otherwise.
+    Also takes z as (B, z_dim, 1, 1) or (z_dim,) (a batch of one).
     batchnorm=True: BatchNorm after each hidden Linear (a sample's output then depends on its
     batch in training mode, as in DCGAN's generator)."""
 
@@ -104,7 +106,7 @@ class MLPGenerator(nn.Module):
             _init_like_wgan_gp_toy(self.net)
 
     def forward(self, z):
-        return self.net(z)
+        return self.net(z_batch(self, z))
 
 
 class MLPCritic(nn.Module):

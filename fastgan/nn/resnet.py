@@ -52,6 +52,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fastgan.nn._latent import z_batch
 from fastgan.nn.conv import Conv2d
 
 #: Resolutions these networks build: 4 x 4 doubled n = 2..5 times.
@@ -160,7 +161,8 @@ class DownBlock(nn.Module):
 
 
 class ResNetGenerator(nn.Module):
-    """The WGAN-GP ResNet generator: z of shape (B, z_dim) -> images (B, C, R, R) in [-1, 1]."""
+    """The WGAN-GP ResNet generator: z of shape (B, z_dim) -> images (B, C, R, R) in [-1, 1].
+    Also takes z as (B, z_dim, 1, 1) or (z_dim,) (a batch of one)."""
 
     def __init__(self, resolution=64, z_dim=128, out_channels=3, width=64):
         _check("ResNetGenerator", resolution, width, "out_channels", out_channels)
@@ -177,7 +179,7 @@ class ResNetGenerator(nn.Module):
         self.to_rgb = nn.Conv2d(c[-1], out_channels, 3, 1, 1)
 
     def forward(self, z):
-        h = self.blocks(self.unflatten(self.linear(z)))  # (B, c[-1], R, R)
+        h = self.blocks(self.unflatten(self.linear(z_batch(self, z))))  # (B, c[-1], R, R)
         return torch.tanh(self.to_rgb(F.relu(self.bn(h))))
 
 

@@ -286,16 +286,34 @@ def test_training_block_captures_in_a_cuda_graph(backend):
     torch.testing.assert_close(fused[1].running_mean, stock[1].running_mean, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "stock"])
-def test_dcgan_generator_takes_z_flat_as_1x1_maps_or_unbatched(fused):
+
+def _generators():
+    from fastgan.nn.autoencoder import BEGANDecoder
+    from fastgan.nn.mlp import MLPGenerator
+    from fastgan.nn.resnet import ResNetGenerator
+    return {"dcgan-fused": lambda: DCGANGenerator(16, z_dim=8, out_channels=3, width=4),
+            "dcgan-stock": lambda: DCGANGenerator(16, z_dim=8, out_channels=3, width=4, fused=False),
+            "resnet": lambda: ResNetGenerator(16, z_dim=8, out_channels=3, width=8),
+            "began": lambda: BEGANDecoder(16, h=8, channels=3, width=8),
+            "mlp": lambda: MLPGenerator(8, (2, 1, 1), hidden=16)}
+
+
+@pytest.mark.parametrize("name", list(_generators()))
+def test_a_generator_takes_z_flat_as_1x1_maps_or_unbatched(name):
     torch.manual_seed(0)
-    g = DCGANGenerator(16, z_dim=8, out_channels=3, width=4, fused=fused).eval()
+    g = _generators()[name]().eval()
     z = torch.randn(3, 8)
     want = g(z)
-    assert want.shape == (3, 3, 16, 16)
+    assert want.shape[0] == 3
     torch.testing.assert_close(g(z[:, :, None, None]), want, rtol=0, atol=0)  # PyTorch's DCGAN example's z
     torch.testing.assert_close(g(z[1]), want[1:2])                            # one z: a batch of one
+    cls = type(g).__name__
     for bad in [(3, 9), (3, 8, 2, 1), (2, 3, 8), (9,)]:
         with pytest.raises(ValueError, match=re.escape(
-                f"DCGANGenerator: z must have shape (B, 8), (B, 8, 1, 1) or (8,) (z_dim=8), got {bad}")):
+                f"{cls}: z must have shape (B, 8), (B, 8, 1, 1) or (8,) (z_dim=8), got {bad}")):
             g(torch.randn(bad))
+    with pytest.raises(TypeError, match=f"{cls}: z must be a tensor, got list"):
+        g([0.0] * 8)
+    from fastgan.accelerate import _Tracer  # fastgan.accelerate's trace (its fused blocks kept as calls)
+    traced = torch.fx.GraphModule(g, _Tracer().trace(g))
+    torch.testing.assert_close(traced(z), want, rtol=0, atol=0)
