@@ -42,7 +42,7 @@ import math
 
 from torch import nn
 
-from fastgan.nn._latent import z_batch
+from fastgan.nn._shapes import z_batch
 from fastgan.nn.blocks import ConvBNLeakyReLU, ConvTransposeBNReLU
 from fastgan.nn.dcgan import dcgan_init_
 

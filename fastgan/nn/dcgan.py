@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from fastgan.accelerate import accelerate
-from fastgan.nn._latent import z_batch
+from fastgan.nn._shapes import z_batch
 from fastgan.nn.activation import BiasLeakyReLU
 from fastgan.nn.blocks import ConvTransposeBNReLU
 from fastgan.nn.conv import Conv2d
@@ -153,7 +153,7 @@ def _check_resolution(cls, resolution):
 
 
 def _z_as_a_batch(generator, args):
-    """A forward pre-hook: z as (B, z_dim) (fastgan.nn._latent), the container's forward kept."""
+    """A forward pre-hook: z as (B, z_dim) (fastgan.nn._shapes), the container's forward kept."""
     z, *rest = args
     return (z_batch(generator, z), *rest)
 

@@ -34,8 +34,10 @@ from hq 0.656 to 0.763, seed 0; on the BatchNorm generator of the digits it made
 """
 import math
 
+import torch
 from torch import nn
-from fastgan.nn._latent import z_batch
+
+from fastgan.nn._shapes import z_batch
 from fastgan.nn.autoencoder import Autoencoder
 
 NEGATIVE_SLOPE = 0.2  # Radford et al. 2015, sec. 3
@@ -110,7 +112,9 @@ class MLPGenerator(nn.Module):
 
 
 class MLPCritic(nn.Module):
-    """x (B, *in_shape) -> one score per sample, shape (B,). No sigmoid."""
+    """x (B, *in_shape) -> one score per sample, shape (B,); one unbatched sample (in_shape)
+    -> (1,). A batch of another shape with as many values per sample (points (B, 2) for
+    in_shape (2, 1, 1), say) is flattened alike. No sigmoid."""
 
     def __init__(self, in_shape, hidden=256, depth=3):
         cls = "MLPCritic"
@@ -125,6 +129,14 @@ class MLPCritic(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
+        if isinstance(x, torch.Tensor):
+            if tuple(x.shape) == self.in_shape:
+                x = x.unsqueeze(0)
+            elif x.dim() < 2 or x[0].numel() != math.prod(self.in_shape):
+                want = ", ".join(str(d) for d in self.in_shape)
+                raise ValueError(f"MLPCritic: x must have shape (B, {want}) (or any (B, ...) of "
+                                 f"{math.prod(self.in_shape)} values per sample) or ({want}), got "
+                                 f"{tuple(x.shape)}")
         return self.net(x)
 
 

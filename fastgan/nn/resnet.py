@@ -52,7 +52,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fastgan.nn._latent import z_batch
+from fastgan.nn._shapes import sample_batch, z_batch
 from fastgan.nn.conv import Conv2d
 
 #: Resolutions these networks build: 4 x 4 doubled n = 2..5 times.
@@ -184,7 +184,8 @@ class ResNetGenerator(nn.Module):
 
 
 class ResNetCritic(nn.Module):
-    """The WGAN-GP ResNet critic: images (B, C, R, R) -> one score per sample, shape (B,).
+    """The WGAN-GP ResNet critic: images (B, C, R, R) -> one score per sample, shape (B,);
+    one unbatched image (C, R, R) -> (1,).
     Normalization is per sample (GroupNorm(1, C)), never BatchNorm; see the module docstring.
     fused=True: the convolutions are fastgan.nn.Conv2d (the same parameters; a double
     backward of PyTorch's own ops that skips its zero gradients, 8% faster critic step with
@@ -200,5 +201,6 @@ class ResNetCritic(nn.Module):
         self.linear = nn.Linear(c[-1] * 4 * 4, 1)
 
     def forward(self, x):
+        x = sample_batch(self, x, (self.from_rgb.in_channels, self.resolution, self.resolution))
         h = self.blocks(self.from_rgb(x))  # (B, c[-1], 4, 4)
         return self.linear(h.flatten(1)).squeeze(1)

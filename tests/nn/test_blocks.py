@@ -317,3 +317,32 @@ def test_a_generator_takes_z_flat_as_1x1_maps_or_unbatched(name):
     from fastgan.accelerate import _Tracer  # fastgan.accelerate's trace (its fused blocks kept as calls)
     traced = torch.fx.GraphModule(g, _Tracer().trace(g))
     torch.testing.assert_close(traced(z), want, rtol=0, atol=0)
+
+
+def test_the_resnet_and_mlp_critics_score_one_unbatched_sample_and_name_a_bad_shape():
+    """Like DCGANCritic (tests/ops/test_gradient_penalty.py): one sample scores as (1,)."""
+    from fastgan.nn.mlp import MLPCritic
+    from fastgan.nn.resnet import ResNetCritic
+    torch.manual_seed(0)
+    resnet = ResNetCritic(16, 3, 8).eval()
+    x = torch.randn(2, 3, 16, 16)
+    want = resnet(x)
+    assert want.shape == (2,)
+    torch.testing.assert_close(resnet(x[1]), want[1:2])
+    for bad in [(2, 3, 16, 8), (2, 1, 16, 16), (3, 16), (1, 2, 3, 16, 16)]:
+        with pytest.raises(ValueError, match=re.escape(
+                f"ResNetCritic: x must have shape (B, 3, 16, 16) or (3, 16, 16), got {bad}")):
+            resnet(torch.randn(bad))
+    mlp = MLPCritic((2, 1, 1), hidden=16)
+    points = torch.randn(5, 2, 1, 1)
+    want = mlp(points)
+    assert want.shape == (5,)
+    torch.testing.assert_close(mlp(points[3]), want[3:4])
+    torch.testing.assert_close(mlp(points.flatten(1)), want, rtol=0, atol=0)  # (B, 2) points flatten alike
+    for bad in [(5, 3, 1, 1), (5, 3), (2,)]:
+        with pytest.raises(ValueError, match=re.escape(
+                f"MLPCritic: x must have shape (B, 2, 1, 1) (or any (B, ...) of 2 values per sample) "
+                f"or (2, 1, 1), got {bad}")):
+            mlp(torch.randn(bad))
+    from fastgan.accelerate import _Tracer  # a trace passes through (ResNetCritic's mean pool stops one)
+    torch.testing.assert_close(torch.fx.GraphModule(mlp, _Tracer().trace(mlp))(points), want, rtol=0, atol=0)
