@@ -88,6 +88,8 @@ class CriticScores(nn.Module):
 def _batch_an_unbatched_image(critic, args):
     """A forward pre-hook: one unbatched image (C, H, W) becomes a batch of one, for the
     layers that need (B, C, H, W): BiasLeakyReLU (its bias is per dim 1) and BatchNorm2d."""
+    if not args:
+        return None
     x, *rest = args
     if isinstance(x, torch.Tensor) and x.dim() == 3:
         return (x.unsqueeze(0), *rest)
@@ -154,6 +156,8 @@ def _check_resolution(cls, resolution):
 
 def _z_as_a_batch(generator, args):
     """A forward pre-hook: z as (B, z_dim) (fastgan.nn._shapes), the container's forward kept."""
+    if not args:  # z passed by keyword: nn.Sequential's forward names it input
+        return None
     z, *rest = args
     return (z_batch(generator, z), *rest)
 

@@ -132,7 +132,7 @@ class MLPCritic(nn.Module):
         if isinstance(x, torch.Tensor):
             if tuple(x.shape) == self.in_shape:
                 x = x.unsqueeze(0)
-            elif x.dim() < 2 or x[0].numel() != math.prod(self.in_shape):
+            elif x.dim() < 2 or math.prod(x.shape[1:]) != math.prod(self.in_shape):
                 want = ", ".join(str(d) for d in self.in_shape)
                 raise ValueError(f"MLPCritic: x must have shape (B, {want}) (or any (B, ...) of "
                                  f"{math.prod(self.in_shape)} values per sample) or ({want}), got "

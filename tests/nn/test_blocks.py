@@ -339,6 +339,7 @@ def test_the_resnet_and_mlp_critics_score_one_unbatched_sample_and_name_a_bad_sh
     assert want.shape == (5,)
     torch.testing.assert_close(mlp(points[3]), want[3:4])
     torch.testing.assert_close(mlp(points.flatten(1)), want, rtol=0, atol=0)  # (B, 2) points flatten alike
+    assert mlp(points[:0]).shape == (0,)                                      # an empty batch
     for bad in [(5, 3, 1, 1), (5, 3), (2,)]:
         with pytest.raises(ValueError, match=re.escape(
                 f"MLPCritic: x must have shape (B, 2, 1, 1) (or any (B, ...) of 2 values per sample) "
