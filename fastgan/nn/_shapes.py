@@ -1,6 +1,8 @@
 """The inputs the networks take. A generator's z: (B, z_dim), also (B, z_dim, 1, 1) (the shape
 PyTorch's DCGAN example draws) or one unbatched (z_dim,) (a batch of one). A critic's
 samples: (B, *sample_shape), or one unbatched sample (a batch of one)."""
+import math
+
 import torch
 import torch.fx
 
@@ -24,9 +26,10 @@ def z_batch(generator, z):
     return flat
 
 
-def sample_batch(critic, x, sample_shape):
+def sample_batch(critic, x, sample_shape, *, any_layout=False):
     """x as (B, *sample_shape): one unbatched sample becomes a batch of one; a batch of
-    samples of another shape is refused, naming the shape expected."""
+    samples of another shape is refused, naming the shape expected. any_layout: a batch of
+    any per-sample shape with as many values passes too (for a critic that flattens)."""
     if isinstance(x, torch.fx.Proxy):
         return x
     if not isinstance(x, torch.Tensor):
@@ -34,8 +37,13 @@ def sample_batch(critic, x, sample_shape):
     sample_shape = tuple(sample_shape)
     if tuple(x.shape) == sample_shape:
         return x.unsqueeze(0)
-    if x.dim() != len(sample_shape) + 1 or tuple(x.shape[1:]) != sample_shape:
+    if any_layout:
+        ok = x.dim() >= 2 and math.prod(x.shape[1:]) == math.prod(sample_shape)
+    else:
+        ok = x.dim() == len(sample_shape) + 1 and tuple(x.shape[1:]) == sample_shape
+    if not ok:
         want = ", ".join(str(d) for d in sample_shape)
-        raise ValueError(f"{type(critic).__name__}: x must have shape (B, {want}) or ({want}), "
+        layouts = f" (or any (B, ...) of {math.prod(sample_shape)} values per sample)" if any_layout else ""
+        raise ValueError(f"{type(critic).__name__}: x must have shape (B, {want}){layouts} or ({want}), "
                          f"got {tuple(x.shape)}")
     return x

@@ -34,10 +34,9 @@ from hq 0.656 to 0.763, seed 0; on the BatchNorm generator of the digits it made
 """
 import math
 
-import torch
 from torch import nn
 
-from fastgan.nn._shapes import z_batch
+from fastgan.nn._shapes import sample_batch, z_batch
 from fastgan.nn.autoencoder import Autoencoder
 
 NEGATIVE_SLOPE = 0.2  # Radford et al. 2015, sec. 3
@@ -129,15 +128,7 @@ class MLPCritic(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
-        if isinstance(x, torch.Tensor):
-            if tuple(x.shape) == self.in_shape:
-                x = x.unsqueeze(0)
-            elif x.dim() < 2 or math.prod(x.shape[1:]) != math.prod(self.in_shape):
-                want = ", ".join(str(d) for d in self.in_shape)
-                raise ValueError(f"MLPCritic: x must have shape (B, {want}) (or any (B, ...) of "
-                                 f"{math.prod(self.in_shape)} values per sample) or ({want}), got "
-                                 f"{tuple(x.shape)}")
-        return self.net(x)
+        return self.net(sample_batch(self, x, self.in_shape, any_layout=True))
 
 
 class MLPAutoencoder(Autoencoder):

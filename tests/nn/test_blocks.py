@@ -286,7 +286,6 @@ def test_training_block_captures_in_a_cuda_graph(backend):
     torch.testing.assert_close(fused[1].running_mean, stock[1].running_mean, rtol=1e-5, atol=1e-6)
 
 
-
 def _generators():
     from fastgan.nn.autoencoder import BEGANDecoder
     from fastgan.nn.mlp import MLPGenerator
