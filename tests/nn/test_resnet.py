@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fastgan.nn.resnet import DownBlock, ResNetCritic, ResNetGenerator, SampleNorm, UpBlock, mean_pool2
+from fastgan.nn.resnet import DownBlock, ResNetCritic, ResNetGenerator, SampleNorm, UpBlock, _mean_over_view, mean_pool2
 
 
 def _gen(*shape, seed=0, dtype=torch.float32):
@@ -176,12 +176,14 @@ def _layouts(x):
     return {"nchw": x.contiguous(), "channels_last": x.contiguous(memory_format=CL)}
 
 
+@pytest.mark.parametrize("pool", [mean_pool2, _mean_over_view], ids=["mean_pool2", "over_view"])
 @pytest.mark.parametrize("shape", [(3, 5, 8, 6), (2, 1, 4, 4), (1, 7, 2, 10)])
-def test_mean_pool2_is_avg_pool2d_and_keeps_the_layout(shape):
+def test_mean_pool2_is_avg_pool2d_and_keeps_the_layout(shape, pool):
+    # mean_pool2 on the CPU is avg_pool2d itself; _mean_over_view is its CUDA path, run here
     x = _gen(*shape, dtype=torch.float64)
     for name, t in _layouts(x).items():
         t = t.clone(memory_format=torch.preserve_format).requires_grad_(True)
-        y = mean_pool2(t)
+        y = pool(t)
         torch.testing.assert_close(y, F.avg_pool2d(x, 2), rtol=1e-15, atol=1e-15)
         assert y.is_contiguous(memory_format=CL if name == "channels_last" else torch.contiguous_format), name
         (g,) = torch.autograd.grad(y, t, grad_outputs=_gen(*y.shape, seed=1, dtype=x.dtype))
