@@ -42,7 +42,7 @@ import math
 
 from torch import nn
 
-from fastgan.nn._shapes import z_batch
+from fastgan.nn._shapes import sample_batch, z_batch
 from fastgan.nn.blocks import ConvBNLeakyReLU, ConvTransposeBNReLU
 from fastgan.nn.dcgan import dcgan_init_
 
@@ -56,7 +56,12 @@ def _check_positive_int(cls, name, value):
 
 class Autoencoder(nn.Module):
     """An encoder and a decoder; forward(x) is the reconstruction, forward(x, return_code=True)
-    (reconstruction, code) for losses that use the code (EBGAN's pulling-away term)."""
+    (reconstruction, code) for losses that use the code (EBGAN's pulling-away term). x is a
+    batch (B, *sample_shape), or one unbatched sample, whose reconstruction (and code) come
+    back unbatched too; any other shape is refused, naming the shape expected. encode and
+    decode take batches only."""
+
+    sample_shape = None  # (C, R, R) or the MLP's in_shape, set by each subclass
 
     def encode(self, x):
         return self.encoder(x)
@@ -65,8 +70,11 @@ class Autoencoder(nn.Module):
         return self.decoder(code)
 
     def forward(self, x, return_code=False):
-        code = self.encoder(x)
+        batch = sample_batch(self, x, self.sample_shape)
+        code = self.encoder(batch)
         recon = self.decoder(code)
+        if batch is not x:  # one unbatched sample
+            recon, code = recon[0], code[0]
         return (recon, code) if return_code else recon
 
 
@@ -84,6 +92,7 @@ class EBGANDiscriminator(Autoencoder):
         _check_positive_int(cls, "width", width)
         super().__init__()
         self.resolution = resolution
+        self.sample_shape = (channels, resolution, resolution)
         self.fused = fused
 
         def down(c_in, c_out):  # Conv 4x4/2 -> BN -> LeakyReLU
@@ -182,4 +191,5 @@ class BEGANAutoencoder(Autoencoder):
         self.encoder = BEGANEncoder(resolution, h, channels, width)
         self.decoder = BEGANDecoder(resolution, h, channels, width)
         self.resolution = resolution
+        self.sample_shape = (channels, resolution, resolution)
         self.h = h

@@ -144,6 +144,7 @@ class MLPAutoencoder(Autoencoder):
         _check_positive_int(cls, "code_dim", code_dim)
         super().__init__()
         self.in_shape, self.code_dim = in_shape, code_dim
+        self.sample_shape = in_shape
         n = math.prod(in_shape)
         act = lambda: nn.LeakyReLU(NEGATIVE_SLOPE)  # noqa: E731
         self.encoder = nn.Sequential(nn.Flatten(1), *_stack(n, hidden, depth, act),

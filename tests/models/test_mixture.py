@@ -152,7 +152,9 @@ SETTINGS = {
                  "0.001 1/0.945. Unbounded: the paper's ELU in the autoencoder 0/0 (k ~0.25); "
                  "3-layer autoencoder with code 1 5/0.516, code 2 and ELU 0/0; n_critic 5 0/0; "
                  "n_critic 2 with lr_d 3e-3 over lr_g 5e-4 0/0. The start that passes the digits (k0 0.4, "
-                 "lambda_k 0.001; 2026-11-23): 5/0.469, k falling to 0.08",
+                 "lambda_k 0.001; 2026-11-23): 5/0.469, k falling to 0.08. 2026-11-24: z_dim 8 1/0.699, z_dim "
+                 "64 1/0.526 (with k0 0.4, lambda_k 0.001: 1/0.463), z_dim 16 with gamma 0.5 0/0, "
+                 "8,000 steps 2/0.963 (k 0.014)",
     },
     "dragan": {
         **_GAN_RECIPE,

@@ -1,4 +1,6 @@
 """fastgan.nn.autoencoder: EBGAN's and BEGAN's autoencoder discriminators."""
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -190,3 +192,35 @@ def test_began_size_validation():
         BEGANDecoder(width=-2)
     with pytest.raises(ValueError, match="BEGANEncoder: channels must be a positive int, got 1.5"):
         BEGANEncoder(channels=1.5)
+
+
+# both, and the MLP autoencoder of the 2-D problems
+
+
+def _autoencoders():
+    from fastgan.nn.mlp import MLPAutoencoder
+    return {"ebgan": lambda: EBGANDiscriminator(16, 3, width=4),
+            "ebgan-stock": lambda: EBGANDiscriminator(16, 3, width=4, fused=False),
+            "began": lambda: BEGANAutoencoder(16, 3, width=3, h=4),
+            "mlp": lambda: MLPAutoencoder((3, 16, 16), hidden=8, depth=2, code_dim=5)}
+
+
+@pytest.mark.parametrize("name", list(_autoencoders()))
+def test_an_unbatched_sample_is_reconstructed_unbatched_and_a_bad_shape_named(name):
+    torch.manual_seed(0)
+    ae = _autoencoders()[name]().eval()  # eval: EBGAN's BatchNorm, so a batch of one equals a row
+    x = _gen(2, 3, 16, 16)
+    recon, code = ae(x, return_code=True)
+    assert recon.shape == x.shape
+    one, one_code = ae(x[1], return_code=True)
+    assert one.shape == (3, 16, 16) and one_code.shape == code.shape[1:]
+    torch.testing.assert_close(one, recon[1])
+    torch.testing.assert_close(one_code, code[1])
+    torch.testing.assert_close(ae(x[1]), recon[1])
+    cls = type(ae).__name__
+    for bad in [(2, 3, 16, 8), (2, 1, 16, 16), (3, 16), (2, 768), (1, 2, 3, 16, 16)]:
+        with pytest.raises(ValueError, match=re.escape(
+                f"{cls}: x must have shape (B, 3, 16, 16) or (3, 16, 16), got {bad}")):
+            ae(torch.randn(bad))
+    with pytest.raises(TypeError, match=f"{cls}: x must be a tensor, got list"):
+        ae([0.0])
