@@ -31,6 +31,7 @@ the critic (fastgan/nn/conv.py); same parameters and state_dict as nn.Conv2d.
 Weights are initialized N(0, 0.02), BatchNorm scales N(1, 0.02), biases 0 (Radford et al.
 2015, sec. 4).
 """
+import functools
 import math
 
 import torch
@@ -85,15 +86,22 @@ class CriticScores(nn.Module):
         return f"resolution={self.resolution}"
 
 
-def _batch_an_unbatched_image(critic, args):
-    """A forward pre-hook: one unbatched image (C, H, W) becomes a batch of one, for the
-    layers that need (B, C, H, W): BiasLeakyReLU (its bias is per dim 1) and BatchNorm2d."""
-    if not args:
-        return None
-    x, *rest = args
-    if isinstance(x, torch.Tensor) and x.dim() == 3:
-        return (x.unsqueeze(0), *rest)
+def _on_input(fn, module, args, kwargs):
+    """A forward pre-hook, as functools.partial(_on_input, fn) registered with_kwargs=True
+    (a partial of module-level functions pickles with the model): the container's input
+    replaced by fn(module, input), whether it came positionally or by keyword (nn.Sequential's
+    forward names it `input`)."""
+    if args:
+        return (fn(module, args[0]), *args[1:]), kwargs
+    if "input" in kwargs:
+        return args, {**kwargs, "input": fn(module, kwargs["input"])}
     return None
+
+
+def _unbatched_image_as_a_batch(critic, x):
+    """One unbatched image (C, H, W) becomes a batch of one, for the layers that need
+    (B, C, H, W): BiasLeakyReLU (its bias is per dim 1) and BatchNorm2d."""
+    return x.unsqueeze(0) if isinstance(x, torch.Tensor) and x.dim() == 3 else x
 
 
 class DCGANCritic(nn.Sequential):
@@ -124,7 +132,8 @@ class DCGANCritic(nn.Sequential):
         dcgan_init_(self)
         if fused and norm == "batch":
             accelerate(self, backend=backend, verbose=False)
-        self.register_forward_pre_hook(_batch_an_unbatched_image)
+        self.register_forward_pre_hook(functools.partial(_on_input, _unbatched_image_as_a_batch),
+                                        with_kwargs=True)
         self._register_load_state_dict_pre_hook(self._move_biases)
 
     def _move_biases(self, state_dict, prefix, *args):
@@ -154,14 +163,6 @@ def _check_resolution(cls, resolution):
         raise ValueError(f"{cls}: resolution must be 16, 32, 64 or 128, got {resolution}")
 
 
-def _z_as_a_batch(generator, args):
-    """A forward pre-hook: z as (B, z_dim) (fastgan.nn._shapes), the container's forward kept."""
-    if not args:  # z passed by keyword: nn.Sequential's forward names it input
-        return None
-    z, *rest = args
-    return (z_batch(generator, z), *rest)
-
-
 class DCGANGenerator(nn.Sequential):
     """The DCGAN generator: z of shape (B, z_dim) -> images (B, C, R, R) in [-1, 1]. z may
     also be (B, z_dim, 1, 1), or one unbatched (z_dim,), which gives (1, C, R, R)."""
@@ -185,4 +186,5 @@ class DCGANGenerator(nn.Sequential):
         super().__init__(*layers)
         self.z_dim = z_dim
         dcgan_init_(self)
-        self.register_forward_pre_hook(_z_as_a_batch)
+        # z as (B, z_dim), the container's forward kept
+        self.register_forward_pre_hook(functools.partial(_on_input, z_batch), with_kwargs=True)

@@ -1,5 +1,6 @@
 """fastgan.nn.ConvTransposeBNReLU / ConvBNLeakyReLU against the nn.Sequential they replace,
 and fastgan.accelerate on models written with stock modules."""
+import inspect
 import re
 
 import pytest
@@ -306,6 +307,8 @@ def test_a_generator_takes_z_flat_as_1x1_maps_or_unbatched(name):
     assert want.shape[0] == 3
     torch.testing.assert_close(g(z[:, :, None, None]), want, rtol=0, atol=0)  # PyTorch's DCGAN example's z
     torch.testing.assert_close(g(z[1]), want[1:2])                            # one z: a batch of one
+    name_of_z = next(iter(inspect.signature(g.forward).parameters))          # nn.Sequential's: input
+    torch.testing.assert_close(g(**{name_of_z: z[:, :, None, None]}), want, rtol=0, atol=0)
     cls = type(g).__name__
     for bad in [(3, 9), (3, 8, 2, 1), (2, 3, 8), (9,)]:
         with pytest.raises(ValueError, match=re.escape(

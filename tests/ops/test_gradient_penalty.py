@@ -288,6 +288,7 @@ def test_dcgan_critic_scores_an_unbatched_image_as_a_batch_of_one(norm):
     assert want.shape == (1,)
     for critic in (fused, plain):
         torch.testing.assert_close(critic(image), want)
+        torch.testing.assert_close(critic(input=image), want)  # by keyword, as nn.Sequential names it
 
 
 @pytest.mark.gpu
