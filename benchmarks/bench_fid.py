@@ -3,22 +3,35 @@
 * FID's matrix square root at D = 2048 (Inception's features): fastgan's two float64
   eigendecompositions on the device (fastgan.metrics.fid, method "eigh") vs
   scipy.linalg.sqrtm of the product on the CPU, as pytorch-fid and torch-fidelity compute it.
-* KID: 100 subsets of 1,000 (the defaults) as batched products on the device.
-* precision/recall/density/coverage: chunked k-NN over 10,000 x 10,000 features.
+* KID: 100 subsets of 1,000 (the defaults) as batched products on the device vs a NumPy
+  loop over the subsets on the CPU, as the paper's code and torch-fidelity compute it.
+* precision/recall/density/coverage: chunked k-NN over 10,000 x 10,000 features on the
+  device vs the prdc package's way, full NumPy distance matrices on the CPU.
+The baselines are benchmarks/baselines/metrics.py (tests/metrics/test_metric_baselines.py:
+the same numbers as fastgan's).
 
-On a machine without a GPU the sizes shrink (D = 256, 2,000 samples) so that the file still
-runs; the numbers that matter are the GPU's. The end-to-end FID-50k is benchmarks/fid50k.py.
+On a machine without a GPU the sizes shrink (D = 256, 2,000 samples, 10 KID subsets) so
+that the file still runs; the numbers that matter are the GPU's. The end-to-end FID-50k is
+benchmarks/fid50k.py.
 """
+import pathlib
+import sys
+
+import numpy as np
 import pytest
 import torch
 
-from fastgan.metrics.fid import feature_stats, trace_sqrt_product
-from fastgan.metrics.kid import kid_from_features
-from fastgan.metrics.prdc import precision_recall
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # --import-mode=importlib: baselines/
+from baselines.metrics import kid_numpy, prdc_numpy  # noqa: E402
+
+from fastgan.metrics.fid import feature_stats, trace_sqrt_product  # noqa: E402
+from fastgan.metrics.kid import kid_from_features  # noqa: E402
+from fastgan.metrics.prdc import precision_recall  # noqa: E402
 
 GPU = torch.cuda.is_available()
 D = 2048 if GPU else 256
 N = 10_000 if GPU else 2_000
+KID_SUBSETS = 100 if GPU else 10
 
 
 def _features(n, d, shift, seed):
@@ -47,15 +60,32 @@ def test_fid_sqrtm(benchmark, covariances, device, impl):
     benchmark.pedantic(fn, rounds=3 if impl == "scipy-sqrtm" else 10, iterations=1, warmup_rounds=1)
 
 
-def test_kid(benchmark, device):
-    x = _features(N, D, 0.0, 2).to(device)
-    y = _features(N, D, 0.05, 3).to(device)
-    benchmark.group = f"kid-100x1000-D{D}"
-    benchmark.pedantic(lambda: kid_from_features(x, y), rounds=5, iterations=1, warmup_rounds=1)
+@pytest.mark.parametrize("impl", ["fastgan-batched", "numpy-loop"])
+def test_kid(benchmark, device, impl):
+    x = _features(N, D, 0.0, 2)
+    y = _features(N, D, 0.05, 3)
+    if impl == "fastgan-batched":
+        x, y = x.to(device), y.to(device)
+        fn = lambda: kid_from_features(x, y, num_subsets=KID_SUBSETS)  # noqa: E731
+    else:
+        fn = lambda: kid_numpy(x, y, num_subsets=KID_SUBSETS)  # noqa: E731
+    benchmark.group = f"kid-{KID_SUBSETS}x1000-D{D}"
+    fast = impl == "fastgan-batched"  # NumPy has nothing to warm up: one round of it
+    benchmark.pedantic(fn, rounds=5 if fast else 1, iterations=1, warmup_rounds=1 if fast else 0)
 
 
-def test_precision_recall(benchmark, device):
-    x = _features(N, D, 0.0, 4).to(device)
-    y = _features(N, D, 0.05, 5).to(device)
+@pytest.mark.parametrize("impl", ["fastgan-chunked", "numpy-full"])
+def test_precision_recall(benchmark, device, impl):
+    x = _features(N, D, 0.0, 4)
+    y = _features(N, D, 0.05, 5)
+    if impl == "fastgan-chunked":
+        x, y = x.to(device), y.to(device)
+        fn = lambda: precision_recall(x, y)  # noqa: E731
+    else:
+        # the features' float32 as the prdc package keeps it; without a GPU, float64 as fastgan
+        # computes on the CPU (in the same dtype the two took about the same time there)
+        dtype = np.float32 if GPU else np.float64
+        fn = lambda: prdc_numpy(x, y, dtype=dtype)  # noqa: E731
     benchmark.group = f"prdc-{N}x{N}-D{D}"
-    benchmark.pedantic(lambda: precision_recall(x, y), rounds=3, iterations=1, warmup_rounds=1)
+    fast = impl == "fastgan-chunked"
+    benchmark.pedantic(fn, rounds=3 if fast else 1, iterations=1, warmup_rounds=1 if fast else 0)

@@ -19,7 +19,8 @@ Distances are computed in chunks of rows (`chunk` x N at a time), so 50,000 x 50
 exists in memory; on a GPU each chunk is one matrix product. Squared distances use
 |a|^2 + |b|^2 - 2 a.b in float32 (float64 on the CPU), clamped at 0; a point's own distance
 is excluded from its radius by index, so duplicate points are still each other's
-neighbours.
+neighbours. Each of the three distance matrices (real-real, fake-fake, fake-real) is
+computed once, serving both ks.
 """
 import torch
 
@@ -34,31 +35,39 @@ def _sq_dists(a, b, a2, b2):
 
 
 def knn_radii(x, k, *, chunk=4096):
-    """Squared distance from each row of x [N, D] to its k-th nearest other row: [N]."""
+    """Squared distance from each row of x [N, D] to its k-th nearest other row: [N]. k may
+    also be a tuple of ks: a tuple of [N] radii, from one pass over the distances."""
+    ks = (k,) if isinstance(k, int) else tuple(k)
     n = x.shape[0]
-    if not 1 <= k < n:
-        raise ValueError(f"k-nearest-neighbour radii need 1 <= k < N, got k={k} with N={n}")
+    for kk in ks:
+        if not 1 <= kk < n:
+            raise ValueError(f"k-nearest-neighbour radii need 1 <= k < N, got k={kk} with N={n}")
     x2 = (x * x).sum(1)
-    out = torch.empty(n, dtype=x.dtype, device=x.device)
+    out = [torch.empty(n, dtype=x.dtype, device=x.device) for _ in ks]
     for s in range(0, n, chunk):
         d = _sq_dists(x[s:s + chunk], x, x2[s:s + chunk], x2)
         rows = torch.arange(d.shape[0], device=x.device)
         d[rows, rows + s] = float("inf")                      # not its own neighbour
-        out[s:s + chunk] = d.topk(k, dim=1, largest=False).values[:, -1]
-    return out
+        nearest = d.topk(max(ks), dim=1, largest=False).values  # sorted, nearest first
+        for o, kk in zip(out, ks):
+            o[s:s + chunk] = nearest[:, kk - 1]
+    return out[0] if isinstance(k, int) else tuple(out)
 
 
 def _inside_counts(points, centers, radii, *, chunk):
     """For each row of points: in how many balls (centers, squared radii) it lies; and for
-    each ball, whether any point lies in it."""
+    each ball, whether any point lies in it. radii: a tuple of [N] radii, balls of each
+    size counted from one pass over the distances; a (counts, hit) pair per entry."""
     p2, c2 = (points * points).sum(1), (centers * centers).sum(1)
-    counts = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
-    hit = torch.zeros(centers.shape[0], dtype=torch.bool, device=points.device)
+    out = [(torch.zeros(points.shape[0], dtype=torch.long, device=points.device),
+            torch.zeros(centers.shape[0], dtype=torch.bool, device=points.device)) for _ in radii]
     for s in range(0, points.shape[0], chunk):
-        inside = _sq_dists(points[s:s + chunk], centers, p2[s:s + chunk], c2) <= radii[None, :]
-        counts[s:s + chunk] = inside.sum(1)
-        hit |= inside.any(0)
-    return counts, hit
+        d = _sq_dists(points[s:s + chunk], centers, p2[s:s + chunk], c2)
+        for (counts, hit), r in zip(out, radii):
+            inside = d <= r[None, :]
+            counts[s:s + chunk] = inside.sum(1)
+            hit |= inside.any(0)
+    return out
 
 
 def precision_recall(real, fake, *, k_pr=K_PR, k_dc=K_DC, chunk=4096):
@@ -80,12 +89,12 @@ def precision_recall(real, fake, *, k_pr=K_PR, k_dc=K_DC, chunk=4096):
     dtype = torch.float32 if real.is_cuda else torch.float64
     x = real.to(dtype)
     y = fake.to(x.device, dtype)
-    r_real_pr = knn_radii(x, k_pr, chunk=chunk)
-    r_real_dc = knn_radii(x, k_dc, chunk=chunk) if k_dc != k_pr else r_real_pr
+    # three distance matrices in all, each in chunks: real-real (both radii), fake-fake, and
+    # fake-real (the balls of both radii)
+    r_real_pr, r_real_dc = knn_radii(x, (k_pr, k_dc), chunk=chunk)
     r_fake = knn_radii(y, k_pr, chunk=chunk)
-    in_real_dc, covered = _inside_counts(y, x, r_real_dc, chunk=chunk)
-    in_real_pr = in_real_dc if k_dc == k_pr else _inside_counts(y, x, r_real_pr, chunk=chunk)[0]
-    in_fake, _ = _inside_counts(x, y, r_fake, chunk=chunk)
+    (in_real_pr, _), (in_real_dc, covered) = _inside_counts(y, x, (r_real_pr, r_real_dc), chunk=chunk)
+    ((in_fake, _),) = _inside_counts(x, y, (r_fake,), chunk=chunk)
     return {
         "precision": (in_real_pr > 0).double().mean().item(),
         "recall": (in_fake > 0).double().mean().item(),
