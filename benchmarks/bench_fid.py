@@ -60,32 +60,32 @@ def test_fid_sqrtm(benchmark, covariances, device, impl):
     benchmark.pedantic(fn, rounds=3 if impl == "scipy-sqrtm" else 10, iterations=1, warmup_rounds=1)
 
 
+def _fastgan_vs_numpy(benchmark, device, impl, seeds, fastgan_fn, numpy_fn, rounds):
+    """Times fastgan_fn(x, y) on the device (impl "fastgan-...": `rounds` rounds after a
+    warm-up) or numpy_fn(x, y) (one round: NumPy has nothing to warm up) on a pair of
+    N x D feature sets."""
+    x = _features(N, D, 0.0, seeds[0])
+    y = _features(N, D, 0.05, seeds[1])
+    if impl.startswith("fastgan"):
+        x, y = x.to(device), y.to(device)
+        benchmark.pedantic(lambda: fastgan_fn(x, y), rounds=rounds, iterations=1, warmup_rounds=1)
+    else:
+        benchmark.pedantic(lambda: numpy_fn(x, y), rounds=1, iterations=1, warmup_rounds=0)
+
+
 @pytest.mark.parametrize("impl", ["fastgan-batched", "numpy-loop"])
 def test_kid(benchmark, device, impl):
-    x = _features(N, D, 0.0, 2)
-    y = _features(N, D, 0.05, 3)
-    if impl == "fastgan-batched":
-        x, y = x.to(device), y.to(device)
-        fn = lambda: kid_from_features(x, y, num_subsets=KID_SUBSETS)  # noqa: E731
-    else:
-        fn = lambda: kid_numpy(x, y, num_subsets=KID_SUBSETS)  # noqa: E731
     benchmark.group = f"kid-{KID_SUBSETS}x1000-D{D}"
-    fast = impl == "fastgan-batched"  # NumPy has nothing to warm up: one round of it
-    benchmark.pedantic(fn, rounds=5 if fast else 1, iterations=1, warmup_rounds=1 if fast else 0)
+    _fastgan_vs_numpy(benchmark, device, impl, (2, 3),
+                      lambda x, y: kid_from_features(x, y, num_subsets=KID_SUBSETS),
+                      lambda x, y: kid_numpy(x, y, num_subsets=KID_SUBSETS), rounds=5)
 
 
 @pytest.mark.parametrize("impl", ["fastgan-chunked", "numpy-full"])
 def test_precision_recall(benchmark, device, impl):
-    x = _features(N, D, 0.0, 4)
-    y = _features(N, D, 0.05, 5)
-    if impl == "fastgan-chunked":
-        x, y = x.to(device), y.to(device)
-        fn = lambda: precision_recall(x, y)  # noqa: E731
-    else:
-        # the features' float32 as the prdc package keeps it; without a GPU, float64 as fastgan
-        # computes on the CPU (in the same dtype the two took about the same time there)
-        dtype = np.float32 if GPU else np.float64
-        fn = lambda: prdc_numpy(x, y, dtype=dtype)  # noqa: E731
     benchmark.group = f"prdc-{N}x{N}-D{D}"
-    fast = impl == "fastgan-chunked"
-    benchmark.pedantic(fn, rounds=3 if fast else 1, iterations=1, warmup_rounds=1 if fast else 0)
+    # the features' float32 as the prdc package keeps it; without a GPU, float64 as fastgan
+    # computes on the CPU (in the same dtype the two took about the same time there)
+    dtype = np.float32 if GPU else np.float64
+    _fastgan_vs_numpy(benchmark, device, impl, (4, 5), precision_recall,
+                      lambda x, y: prdc_numpy(x, y, dtype=dtype), rounds=3)
