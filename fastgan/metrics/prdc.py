@@ -37,7 +37,8 @@ def _sq_dists(a, b, a2, b2):
 def knn_radii(x, k, *, chunk=4096):
     """Squared distance from each row of x [N, D] to its k-th nearest other row: [N]. k may
     also be a tuple of ks: a tuple of [N] radii, from one pass over the distances."""
-    ks = (k,) if isinstance(k, int) else tuple(k)
+    single = not isinstance(k, (tuple, list))
+    ks = (k,) if single else tuple(k)
     n = x.shape[0]
     for kk in ks:
         if not 1 <= kk < n:
@@ -51,7 +52,7 @@ def knn_radii(x, k, *, chunk=4096):
         nearest = d.topk(max(ks), dim=1, largest=False).values  # sorted, nearest first
         for o, kk in zip(out, ks):
             o[s:s + chunk] = nearest[:, kk - 1]
-    return out[0] if isinstance(k, int) else tuple(out)
+    return out[0] if single else tuple(out)
 
 
 def _inside_counts(points, centers, radii, *, chunk):

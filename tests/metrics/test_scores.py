@@ -278,6 +278,7 @@ def test_knn_radii_brute_force_and_duplicates():
         torch.testing.assert_close(knn_radii(x, k, chunk=7), d.sort(1).values[:, k - 1],
                                    rtol=1e-9, atol=1e-12)
     assert knn_radii(x, 1)[10] == 0
+    torch.testing.assert_close(knn_radii(x, np.int64(3)), knn_radii(x, 3), rtol=0, atol=0)
     both = knn_radii(x, (3, 5), chunk=7)                      # two radii from one pass
     assert isinstance(both, tuple) and len(both) == 2
     for k, r in zip((3, 5), both):
