@@ -337,7 +337,8 @@ def main(argv=None):
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (CLIError, ValueError, FileNotFoundError, BackendUnavailable, CheckpointError) as exc:
+    # OSError: a path missing, unreadable or unwritable (FileNotFoundError, PermissionError, ...)
+    except (CLIError, ValueError, OSError, BackendUnavailable, CheckpointError) as exc:
         print(f"fastgan {command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

@@ -137,6 +137,10 @@ def test_models_lists_papers_and_defaults(fastgan_cmd):
     (["train", "--model", "dcgan", "--device", "cpu:1"], "device 'cpu:1': there is one CPU device"),
     (["train", "--model", "dcgan", "--metrics", "bogus"], "unknown metric 'bogus'"),
     (["train", "--model", "dcgan", "--set", "amp=maybe"], "amp must be true or false, got 'maybe'"),
+    (["train", "--model", "wgan-gp", "--data", "ring8", "--arch", "dcgan"],
+     "data 'ring8' is 2-D toy points, which only arch 'mlp' (small fully connected networks) takes; "
+     "got arch 'dcgan'"),
+    (["train", "--model", "began", "--data", "grid25", "--arch", "began"], "got arch 'began'"),
 ])
 def test_train_and_sample_errors_are_one_line(args, message, tmp_path):
     if args[0] == "train" and "--out" not in args:
@@ -298,6 +302,34 @@ def test_data_errors_name_the_action_and_validate_names_the_crop(tmp_path, capsy
     assert main(["data", "validate", str(out), "--resolution", "16", "--channels", "1"]) == 0
     text = capsys.readouterr().out
     assert "crop largest square" in text and "crop None" not in text, text
+
+
+def test_an_unwritable_output_is_a_one_line_error(tmp_path, capsys):
+    from fastgan.cli import main
+    (tmp_path / "a_file").write_text("not a folder\n")
+    assert main(["train", "--model", "wgan-gp", "--steps", "1", "--out", str(tmp_path / "a_file" / "run"),
+                 *TINY]) == 2
+    err = capsys.readouterr().err  # refused before the data is read: the one line alone
+    assert err == (f"fastgan train: error: run directory {tmp_path / 'a_file' / 'run'} cannot be created: "
+                   f"{tmp_path / 'a_file'} is a file\n"), err
+    run = tmp_path / "run"
+    assert main(["train", "--model", "wgan-gp", "--steps", "1", "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--run", str(run), "--out", str(tmp_path / "a_file" / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastgan sample: error: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_scored_run_is_still_a_run_for_overwrite(tmp_path, capsys):
+    from fastgan.cli import main
+    run = tmp_path / "run"
+    assert main(["train", "--model", "wgan-gp", "--steps", "1", "--out", str(run), *TINY]) == 0
+    assert main(["eval", "--run", str(run), "--metrics", "digits", "--num", "10", "--device", "cpu"]) == 0
+    assert (run / "eval.jsonl").is_file()
+    capsys.readouterr()
+    assert main(["train", "--model", "wgan-gp", "--steps", "1", "--out", str(run), "--overwrite", *TINY]) == 0, \
+        capsys.readouterr().err
+    assert not (run / "eval.jsonl").exists()  # the old run's files went with it
 
 
 def test_eval_of_a_digits_run_names_its_data(tmp_path, capsys):

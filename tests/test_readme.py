@@ -35,7 +35,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 # a code block that is not fastgan fails the test, so nothing is skipped silently).
 OTHER_TOOLS = {"python3", "python", "pip", "pytest", "cmake", "bash", ".", "tensorboard", "torchrun"}
 # Flags in inline code that belong to another tool (pip, pytest), not to fastgan.
-OTHER_FLAGS = {"--no-build-isolation": "pip", "--import-mode=importlib": "pytest"}
+OTHER_FLAGS = {"--no-build-isolation": "pip", "--index-url": "pip", "--import-mode=importlib": "pytest"}
 # `--set key=value`: the generic form, not a setting.
 SET_PLACEHOLDERS = {"key"}
 

@@ -302,8 +302,12 @@ def preprocess(images, value_range=(-1, 1)):
 
 
 def _missing_weights_message(path):
-    where = (f"the file {path!r} does not exist" if path is not None else
-             f"no path was given and {WEIGHTS_ENV} is not set")
+    if path is None:
+        where = f"no path was given and {WEIGHTS_ENV} is not set"
+    elif os.path.isdir(path):
+        where = f"{path!r} is a directory, not the weights file"
+    else:
+        where = f"the file {path!r} does not exist"
     return (f"Inception weights not found: {where}. fastgan computes FID/KID/IS/precision-recall "
             f"with the standard FID Inception network, whose weights are the pytorch-fid release "
             f"asset {WEIGHTS_FILENAME} ({WEIGHTS_URL}). "
@@ -343,8 +347,11 @@ def load_inception(path=None, *, device="cpu", check_standard=True):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in several types
-        raise ValueError(f"Inception weights {path}: cannot be read by torch.load(weights_only="
-                         f"True) as a state dict: {e}") from e
+        # the first line of torch's reason: the rest advises weights_only=False, which would
+        # run whatever code the file holds
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"Inception weights {path}: not a PyTorch state dict that "
+                         f"torch.load(weights_only=True) reads ({type(e).__name__}: {first})") from e
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -208,6 +208,9 @@ def resolve(model_name, *layers):
     builtin = DATASET_DEFAULTS[data] if data in DATASET_DEFAULTS else prepared_defaults(data)
     full = {**TRAIN_DEFAULTS, **COMMON, "arch": cls.archs[0], **cls.defaults, **builtin, **merged}
     full["model"] = model_name
+    if data in DATASET_DEFAULTS and DATASET_DEFAULTS[data].get("arch") == "mlp" and full["arch"] != "mlp":
+        raise ValueError(f"data {data!r} is 2-D toy points, which only arch 'mlp' (small fully "
+                         f"connected networks) takes; got arch {full['arch']!r}")
     if full["steps"] is None and full["epochs"] is None:
         full["steps"] = DEFAULT_STEPS
     split(full, cls)  # validates the keys

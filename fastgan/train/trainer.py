@@ -87,6 +87,12 @@ def check_run_dir(run_dir, *, resume=False, overwrite=False):
         raise ValueError("--resume and --overwrite exclude each other")
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} is a file")
+    if not run_dir.exists():  # it will be created: its nearest existing ancestor must allow that
+        parent = next(p for p in run_dir.absolute().parents if p.exists())
+        if not parent.is_dir():
+            raise ValueError(f"run directory {run_dir} cannot be created: {parent} is a file")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ValueError(f"run directory {run_dir} cannot be created: {parent} is not writable")
     used = run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
     if run_dir.exists():
         RunLock.check_free(run_dir)
@@ -123,9 +129,11 @@ def read_run_config(run_dir, what=""):
     return saved
 
 
-# What a run writes into its directory (RunLogger's sample PNGs go under samples/).
+# What a run writes into its directory (RunLogger's sample PNGs go under samples/), and
+# eval.jsonl, which `fastgan eval` appends to the run it scored.
 RUN_ENTRIES = frozenset({CONFIG_FILE, "checkpoints", "samples", "metrics.jsonl", "tensorboard",
-                         "best.pt", "best.json", LOCK_NAME, pathlib.Path(CONFIG_FILE).stem + ".tmp"})
+                         "best.pt", "best.json", "eval.jsonl", LOCK_NAME,
+                         pathlib.Path(CONFIG_FILE).stem + ".tmp"})
 
 
 def _not_a_run(run_dir):
@@ -183,8 +191,8 @@ def check_settings(cfg):
     for key, none in (("channels_last", "on CUDA only"), ("cuda_graphs", "where capture works")):
         if cfg[key] is not None and not isinstance(cfg[key], bool):
             raise ValueError(f"Trainer: {key} must be true, false or none ({none}), got {cfg[key]!r}")
-    if not _is_int(cfg["seed"]):
-        raise ValueError(f"Trainer: seed must be an integer, got {cfg['seed']!r}")
+    if not (_is_int(cfg["seed"]) and 0 <= cfg["seed"] < 2**53):  # seed * 1000 + rank seeds torch: < 2**63
+        raise ValueError(f"Trainer: seed must be an integer in 0..2**53-1, got {cfg['seed']!r}")
     if cfg["eval_num"] is not None and not (_is_int(cfg["eval_num"]) and cfg["eval_num"] >= 1):
         raise ValueError(f"Trainer: eval_num must be a positive integer or none, got {cfg['eval_num']!r}")
     from fastgan.data import BACKENDS
@@ -457,7 +465,8 @@ class Trainer:
         if changed:
             what = "; ".join(f"{k}: {saved[k]!r} in the run, {now[k]!r} now" for k in changed)
             raise ValueError(f"--resume: {self.run_dir} was trained with other settings ({what}); a "
-                             f"resume may change only {', '.join(sorted(RESUME_MAY_CHANGE - {'out'}))}. "
+                             f"resume may change only {', '.join(sorted(RESUME_MAY_CHANGE - {'out'}))} "
+                             "and a data path (for a dataset that moved). "
                              "Start a new run (another --out) to train with these")
 
     def _check_length(self):

@@ -438,6 +438,20 @@ def test_load_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         load_inception(path)
     assert f"'{path}' does not exist" in str(info.value) and WEIGHTS_FILENAME in str(info.value)
+    with pytest.raises(FileNotFoundError, match=f"'{tmp_path}' is a directory, not the weights file"):
+        load_inception(tmp_path)
+
+
+def test_load_a_file_torch_cannot_read_names_it_in_one_line(tmp_path):
+    text = tmp_path / "notes.pth"
+    text.write_text("not weights\n")
+    code = tmp_path / "code.pth"
+    torch.save({"x": print}, code)  # a pickle that would run code: weights_only refuses it
+    for path in (text, code):
+        with pytest.raises(ValueError, match=f"Inception weights {path}: not a PyTorch state dict that "
+                           r"torch.load\(weights_only=True\) reads \(") as info:
+            load_inception(path)
+        assert "\n" not in str(info.value) and "weights_only set to False" not in str(info.value)
 
 
 # ---------------------------------------------------------------- the real weights

@@ -168,7 +168,9 @@ def test_trainer_rejects_bad_settings(tmp_path):
         ({"epochs": -1}, "epochs must be a number > 0, got -1"),
         ({"steps": 1, "amp": "yes"}, "amp must be true or false, got 'yes'"),
         ({"steps": 1, "cuda_graphs": 1}, "cuda_graphs must be true, false or none"),
-        ({"steps": 1, "seed": "0"}, "seed must be an integer, got '0'"),
+        ({"steps": 1, "seed": "0"}, "seed must be an integer in 0..2**53-1, got '0'"),
+        ({"steps": 1, "seed": -1}, "seed must be an integer in 0..2**53-1, got -1"),
+        ({"steps": 1, "seed": 2**62}, "seed must be an integer in 0..2**53-1, got 4611686018427387904"),
         ({"steps": 1, "eval_num": 0}, "eval_num must be a positive integer or none, got 0"),
         ({"steps": 1, "data_backend": "pil"}, "data_backend must be one of auto, dali, nvjpeg, cpu, cache"),
         ({"steps": 1, "metrics": "fid,fod"}, "metrics: unknown metric 'fod'"),
@@ -425,7 +427,8 @@ def test_resume_refuses_other_settings_before_writing_anything(tmp_path):
         cfg = {"steps": 4, "out": str(run), "progress": False, "tensorboard": False, "device": "cpu",
                "data_backend": "cache", "log_every": 1, "sample_every": 2, "ckpt_every": 2, "seed": 0,
                **settings}
-        with pytest.raises(ValueError, match=re.escape(what) + ".*a resume may change only"):
+        with pytest.raises(ValueError, match=re.escape(what) + ".*a resume may change only .* and a data "
+                           r"path \(for a dataset that moved\)\. Start a new run"):
             Trainer(model, None, cfg, resume=True).fit()
         assert (run / "config.yaml").read_text() == config  # untouched: the run still resumes
     t = _train(tmp_path, steps=4, resume=True, log_every=2, num_workers=0)  # allowed changes
