@@ -191,8 +191,10 @@ def check_settings(cfg):
     for key, none in (("channels_last", "on CUDA only"), ("cuda_graphs", "where capture works")):
         if cfg[key] is not None and not isinstance(cfg[key], bool):
             raise ValueError(f"Trainer: {key} must be true, false or none ({none}), got {cfg[key]!r}")
-    if not (_is_int(cfg["seed"]) and 0 <= cfg["seed"] < 2**53):  # seed * 1000 + rank seeds torch: < 2**63
-        raise ValueError(f"Trainer: seed must be an integer in 0..2**53-1, got {cfg['seed']!r}")
+    # seed * 1000 + rank seeds torch, which takes -2**63..2**64-1 (older runs may hold a
+    # negative seed: still accepted, so that they resume)
+    if not (_is_int(cfg["seed"]) and abs(cfg["seed"]) < 2**53):
+        raise ValueError(f"Trainer: seed must be an integer in -(2**53-1)..2**53-1, got {cfg['seed']!r}")
     if cfg["eval_num"] is not None and not (_is_int(cfg["eval_num"]) and cfg["eval_num"] >= 1):
         raise ValueError(f"Trainer: eval_num must be a positive integer or none, got {cfg['eval_num']!r}")
     from fastgan.data import BACKENDS
