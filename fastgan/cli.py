@@ -4,8 +4,11 @@ Subcommands: train, sample, eval, models, data, info.
 Errors are one line on stderr and a non-zero exit.
 """
 import argparse
+import functools
 import json
+import pathlib
 import sys
+import warnings
 
 from fastgan._backend import BackendUnavailable
 from fastgan.train.checkpoint import CheckpointError
@@ -29,8 +32,6 @@ def _info(args):
 
 
 def _train(args):
-    import pathlib
-
     import torch
 
     from fastgan import models
@@ -79,8 +80,6 @@ def _train(args):
 
 
 def _sample(args):
-    import pathlib
-
     import torch
 
     from fastgan.train.logging import save_samples
@@ -140,7 +139,6 @@ def _format_results(results):
 
 def _eval(args):
     import datetime
-    import pathlib
 
     import torch
 
@@ -325,12 +323,30 @@ def build_parser():
     return parser
 
 
+_PACKAGE = pathlib.Path(__file__).resolve().parent
+
+
+def _format_warning(command, plain_format, message, category, filename, lineno, line=None):
+    """fastgan's own warnings as one line, like its errors: `fastgan train: warning: ...`
+    (a category other than UserWarning named); anyone else's in Python's own format."""
+    try:
+        ours = pathlib.Path(filename).resolve().is_relative_to(_PACKAGE)
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        return plain_format(message, category, filename, lineno, line)
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    return f"fastgan {command}: warning{kind}: {message}\n"
+
+
 def main(argv=None):
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # named by the subcommand that refused it: `fastgan train: ... (see fastgan train --help)`
         getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)
+    plain_format = warnings.formatwarning
+    warnings.formatwarning = functools.partial(_format_warning, command, plain_format)
     try:
         return args.func(args)
     except BrokenPipeError:  # `fastgan models | head`: the reader left; not an error
@@ -348,6 +364,8 @@ def main(argv=None):
             return 143  # 128 + SIGTERM, as a shell reports a process the signal ended
         print(f"fastgan {command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = plain_format
 
 
 if __name__ == "__main__":

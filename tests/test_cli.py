@@ -320,6 +320,21 @@ def test_an_unwritable_output_is_a_one_line_error(tmp_path, capsys):
     assert err.startswith("fastgan sample: error: ") and len(err.strip().splitlines()) == 1, err
 
 
+def test_fastgans_own_warnings_are_one_line_like_its_errors(tmp_path):
+    run = tmp_path / "run"
+    r = _run(sys.executable, "-m", "fastgan", "train", "--model", "wgan-gp", "--steps", "2", "--out", str(run),
+             "--set", "ckpt_every=1", "--set", "keep=2", *TINY)
+    assert r.returncode == 0, r.stderr
+    newest = run / "checkpoints" / "step_000000002.pt"
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated: the resume skips it
+    r = _run(sys.executable, "-m", "fastgan", "train", "--model", "wgan-gp", "--resume", "--steps", "3",
+             "--out", str(run), *TINY)
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stderr.splitlines() if "skipping damaged checkpoint" in line]
+    assert len(warned) == 1 and warned[0].startswith("fastgan train: warning: skipping damaged checkpoint "), r.stderr
+    assert "UserWarning" not in r.stderr and "warnings.warn" not in r.stderr, r.stderr
+
+
 def test_a_scored_run_is_still_a_run_for_overwrite(tmp_path, capsys):
     from fastgan.cli import main
     run = tmp_path / "run"
