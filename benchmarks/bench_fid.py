@@ -7,7 +7,7 @@
   loop over the subsets on the CPU, as the paper's code and torch-fidelity compute it.
 * precision/recall/density/coverage: chunked k-NN over 10,000 x 10,000 features on the
   device vs the prdc package's way, full NumPy distance matrices on the CPU.
-The baselines are benchmarks/baselines/metrics.py (tests/metrics/test_metric_baselines.py:
+The baselines are benchmarks/baselines/metrics.py (tests/metrics/test_scores.py:
 the same numbers as fastgan's).
 
 On a machine without a GPU the sizes shrink (D = 256, 2,000 samples, 10 KID subsets) so

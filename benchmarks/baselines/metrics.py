@@ -9,7 +9,7 @@
   np.partition, strict "<" against the radii.
 
 Both take torch tensors or arrays of features [N, D] and return what fastgan.metrics'
-functions return, so tests/metrics/test_metric_baselines.py can check that the comparison
+functions return, so tests/metrics/test_scores.py can check that the comparison
 is of the same numbers.
 """
 import numpy as np

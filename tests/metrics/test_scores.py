@@ -5,7 +5,9 @@ clusters with known overlaps) or random, and each score is compared with its clo
 with scipy (FID's matrix square root the way pytorch-fid computes it) or with a direct
 transcription of the paper's formula.
 """
+import importlib.util
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -17,6 +19,13 @@ from fastgan.metrics.fid import feature_stats, fid_from_features, fid_from_stats
 from fastgan.metrics.inception_score import inception_score
 from fastgan.metrics.kid import kid_from_features, mmd2_unbiased
 from fastgan.metrics.prdc import knn_radii, precision_recall
+
+# benchmarks/baselines/metrics.py: KID and PRDC the way the reference implementations compute
+# them, bench_fid.py's baselines; here the oracles that say they compute fastgan's numbers
+_PATH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "baselines" / "metrics.py"
+_spec = importlib.util.spec_from_file_location("metric_baselines", _PATH)
+baselines = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(baselines)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -251,23 +260,6 @@ def test_inception_score_errors():
 
 
 # -- precision / recall / density / coverage ---------------------------------------------
-def _prdc_brute(real, fake, k_pr=3, k_dc=5):
-    dr = torch.cdist(real.double(), real.double())
-    df = torch.cdist(fake.double(), fake.double())
-    drf = torch.cdist(real.double(), fake.double())                      # [N, M]
-    dr.fill_diagonal_(float("inf"))
-    df.fill_diagonal_(float("inf"))
-    rr3 = dr.sort(1).values[:, k_pr - 1]
-    rr5 = dr.sort(1).values[:, k_dc - 1]
-    rf3 = df.sort(1).values[:, k_pr - 1]
-    precision = (drf <= rr3[:, None]).any(0).double().mean()
-    recall = (drf <= rf3[None, :]).any(1).double().mean()
-    density = (drf <= rr5[:, None]).double().sum() / (k_dc * fake.shape[0])
-    coverage = (drf <= rr5[:, None]).any(1).double().mean()
-    return {"precision": float(precision), "recall": float(recall),
-            "density": float(density), "coverage": float(coverage)}
-
-
 def test_knn_radii_brute_force_and_duplicates():
     gen = torch.Generator().manual_seed(12)
     x = torch.randn(50, 3, generator=gen, dtype=torch.float64)
@@ -294,7 +286,7 @@ def test_prdc_matches_brute_force_with_chunks():
     real = torch.randn(120, 6, generator=gen)
     fake = torch.randn(90, 6, generator=gen) * 1.3 + 0.4
     got = precision_recall(real, fake, chunk=17)
-    ref = _prdc_brute(real, fake)
+    ref = baselines.prdc_numpy(real, fake, dtype=np.float64)  # full distance matrices, as the prdc package
     for key in ref:
         assert got[key] == pytest.approx(ref[key], abs=1e-12), key
     assert 0 < got["precision"] < 1 and 0 < got["recall"] < 1
@@ -348,3 +340,40 @@ def test_kid_on_gpu_matches_cpu():
     cpu = kid_from_features(x, y, num_subsets=10)
     gpu = kid_from_features(x.cuda(), y.cuda(), num_subsets=10)
     assert gpu["kid"] == pytest.approx(cpu["kid"], rel=1e-9, abs=1e-12)
+
+
+# ---------------------------------------------------------------- bench_fid's baselines
+
+def _tie_free_features(n, d, shift, seed):
+    # no exact ties (the prdc package counts a point on a ball's boundary out, fastgan in)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=gen, dtype=torch.float64) + shift
+
+
+@pytest.mark.parametrize("n1, n2, d", [(37, 41, 5), (60, 60, 17)])
+def test_kid_numpy_is_fastgans_kid(n1, n2, d):
+    x, y = _tie_free_features(n1, d, 0.0, 0), _tie_free_features(n2, d, 0.3, 1)
+    # subsets of every sample: the value does not depend on which permutation is drawn
+    m = min(n1, n2)
+    if n1 == n2:
+        want = kid_from_features(x, y, num_subsets=3, subset_size=m)
+        got = baselines.kid_numpy(x, y, num_subsets=3, subset_size=m)
+        assert got["kid_subset_size"] == want["kid_subset_size"] == m
+        assert got["kid"] == pytest.approx(want["kid"], rel=1e-12, abs=1e-15)
+        assert got["kid_std"] == pytest.approx(0.0, abs=1e-12)
+    # random subsets: each library draws its own, so the means agree within the spread
+    want = kid_from_features(x, y, num_subsets=400, subset_size=m // 2)
+    got = baselines.kid_numpy(x, y, num_subsets=400, subset_size=m // 2)
+    assert got["kid_subset_size"] == want["kid_subset_size"] == m // 2
+    se = want["kid_std"] / 400 ** 0.5
+    assert abs(got["kid"] - want["kid"]) < 6 * se
+    assert got["kid_std"] == pytest.approx(want["kid_std"], rel=0.25)
+
+
+@pytest.mark.parametrize("n, m, d", [(50, 50, 4), (83, 61, 9)])
+def test_prdc_numpy_is_fastgans_precision_recall(n, m, d):
+    real, fake = _tie_free_features(n, d, 0.0, 2), _tie_free_features(m, d, 0.4, 3)
+    want = precision_recall(real, fake)  # float64 on the CPU
+    got = baselines.prdc_numpy(real, fake, dtype=np.float64)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert 0 < want["precision"] < 1 and 0 < want["coverage"] < 1  # the case separates them
