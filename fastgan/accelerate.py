@@ -133,7 +133,7 @@ class _FusedConvMixin(_Retyped):
     kept (unregistered) in __dict__. Called on its own: the convolution alone."""
 
     def forward(self, x, output_size=None):
-        if not _in_scope(self):
+        if not _in_scope(self) or isinstance(x, torch.fx.Proxy):  # alone, or in a torch.fx trace
             return super().forward(x) if output_size is None else super().forward(x, output_size)
         if output_size is not None:
             raise ValueError("fastgan.accelerate: a fused ConvTranspose2d takes no output_size")
@@ -147,7 +147,8 @@ class _PassThrough(_Retyped):
     model's forward; called on its own it runs as before."""
 
     def forward(self, x):
-        return x if _in_scope(self) else super().forward(x)
+        # in a torch.fx trace the module as it is, like the convolution before it
+        return x if _in_scope(self) and not isinstance(x, torch.fx.Proxy) else super().forward(x)
 
 
 class _FusedSequential(_Retyped):
@@ -179,7 +180,9 @@ _SUBCLASSES = {}
 def _subclass(base, mixins):
     key = (base, mixins)
     if key not in _SUBCLASSES:
-        body = {"__module__": __name__}
+        # reported under its base's module: torch.fx's default tracer keeps a retyped torch.nn
+        # module a leaf (one call_module node, run as it is by the traced module), as before
+        body = {"__module__": base.__module__}
         if _ScopedRoot in mixins:  # the model's forward keeps its signature (torch.fx reads it)
             def forward(self, *args, **kwargs):
                 return _ScopedRoot.forward(self, *args, **kwargs)

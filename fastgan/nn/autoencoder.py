@@ -40,6 +40,8 @@ Initialization is PyTorch's default (the paper states none).
 """
 import math
 
+import torch
+import torch.fx
 from torch import nn
 
 from fastgan.nn._shapes import sample_batch, z_batch
@@ -70,6 +72,10 @@ class Autoencoder(nn.Module):
         return self.decoder(code)
 
     def forward(self, x, return_code=False):
+        if isinstance(return_code, torch.fx.Proxy):
+            raise TypeError(f"{type(self).__name__}: return_code decides what forward returns; trace it "
+                            "with torch.fx.symbolic_trace(module, concrete_args={'return_code': False}) "
+                            "(or True)")
         batch = sample_batch(self, x, self.sample_shape)
         code = self.encoder(batch)
         recon = self.decoder(code)

@@ -17,6 +17,7 @@ BatchNorm2d's semantics are kept: momentum (None: cumulative average), eps, affi
 track_running_stats, num_batches_tracked, train/eval.
 """
 import torch
+import torch.fx
 from torch import nn
 from torch.nn import functional as F
 
@@ -82,6 +83,10 @@ class _ConvBNAct(nn.Sequential):
         self.backend = backend
 
     def forward(self, x):
+        if isinstance(x, torch.fx.Proxy):
+            # a torch.fx symbolic trace: the three modules as they are (nn.Sequential's nodes,
+            # so BatchNorm's train/eval choice is made when the traced module runs, not baked in)
+            return nn.Sequential.forward(self, x)
         return fused_conv_bn_act(self[0], self[1], act_slope(self[2]), x, self.backend)
 
     def __getitem__(self, idx):

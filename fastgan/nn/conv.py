@@ -25,14 +25,15 @@ gradgradcheck.
 Under autocast the input, weight and bias are cast to the autocast dtype before the
 convolution, as autocast casts them for aten.convolution (no cast cache: each call casts
 the weight once more, which a CUDA-graphed step does anyway, since graphs run without the
-cache). Only zero padding with numeric padding is handled here; any other configuration
-runs nn.Conv2d's own forward.
+cache). Only zero padding with numeric padding and a batched (4-D) input are handled here;
+any other configuration runs nn.Conv2d's own forward.
 """
 import contextlib
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan.ops.bias_leaky_relu import engine_wants_grad
 
@@ -79,7 +80,14 @@ class _Conv2d(torch.autograd.Function):
 
 
 def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
-    """F.conv2d (4-D input, zero padding, pairs of ints), with the backward of the module doc."""
+    """F.conv2d (zero padding, pairs of ints), with the backward of the module doc for a 4-D x;
+    an unbatched 3-D x is F.conv2d's. Defers to __torch_function__ like F.conv2d (tensor
+    subclasses, torch.fx's symbolic trace: one call_function node)."""
+    if has_torch_function_variadic(x, weight, bias):
+        return handle_torch_function(conv2d, (x, weight, bias), x, weight, bias, stride, padding,
+                                     dilation, groups)
+    if x.dim() != 4:
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     device = x.device.type
     autocast = torch.is_autocast_enabled(device)
     if autocast:
@@ -100,6 +108,6 @@ class Conv2d(nn.Conv2d):
     anywhere else it equals nn.Conv2d."""
 
     def _conv_forward(self, input, weight, bias):
-        if self.padding_mode != "zeros" or isinstance(self.padding, str) or input.dim() != 4:
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
             return super()._conv_forward(input, weight, bias)
         return conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)

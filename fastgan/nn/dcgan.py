@@ -35,6 +35,7 @@ import functools
 import math
 
 import torch
+import torch.fx
 from torch import nn
 
 from fastgan.accelerate import accelerate
@@ -73,17 +74,25 @@ class CriticScores(nn.Module):
         self.resolution = resolution
 
     def forward(self, x):
-        if x.dim() == 3 and tuple(x.shape) == (1, 1, 1):  # one unbatched image: (1,), as nn.Flatten(0)
-            return x.reshape(1)
-        if x.dim() != 4 or tuple(x.shape[1:]) != (1, 1, 1):
-            got = "x".join(map(str, x.shape[-2:])) if x.dim() in (3, 4) else f"shape {tuple(x.shape)}"
-            raise ValueError(f"DCGANCritic: built for {self.resolution}x{self.resolution} images, but "
-                             f"its last convolution gave {got}, not 1x1: the input images have "
-                             "another size")
-        return x.reshape(x.shape[0])
+        return critic_scores(x, self.resolution)
 
     def extra_repr(self):
         return f"resolution={self.resolution}"
+
+
+def critic_scores(x, resolution):
+    """CriticScores' forward: x (B, 1, 1, 1) as (B,), (1, 1, 1) as (1,), else ValueError."""
+    if x.dim() == 3 and tuple(x.shape) == (1, 1, 1):  # one unbatched image: (1,), as nn.Flatten(0)
+        return x.reshape(1)
+    if x.dim() != 4 or tuple(x.shape[1:]) != (1, 1, 1):
+        got = "x".join(map(str, x.shape[-2:])) if x.dim() in (3, 4) else f"shape {tuple(x.shape)}"
+        raise ValueError(f"DCGANCritic: built for {resolution}x{resolution} images, but "
+                         f"its last convolution gave {got}, not 1x1: the input images have "
+                         "another size")
+    return x.reshape(x.shape[0])
+
+
+torch.fx.wrap("critic_scores")  # a torch.fx trace keeps the shape check: one call
 
 
 def _on_input(fn, module, args, kwargs):

@@ -49,6 +49,7 @@ on CUDA, where the trainer puts it, costs no layout copies.
 import math
 
 import torch
+import torch.fx
 from torch import nn
 from torch.nn import functional as F
 
@@ -143,11 +144,23 @@ class SampleNorm(nn.GroupNorm):
         super().__init__(1, num_channels, eps=eps)
 
     def forward(self, x):
-        if _nhwc_in_memory(x):
-            nhwc = x.permute(0, 2, 3, 1)  # contiguous
-            y = F.layer_norm(nhwc, nhwc.shape[1:], eps=self.eps)
-            return torch.addcmul(self.bias, y, self.weight).permute(0, 3, 1, 2)
-        return F.group_norm(x, 1, self.weight, self.bias, self.eps)
+        return sample_norm(x, self.weight, self.bias, self.eps)
+
+
+def sample_norm(x, weight, bias, eps=1e-5):
+    """SampleNorm's forward: F.group_norm(x, 1, weight, bias, eps), a channels_last x as its
+    (N, H, W, C) view (see SampleNorm)."""
+    if _nhwc_in_memory(x):
+        nhwc = x.permute(0, 2, 3, 1)  # contiguous
+        y = F.layer_norm(nhwc, nhwc.shape[1:], eps=eps)
+        return torch.addcmul(bias, y, weight).permute(0, 3, 1, 2)
+    return F.group_norm(x, 1, weight, bias, eps)
+
+
+# mean_pool2 and sample_norm choose their path by x's layout and device: a torch.fx
+# symbolic trace records each as one call (the choice made when the traced module runs)
+torch.fx.wrap("mean_pool2")
+torch.fx.wrap("sample_norm")
 
 
 class DownBlock(nn.Module):

@@ -27,6 +27,7 @@ autograd.
 import numbers
 
 import torch
+from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
 from fastgan.kernels._layout import is_dense
@@ -245,7 +246,15 @@ def batch_norm_act(x, weight=None, bias=None, running_mean=None, running_var=Non
     contiguous copies and write updated running statistics back). Differentiable once
     (x, weight, bias); the backward's activation mask is read from the output (see the
     module doc for where that differs from the reference in 16-bit).
+
+    Like torch.nn.functional's ops it defers to __torch_function__ (tensor subclasses,
+    torch.fx's symbolic trace: one call_function node).
     """
+    if has_torch_function_variadic(x, weight, bias, running_mean, running_var):
+        return handle_torch_function(
+            batch_norm_act, (x, weight, bias, running_mean, running_var), x, weight, bias,
+            running_mean, running_var, use_batch_stats=use_batch_stats, momentum=momentum, eps=eps,
+            negative_slope=negative_slope, backend=backend)
     momentum, eps, negative_slope = _check(x, weight, bias, running_mean, running_var,
                                            use_batch_stats, momentum, eps, negative_slope)
     chosen = OP.resolve(x.device, backend)

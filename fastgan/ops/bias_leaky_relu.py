@@ -27,6 +27,7 @@ or two bfloat16 values is 0 or at least the dtype's smallest subnormal). Saving 
 or the mask instead would cost memory and bandwidth in every step for this.
 """
 import torch
+from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
 from fastgan.kernels._layout import is_dense
@@ -218,7 +219,12 @@ def bias_leaky_relu(x, bias=None, negative_slope=NEGATIVE_SLOPE, *, backend=None
     Differentiable to any order with fused kernels. x: NCHW, channels_last, (N, C) or any
     dense layout (others are copied); the output keeps x's layout. bias: 1-D of
     x.size(1), any floating dtype (a float32 bias with a bf16 x under autocast is fine).
+    Defers to __torch_function__ like torch.nn.functional's ops (tensor subclasses,
+    torch.fx's symbolic trace: one call_function node).
     """
+    if has_torch_function_variadic(x, bias):
+        return handle_torch_function(bias_leaky_relu, (x, bias), x, bias, negative_slope,
+                                     backend=backend)
     negative_slope = _check(x, bias, negative_slope)
     chosen = OP.resolve(x.device, backend)
     if chosen == "reference":
