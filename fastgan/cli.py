@@ -74,7 +74,16 @@ def _train(args):
     config = cfgmod.resolve(name, *layers)
     hyper, train = cfgmod.split(config, models.get(name))
     torch.manual_seed(int(train["seed"]))
-    model = models.build(name, **hyper)
+    try:
+        model = models.build(name, **hyper)
+    except ValueError as exc:
+        prepared = cfgmod.prepared_defaults(config["data"])
+        if prepared and "resolution" in str(exc):  # the file decides the resolution
+            r = prepared["resolution"]
+            raise CLIError(f"data {config['data']} holds {r}x{r} images, which arch {hyper['arch']!r} of "
+                           f"model {name!r} cannot build ({exc}); prepare the data at a resolution it "
+                           "builds, or train with --arch mlp") from None
+        raise
     Trainer(model, None, train, resume=args.resume, overwrite=args.overwrite).fit()
     return 0
 

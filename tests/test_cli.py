@@ -448,6 +448,23 @@ def test_a_prepared_file_sets_the_resolution(tmp_path, capsys):
     assert not (tmp_path / "other").exists()
 
 
+def test_a_prepared_file_no_arch_builds_names_the_file(tmp_path, capsys):
+    from fastgan.cli import main
+    data = tmp_path / "d24.fgimg"
+    assert main(["data", "prepare", "digits", "--resolution", "24", "--channels", "1", "--out", str(data),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--model", "dcgan", "--data", str(data), "--steps", "1",
+                 "--out", str(tmp_path / "run"), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"fastgan train: error: data {data} holds 24x24 images, which arch 'dcgan' of model "
+                   "'dcgan' cannot build (DCGANGenerator: resolution must be 16, 32, 64 or 128, got 24); "
+                   "prepare the data at a resolution it builds, or train with --arch mlp"], err
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--model", "dcgan", "--arch", "mlp", "--data", str(data), "--steps", "1",
+                 "--out", str(tmp_path / "mlp"), *TINY]) == 0
+
+
 def test_a_mixture_metric_on_the_digits_names_the_digits(tmp_path, capsys):
     from fastgan.cli import main
     assert main(["train", "--model", "dcgan", "--steps", "1", "--out", str(tmp_path / "run"),
