@@ -10,7 +10,10 @@ and backward. Here, with batch statistics (training):
               statistics updated on the device with BatchNorm2d's momentum and
               unbiased-variance rule), then one pass: normalize, affine, activation
     backward  one split reduction (sum g, sum g * xhat, g the output gradient through the
-              activation's mask, taken from the saved output), then one pass for dx
+              activation's mask, taken from the saved output), then one pass for dx; a
+              backward that builds a graph (create_graph=True: a gradient penalty through
+              a BatchNorm critic) runs as differentiable PyTorch ops of the saved input
+              instead, so the double backward is exact
 
 The mask y > 0 of the saved output y equals the reference's v > 0 (v the normalized,
 affine value before rounding to x's dtype) except where v is positive but rounds to zero
@@ -189,11 +192,13 @@ class _BatchNormAct(torch.autograd.Function):
         ctx.save_for_backward(x, out, weight, mean, invstd)
         ctx.mark_non_differentiable(mean, invstd)
         ctx.args = (use_batch_stats, slope, backend)
+        ctx.eps = inputs[7]
         ctx.param_dtypes = (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, _mean, _invstd):
+        if torch.is_grad_enabled():  # create_graph=True: a double backward (a penalty's) follows
+            return _differentiable_backward(ctx, grad_out)
         x, out, weight, mean, invstd = ctx.saved_tensors
         use_batch_stats, slope, backend = ctx.args
         if grad_out.stride() != x.stride() or grad_out.dtype != x.dtype:
@@ -203,6 +208,34 @@ class _BatchNormAct(torch.autograd.Function):
         gw = gw.to(w_dtype) if w_dtype is not None and ctx.needs_input_grad[1] else None
         gb = gb.to(b_dtype) if b_dtype is not None and ctx.needs_input_grad[2] else None
         return gx, gw, gb, None, None, None, None, None, None, None
+
+
+def _differentiable_backward(ctx, grad_out):
+    """_BatchNormAct's backward for a backward that builds a graph (create_graph=True, as a
+    gradient penalty's): the same gradients as differentiable PyTorch ops of the saved x,
+    weight and grad_out (the statistics recomputed from x with batch statistics), so the
+    double backward is exact. The activation's mask comes from the saved output, as in the
+    fused backward (its derivative is zero almost everywhere); bias enters only through it."""
+    x, out, weight, mean, invstd = ctx.saved_tensors
+    use_batch_stats, slope, _ = ctx.args
+    t = compute_dtype(x.dtype)
+    dims = [0] + list(range(2, x.dim()))
+    xt = x.to(t)
+    if use_batch_stats:
+        var, mean = torch.var_mean(xt, dim=dims, correction=0)
+        invstd = torch.rsqrt(var + ctx.eps)
+    z = (xt - _channel_view(mean.to(t), x)) * _channel_view(invstd.to(t), x)
+    if weight is not None:
+        z = z * _channel_view(weight.to(t), x)
+    g = grad_out.to(t)
+    g = torch.where(out.detach() > 0, g, g * slope)
+    wanted = [i for i, v in ((0, x), (1, weight)) if v is not None and ctx.needs_input_grad[i]]
+    got = torch.autograd.grad(z, [(x, weight)[i] for i in wanted], g, create_graph=True) if wanted else ()
+    grads = dict(zip(wanted, got))
+    gx = grads[0].to(x.dtype) if 0 in grads else None
+    gw = grads[1].to(ctx.param_dtypes[0]) if 1 in grads else None
+    gb = g.sum(dims).to(ctx.param_dtypes[1]) if ctx.param_dtypes[1] is not None and ctx.needs_input_grad[2] else None
+    return gx, gw, gb, None, None, None, None, None, None, None
 
 
 def _check(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps, slope):
@@ -243,9 +276,11 @@ def batch_norm_act(x, weight=None, bias=None, running_mean=None, running_var=Non
     otherwise the running statistics are used. momentum: a number in [0, 1] (BatchNorm2d's
     None, a cumulative average, is the caller's: pass 1 / num_batches_tracked). weight, bias
     and the running statistics: (C,) tensors of any stride (the fused backends run on
-    contiguous copies and write updated running statistics back). Differentiable once
-    (x, weight, bias); the backward's activation mask is read from the output (see the
-    module doc for where that differs from the reference in 16-bit).
+    contiguous copies and write updated running statistics back). Differentiable in x,
+    weight and bias, twice too: a backward that builds a graph (create_graph=True, a
+    gradient penalty's) runs as differentiable PyTorch ops instead of the fused backward.
+    The backward's activation mask is read from the output (see the module doc for where
+    that differs from the reference in 16-bit).
 
     Like torch.nn.functional's ops it defers to __torch_function__ (tensor subclasses,
     torch.fx's symbolic trace: one call_function node).

@@ -349,3 +349,31 @@ def test_the_resnet_and_mlp_critics_score_one_unbatched_sample_and_name_a_bad_sh
             mlp(torch.randn(bad))
     from fastgan.accelerate import _Tracer  # a trace passes through (ResNetCritic's mean pool stops one)
     torch.testing.assert_close(torch.fx.GraphModule(mlp, _Tracer().trace(mlp))(points), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["wgan-gp", "r1", "dragan"])
+def test_a_gradient_penalty_through_a_batchnorm_critic(backend_device, mode):
+    """DCGANCritic(norm="batch"), fused and stock from the same weights, under
+    fastgan.ops.gradient_penalty: the same penalty and critic gradients (the fused
+    BatchNorm's backward is differentiable when the penalty's backward builds a graph)."""
+    backend, device = backend_device
+    torch.manual_seed(0)
+    stock = fastgan.nn.DCGANCritic(16, in_channels=1, width=4, norm="batch", fused=False).double().to(device)
+    fused = fastgan.nn.DCGANCritic(16, in_channels=1, width=4, norm="batch", fused=True,
+                                   backend=backend).double().to(device)
+    fused.load_state_dict(stock.state_dict())
+    real = torch.randn(6, 1, 16, 16, dtype=torch.float64, device=device)
+    fake = torch.randn(6, 1, 16, 16, dtype=torch.float64, device=device)
+
+    def grads(critic):
+        gp = fastgan.ops.gradient_penalty(critic, real, fake if mode == "wgan-gp" else None, mode=mode,
+                                          generator=torch.Generator(device).manual_seed(1))
+        gp.backward()
+        # the first layer's bias: the stock convolution's ("0.bias"), the fused activation's ("1.bias")
+        return gp.detach(), {n.replace("1.bias", "0.bias") if n == "1.bias" else n: p.grad
+                             for n, p in critic.named_parameters()}
+
+    (gp_fused, got), (gp_stock, want) = grads(fused), grads(stock)
+    torch.testing.assert_close(gp_fused, gp_stock, rtol=1e-12, atol=1e-13)
+    assert got.keys() == want.keys()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)

@@ -107,6 +107,64 @@ def test_gradcheck_float64(backend_device, use_batch_stats):
     assert torch.autograd.gradcheck(f, (x, w, b))
 
 
+@pytest.mark.parametrize("use_batch_stats", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+def test_gradgradcheck_float64(backend_device, use_batch_stats, affine):
+    """A backward that builds a graph (a gradient penalty's) is differentiable: exact second
+    derivatives in x, weight, bias and the output gradient."""
+    backend, device = backend_device
+    x = _x((3, 2, 3, 2), "nchw", torch.float64, device).requires_grad_(True)
+    w, b, rm, rv = (t.double() for t in _params(2, device))
+    params = (w.requires_grad_(True), b.requires_grad_(True)) if affine else ()
+
+    def f(x, *wb):
+        w, b = wb or (None, None)
+        return batch_norm_act(x, w, b, None if use_batch_stats else rm, None if use_batch_stats else rv,
+                              use_batch_stats=use_batch_stats, negative_slope=0.2, backend=backend)
+
+    assert torch.autograd.gradgradcheck(f, (x, *params))
+
+
+@pytest.mark.parametrize("use_batch_stats", [True, False], ids=["train", "eval"])
+def test_a_backward_that_builds_a_graph_gives_the_same_gradients(backend_device, use_batch_stats):
+    """create_graph=True takes the differentiable backward: its gradients equal the fused
+    backward's to float64 rounding (slope 0.2 is no float32 number)."""
+    backend, device = backend_device
+    x0 = _x((4, 3, 5, 6), "nchw", torch.float64, device)
+    w0, b0, rm, rv = (t.double() for t in _params(3, device))
+    dy = _x((4, 3, 5, 6), "nchw", torch.float64, device, seed=5)
+
+    def grads(create_graph):
+        x, w, b = (t.clone().requires_grad_(True) for t in (x0, w0, b0))
+        out = batch_norm_act(x, w, b, rm.clone(), rv.clone(), use_batch_stats=use_batch_stats,
+                             negative_slope=0.2, backend=backend)
+        return torch.autograd.grad(out, (x, w, b), dy, create_graph=create_graph)
+
+    for got, want in zip(grads(True), grads(False)):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-13, atol=1e-13)
+
+
+def test_a_penalty_through_the_fused_op_matches_the_reference(backend_device):
+    """An R1-style penalty whose critic ends in the op and a mean: the output gradient needs
+    no grad, and the fused backward alone would drop the penalty's path through the op."""
+    backend, device = backend_device
+    x0 = _x((4, 3, 5, 6), "nchw", torch.float64, device)
+    w0, b0, _, _ = (t.double() for t in _params(3, device))
+
+    def grads(be):
+        x = x0.clone().requires_grad_(True)
+        w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        out = batch_norm_act(x, w, b, negative_slope=0.2, backend=be).mean((1, 2, 3))
+        (gx,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        penalty = gx.pow(2).flatten(1).sum(1).mean()
+        return torch.autograd.grad(penalty, (w, b), allow_unused=True, materialize_grads=True)
+
+    (gw, gb), (want_w, want_b) = grads(backend), grads("reference")
+    assert gw.abs().max() > 0  # (the bias reaches the penalty only through the mask: 0)
+    torch.testing.assert_close(gw, want_w, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(gb, want_b, rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize("kwargs,error,words", [
     (dict(x=torch.ones(4, 3, dtype=torch.int64)), TypeError, "x has dtype torch.int64"),
     (dict(x=torch.ones(1, 3)), ValueError, "more than one value per channel"),
