@@ -61,6 +61,8 @@ def _folded(conv, bn):
 
 def fused_conv_bn_act(conv, bn, slope, x, backend=None):
     """act(bn(conv(x))) with the BatchNorm and the activation fused (see the module docstring)."""
+    if x.dim() != 4:  # BatchNorm2d's refusal (the fused op would take dim 1 of (C, H, W) for channels)
+        raise ValueError(f"{type(bn).__name__}: expected 4D input (got {x.dim()}D input)")
     use_batch_stats = bn.training or bn.running_mean is None
     if not use_batch_stats:
         weight, shift = _folded(conv, bn)

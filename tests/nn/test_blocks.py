@@ -377,3 +377,24 @@ def test_a_gradient_penalty_through_a_batchnorm_critic(backend_device, mode):
     torch.testing.assert_close(gp_fused, gp_stock, rtol=1e-12, atol=1e-13)
     assert got.keys() == want.keys()
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["fused", "accelerated"])
+def test_an_unbatched_input_is_refused_as_batchnorm2d_refuses_it(kind):
+    """(C, H, W) with C_out == H_out: the fused op would normalize over H as channels; the
+    stock chain's BatchNorm2d refuses it, and so do the fused block and accelerate's."""
+    torch.manual_seed(0)
+    stock = nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2))
+    if kind == "fused":
+        block = ConvBNLeakyReLU(3, 4, 3, 1, 1)
+    else:
+        block = fastgan.accelerate(nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4),
+                                                 nn.LeakyReLU(0.2)), verbose=False)
+        assert block.fastgan_fused
+    x = torch.randn(3, 4, 4)
+    for mode in (True, False):
+        stock.train(mode), block.train(mode)
+        with pytest.raises(ValueError, match=r"expected 4D input \(got 3D input\)"):
+            stock(x)
+        with pytest.raises(ValueError, match=r"BatchNorm2d: expected 4D input \(got 3D input\)"):
+            block(x)
