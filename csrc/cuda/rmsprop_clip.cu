@@ -32,6 +32,7 @@
 #include "../checks.h"
 #include "../clip_weights.h"
 #include "../rmsprop_clip.h"
+#include "elementwise.cuh"
 #include "multi_tensor_apply.cuh"
 
 namespace fastgan {
@@ -62,22 +63,24 @@ struct RMSpropClipFunctor {
   // 16-byte vectors: 8 fp16/bf16, 4 fp32 or 2 fp64 elements (all lists share the dtype).
   static constexpr int kVec = static_cast<int>(16 / sizeof(scalar_t));
 
-  // One element: load in opmath, step, store rounded, clip the stored parameter.
+  // One element: load in opmath, step, store rounded, clip the stored parameter. Loads
+  // through ew::to_op: c10's bf16 -> float reads the value through a pointer cast
+  // (type punning a register tile; more registers and spills in the bf16 kernels).
   // b / ga are dummies (never read or written) when their list is absent.
   C10_HOST_DEVICE static void step(scalar_t& p, GradT& g, scalar_t& v, scalar_t& b,
                                    scalar_t& ga, T lr, T scale, const RMSpropHyper<T>& h,
                                    const ClipBits<scalar_t>& cb) {
-    T gt = static_cast<T>(g);
+    T gt = ew::to_op<T>(g);
     if constexpr (kUnscale) {  // stored, and the stored value stepped
       g = static_cast<scalar_t>(gt / scale);
-      gt = static_cast<T>(g);
+      gt = ew::to_op<T>(g);
     }
-    T pt = static_cast<T>(p);
-    T vt = static_cast<T>(v);
+    T pt = ew::to_op<T>(p);
+    T vt = ew::to_op<T>(v);
     T bt = T(0);
     T gat = T(0);
-    if constexpr (kMomentum) bt = static_cast<T>(b);
-    if constexpr (kCentered) gat = static_cast<T>(ga);
+    if constexpr (kMomentum) bt = ew::to_op<T>(b);
+    if constexpr (kCentered) gat = ew::to_op<T>(ga);
     rmsprop_element<T, kCentered, kMomentum, kMaximize, kWeightDecay>(pt, gt, vt, bt, gat, lr, h);
     v = static_cast<scalar_t>(vt);
     if constexpr (kMomentum) b = static_cast<scalar_t>(bt);
