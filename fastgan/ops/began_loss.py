@@ -13,6 +13,8 @@ device: k_t and k_{t+1} are device tensors, nothing is read back, so a BEGAN ste
 captured in a CUDA graph. The backward is one fused pass per pair. The reference is the
 formulas in plain PyTorch (sums in float32, float64 for float64 inputs).
 """
+import functools
+
 import torch
 
 from fastgan import _backend, _ext, kernels
@@ -125,8 +127,8 @@ def _check(real, real_recon, fake, fake_recon, k, gamma, lambda_k):
             raise TypeError(f"{op}: {name} must be a float32/float16/bfloat16/float64 tensor")
         if v.numel() == 0:
             raise ValueError(f"{op}: {name} is empty")
-        if v.dtype != real.dtype or v.device != real.device:
-            raise ValueError(f"{op}: {name} is {v.dtype} on {v.device}; real is {real.dtype} on {real.device}")
+        if v.device != real.device:
+            raise ValueError(f"{op}: {name} is on {v.device}; real is on {real.device}")
     for a, b in (("real", "real_recon"), ("fake", "fake_recon")):
         if tensors[a].shape != tensors[b].shape:
             raise ValueError(f"{op}: {b} has shape {tuple(tensors[b].shape)} but {a} has "
@@ -156,9 +158,12 @@ def began_loss(real, real_recon, fake, fake_recon, k, *, gamma=GAMMA, lambda_k=L
     real_recon = D(real), fake_recon = D(fake) for BEGAN's autoencoder D; k: k_t, a
     1-element tensor on the device (start at 0). d_loss and g_loss are differentiable
     (L_D = L(x) - k_t L(G(z)), L_G = L(G(z))); k_next and convergence are not. Detach fake
-    for the discriminator's step, as usual.
+    for the discriminator's step, as usual. Inputs of different floating dtypes (under
+    autocast: bfloat16 reconstructions of float32 images) are computed in the widest of them.
     """
     gamma, lambda_k = _check(real, real_recon, fake, fake_recon, k, gamma, lambda_k)
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in (real, real_recon, fake, fake_recon)))
+    real, real_recon, fake, fake_recon = (t.to(dtype) for t in (real, real_recon, fake, fake_recon))
     chosen = OP.resolve(real.device, backend)
     if chosen == "reference":
         return began_loss_reference(real, real_recon, fake, fake_recon, k, gamma, lambda_k)

@@ -114,6 +114,29 @@ def test_bad_input_names_the_problem(kwargs, error, words):
                    k, **args)
 
 
+def test_mixed_dtypes_are_computed_in_the_widest(backend_device):
+    """Under autocast the reconstructions come back bfloat16 while the images are float32:
+    the loss is computed in float32, as with the reconstructions cast up by hand, and the
+    gradients reach the bfloat16 reconstructions in their dtype."""
+    backend, device = backend_device
+    real, real_recon = _pair((4, 3, 5, 7), torch.float32, device, 1)
+    fake, fake_recon = _pair((4, 3, 5, 7), torch.float32, device, 2)
+    real_recon, fake_recon = real_recon.bfloat16(), fake_recon.bfloat16().requires_grad_(True)
+    k = torch.full((1,), 0.3, device=device)
+    got = began_loss(real, real_recon, fake, fake_recon, k, backend=backend)
+    up = fake_recon.detach().float().requires_grad_(True)
+    want = began_loss(real, real_recon.float(), fake, up, k, backend=backend)
+    for g, w in zip(got, want):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(got[1], fake_recon)
+    (grad_up,) = torch.autograd.grad(want[1], up)
+    assert grad.dtype == torch.bfloat16
+    torch.testing.assert_close(grad, grad_up.bfloat16(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="fake_recon is on meta; real is on"):
+        began_loss(real, real_recon, fake, fake_recon.to("meta"), k, backend=backend)
+
+
 @pytest.mark.parametrize("backend", ["cpp", "triton"])
 def test_opcheck(require_backend, backend):
     require_backend(backend, "cpu")
