@@ -41,7 +41,12 @@ _CENTER = {"wgan-gp": 1.0, "dragan": 1.0, "r1": 0.0}
 
 def _scale_of(scaler, device):
     """The scaler's scale as a device tensor (read on the device: no synchronization)."""
-    if scaler is None or not scaler.is_enabled():
+    if scaler is None:
+        return None
+    if not callable(getattr(scaler, "is_enabled", None)) or not hasattr(scaler, "_get_scale_async"):
+        raise TypeError(f"gradient_penalty: scaler must be a torch.amp.GradScaler or None, got "
+                        f"{type(scaler).__name__}")
+    if not scaler.is_enabled():
         return None
     scale = scaler._get_scale_async()
     if scale is None:  # created lazily by the scaler's first scale() call
@@ -73,6 +78,15 @@ def penalty_points(real, fake=None, *, mode="wgan-gp", generator=None, data_rang
     _check_mode(mode, None)
     if not isinstance(real, torch.Tensor):
         raise TypeError(f"gradient_penalty: real must be a tensor, got {type(real).__name__}")
+    try:
+        x = _sample_points(real, fake, mode, generator, data_range, perturb_scale, backend)
+    except (TypeError, ValueError) as exc:  # the sampling ops' messages, named as this call's
+        msg = str(exc)
+        raise type(exc)(msg if msg.startswith("gradient_penalty: ") else f"gradient_penalty: {msg}") from None
+    return x.requires_grad_(True)
+
+
+def _sample_points(real, fake, mode, generator, data_range, perturb_scale, backend):
     if mode == "wgan-gp":
         if fake is None:
             raise ValueError("gradient_penalty: mode 'wgan-gp' interpolates real and fake; pass fake")
@@ -92,7 +106,7 @@ def penalty_points(real, fake=None, *, mode="wgan-gp", generator=None, data_rang
         x = interpolate(x_p, real, generator=generator, backend=backend)  # real + eps*(x_p - real)
     else:
         x = real.detach()  # a new leaf on real's storage: real itself is untouched
-    return x.requires_grad_(True)
+    return x
 
 
 def penalty_at(x, scores, *, mode="wgan-gp", weight=WEIGHT, center=None, scaler=None, eps=EPS,

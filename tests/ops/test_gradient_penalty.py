@@ -252,6 +252,12 @@ def test_scaled_penalty_equals_unscaled():
     (dict(fake=torch.zeros(2, 3, 16, 16, dtype=torch.uint8)), TypeError,
      "fake must be a floating-point tensor, got torch.uint8"),
     (dict(generator=42), TypeError, "generator must be a torch.Generator or None, got int"),
+    # the sampling ops' refusals, named as gradient_penalty's
+    (dict(fake=torch.rand(3, 3, 16, 16)), ValueError,
+     r"^gradient_penalty: interpolate: fake must match real \(torch.float32 \(2, 3, 16, 16\)"),
+    (dict(mode="dragan", fake=None, data_range=(1.0, -1.0)), ValueError,
+     r"^gradient_penalty: perturb: data_range \(1.0, -1.0\) is empty"),
+    (dict(scaler=2.0), TypeError, "^gradient_penalty: scaler must be a torch.amp.GradScaler or None, got float"),
 ])
 def test_bad_input_names_the_problem(kwargs, error, words):
     critic = DCGANCritic(16, 3, 4)
