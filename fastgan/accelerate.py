@@ -390,6 +390,8 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
         containers = {id(a): (seq, i, (a, b, c)) for _, seq, i, a, b, c in _sequential_chains(model)}
         traced = set()
         for name, conv, bn, act, unconfirmed in chains:
+            if id(conv) in traced:  # a convolution called twice: one chain per call, one note
+                continue
             traced.add(id(conv))
             why = _why_not(conv, bn, act, uses, containers) or unconfirmed
             seq, i = _container_of(conv, bn, act, containers)

@@ -3,7 +3,8 @@
     make_loader(path, resolution=64, batch_size=...)   batches in [-1, 1] (fastgan.data.loader)
     digits()                                           the built-in dataset's folder
     ToyLoader("ring8", batch_size=...)                 2-D points [B, 2, 1, 1] (fastgan.data.toy);
-                                                       make_loader("ring8", resolution=1, channels=2)
+                                                       make_loader("ring8", resolution=1, channels=2,
+                                                                   batch_size=...)
     prepare(path, out) / validate(path)                `fastgan data prepare|validate`
 
 Backends: "dali" (GPU decoding, or DALI's CPU-only mode), "nvjpeg" (torchvision on the

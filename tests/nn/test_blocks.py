@@ -224,6 +224,18 @@ def test_accelerate_leaves_shared_and_untraceable_models_alone(capsys):
     with pytest.raises(TypeError, match="expected an nn.Module"):
         fastgan.accelerate("model")
 
+    class Twice(nn.Module):  # one chain called twice: left alone, said once
+        def __init__(self):
+            super().__init__()
+            self.c, self.bn, self.r = nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.ReLU()
+
+        def forward(self, x):
+            return self.r(self.bn(self.c(x))) + self.r(self.bn(self.c(-x)))
+
+    twice = fastgan.accelerate(Twice())
+    err = capsys.readouterr().err
+    assert twice.fastgan_fused == [] and err.count("c -> bn -> r: left alone") == 1, err
+
 
 @pytest.mark.parametrize("kind", ["convT", "conv"])
 def test_eval_fold_with_groups_and_a_conv_bias(backend_device, kind):
