@@ -11,8 +11,12 @@ for no clip (see clip_param_groups to exclude parameters by name).
 
 Speed: each step is one fastgan.ops.rmsprop_clip_ call per (device, dtype) of a
 group: one multi-tensor kernel on a GPU. On a module flattened with
-fastgan.optim.flatten_parameters, the kernel runs over the flat buffers (its
-states are then flat too), and zero_grad zeroes the flat gradient buffer.
+fastgan.optim.flatten_parameters, when one param group holds every parameter of a flat
+buffer, the kernel runs over the flat buffers (those parameters' states are then flat
+too), and zero_grad zeroes the flat gradient buffer. An optimizer holding only part of
+a flattened module (two optimizers sharing it) steps its parameters tensor by tensor,
+with states of its own parameters only; so does one over a module whose flattening is
+stale (moved with .to() or copied after flatten_parameters: FlatParameters.is_current).
 Capturable: the learning rate lives in a device tensor, so a CUDA graph of the
 step replays with the current lr; a Tensor lr is used as given.
 
@@ -26,6 +30,7 @@ critic step thus stays capturable in a CUDA graph.
 """
 import fnmatch
 import math
+import weakref
 
 import torch
 
@@ -84,8 +89,10 @@ class RMSpropClip(torch.optim.Optimizer):
                         centered=centered, maximize=maximize, clip=clip)
         super().__init__(params, defaults)  # checks each group (add_param_group)
         self.backend = backend
-        self._lr = {}    # (group index, device) -> 1-element float32 tensor on that device
-        self._flat = {}  # id(FlatGroup) -> {state key: flat state buffer}
+        self._lr = {}  # (group index, device) -> 1-element float32 tensor on that device
+        # FlatGroup -> {state key: flat state buffer}; weak, so that a group dropped by a
+        # re-flattening takes its buffers with it and never lends them to a newer one
+        self._flat = weakref.WeakKeyDictionary()
 
     def add_param_group(self, param_group):
         super().add_param_group(param_group)
@@ -95,8 +102,17 @@ class RMSpropClip(torch.optim.Optimizer):
             self.param_groups.pop()
             raise
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["backend"] = self.backend
+        return state
+
     def __setstate__(self, state):
         super().__setstate__(state)
+        # a copy (copy.deepcopy, pickle) has none of these; load_state_dict keeps them
+        self.__dict__.setdefault("backend", None)
+        self.__dict__.setdefault("_lr", {})
+        self.__dict__.setdefault("_flat", weakref.WeakKeyDictionary())
         # A torch.optim.RMSprop state dict has no clip: its groups take this optimizer's own
         # (a WGAN critic's optimizer built with clip=0.01 keeps clipping after loading one)
         for group in self.param_groups:
@@ -114,9 +130,11 @@ class RMSpropClip(torch.optim.Optimizer):
         return cached[1]
 
     def _init_state(self, group, params):
+        """Creates the missing states of `params` (one param group's, of one device and
+        dtype). Returns the state keys, and the FlatGroup that `params` are exactly (every
+        parameter of a current flat buffer, in its order), else None."""
         keys = ["square_avg"] + (["momentum_buffer"] if group["momentum"] != 0 else []) \
             + (["grad_avg"] if group["centered"] else [])
-        flats = {}
         for p in params:
             state = self.state[p]
             where = p.device if p.is_cuda else torch.device("cpu")
@@ -124,23 +142,25 @@ class RMSpropClip(torch.optim.Optimizer):
                 state["step"] = torch.zeros((), dtype=torch.float32, device=where)
             elif state["step"].device != where:  # e.g. loaded from torch's RMSprop (CPU steps)
                 state["step"] = state["step"].to(dtype=torch.float32, device=where)
-            flat = getattr(p, "_fastgan_flat", None)
-            if flat is not None:
-                flats[id(flat)] = flat
-        for flat in flats.values():  # once per flat group, not per parameter
+        flat = getattr(params[0], "_fastgan_flat", None)
+        if not (flat is not None and len(params) == len(flat.params)
+                and all(a is b for a, b in zip(params, flat.params)) and flat.is_current()):
+            flat = None  # part of a flat buffer, or a stale one: per-tensor states
+        if flat is not None:
             self._adopt_flat_state(flat, keys)
         for p in params:
             for key in keys:
                 if key not in self.state[p]:
                     self.state[p][key] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return keys
+        return keys, flat
 
     def _adopt_flat_state(self, flat, keys):
-        """Makes the states of a flat group's parameters views of flat state buffers, copying
-        any state already there (from load_state_dict, or from before the flattening). Runs
-        once per group and state key: load_state_dict forgets the buffers, so they are
-        rebuilt from the loaded tensors on the next step."""
-        buffers = self._flat.setdefault(id(flat), {})
+        """Makes the states of a flat group's parameters, all of them this optimizer's (see
+        _init_state), views of flat state buffers, copying any state already there (from
+        load_state_dict, or from before the flattening). Runs once per group and state key:
+        load_state_dict forgets the buffers, so they are rebuilt from the loaded tensors on
+        the next step."""
+        buffers = self._flat.setdefault(flat, {})
         for key in keys:
             if key in buffers:
                 continue
@@ -156,13 +176,12 @@ class RMSpropClip(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._flat.clear()  # the loaded state tensors are not views of the flat buffers
 
-    def _lists(self, group, params, keys):
+    def _lists(self, params, keys, flat):
         """(params, grads, states...) lists for the op: the flat buffers when `params` are
-        exactly a flattened group whose gradients are still views, else per tensor."""
-        flat = getattr(params[0], "_fastgan_flat", None)
-        if (flat is not None and len(params) == len(flat.params)
-                and all(a is b for a, b in zip(params, flat.params)) and flat.grads_are_views()):
-            buffers = self._flat[id(flat)]
+        exactly the flat group `flat` (from _init_state) and its gradients are still views,
+        else per tensor."""
+        if flat is not None and flat.grads_are_views():
+            buffers = self._flat[flat]
             return [flat.data], [flat.grad], {k: [buffers[k]] for k in keys}
         return params, [p.grad for p in params], {k: [self.state[p][k] for p in params] for k in keys}
 
@@ -190,9 +209,9 @@ class RMSpropClip(torch.optim.Optimizer):
                 plan.append((index, group, by_kind))
         for index, group, by_kind in plan:
             for (device, _), params in by_kind.items():
-                keys = self._init_state(group, params)
+                keys, flat = self._init_state(group, params)
                 scale, inf = _on(grad_scale, device), _on(found_inf, device)
-                ps, gs, states = self._lists(group, params, keys)
+                ps, gs, states = self._lists(params, keys, flat)
                 rmsprop_clip_(ps, gs, states["square_avg"], states.get("momentum_buffer", []),
                               states.get("grad_avg", []), self._lr_tensor(index, group, device),
                               alpha=group["alpha"], eps=group["eps"],

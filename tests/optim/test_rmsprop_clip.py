@@ -411,3 +411,213 @@ def test_loads_torch_rmsprop_state_dicts(require_backend):
     for a, b in zip(theirs.parameters(), ours.parameters()):
         assert torch.equal(a, b)
     assert all(opt.state[p]["step"].item() == 8 for p in ours.parameters())
+
+
+# -- a flat module shared by two optimizers, moved, or copied ------------------------------
+
+def two_layers(seed=0):
+    """float64: an encoder and a decoder, each with its own optimizer in the tests below."""
+    torch.manual_seed(seed)
+    return nn.ModuleDict({"enc": nn.Linear(5, 7), "dec": nn.Linear(7, 1)}).double()
+
+
+def run(model, x):
+    return (model["dec"](torch.relu(model["enc"](x))) ** 2).mean()
+
+
+def two_optimizers(model, backend):
+    return (RMSpropClip(model["enc"].parameters(), lr=1e-2, momentum=0.9, centered=True, clip=0.3,
+                        backend=backend),
+            RMSpropClip(model["dec"].parameters(), lr=3e-2, momentum=0.5, clip=0.2, backend=backend))
+
+
+def assert_as_torch(ours, theirs, backend):
+    """float64 parameters after RMSpropClip against torch's RMSprop + clamp_: the reference
+    backend (torch's ops in torch's order) to the bit; the fused kernels' fmas, where torch
+    rounds twice, put them 5.6e-17 apart in these tests (measured, CPU)."""
+    if backend == "reference":
+        assert torch.equal(ours, theirs)
+    else:
+        torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-15)
+
+
+def train_two(model, opts, xs):
+    for x in xs:
+        for opt in opts:
+            opt.zero_grad()
+        run(model, x).backward()
+        for opt in opts:
+            opt.step()
+
+
+def test_optimizers_sharing_a_flat_module_hold_only_their_own_state(backend_device):
+    """Each optimizer over part of a flattened module: states for its own parameters only
+    (torch's state_dict needs nothing else), steps equal to an unflattened module's, and a
+    state_dict round trip of each resumes exactly."""
+    backend, device = backend_device
+    gen = torch.Generator().manual_seed(2)
+    xs = [torch.randn(6, 5, generator=gen, dtype=torch.float64).to(device) for _ in range(10)]
+    plain, flat = two_layers().to(device), two_layers().to(device)
+    flatten_parameters(flat)
+    plain_opts, flat_opts = two_optimizers(plain, backend), two_optimizers(flat, backend)
+    train_two(plain, plain_opts, xs[:5])
+    train_two(flat, flat_opts, xs[:5])
+    for opt, part in zip(flat_opts, ("enc", "dec")):
+        own = list(flat[part].parameters())
+        assert {id(p) for p in opt.state} == {id(p) for p in own}
+        saved = opt.state_dict()
+        assert sorted(saved["state"]) == [0, 1]
+        assert all(s["step"].item() == 5 for s in saved["state"].values())
+    assert set(flat_opts[0].state_dict()["state"][0]) == {"step", "square_avg", "momentum_buffer", "grad_avg"}
+    saved_model = copy.deepcopy(flat.state_dict())
+    saved_opts = [copy.deepcopy(opt.state_dict()) for opt in flat_opts]
+    torch.optim.RMSprop(two_layers()["enc"].parameters()).load_state_dict(saved_opts[0])
+
+    resumed = two_layers(seed=3).to(device)
+    flatten_parameters(resumed)
+    resumed.load_state_dict(saved_model)
+    resumed_opts = two_optimizers(resumed, backend)
+    for opt, saved in zip(resumed_opts, saved_opts):
+        opt.load_state_dict(saved)
+    for model, opts in ((plain, plain_opts), (flat, flat_opts), (resumed, resumed_opts)):
+        train_two(model, opts, xs[5:])
+    for a, b, c in zip(plain.parameters(), flat.parameters(), resumed.parameters()):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    for opts in (flat_opts, resumed_opts):
+        assert all(s["step"].item() == 10 for opt in opts for s in opt.state.values())
+        assert [len(opt.state_dict()["state"]) for opt in opts] == [2, 2]
+
+
+def test_a_step_over_part_of_a_flat_buffer_moves_only_its_own_parameters(backend_device, monkeypatch):
+    """The fused kernel runs over a flat buffer only for an optimizer holding all of it;
+    one holding part steps its own tensors and leaves the rest of the buffer alone."""
+    import fastgan.optim.rmsprop_clip as module
+    backend, device = backend_device
+    calls = []
+
+    def spy(params, *args, **kwargs):
+        calls.append(list(params))
+        return op(params, *args, **kwargs)
+    op = module.rmsprop_clip_
+    monkeypatch.setattr(module, "rmsprop_clip_", spy)
+    model, plain = two_layers().to(device), two_layers().to(device)
+    flat = flatten_parameters(model)
+    (group,) = flat.groups
+    enc = RMSpropClip(model["enc"].parameters(), lr=2 ** -8, clip=0.3, backend=backend)
+    ref = torch.optim.RMSprop(plain["enc"].parameters(), lr=2 ** -8, foreach=False)
+    x = torch.randn(6, 5, dtype=torch.float64, device=device)
+    for m in (model, plain):
+        run(m, x).backward()
+    data, grads = group.data.clone(), group.grad.clone()
+    enc.step()
+    ref.step()
+    with torch.no_grad():
+        for p in plain["enc"].parameters():
+            p.clamp_(-0.3, 0.3)
+    (stepped,) = calls
+    assert [id(p) for p in stepped] == [id(p) for p in model["enc"].parameters()]
+    for a, b in zip(model["enc"].parameters(), plain["enc"].parameters()):  # a third at the clip
+        assert_as_torch(a, b, backend)
+    n = group.offsets[2]  # the decoder's parameters (and the padding after them) are untouched
+    assert not torch.equal(group.data[:n], data[:n])
+    assert torch.equal(group.data[n:], data[n:]) and torch.equal(group.grad, grads)
+    assert group.is_current() and group.grads_are_views()
+    calls.clear()  # one optimizer holding the whole buffer: one tensor, the buffer
+    RMSpropClip(model.parameters(), lr=1e-1, clip=0.3, backend=backend).step()
+    assert len(calls) == 1 and [t.data_ptr() for t in calls[0]] == [group.data.data_ptr()]
+
+
+def test_a_moved_flat_module_is_unflattened_until_flattened_again(backend_device):
+    """.double() (or .to(), .cuda(), .half()) after flatten_parameters gives every parameter
+    storage of its own: the FlatParameters goes stale, RMSpropClip steps the parameters one
+    by one (as torch's RMSprop + clamp_ does), and flatten_parameters flattens afresh."""
+    backend, device = backend_device
+    gen = torch.Generator().manual_seed(4)
+    xs = [torch.randn(8, 5, generator=gen, dtype=torch.float64).to(device) for _ in range(8)]
+    model = two_layers().float()
+    stale = flatten_parameters(model)
+    model.to(device).double()
+    assert not stale.is_current() and model.flat_parameters is stale
+    with pytest.raises(RuntimeError, match=r"stale flat parameters.*call flatten_parameters\(module\) again"):
+        stale.zero_grad_()
+    theirs = two_layers().float().to(device).double()  # the same float32 start, unflattened
+    # lr a float32 (RMSpropClip holds it in a float32 device tensor): torch's is the same number
+    opt = RMSpropClip(model.parameters(), lr=2 ** -7, momentum=0.5, clip=0.3, backend=backend)
+    ref = torch.optim.RMSprop(theirs.parameters(), lr=2 ** -7, momentum=0.5, foreach=False)
+
+    def steps(xs):
+        for m, o in ((model, opt), (theirs, ref)):
+            for x in xs:
+                o.zero_grad()
+                run(m, x).backward()
+                o.step()
+                if o is ref:
+                    with torch.no_grad():
+                        for p in m.parameters():
+                            p.clamp_(-0.3, 0.3)
+        for a, b in zip(model.parameters(), theirs.parameters()):
+            assert_as_torch(a, b, backend)
+    steps(xs[:4])
+    fresh = flatten_parameters(model)  # re-flattens: the states move into flat buffers
+    assert fresh is not stale and fresh.is_current() and model.flat_parameters is fresh
+    (group,) = fresh.groups
+    assert group.data.dtype == torch.float64 and group.data.device.type == device
+    assert flatten_parameters(model) is fresh
+    steps(xs[4:])
+    assert all(opt.state[p]["step"].item() == 8 for p in model.parameters())
+    assert group.is_current() and group.grads_are_views()
+    half = two_layers()
+    flatten_parameters(half)
+    assert not half.half().flat_parameters.is_current()
+    with pytest.raises(ValueError, match="'weight' already belongs to another flattened module"):
+        flatten_parameters(model["enc"])  # a current flattening is still guarded
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_flat_module_is_flattened_afresh(backend_device, how):
+    """A copy's parameters are not views of the copy's buffers: its FlatParameters is stale,
+    flatten_parameters(copy) replaces it, and the copy then trains as the original does."""
+    import pickle
+    backend, device = backend_device
+    model = two_layers().to(device)
+    original = flatten_parameters(model)
+    twin = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    assert not twin.flat_parameters.is_current()
+    with pytest.raises(RuntimeError, match="stale flat parameters"):
+        twin.flat_parameters.zero_grad_()
+    flat = flatten_parameters(twin)
+    assert flat is twin.flat_parameters and flat.is_current() and original.is_current()
+    assert flatten_parameters(model) is original
+    (group,), (theirs,) = flat.groups, original.groups
+    assert group.data.data_ptr() != theirs.data.data_ptr() and torch.equal(group.data, theirs.data)
+    gen = torch.Generator().manual_seed(5)
+    xs = [torch.randn(4, 5, generator=gen, dtype=torch.float64).to(device) for _ in range(5)]
+    for m in (model, twin):
+        opt = RMSpropClip(m.parameters(), lr=1e-2, momentum=0.9, clip=0.3, backend=backend)
+        for x in xs:
+            m.flat_parameters.zero_grad_()
+            run(m, x).backward()
+            opt.step()
+    assert torch.equal(group.data, theirs.data) and torch.equal(group.grad, theirs.grad)
+    assert group.grads_are_views()
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_optimizer_resumes_as_the_original(backend_device, how):
+    import pickle
+    backend, device = backend_device
+    gen = torch.Generator().manual_seed(6)
+    xs = [torch.randn(4, 5, generator=gen, dtype=torch.float64).to(device) for _ in range(6)]
+    model = two_layers().to(device)
+    flatten_parameters(model)
+    opt = RMSpropClip(model.parameters(), lr=1e-2, momentum=0.9, centered=True, clip=0.3, backend=backend)
+    train_two(model, [opt], xs[:3])
+    both = (model, opt)  # together, as a checkpoint would hold them: the same parameters
+    twin, twin_opt = copy.deepcopy(both) if how == "deepcopy" else pickle.loads(pickle.dumps(both))
+    assert twin_opt.backend == backend
+    flatten_parameters(twin)
+    for m, o in ((model, opt), (twin, twin_opt)):
+        train_two(m, [o], xs[3:])
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)
+    assert all(twin_opt.state[p]["step"].item() == 6 for p in twin.parameters())
