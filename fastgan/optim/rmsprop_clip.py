@@ -30,6 +30,7 @@ critic step thus stays capturable in a CUDA graph.
 """
 import fnmatch
 import math
+import numbers
 import weakref
 
 import torch
@@ -40,12 +41,16 @@ from fastgan.ops.rmsprop_clip import check_hyper, rmsprop_clip_
 _STATE_KEYS = ("square_avg", "momentum_buffer", "grad_avg")
 
 
+def _real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _check_hyper(lr, alpha, eps, weight_decay, momentum, clip):
-    if not isinstance(lr, torch.Tensor) and not (math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"RMSpropClip: lr must be >= 0, got {lr}")
+    if not isinstance(lr, torch.Tensor) and not (_real(lr) and math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"RMSpropClip: lr must be >= 0, got {lr!r}")
     check_hyper("RMSpropClip", alpha, eps, weight_decay, momentum)
-    if clip is not None and not (math.isfinite(clip) and clip >= 0):
-        raise ValueError(f"RMSpropClip: clip must be None or a finite number >= 0, got {clip}")
+    if clip is not None and not (_real(clip) and math.isfinite(clip) and clip >= 0):
+        raise ValueError(f"RMSpropClip: clip must be None or a finite number >= 0, got {clip!r}")
 
 
 def _check_group(group, index, dtypes=None):
@@ -267,11 +272,20 @@ def clip_param_groups(module, clip=0.01, exclude=()):
     """Param groups for RMSpropClip that clip every parameter of `module` except those whose
     name matches a pattern of `exclude` (fnmatch, e.g. "fc.*" or "*.bias"). WGAN clips every
     critic parameter, BatchNorm's affine ones included; buffers (running statistics) are
-    never parameters and so never clipped."""
+    never parameters and so never clipped. A pattern that matches no parameter is refused
+    (a misspelled name would otherwise clip what it meant to exclude)."""
     patterns = [exclude] if isinstance(exclude, str) else list(exclude)
-    clipped, kept = [], []
+    clipped, kept, used = [], [], set()
+    names = [name for name, _ in module.named_parameters()]
     for name, p in module.named_parameters():
-        (kept if any(fnmatch.fnmatchcase(name, pat) for pat in patterns) else clipped).append(p)
+        hits = [pat for pat in patterns if fnmatch.fnmatchcase(name, pat)]
+        used.update(hits)
+        (kept if hits else clipped).append(p)
+    unused = [pat for pat in patterns if pat not in used]
+    if unused:
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        raise ValueError(f"clip_param_groups: exclude pattern(s) {', '.join(map(repr, unused))} match no "
+                         f"parameter name; the names are {shown or 'none'}")
     groups = [{"params": clipped, "clip": clip}] if clipped else []
     if kept:
         groups.append({"params": kept, "clip": None})

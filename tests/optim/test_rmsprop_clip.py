@@ -261,11 +261,18 @@ def test_clip_param_groups_excludes_by_name(backend_device):
     opt.step()
     assert float(model[0].weight.detach().max()) == pytest.approx(C)
     assert float(model[0].bias.detach().max()) == 1.0 and float(model[3].weight.detach().max()) == 1.0
+    # a pattern that matches nothing (a misspelling, another model's names) would clip
+    # what it meant to keep: refused, naming it and the names there are
+    with pytest.raises(ValueError, match=r"exclude pattern\(s\) 'fc\.\*' match no parameter name; "
+                                         r"the names are 0\.weight, 0\.bias"):
+        clip_param_groups(model, exclude=["fc.*", "*.bias"])
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [
     (dict(lr=-1.0), "lr must be >= 0"), (dict(alpha=2.0), "alpha = 2.0"),
     (dict(clip=-0.5), "clip must be None or a finite number >= 0"), (dict(momentum=-0.1), "momentum"),
+    (dict(clip="0.01"), "clip must be None or a finite number >= 0, got '0.01'"),
+    (dict(lr="1e-4"), "lr must be >= 0, got '1e-4'"),
 ])
 def test_bad_hyperparameters(kwargs, words):
     with pytest.raises(ValueError, match=words):
