@@ -28,6 +28,12 @@ def _validate(name, source):
     return name
 
 
+def check_choice(name, source):
+    """A module's or optimizer's backend= at construction: None (fastgan's default) or a
+    backend name, else the ValueError an op would raise at the first call."""
+    return None if name is None else _validate(name, source)
+
+
 # FASTGAN_BACKEND is checked when it is first used, not at import: a bad value then fails
 # the first op (or `fastgan info`) with one line naming it, instead of every import of
 # fastgan (the CLI included) with a traceback.

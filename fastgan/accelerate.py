@@ -55,6 +55,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.utils import parametrize
 
+from fastgan import _backend
 from fastgan.nn.blocks import _ConvBNAct, act_slope, fused_conv_bn_act
 from fastgan.nn.activation import LeakyReLU as PenaltyLeakyReLU, ReLU as PenaltyReLU
 from fastgan.nn.conv import Conv2d as PenaltyConv2d
@@ -369,6 +370,7 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"fastgan.accelerate: expected an nn.Module, got {type(model).__name__}")
+    _backend.check_choice(backend, "fastgan.accelerate")
     uses = collections.Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     fused, notes = [], []
     already = sum(isinstance(m, _ConvBNAct) for m in model.modules())  # fastgan.nn blocks

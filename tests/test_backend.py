@@ -30,6 +30,21 @@ def test_set_backend_validates_and_round_trips():
     assert fastgan.get_backend() == "reference"
 
 
+@pytest.mark.parametrize("make,who", [
+    (lambda b: fastgan.nn.activation.BiasLeakyReLU(4, backend=b), "BiasLeakyReLU"),
+    (lambda b: fastgan.nn.ConvBNLeakyReLU(3, 4, 3, backend=b), "ConvBNLeakyReLU"),
+    (lambda b: fastgan.nn.DCGANGenerator(16, backend=b), "ConvTransposeBNReLU"),
+    (lambda b: fastgan.optim.RMSpropClip([torch.nn.Parameter(torch.zeros(2))], lr=1e-3, backend=b),
+     "RMSpropClip"),
+    (lambda b: fastgan.accelerate(torch.nn.Linear(2, 2), backend=b, verbose=False), "fastgan.accelerate"),
+], ids=["BiasLeakyReLU", "ConvBNLeakyReLU", "DCGANGenerator", "RMSpropClip", "accelerate"])
+def test_a_misspelled_backend_is_refused_at_construction(make, who):
+    """Not at the first forward or step, possibly hours into a run."""
+    with pytest.raises(ValueError, match=f"^{who}: unknown backend 'cpu'; expected one of auto, "):
+        make("cpu")
+    assert make("reference") is not None and make(None) is not None
+
+
 def test_default_backend_applies_to_ops(require_backend):
     require_backend("cpp", "cpu")
     fastgan.set_backend("reference")

@@ -1,6 +1,7 @@
 """fastgan.nn.BiasLeakyReLU: a critic's bias + leaky ReLU as one module, fused to second order."""
 import torch
 
+from fastgan import _backend
 from fastgan.ops.bias_leaky_relu import NEGATIVE_SLOPE, bias_leaky_relu
 
 
@@ -24,7 +25,7 @@ class BiasLeakyReLU(torch.nn.Module):
             raise ValueError(f"BiasLeakyReLU: negative_slope must be >= 0, got {negative_slope}")
         self.channels = channels
         self.negative_slope = float(negative_slope)
-        self.backend = backend
+        self.backend = _backend.check_choice(backend, type(self).__name__)
         if channels is None:
             self.register_parameter("bias", None)
         else:

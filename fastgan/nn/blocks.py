@@ -21,6 +21,7 @@ import torch.fx
 from torch import nn
 from torch.nn import functional as F
 
+from fastgan import _backend
 from fastgan.ops.batch_norm_act import batch_norm_act
 from fastgan.ops.bias_leaky_relu import bias_leaky_relu
 
@@ -82,7 +83,7 @@ def fused_conv_bn_act(conv, bn, slope, x, backend=None):
 class _ConvBNAct(nn.Sequential):
     def __init__(self, conv, bn, act, backend):
         super().__init__(conv, bn, act)
-        self.backend = backend
+        self.backend = _backend.check_choice(backend, type(self).__name__)
 
     def forward(self, x):
         if isinstance(x, torch.fx.Proxy):

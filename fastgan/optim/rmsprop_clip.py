@@ -35,6 +35,7 @@ import weakref
 
 import torch
 
+from fastgan import _backend
 from fastgan.ops import _checks
 from fastgan.ops.rmsprop_clip import check_hyper, rmsprop_clip_
 
@@ -93,7 +94,7 @@ class RMSpropClip(torch.optim.Optimizer):
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                         centered=centered, maximize=maximize, clip=clip)
         super().__init__(params, defaults)  # checks each group (add_param_group)
-        self.backend = backend
+        self.backend = _backend.check_choice(backend, "RMSpropClip")
         self._lr = {}  # (group index, device) -> 1-element float32 tensor on that device
         # FlatGroup -> {state key: flat state buffer}; weak, so that a group dropped by a
         # re-flattening takes its buffers with it and never lends them to a newer one
