@@ -139,7 +139,8 @@ def gradient_penalty(critic, real, fake=None, *, mode="wgan-gp", weight=WEIGHT, 
                      perturb_scale=DRAGAN_SCALE, eps=EPS, backend=None):
     """The weighted gradient penalty of `critic`, ready to add to the critic loss.
 
-    critic: a callable returning one score per sample (shape (B,) or (B, 1)).
+    critic: a callable returning one score per sample (shape (B,) or (B, 1)); a module
+        compiled with torch.compile(module) runs its eager module here (see below).
     real: the real batch; fake: the generated batch (mode "wgan-gp" only), detached: the
         penalty trains the critic, not the generator. Under autocast fake may be
         bf16/fp16; it is converted to real's dtype.
@@ -172,6 +173,9 @@ def gradient_penalty(critic, real, fake=None, *, mode="wgan-gp", weight=WEIGHT, 
 def _gradient_penalty(critic, real, fake, *, mode, weight, center, generator, scaler, data_range,
                       perturb_scale, eps, backend):
     center = _check_mode(mode, center)
+    # a torch.compile'd critic module: its eager module (the same parameters), since
+    # AOTAutograd cannot differentiate the compiled graph twice
+    critic = getattr(critic, "_orig_mod", critic) if isinstance(critic, torch.nn.Module) else critic
     x = penalty_points(real, fake, mode=mode, generator=generator, data_range=data_range,
                        perturb_scale=perturb_scale, backend=backend)
     with torch.enable_grad():

@@ -384,3 +384,24 @@ def test_inside_torch_compile_the_penalty_runs_eagerly_and_agrees(mode):
     torch.testing.assert_close(comp_loss, eager_loss, **TOL[torch.float32])
     for a, b in zip(comp_grads, eager_grads):
         torch.testing.assert_close(a, b, **TOL[torch.float32])
+
+
+def test_a_compiled_critic_module_takes_its_penalty_through_its_eager_module():
+    """gradient_penalty(torch.compile(critic), ...): the compiled graph cannot be
+    differentiated twice (AOTAutograd); the penalty runs the eager module, the same
+    parameters, and equals the eager critic's penalty and gradients."""
+    critic, _ = _critics(None, torch.float32, "cpu")
+    compiled = torch.compile(critic, backend="aot_eager")
+    real = _batch((3, 3, 16, 16), torch.float32, "cpu", 1, False)
+    fake = _batch((3, 3, 16, 16), torch.float32, "cpu", 2, False)
+    results = []
+    for net in (critic, compiled):
+        critic.zero_grad(set_to_none=True)
+        gp = gradient_penalty(net, real, fake, generator=torch.Generator().manual_seed(3))
+        gp.backward()
+        results.append((gp.detach(), [None if p.grad is None else p.grad.clone() for p in critic.parameters()]))
+    (want, want_grads), (got, got_grads) = results
+    assert any(g is not None and g.abs().max() > 0 for g in got_grads)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
