@@ -68,7 +68,15 @@ inline void check_rmsprop_clip_args(at::TensorList params, at::TensorList grads,
   // The kernels walk tensor i of every list linearly and together.
   for (size_t i = 0; i < n; ++i) {
     const auto& p = params[i];
-    auto same_walk = [&](const at::Tensor& t) { return t.strides() == p.strides(); };
+    // the same sizes and the same strides on every dim of more than one element (a size-1
+    // dim's stride is arbitrary: autograd may hand such a gradient to a channels_last weight)
+    auto same_walk = [&](const at::Tensor& t) {
+      if (t.sizes() != p.sizes()) return false;
+      for (int64_t d = 0; d < p.dim(); ++d) {
+        if (p.size(d) != 1 && t.stride(d) != p.stride(d)) return false;
+      }
+      return true;
+    };
     TORCH_CHECK(is_dense(p) && same_walk(grads[i]) && same_walk(square_avgs[i]) &&
                     (momentum == 0.0 || same_walk(momentum_bufs[i])) &&
                     (!centered || same_walk(grad_avgs[i])),

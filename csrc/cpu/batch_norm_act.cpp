@@ -346,11 +346,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
     if (use_batch_stats) {
       batch_moments<scalar_t, T>(loops, s, xp, mp, var.data());
       if (has_running) {
-        const T n = static_cast<T>(s.n()), n1 = static_cast<T>(s.n() - 1);
+        // n / (n - 1) rounded once to T, as the CUDA kernel and the reference do
+        const T unbias = static_cast<T>(static_cast<double>(s.n()) / static_cast<double>(s.n() - 1));
         std::vector<double> um(channels), uv(channels);
         for (int64_t c = 0; c < channels; ++c) {
           um[c] = mp[c];
-          uv[c] = var[c] * n / n1;  // the unbiased variance, in T
+          uv[c] = var[c] * unbias;  // the unbiased variance, in T
         }
         at::Tensor rm = *running_mean, rv = *running_var;
         update_running(rm, um, momentum);

@@ -34,7 +34,7 @@ import torch
 
 from fastgan import _backend, _ext, kernels
 from fastgan.ops import _checks
-from fastgan.kernels._layout import is_dense
+from fastgan.kernels._layout import is_dense, same_walk
 from fastgan.ops.clip_weights import clip_weights_reference
 
 OP = _backend.Op("rmsprop_clip_", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
@@ -164,9 +164,10 @@ def _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
 
 
 def fusable(params, *lists):
-    """True when every parameter and its gradient/state tensors are dense and identically
-    strided, so a fused kernel may walk them as flat ranges."""
-    return all(is_dense(p) and all(not lst or lst[i].stride() == p.stride() for lst in lists)
+    """True when every parameter is dense and its gradient/state tensors are strided alike
+    on every dim of more than one element (same_walk), so a fused kernel may walk them as
+    flat ranges."""
+    return all(is_dense(p) and all(not lst or same_walk(lst[i], p) for lst in lists)
                for i, p in enumerate(params))
 
 

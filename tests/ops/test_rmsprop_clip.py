@@ -150,6 +150,30 @@ def test_layouts_the_kernels_cannot_walk_fall_back_to_the_reference(backend_devi
     assert_ulps(p, want_p, 4, "strided param")
 
 
+def test_a_gradient_strided_otherwise_only_on_a_size1_dim_takes_the_fused_kernel(backend_device):
+    """autograd may hand a channels_last (1, C, kh, kw) weight a gradient whose stride on
+    the size-1 dim differs (its layout contract ignores it): the same walk in memory, so the
+    fused kernel takes it (before, the whole group went to the reference, or the C++ entry
+    point refused it) and gives the reference's step."""
+    from fastgan.ops.rmsprop_clip import fusable
+    backend, device = backend_device
+    gen = torch.Generator().manual_seed(0)
+    p = (torch.randn(1, 4, 3, 3, generator=gen) * 0.02).to(device).contiguous(memory_format=torch.channels_last)
+    g = torch.empty_strided(p.shape, (999, *p.stride()[1:]), device=device)
+    g.copy_(torch.randn(1, 4, 3, 3, generator=gen))
+    assert g.stride() != p.stride() and fusable([p], [g], [torch.zeros_like(p)])
+    v = torch.zeros_like(p)
+    want_p, want_v = p.clone(), v.clone()
+    lr = torch.tensor([1e-3], device=device)
+    if backend == "cpp":  # the C++ entry point's own check accepts it too
+        torch.ops.fastgan.rmsprop_clip_([p], [g], [v], [], [], lr, 0.99, 1e-8, 0.0, 0.0, False, False, 0.01)
+    else:
+        rmsprop_clip_([p], [g], [v], [], [], lr, backend=backend)
+    rmsprop_clip_reference([want_p], [g], [want_v], [], [], lr, 0.99, 1e-8, 0.0, 0.0, False, False, 0.01)
+    assert_ulps(p, want_p, 4, "param")
+    assert_ulps(v, want_v, 4, "square_avg")
+
+
 @pytest.mark.parametrize(("change", "error", "words"), [
     (dict(grads="short"), ValueError, ["grads has 1 tensors; expected 2"]),
     (dict(momentum_bufs="extra"), ValueError, ["momentum_bufs", "unused"]),
