@@ -266,12 +266,15 @@ def real_feature_stats(classifier, root=None):
 
 def to_classifier_input(samples, value_range=(-1, 1)):
     """samples [N, C, H, W] float (C 1, or 3: averaged over channels; H, W >= 4) with values in
-    value_range -> [N, 1, 16, 16] float32 in [-1, 1]: resized with area interpolation (the
+    value_range, or uint8 (0..255, as inception_features takes them; value_range is then
+    not used) -> [N, 1, 16, 16] float32 in [-1, 1]: resized with area interpolation (the
     mean of each cell) when larger than 16, bilinear when smaller, then clamped to [-1, 1]."""
     if not isinstance(samples, torch.Tensor):
         raise TypeError(f"samples must be a torch.Tensor [N, C, H, W], got {type(samples).__name__}")
-    if not samples.is_floating_point():
-        raise TypeError(f"samples must be floating point, got {samples.dtype}")
+    if samples.dtype == torch.uint8:
+        value_range = (0, 255)
+    elif not samples.is_floating_point():
+        raise TypeError(f"samples must be uint8 (0..255) or floating point, got {samples.dtype}")
     if samples.dim() != 4:
         raise ValueError(f"samples must be 4-D [N, C, H, W], got shape {tuple(samples.shape)}")
     n, c, h, w = samples.shape

@@ -30,8 +30,12 @@ __all__ = ["feature_stats", "fid_from_stats", "fid_from_features", "trace_sqrt_p
 
 
 def _check_features(x, what):
+    """x as a tensor (a NumPy array is taken as one, as fid_from_stats takes its statistics),
+    checked: 2-D, floating, finite, at least 2 samples."""
+    if type(x).__module__ == "numpy" and type(x).__name__ == "ndarray":
+        x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor [N, D], got {type(x).__name__}")
+        raise TypeError(f"{what} must be a torch.Tensor or NumPy array [N, D], got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(f"{what} must be a 2-D tensor [N, D] of features, got shape {tuple(x.shape)}")
     if x.shape[0] < 2:
@@ -110,8 +114,8 @@ def fid_from_stats(mu1, sigma1, mu2, sigma2, method="eigh"):
 def fid_from_features(features1, features2, method="eigh"):
     """The Fréchet distance between two feature sets [N1, D] and [N2, D] (FID when they are
     Inception pool features), a Python float. Computed on features1's device."""
-    _check_features(features1, "features1")
-    _check_features(features2, "features2")
+    features1 = _check_features(features1, "features1")
+    features2 = _check_features(features2, "features2")
     if features1.shape[1] != features2.shape[1]:
         raise ValueError(f"features1 has {features1.shape[1]} dimensions and features2 "
                          f"{features2.shape[1]}: they must come from the same extractor")

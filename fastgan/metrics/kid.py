@@ -43,8 +43,8 @@ def kid_from_features(features1, features2, *, num_subsets=100, subset_size=1000
     is reproducible. `chunk` subsets are evaluated per batched product (memory:
     3 * chunk * subset_size^2 float64)."""
     from fastgan.metrics.fid import _check_features
-    _check_features(features1, "features1")
-    _check_features(features2, "features2")
+    features1 = _check_features(features1, "features1")
+    features2 = _check_features(features2, "features2")
     if features1.shape[1] != features2.shape[1]:
         raise ValueError(f"features1 has {features1.shape[1]} dimensions and features2 "
                          f"{features2.shape[1]}: they must come from the same extractor")

@@ -75,8 +75,8 @@ def precision_recall(real, fake, *, k_pr=K_PR, k_dc=K_DC, chunk=4096):
     """{"precision", "recall", "density", "coverage"} (floats) of fake features [M, D]
     against real features [N, D], computed on real's device."""
     from fastgan.metrics.fid import _check_features
-    _check_features(real, "real")
-    _check_features(fake, "fake")
+    real = _check_features(real, "real")
+    fake = _check_features(fake, "fake")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"real has {real.shape[1]} dimensions and fake {fake.shape[1]}: "
                          "they must come from the same extractor")

@@ -229,12 +229,15 @@ def test_to_classifier_input():
     assert dm.to_classifier_input(torch.rand(2, 1, 20, 12, generator=g)).shape == (2, 1, 16, 16)
     assert torch.equal(dm.to_classifier_input(torch.full((1, 1, 16, 16), 255.0), (0, 255)),
                        torch.ones(1, 1, 16, 16))
+    # uint8 images are 0..255, as inception_features takes them, whatever value_range says
+    u8 = (torch.rand(2, 3, 20, 20, generator=g) * 255).round().to(torch.uint8)
+    assert torch.equal(dm.to_classifier_input(u8), dm.to_classifier_input(u8.float(), (0, 255)))
 
 
 @pytest.mark.parametrize("bad, error, match", [
     (torch.zeros(4, 16, 16), ValueError, "samples must be 4-D"),
     (torch.zeros(4, 2, 16, 16), ValueError, "1 or 3 channels"),
-    (torch.zeros(4, 1, 16, 16, dtype=torch.uint8), TypeError, "samples must be floating point"),
+    (torch.zeros(4, 1, 16, 16, dtype=torch.int32), TypeError, r"samples must be uint8 \(0..255\) or floating point"),
     (torch.zeros(4, 1, 3, 16), ValueError, "at least 4 x 4"),
     ([[0.0]], TypeError, "samples must be a torch.Tensor"),
 ])

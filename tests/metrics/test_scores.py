@@ -129,6 +129,19 @@ def test_fid_errors():
         fid_from_features(x, x, method="newton")
     with pytest.raises(ValueError, match="do not match"):
         fid_from_stats(torch.zeros(3), torch.eye(3), torch.zeros(4), torch.eye(4))
+    with pytest.raises(TypeError, match="features1 must be a torch.Tensor or NumPy array"):
+        fid_from_features([[0.0, 1.0], [1.0, 0.0]], x)
+
+
+def test_feature_sets_may_be_numpy_arrays():
+    """As fid_from_stats takes NumPy statistics: the same values as from tensors."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(60, 5, generator=gen, dtype=torch.float64), torch.randn(50, 5, generator=gen,
+                                                                             dtype=torch.float64) + 0.3
+    assert fid_from_features(a.numpy(), b.numpy()) == fid_from_features(a, b)
+    assert kid_from_features(a.numpy(), b.numpy(), num_subsets=4, subset_size=20) == \
+        kid_from_features(a, b, num_subsets=4, subset_size=20)
+    assert precision_recall(a.numpy(), b.numpy(), k_pr=3, k_dc=3) == precision_recall(a, b, k_pr=3, k_dc=3)
 
 
 @pytest.mark.gpu
