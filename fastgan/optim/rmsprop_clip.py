@@ -78,6 +78,9 @@ class RMSpropClip(torch.optim.Optimizer):
 
     params: parameters or param groups (a group may set its own "clip", None for none).
     backend: the fastgan backend for the fused kernel (None: fastgan's default).
+    foreach, capturable: taken for torch.optim.RMSprop's keywords and not needed: the step
+    is always one fused multi-tensor kernel per device and dtype, and always capturable in
+    a CUDA graph (the learning rate lives on the device). differentiable=True is refused.
 
     A group's hyperparameters are checked when it is added (a clip beyond the largest
     finite value of one of its parameters' dtypes raises there) and again, for every group,
@@ -89,7 +92,11 @@ class RMSpropClip(torch.optim.Optimizer):
     _step_supports_amp_scaling = True
 
     def __init__(self, params, lr=5e-5, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, maximize=False, clip=0.01, *, backend=None):
+                 centered=False, maximize=False, clip=0.01, *, backend=None, foreach=None,
+                 capturable=True, differentiable=False):
+        if differentiable:
+            raise ValueError("RMSpropClip: differentiable=True is not supported: the step is a fused "
+                             "in-place kernel (use torch.optim.RMSprop(differentiable=True) and clamp_)")
         _check_hyper(lr, alpha, eps, weight_decay, momentum, clip)
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                         centered=centered, maximize=maximize, clip=clip)

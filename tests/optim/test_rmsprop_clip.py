@@ -279,6 +279,17 @@ def test_bad_hyperparameters(kwargs, words):
         RMSpropClip(critic().parameters(), **kwargs)
 
 
+def test_torch_rmsprops_keywords_are_taken():
+    """A drop-in for torch.optim.RMSprop(..., foreach=True, capturable=True): the keywords are
+    taken (the step is fused and capturable anyway); differentiable=True is refused."""
+    model = critic()
+    opt = RMSpropClip(model.parameters(), lr=1e-3, foreach=True, capturable=True, maximize=False)
+    model(batches(1)[0]).mean().backward()
+    opt.step()
+    with pytest.raises(ValueError, match="differentiable=True is not supported"):
+        RMSpropClip(model.parameters(), differentiable=True)
+
+
 def test_clip_beyond_a_groups_dtype_raises_at_construction():
     half = nn.Parameter(torch.ones(4, dtype=torch.float16))
     with pytest.raises(ValueError, match=r"clip = 100000.0 exceeds the largest finite torch.float16"):
