@@ -1,5 +1,6 @@
 """The `fastgan` command line: entry points, help, info, one-line errors."""
 import json
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -312,9 +313,16 @@ def test_an_unwritable_output_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err  # refused before the data is read: the one line alone
     assert err == (f"fastgan train: error: run directory {tmp_path / 'a_file' / 'run'} cannot be created: "
                    f"{tmp_path / 'a_file'} is a file\n"), err
+    if pathlib.Path("/sys/kernel").is_dir():  # sysfs: no folder can be made there, root or not
+        assert main(["train", "--model", "wgan-gp", "--steps", "1", "--out", "/sys/kernel/fastgan-run",
+                     *TINY]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fastgan train: error: run directory /sys/kernel/fastgan-run cannot be "
+                              "created") and len(err.splitlines()) == 1, err
     run = tmp_path / "run"
     assert main(["train", "--model", "wgan-gp", "--steps", "1", "--out", str(run), *TINY]) == 0
     capsys.readouterr()
+    assert not list(tmp_path.glob(".fastgan-probe-*"))  # the probe folder is gone
     assert main(["sample", "--run", str(run), "--out", str(tmp_path / "a_file" / "s.png")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fastgan sample: error: ") and len(err.strip().splitlines()) == 1, err

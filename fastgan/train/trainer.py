@@ -40,6 +40,7 @@ import os
 import pathlib
 import shutil
 import sys
+import tempfile
 import time
 
 import torch
@@ -93,6 +94,11 @@ def check_run_dir(run_dir, *, resume=False, overwrite=False):
             raise ValueError(f"run directory {run_dir} cannot be created: {parent} is a file")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ValueError(f"run directory {run_dir} cannot be created: {parent} is not writable")
+        try:  # the permission bits can pass where a folder still cannot be made (root in /sys)
+            os.rmdir(tempfile.mkdtemp(prefix=".fastgan-probe-", dir=parent))
+        except OSError as exc:
+            raise ValueError(f"run directory {run_dir} cannot be created in {parent}: "
+                             f"{exc.strerror or exc}") from None
     used = run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
     if run_dir.exists():
         RunLock.check_free(run_dir)
