@@ -110,6 +110,8 @@ def validate(path, *, crop=None, channels=3, resolution=64, num_workers=None, pr
                lambda s, u8, failed: failed_at.extend(s + int(j) for j in failed.nonzero().flatten()),
                progress=progress, desc=f"decoding {path.name}")
     bad += [(usable[k], "corrupt: failed to decode") for k in failed_at]
+    failed = {usable[k] for k in failed_at}  # a file found corrupt by its decode is bad, not converted
+    converted = [(name, note) for name, note in converted if name not in failed]
     bad.sort()
     total = len(source.files) + len(source.others)
     return {"total": total, "usable": len(usable) - len(failed_at), "bad": bad, "converted": converted,
