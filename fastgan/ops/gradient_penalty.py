@@ -175,7 +175,9 @@ def _gradient_penalty(critic, real, fake, *, mode, weight, center, generator, sc
     center = _check_mode(mode, center)
     # a torch.compile'd critic module: its eager module (the same parameters), since
     # AOTAutograd cannot differentiate the compiled graph twice
-    critic = getattr(critic, "_orig_mod", critic) if isinstance(critic, torch.nn.Module) else critic
+    if type(critic).__name__ == "OptimizedModule" and isinstance(getattr(critic, "_orig_mod", None),
+                                                                torch.nn.Module):
+        critic = critic._orig_mod
     x = penalty_points(real, fake, mode=mode, generator=generator, data_range=data_range,
                        perturb_scale=perturb_scale, backend=backend)
     with torch.enable_grad():
