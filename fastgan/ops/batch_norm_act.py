@@ -229,11 +229,12 @@ def _differentiable_backward(ctx, grad_out):
         z = z * _channel_view(weight.to(t), x)
     g = grad_out.to(t)
     g = torch.where(out.detach() > 0, g, g * slope)
-    wanted = [i for i, v in ((0, x), (1, weight)) if v is not None and ctx.needs_input_grad[i]]
-    got = torch.autograd.grad(z, [(x, weight)[i] for i in wanted], g, create_graph=True) if wanted else ()
-    grads = dict(zip(wanted, got))
-    gx = grads[0].to(x.dtype) if 0 in grads else None
-    gw = grads[1].to(ctx.param_dtypes[0]) if 1 in grads else None
+    want_x = ctx.needs_input_grad[0]
+    want_w = weight is not None and ctx.needs_input_grad[1]
+    inputs = [x] * want_x + [weight] * want_w
+    grads = iter(torch.autograd.grad(z, inputs, g, create_graph=True) if inputs else ())
+    gx = next(grads).to(x.dtype) if want_x else None
+    gw = next(grads).to(ctx.param_dtypes[0]) if want_w else None
     gb = g.sum(dims).to(ctx.param_dtypes[1]) if ctx.param_dtypes[1] is not None and ctx.needs_input_grad[2] else None
     return gx, gw, gb, None, None, None, None, None, None, None
 

@@ -283,9 +283,9 @@ def clip_param_groups(module, clip=0.01, exclude=()):
     never parameters and so never clipped. A pattern that matches no parameter is refused
     (a misspelled name would otherwise clip what it meant to exclude)."""
     patterns = [exclude] if isinstance(exclude, str) else list(exclude)
-    clipped, kept, used = [], [], set()
-    names = [name for name, _ in module.named_parameters()]
+    clipped, kept, used, names = [], [], set(), []
     for name, p in module.named_parameters():
+        names.append(name)
         hits = [pat for pat in patterns if fnmatch.fnmatchcase(name, pat)]
         used.update(hits)
         (kept if hits else clipped).append(p)
