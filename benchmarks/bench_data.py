@@ -16,6 +16,9 @@ with FASTGAN_BENCH_N images (default 20,000 with a GPU, 2,000 without).
 
     python benchmarks/bench_data.py [--backends plain,cpu,dali,nvjpeg,cache] [--workers 2] [--epochs 1]
                                     [--rounds 1] [--json OUT]
+
+"nvjpeg:K" is the nvjpeg backend with K batches decoding ahead of the caller on their own
+threads (fastgan.data._nvjpeg.AHEAD; plain "nvjpeg" is its default), to find the best K.
 """
 import argparse
 import io
@@ -62,6 +65,13 @@ def make_set(root, n, seed=0):
 
 
 def measure(path, backend, device, workers, epochs=1):
+    backend, _, ahead = backend.partition(":")
+    if ahead:  # "nvjpeg:K": the nvjpeg backend with K batches decoding ahead of the caller
+        saved, _nvjpeg.AHEAD = _nvjpeg.AHEAD, int(ahead)
+        try:
+            return measure(path, backend, device, workers, epochs)
+        finally:
+            _nvjpeg.AHEAD = saved
     if backend == "plain":
         loader = plain_loader(path, resolution=RESOLUTION, batch_size=BATCH, num_workers=workers)
     else:
@@ -117,7 +127,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backends", default="plain,cpu,dali,nvjpeg,cache")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="DataLoader workers (plain, cpu) / decoding threads (dali, nvjpeg)")
+                   help="DataLoader workers (plain, cpu) / DALI's threads (dali)")
     p.add_argument("--epochs", type=int, default=1,
                    help="timed epochs per backend (the cache: also at least 2 s); more steadies a "
                         "small set's rate on a noisy machine")
@@ -140,9 +150,13 @@ def main(argv=None):
                "images_per_s": {}}
     backends = []
     for backend in args.backends.split(","):
+        name, colon, ahead = backend.partition(":")
+        if colon and (name != "nvjpeg" or not ahead.isdigit() or int(ahead) < 1):
+            p.error(f"--backends: {backend!r}: only nvjpeg takes a suffix, the batches it decodes "
+                    "ahead (nvjpeg:1, nvjpeg:4)")
         if backend == "dali" and not _dali.available():
             print("dali: skipped, DALI is not installed", file=sys.stderr)
-        elif backend == "nvjpeg" and not _nvjpeg.available():
+        elif name == "nvjpeg" and not _nvjpeg.available():
             print("nvjpeg: skipped, needs a GPU and torchvision", file=sys.stderr)
         else:
             backends.append(backend)

@@ -13,7 +13,8 @@
 #   gputests  pytest -m gpu (every GPU test) with pytest-xdist
 #   step      benchmarks/step_e2e.py, the full issue-9 configuration (STEP_ARGS passes flags)
 #   fid       benchmarks/fid50k.py (FID-50k end to end)
-#   data      benchmarks/bench_data.py on 20,000 generated CelebA-like JPEGs (nvjpeg, cache, cpu, plain)
+#   data      benchmarks/bench_data.py on 20,000 generated CelebA-like JPEGs (nvjpeg with 2, 1 and 4
+#             batches decoding ahead, cache, cpu, plain)
 #   models    every model for 200 steps at 64x64 with --amp from the GPU-resident cache
 #   bench     pytest benchmarks (the kernel benchmarks), JSON + markdown report
 #   tests     the rest of the test suite (not gpu) with pytest-xdist
@@ -79,7 +80,7 @@ run_stages() {
         tail -25 "$FGS/fid.log" > "$FGS/fid-summary.txt" ;;
       data)
         FASTGAN_BENCH_DATA=$data FASTGAN_BENCH_N=20000 stage data "${DATA_S:-420}" \
-          $PY -P "$REPO/benchmarks/bench_data.py" --backends "${DATA_BACKENDS:-nvjpeg,cache,cpu,plain}" \
+          $PY -P "$REPO/benchmarks/bench_data.py" --backends "${DATA_BACKENDS:-nvjpeg,nvjpeg:1,nvjpeg:4,cache,cpu,plain}" \
           --workers 8 --json "$FGS/data.json"
         tail -25 "$FGS/data.log" > "$FGS/data-summary.txt" ;;
       models)

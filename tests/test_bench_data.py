@@ -51,6 +51,25 @@ def test_bad_epochs_is_refused(bench_data):
         bench_data.main(["--rounds", "0"])
 
 
+def test_nvjpeg_ahead_suffix(bench_data, tmp_path, monkeypatch, capsys):
+    from fastgan.data import _nvjpeg
+    for bad in ("cpu:2", "nvjpeg:0", "nvjpeg:x", "nvjpeg:"):
+        with pytest.raises(SystemExit):
+            bench_data.main(["--backends", bad])
+        assert "only nvjpeg takes a suffix" in capsys.readouterr().err
+    seen = []
+
+    def make_loader(path, **kw):  # records what the backend is built with; an empty epoch
+        seen.append((kw["backend"], _nvjpeg.AHEAD))
+        return []
+
+    monkeypatch.setattr(bench_data, "make_loader", make_loader)
+    default = _nvjpeg.AHEAD
+    bench_data.measure(tmp_path, "nvjpeg:3", torch.device("cpu"), 1)
+    bench_data.measure(tmp_path, "nvjpeg", torch.device("cpu"), 1)
+    assert seen == [("nvjpeg", 3), ("nvjpeg", default)] and _nvjpeg.AHEAD == default
+
+
 def test_rounds_report_medians_and_per_round_ratios(bench_data, tmp_path, monkeypatch, capsys):
     """Rounds measure the backends in turn; a backend's rate is the median of its rounds and
     a ratio the median of each round's ratio (here a stand-in measure with known rates)."""

@@ -5,12 +5,26 @@ crop is a view and the resize is torch's bilinear interpolation with antialias=T
 same triangle filter as PIL's BILINEAR when reducing), rounded to uint8, one call per
 group of equal crop sizes (one call for CelebA). PNGs and any JPEG nvJPEG rejects are
 decoded by PIL on the host. torchvision is imported only when this backend is used.
+
+The decoder runs ahead of the caller: `AHEAD` batches are read, decoded and resized at once,
+each on a thread of its own, while the caller uses the batch before (torchvision's
+decode_jpeg holds one decoder behind a lock and waits for the GPU: run in the caller's
+thread, as before, the caller sat idle while it decoded and the decoder while the caller
+worked). The threads queue their GPU work on the stream that was current where the batches
+were asked for, so the caller's work on that stream is ordered after it and the caching
+allocator sees one stream. A batch's files are read on its thread, one after another: on
+the development machine (2 cores, files in the page cache) that read about 60,000 small
+JPEGs/s, a task per file on a thread pool (the backend's way before) 14,000-19,000.
 """
+import collections
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 from fastgan.data._pil import crop_box
+
+AHEAD = 2  # batches in flight: being read, decoded and resized while the caller uses one
 
 
 def available():
@@ -37,17 +51,25 @@ class NvJPEGDecoder:
     """Decodes batches of sample indices to uint8 [B, R, R, C] on a CUDA `device`."""
     name = "nvjpeg"
 
-    def __init__(self, samples, sizes, device, num_threads):
+    def __init__(self, samples, sizes, device, ahead=None):
         require(device)
         self.samples, self.sizes, self.device = samples, sizes, torch.device(device)
-        self._reader = ThreadPoolExecutor(max(2, num_threads))
+        self.ahead = AHEAD if ahead is None else ahead
+        if not (isinstance(self.ahead, int) and self.ahead >= 1):
+            raise ValueError(f"NvJPEGDecoder: ahead must be an int >= 1, got {ahead!r}")
+        self._threads = ThreadPoolExecutor(self.ahead, thread_name_prefix="fastgan-nvjpeg")
+
+    def _read(self, indices):
+        """The encoded bytes of `indices`, read on this thread."""
+        source, files = self.samples.source, self.samples.files
+        return [source.read(files[i]) for i in indices]
 
     def _decode(self, indices, encoded):
         from torchvision.io import ImageReadMode, decode_jpeg
 
         s = self.samples
         r, c = s.resolution, s.channels
-        out = torch.zeros((len(indices), r, r, c), dtype=torch.uint8, device=self.device)
+        out = None  # the one group's resized batch where every sample is in it (CelebA)
         failed = torch.zeros(len(indices), dtype=torch.bool)
         jpeg = [j for j, d in enumerate(encoded) if d[:2] == b"\xff\xd8"]
         host = [j for j, d in enumerate(encoded) if d[:2] != b"\xff\xd8"]
@@ -70,21 +92,49 @@ class NvJPEGDecoder:
             y = torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", antialias=True,
                                                 align_corners=False)
             y = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-            out[torch.tensor([j for j, _ in items], device=self.device)] = y
-        for j in host:
-            try:
-                out[j] = torch.from_numpy(s.decode(indices[j])).to(self.device)
-            except Exception:
-                failed[j] = True
+            if len(items) == len(indices):
+                out = y.contiguous()
+            else:
+                if out is None:
+                    out = torch.zeros((len(indices), r, r, c), dtype=torch.uint8, device=self.device)
+                out[torch.tensor([j for j, _ in items], device=self.device)] = y
+        if out is None:
+            out = torch.zeros((len(indices), r, r, c), dtype=torch.uint8, device=self.device)
+        if host:  # PIL on the host, one copy to the device; a failed sample stays zeros
+            pil = np.zeros((len(host), r, r, c), np.uint8)
+            for n, j in enumerate(host):
+                try:
+                    pil[n] = s.decode(indices[j])
+                except Exception:
+                    failed[j] = True
+            out[torch.tensor(host, device=self.device)] = torch.from_numpy(pil).to(self.device)
         return out, failed
 
+    def _read_and_decode(self, indices, stream):
+        encoded = self._read(indices)
+        if stream is None:
+            return self._decode(indices, encoded)
+        with torch.cuda.device(self.device), torch.cuda.stream(stream):  # a new thread is on GPU 0
+            return self._decode(indices, encoded)
+
     def batches(self, index_lists):
-        """Yields (uint8 [B, R, R, C] on the GPU, bool [B] failed) per index list."""
-        read = lambda i: self.samples.source.read(self.samples.files[i])  # noqa: E731
+        """Yields (uint8 [B, R, R, C] on the GPU, bool [B] failed) per index list, in order.
+        Their GPU work is queued on the stream current when the first is asked for."""
         index_lists = [list(map(int, ix)) for ix in index_lists]
-        ahead = [self._reader.submit(read, i) for i in index_lists[0]] if index_lists else []
-        for k, indices in enumerate(index_lists):
-            encoded = [f.result() for f in ahead]
-            if k + 1 < len(index_lists):
-                ahead = [self._reader.submit(read, i) for i in index_lists[k + 1]]
-            yield self._decode(indices, encoded)
+        stream = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
+        pending = collections.deque()
+
+        def start(k):
+            if k < len(index_lists):
+                pending.append(self._threads.submit(self._read_and_decode, index_lists[k], stream))
+
+        try:
+            for k in range(self.ahead):
+                start(k)
+            for k in range(len(index_lists)):
+                done = pending.popleft()
+                start(k + self.ahead)
+                yield done.result()
+        finally:  # left early (the trainer stopping, an error): drop what has not started
+            for f in pending:
+                f.cancel()

@@ -207,7 +207,7 @@ def _make_decoder(name, samples, sizes, batch_size, device, num_workers, formats
     if name == "dali":
         return PILBeside(_dali.DALIDecoder(samples, sizes, batch_size, device, num_workers, formats), device)
     if name == "nvjpeg":
-        return _nvjpeg.NvJPEGDecoder(samples, sizes, device, num_workers)
+        return _nvjpeg.NvJPEGDecoder(samples, sizes, device)
     return PILDecoder(samples, num_workers, pin_memory=device.type == "cuda")
 
 
@@ -270,8 +270,9 @@ def make_loader(path, *, resolution=64, batch_size, backend="auto", device=None,
     and resized with antialiasing to resolution x resolution. backend: "auto" (a prepared
     file or a dataset whose decoded size fits CACHE_BUDGET -> "cache"; otherwise "dali",
     "nvjpeg" or "cpu", the fastest available; the choice is printed with verbose=True),
-    "dali", "nvjpeg", "cpu" or "cache". num_workers: DataLoader workers ("cpu") or decoding
-    threads ("dali", "nvjpeg"); None: min(8, CPU count). progress: progress bars while a
+    "dali", "nvjpeg", "cpu" or "cache". num_workers: DataLoader workers ("cpu") or DALI's
+    threads ("dali"); None: min(8, CPU count). "nvjpeg" reads and decodes each batch on a
+    thread of its own, fastgan.data._nvjpeg.AHEAD batches ahead of the caller. progress: progress bars while a
     large dataset is checked and decoded once (None: as verbose).
     """
     if isinstance(path, str) and path in toy.MIXTURES:

@@ -69,3 +69,24 @@ def test_cache_in_pinned_memory(labeled, monkeypatch):
     assert images.device.type == "cuda" and labels.device.type == "cuda"
     ref, ref_labels = next(iter(resident))
     assert torch.equal(labels, ref_labels)  # same order on both
+
+
+def test_nvjpeg_ahead_and_streams(faces, monkeypatch):
+    """The batches decoded ahead on the decoder's threads are the same whatever runs ahead,
+    and their GPU work follows the caller's stream: a caller on a side stream gets them
+    whole (the threads queue on the stream current where the batches were asked for)."""
+    if not _nvjpeg.available():
+        pytest.skip("torchvision is not installed: the nvjpeg backend needs torchvision.io.decode_jpeg")
+    ref = [x.clone() for x, _ in load(faces, backend="nvjpeg", batch_size=4, flip=True)]
+    for ahead in (1, 3):
+        monkeypatch.setattr(_nvjpeg, "AHEAD", ahead)
+        got = [x.clone() for x, _ in load(faces, backend="nvjpeg", batch_size=4, flip=True)]
+        assert all(torch.equal(a, b) for a, b in zip(got, ref)) and len(got) == len(ref), ahead
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        got = []
+        for x, _ in load(faces, backend="nvjpeg", batch_size=4, flip=True):
+            torch.cuda._sleep(1_000_000)  # a busy caller: the next batch decodes meanwhile
+            got.append(x * 1)
+        side.synchronize()
+    assert all(torch.equal(a, b) for a, b in zip(got, ref)) and len(got) == len(ref)

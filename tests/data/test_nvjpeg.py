@@ -1,0 +1,172 @@
+"""The "nvjpeg" backend's own logic on the CPU: torchvision's decode_jpeg is replaced by a
+PIL stand-in with its interface (a list of 1-D uint8 tensors in, a list of uint8 [C, H, W]
+out, one bad stream failing the whole call with RuntimeError), so what fastgan does around
+it runs here: the crop and resize, the PIL fallback for PNGs and bad streams, the failed
+mask, the order of batches decoded ahead on threads, leaving early and errors. The real
+decoder on a GPU: tests/data/test_gpu.py."""
+import io
+import sys
+import threading
+import types
+from enum import Enum
+
+import pytest
+import torch
+from PIL import Image
+
+from fastgan.data import _nvjpeg, make_loader
+
+WAIT = 60  # seconds a thread waits for another before the test fails (never reached when it works)
+
+
+class ImageReadMode(Enum):
+    GRAY = 1
+    RGB = 3
+
+
+def _pil_decode_jpeg(data, mode=ImageReadMode.RGB, device="cpu"):
+    out = []
+    for d in data:
+        assert d.dtype == torch.uint8 and d.dim() == 1
+        try:
+            im = Image.open(io.BytesIO(d.numpy().tobytes()))
+            im = im.convert("RGB" if mode is ImageReadMode.RGB else "L")
+        except Exception as exc:  # noqa: BLE001 (nvJPEG fails the batch on any bad stream)
+            raise RuntimeError(f"Error while decoding JPEG images: {exc}") from None
+        t = torch.from_numpy(__import__("numpy").asarray(im).copy())
+        out.append((t[None] if t.dim() == 2 else t.permute(2, 0, 1)).to(device))
+    return out
+
+
+@pytest.fixture
+def fake_torchvision(monkeypatch):
+    """Installs the stand-in; returns the list of batch sizes each call decoded."""
+    calls = []
+    io_module = types.ModuleType("torchvision.io")
+    io_module.ImageReadMode = ImageReadMode
+
+    def decode_jpeg(data, mode=ImageReadMode.RGB, device="cpu"):
+        calls.append(len(data))
+        return io_module.hook(data, mode, device)
+
+    io_module.decode_jpeg = decode_jpeg
+    io_module.hook = _pil_decode_jpeg
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.io", io_module)
+    monkeypatch.setattr(_nvjpeg, "require", lambda device: None)  # the CPU stands in for the GPU
+    return io_module, calls
+
+
+def load(path, backend, **kw):
+    return make_loader(path, **{"batch_size": 4, "device": "cpu", "shuffle": False, "verbose": False,
+                                "num_workers": 2, "backend": backend, **kw})
+
+
+def levels(x):
+    return (x.float() * 127.5 + 127.5).round().int()
+
+
+def test_matches_pil_backend(faces, fake_torchvision):
+    _, calls = fake_torchvision
+    for crop in (None, 128):
+        ours = torch.cat([x for x, _ in load(faces, "nvjpeg", crop=crop)])
+        ref = torch.cat([x for x, _ in load(faces, "cpu", crop=crop, num_workers=0)])
+        assert ours.shape == ref.shape == (24, 3, 64, 64)
+        d = (levels(ours) - levels(ref)).abs()
+        # the same pixels decoded (PIL both); torch's antialiased resize of the cut crop
+        # against PIL's of the crop's box in the whole image: a level of rounding inside,
+        # more only on the border
+        inner = d[..., 2:-2, 2:-2]
+        # (seen: inner at most 1 level, 0.12 on average; 0.16-0.24 over the whole image)
+        stats = (crop, int(inner.max()), float(d.float().mean()))
+        assert inner.max() <= 1 and d.float().mean() < 0.5, stats
+    assert calls == [4] * 12  # one decode_jpeg call per batch of JPEGs
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 5])
+def test_batches_in_order_whatever_runs_ahead(faces, fake_torchvision, monkeypatch, ahead):
+    ref = [x for x, _ in load(faces, "nvjpeg", flip=True, shuffle=True, seed=3)]
+    monkeypatch.setattr(_nvjpeg, "AHEAD", ahead)
+    loader = load(faces, "nvjpeg", flip=True, shuffle=True, seed=3)
+    assert loader._decoder.ahead == ahead
+    got = [x for x, _ in loader]
+    assert len(got) == len(ref) == 6
+    for a, b in zip(got, ref):
+        assert torch.equal(a, b)
+
+
+def test_bad_files_are_decoded_by_pil_or_counted(mixed, fake_torchvision):
+    loader = load(mixed, "nvjpeg", crop=128, batch_size=2)
+    seen = 0
+    for images, _ in loader:
+        assert images.shape == (2, 3, 64, 64) and torch.isfinite(images).all()
+        assert images.min() >= -1 and images.max() <= 1
+        seen += images.shape[0]
+    assert seen == 10 and loader.skipped == 6  # as every other backend (test_gpu, test_bad_inputs)
+
+
+def test_decodes_ahead_while_the_caller_holds_a_batch(faces, fake_torchvision, monkeypatch):
+    io_module, _ = fake_torchvision
+    monkeypatch.setattr(_nvjpeg, "AHEAD", 2)
+    entered = [threading.Event() for _ in range(6)]
+    count = iter(range(6))
+
+    def hook(data, mode, device):
+        entered[next(count)].set()
+        return _pil_decode_jpeg(data, mode, device)
+
+    io_module.hook = hook
+    it = iter(load(faces, "nvjpeg"))
+    next(it)
+    # holding batch 0, the caller has batches 1 and 2 decoding (or done), not 3
+    assert entered[1].wait(WAIT) and entered[2].wait(WAIT)
+    assert not entered[3].is_set()
+    rest = list(it)
+    assert len(rest) == 5 and all(e.is_set() for e in entered)
+
+
+def test_leaving_early_then_iterating_again(faces, fake_torchvision, monkeypatch):
+    io_module, _ = fake_torchvision
+    release = threading.Event()
+
+    def hook(data, mode, device):
+        assert release.wait(WAIT)
+        return _pil_decode_jpeg(data, mode, device)
+
+    io_module.hook = hook
+    loader = load(faces, "nvjpeg")
+    full = None
+    it = iter(loader)
+    release.set()
+    first, _ = next(it)
+    it.close()  # batches 1 and 2 in flight are dropped; batch 3 and on never start
+    assert loader.epoch == 0 and loader._batch == 1
+    rest = [x for x, _ in loader]  # the epoch resumes at batch 1
+    full = [x for x, _ in load(faces, "nvjpeg")]
+    assert len(rest) == 5
+    for a, b in zip([first] + rest, full):
+        assert torch.equal(a, b)
+
+
+def test_an_error_reaches_the_caller_at_its_batch(faces, fake_torchvision):
+    io_module, _ = fake_torchvision
+    count = iter(range(100))
+
+    def hook(data, mode, device):
+        if next(count) == 2:
+            raise MemoryError("out of memory (the third batch)")
+        return _pil_decode_jpeg(data, mode, device)
+
+    io_module.hook = hook
+    it = iter(load(faces, "nvjpeg"))
+    next(it), next(it)
+    with pytest.raises(MemoryError, match="the third batch"):
+        next(it)
+
+
+def test_ahead_is_checked(faces, fake_torchvision):
+    loader = load(faces, "nvjpeg")
+    d = loader._decoder
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(ValueError, match="ahead must be an int >= 1"):
+            _nvjpeg.NvJPEGDecoder(d.samples, d.sizes, "cpu", ahead=bad)
