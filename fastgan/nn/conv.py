@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
+from fastgan._autograd import Function
 from fastgan.ops.bias_leaky_relu import engine_wants_grad
 
 
@@ -47,7 +48,7 @@ def _input_grad(gy, weight, x_shape, stride, padding, dilation, groups):
     return F.conv_transpose2d(gy, weight, None, stride, padding, tuple(out_pad), groups, dilation)
 
 
-class _Conv2d(torch.autograd.Function):
+class _Conv2d(Function):
     # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take;
     # vmap runs forward and backward under vmap (every op here is aten's, with batching rules)
     generate_vmap_rule = True

@@ -33,6 +33,7 @@ import torch
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
+from fastgan._autograd import Function
 from fastgan.kernels._layout import is_dense
 from fastgan.ops import _checks, _vmap
 from fastgan.ops.penalty import compute_dtype
@@ -173,7 +174,7 @@ _vmap.register(("batch_norm_act", "batch_norm_act_backward"),
                (_vmap_forward, _vmap_backward))
 
 
-class _BatchNormAct(torch.autograd.Function):
+class _BatchNormAct(Function):
     # forward without ctx, setup_context apart (the form torch.func transforms take); the
     # statistics the backward needs are outputs, marked non-differentiable. vmap runs
     # forward and backward under vmap, through the ops' batching rules

@@ -18,6 +18,7 @@ import functools
 import torch
 
 from fastgan import _backend, _ext, kernels
+from fastgan._autograd import Function
 from fastgan.kernels._layout import is_dense, same_walk
 from fastgan.ops import _checks, _vmap
 from fastgan.ops.penalty import compute_dtype
@@ -89,7 +90,7 @@ _vmap.register(("began_loss", "began_loss_backward"),
                (_vmap.loop,) * 2)
 
 
-class _BEGANLoss(torch.autograd.Function):
+class _BEGANLoss(Function):
     # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take;
     # vmap runs forward and backward under vmap, through the ops' batching rules
     generate_vmap_rule = True

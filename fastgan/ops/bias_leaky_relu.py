@@ -30,6 +30,7 @@ import torch
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
+from fastgan._autograd import Function
 from fastgan.kernels._layout import is_dense
 from fastgan.ops import _checks, _vmap
 from fastgan.ops.penalty import compute_dtype
@@ -144,7 +145,7 @@ def engine_wants_grad(ctx, i):
         return True
 
 
-class _BiasLeakyReLU(torch.autograd.Function):
+class _BiasLeakyReLU(Function):
     # forward without ctx, setup_context apart: the form torch.func transforms (grad, vjp) take;
     # vmap runs forward and backward under vmap, through the ops' batching rules
     generate_vmap_rule = True
@@ -171,7 +172,7 @@ class _BiasLeakyReLU(torch.autograd.Function):
         return dx, db, None, None
 
 
-class _LeakyReLUGrad(torch.autograd.Function):
+class _LeakyReLUGrad(Function):
     """dx = mask(y) * dy: linear in dy, so its derivative is itself; none in y."""
     generate_vmap_rule = True
 

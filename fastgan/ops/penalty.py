@@ -23,6 +23,7 @@ PyTorch, differentiated by autograd.
 import torch
 
 from fastgan import _backend, _ext, kernels
+from fastgan._autograd import Function
 from fastgan.kernels._layout import is_dense
 from fastgan.ops import _checks, _vmap
 
@@ -106,7 +107,7 @@ _vmap.register(("penalty_forward", "penalty_backward", "penalty_double_backward"
 
 # ---- autograd: the penalty, its gradient, and the gradient's gradient ---------------------
 
-class _Penalty(torch.autograd.Function):
+class _Penalty(Function):
     # forward without ctx, setup_context apart (the form torch.func transforms take); the
     # per-sample sums of squares the backward needs are an output, marked non-differentiable.
     # vmap runs forward and backward under vmap, through the ops' batching rules
@@ -130,7 +131,7 @@ class _Penalty(torch.autograd.Function):
         return dgrad, None, None, None, None
 
 
-class _PenaltyGrad(torch.autograd.Function):
+class _PenaltyGrad(Function):
     """dgrad = coef_b(s_b, dout) * g: differentiable in grad (through s_b too) and dout."""
     generate_vmap_rule = True
 
