@@ -44,6 +44,9 @@ class BEGAN(DCGAN):
         "embedding": 64,       # h, the discriminator's embedding
         "lr_g": 1e-4,          # sec. 4.1: Adam, initial learning rate 1e-4
         "lr_d": 1e-4,
+        # the paper names no betas (Adam's own defaults are (0.9, 0.999)); beta1 = 0.5 is
+        # DCGAN's (Radford et al. 2015, sec. 4), as in the widely used BEGAN reimplementation
+        # (carpedm20/BEGAN-tensorflow, config.py) and the rest of this catalog
         "betas": (0.5, 0.999),
         "batch_size": 16,      # sec. 4.1: batch size 16
         "n_critic": 1,

@@ -5,7 +5,9 @@ Critic loss  D(G(z)) - D(x) + lambda * (||grad D(x_hat)|| - 1)^2,  x_hat = x + u
 Generator    -D(G(z))
 
 The critic has no BatchNorm (sec. 4: the penalty is per sample, BatchNorm couples the
-samples) and no sigmoid; its bias + LeakyReLU layers are fastgan's second-order fused
+samples) and, in arch "dcgan", no normalization at all, as the released CIFAR-10 DCGAN critic
+(gan_cifar.py; sec. 4 recommends layer normalization as a drop-in replacement, which arch
+"resnet" uses), and no sigmoid; its bias + LeakyReLU layers are fastgan's second-order fused
 activations and the penalty is fastgan.ops.gradient_penalty (fused, double backward on
 fastgan's kernels). The generator is DCGAN's, with BatchNorm, as in the paper's DCGAN
 experiments.

@@ -65,6 +65,13 @@ def test_wgan_optimizers_clip_every_critic_parameter():
     params = list(m.critic.parameters())
     assert any(isinstance(x, nn.BatchNorm2d) for x in m.critic.modules())  # the paper's critic has BN
     assert max(p.abs().max().item() for p in params) == pytest.approx(0.01)  # every one, BN too
+    # the generator's step clips nothing (Algorithm 1 clips the critic's w only): its BatchNorm
+    # scales start near 1 and stay far outside [-0.01, 0.01] after a step
+    loss, _ = m.generator_loss(m.critic, m.generator(m.sample_z(8, "cpu")))
+    opt_g.zero_grad()
+    loss.backward()
+    opt_g.step()
+    assert max(p.abs().max().item() for p in m.generator.parameters()) > 0.5
 
 
 def test_wgan_critic_schedule():
@@ -85,6 +92,146 @@ def test_wgan_gp_resnet_architecture():
     assert any(isinstance(x, nn.GroupNorm) and x.num_groups == 1 for x in d.modules())  # LayerNorm
     z = torch.randn(2, 128)
     assert g(z).shape == (2, 3, 64, 64) and d(g(z)).shape == (2,)
+
+
+def test_wgan_gp_resnet_follows_the_released_code():
+    """The ResNet of Gulrajani et al.'s released gan_64x64.py (GoodGenerator, GoodDiscriminator),
+    recomputed op by op: the critic's down-block is LN -> ReLU -> conv -> LN -> ReLU -> conv ->
+    mean pool (ConvMeanPool: the pool after the convolution) plus a shortcut of mean pool and
+    1x1 conv (MeanPoolConv; with a 1x1 conv either order is the same function, only the cost
+    differs, so this test cannot tell them apart); its first block follows an input 3x3 conv
+    with nothing in between, and starts with its own LN -> ReLU like the others
+    (GoodDiscriminator; the CIFAR code's OptimizedResBlockDisc1, which has no input conv, starts
+    with a conv instead); the last block feeds the linear score directly.
+    The generator's up-block is BN -> ReLU -> upsample -> conv -> BN -> ReLU -> conv plus
+    upsample -> 1x1 conv; after the blocks BN -> ReLU -> 3x3 conv -> tanh."""
+    torch.manual_seed(0)
+    for fused in (True, False):
+        m = models.build("wgan-gp", arch="resnet", resolution=16, channels=3, g_width=4, d_width=4,
+                         z_dim=8, fused=fused)
+        g, d = m.generator, m.critic
+        for net in (g, d):  # non-trivial affine parameters, so that a skipped norm shows
+            for mod in net.modules():
+                if isinstance(mod, (nn.BatchNorm2d, nn.GroupNorm)):
+                    nn.init.uniform_(mod.weight, 0.5, 1.5)
+                    nn.init.uniform_(mod.bias, -0.5, 0.5)
+        x = torch.randn(5, 3, 16, 16)
+
+        def ln(mod, v):
+            return nn.functional.group_norm(v, 1, mod.weight, mod.bias, mod.eps)
+        h = d.from_rgb(x)
+        for blk in d.blocks:
+            r = blk.conv1(nn.functional.relu(ln(blk.norm1, h)))
+            r = nn.functional.avg_pool2d(blk.conv2(nn.functional.relu(ln(blk.norm2, r))), 2)
+            h = blk.shortcut(nn.functional.avg_pool2d(h, 2)) + r
+        assert h.shape == (5, 8, 4, 4)  # 16 px: w -> 2w -> 2w (64 px: w, 2w, 4w, 8w, 8w)
+        torch.testing.assert_close(d(x), d.linear(h.flatten(1)).squeeze(1), rtol=1e-5, atol=1e-6)
+
+        z = torch.randn(5, 8)
+        g.train()
+
+        def up(v):
+            return nn.functional.interpolate(v, scale_factor=2, mode="nearest")
+        h = g.linear(z).view(5, -1, 4, 4)
+        for blk in g.blocks:
+            r = blk.conv1(up(nn.functional.relu(blk.bn1(h))))
+            r = blk.conv2(nn.functional.relu(blk.bn2(r)))
+            h = blk.shortcut(up(h)) + r
+        want = torch.tanh(g.to_rgb(nn.functional.relu(g.bn(h))))
+        torch.testing.assert_close(g(z), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, arch", [("wgan-gp", "dcgan"), ("wgan-gp", "resnet"), ("wgan-gp", "mlp"),
+                                        ("dragan", "dcgan"), ("dragan", "mlp")])
+def test_gradient_penalty_critics_couple_no_samples(name, arch):
+    """A gradient penalty is a per-sample constraint: no BatchNorm (nor any layer that mixes
+    the samples of a batch) in its critic (Gulrajani et al. 2017, sec. 4), in any arch. Checked
+    by behaviour too: a sample's score does not change with the rest of its batch."""
+    from fastgan.models.base import couples_samples
+    torch.manual_seed(0)
+    m = models.build(name, **TINY, arch=arch, mlp_hidden=8)
+    assert not couples_samples(m.critic)
+    x = torch.randn(6, 1, 16, 16)
+    other = torch.cat([x[:3], torch.randn(3, 1, 16, 16) * 5])
+    torch.testing.assert_close(m.critic(x)[:3], m.critic(other)[:3], rtol=1e-5, atol=1e-6)
+    # the papers' own BatchNorm critics keep it (DCGAN, WGAN's experiments)
+    assert couples_samples(models.build("wgan", **TINY).critic)
+
+
+class _Recording(nn.Module):
+    """A critic that records every batch it is called on."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.seen = net, []
+
+    def forward(self, v):
+        self.seen.append(v.detach().clone())
+        return self.net(v)
+
+
+@pytest.mark.parametrize("one_pass", [False, True])
+def test_wgan_gp_penalty_points_have_one_epsilon_per_sample(one_pass):
+    """Gulrajani et al. 2017, Algorithm 1, line 4: eps ~ U[0, 1] drawn for each sample, x_hat =
+    eps x + (1 - eps) x_tilde (one eps for the whole batch is a known bug elsewhere). With x = 1
+    and x_tilde = 0 every element of x_hat_i is eps_i."""
+    torch.manual_seed(0)
+    m = models.build("wgan-gp", **TINY, one_pass=one_pass)
+    critic = _Recording(m.critic)
+    real, fake = torch.ones(32, 1, 16, 16), torch.zeros(32, 1, 16, 16)
+    loss, logs = m.critic_loss(critic, real, fake)
+    x_hat = critic.seen[-1][64:] if one_pass else critic.seen[-1]
+    eps = x_hat.flatten(1)
+    assert eps.shape == (32, 256) and torch.equal(eps, eps[:, :1].expand_as(eps))
+    eps = eps[:, 0]
+    assert eps.unique().numel() == 32 and eps.min() >= 0 and eps.max() < 1
+    # the penalty: lambda * mean over samples of (||grad_x D(x_hat_i)|| - 1)^2, each norm over
+    # the whole sample
+    x = x_hat.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(m.critic(x).sum(), x)
+    want = 10.0 * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    torch.testing.assert_close(logs["gp"], want, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("one_pass", [False, True])
+def test_dragan_penalty_points_perturb_by_half_the_batch_std(one_pass):
+    """The DRAGAN authors' code: X_p = X + 0.5 * X.std() * U[0, 1) (the std of the whole batch,
+    noise per element, non-negative), then X + alpha * (X_p - X) with one alpha per sample. Each
+    real sample here is constant (its own std is 0) and the batch std is not, inside [-1, 1]
+    so that the clamp does not act: the points must move by 0.5 * std(batch) * alpha_i * u_ij."""
+    torch.manual_seed(0)
+    m = models.build("dragan", **TINY, one_pass=one_pass)
+    critic = _Recording(m.critic)
+    b = 64
+    real = torch.linspace(-0.5, 0.0, b).view(b, 1, 1, 1).expand(b, 1, 16, 16).contiguous()
+    m.critic_loss(critic, real, torch.zeros_like(real))
+    x_hat = critic.seen[-1][2 * b:] if one_pass else critic.seen[-1]
+    step = (x_hat - real).flatten(1) / (0.5 * real.std(correction=0))  # alpha_i * u_ij in [0, 1)
+    assert step.min() >= 0 and step.max() < 1
+    assert step.max() > 0.9  # the scale is 0.5 std, not less (max over 64 x 256 products)
+    per_sample = step.max(1).values  # ~alpha_i: one per sample, spread over [0, 1)
+    assert per_sample.min() < 0.2 and (step.std(1) > 0).all()  # noise per element within a sample
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_began_k_is_clamped_to_the_unit_interval(fused):
+    """Berthelot et al. 2017, sec. 3.4: k_{t+1} = k_t + lambda_k (gamma L(x) - L(G(z))), kept in
+    [0, 1], from the L(x) and L(G(z)) of the same step. A stand-in autoencoder with fixed
+    errors: L(x) = r, L(G(z)) = f."""
+    real = torch.rand(8, 1, 16, 16) * 2 - 1
+    fake = torch.rand(8, 1, 16, 16) * 2 - 1
+    for k0, r, f, want in ((1.0, 1.0, 0.0, 1.0), (0.0, 0.0, 1.0, 0.0),
+                           (0.5, 0.2, 0.05, 0.5 + 0.001 * (0.5 * 0.2 - 0.05))):
+        m = models.build("began", **TINY, embedding=8, k0=k0, fused=fused)
+
+        def critic(v, r=r, f=f):
+            return v + (r if v is real else f)
+        loss, logs = m.critic_loss(critic, real, fake)
+        m.after_critic_step()
+        assert m.k.item() == pytest.approx(want, abs=1e-7)
+        assert logs["k"].item() == pytest.approx(want, abs=1e-7)
+        assert loss.item() == pytest.approx(r - k0 * f, abs=1e-6)  # L_D = L(x) - k_t L(G(z))
+        assert logs["convergence"].item() == pytest.approx(r + abs(0.5 * r - f), abs=1e-6)
 
 
 def _fixed_autoencoder(residuals):

@@ -206,7 +206,8 @@ def wgan_gp_eps(seed, real):
     """The per-sample eps ~ U[0, 1) behind `seed`: interpolating 1 and 0 returns it exactly."""
     e = interpolate(torch.ones_like(real), torch.zeros_like(real), seed=seed, backend="reference")
     flat = e.flatten(1)
-    assert torch.equal(flat, flat[:, :1].expand_as(flat))  # one eps per sample
+    assert torch.equal(flat, flat[:, :1].expand_as(flat))  # one eps per sample ...
+    assert flat[:, 0].unique().numel() == flat.shape[0]  # ... each its own (not one per batch)
     return flat[:, 0].reshape(-1, *([1] * (real.dim() - 1)))
 
 
