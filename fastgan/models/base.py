@@ -33,6 +33,7 @@ import abc
 import math
 import numbers
 import re
+import weakref
 
 import torch
 
@@ -175,7 +176,11 @@ def couples_samples(module):
     """Whether `module` has a layer whose output for one sample depends on the others in
     its batch: BatchNorm (its batch statistics in training mode), including fastgan's fused
     Conv-BatchNorm blocks and SyncBatchNorm. A module may declare it with a
-    `couples_samples = True` attribute (e.g. minibatch discrimination)."""
+    `couples_samples = True` attribute (e.g. minibatch discrimination). A critic that is no
+    module (a function) is taken to couple them unless it says otherwise the same way: its
+    layers cannot be looked into."""
+    if not isinstance(module, torch.nn.Module):
+        return bool(getattr(module, "couples_samples", True))
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) or getattr(m, "couples_samples", False)
                for m in module.modules())
 
@@ -257,11 +262,19 @@ class GANModel(abc.ABC):
         critic that couples no samples)."""
         if not self.config["one_pass"]:
             return False
-        key = id(critic)
+        # by id, with a weak reference that tells a freed critic's id reused by a new one
         cache = self.__dict__.setdefault("_couples", {})
-        if key not in cache:
-            cache[key] = couples_samples(critic)
-        return not cache[key]
+        ref, couples = cache.get(id(critic), (None, None))
+        if ref is None or ref() is not critic:
+            couples = couples_samples(critic)
+            try:
+                cache[id(critic)] = (weakref.ref(critic), couples)
+            except TypeError:  # not weakly referenceable: asked each time
+                pass
+        return not couples
+
+    def __getstate__(self):  # pickling, deepcopy: without the weak references of one_pass
+        return {k: v for k, v in self.__dict__.items() if k != "_couples"}
 
     def critic_scores(self, critic, *batches):
         """critic(b) for each batch b, as a tuple: one forward over their concatenation

@@ -93,6 +93,39 @@ def test_couples_samples():
     assert couples_samples(nn.Sequential(marked))
 
 
+def test_one_pass_verdict_follows_the_critic_not_its_id():
+    """one_pass remembers each critic's verdict by id(critic): a critic freed and a new one
+    made at its address (CPython reuses it) must not inherit the old verdict, or a BatchNorm
+    critic would score real, fake and x_hat in one batch. The reuse made deterministic: the
+    entry under the new critic's id is an old critic's."""
+    import copy
+    import gc
+    import pickle
+    import weakref
+    m = models.build("wgan-gp", one_pass=True, **SMALL)
+    plain = nn.Sequential(nn.Conv2d(1, 2, 3))
+    assert m.one_pass(plain)
+    with_bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    m._couples[id(with_bn)] = m._couples[id(plain)]  # as if with_bn lived where plain did
+    assert not m.one_pass(with_bn)
+    assert m._couples[id(with_bn)][0]() is with_bn and m.one_pass(plain)
+    old = nn.Sequential(nn.Conv2d(1, 2, 3))
+    assert m.one_pass(old)
+    ref = m._couples[id(old)][0]
+    del old
+    gc.collect()
+    assert ref() is None  # the model keeps no critic alive
+    for copied in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):  # the cache is dropped, not copied
+        assert "_couples" not in vars(copied) and copied.one_pass(plain) and not copied.one_pass(with_bn)
+    assert isinstance(m._couples[id(plain)][0], weakref.ref)
+    def scores(v):  # a critic that is a function: its layers unknown, so scored batch by batch
+        return v.flatten(1).mean(1)
+    def declared(v):
+        return v.flatten(1).mean(1)
+    declared.couples_samples = False  # unless it says it couples nothing
+    assert not m.one_pass(scores) and m.one_pass(declared)
+
+
 def test_one_pass_must_be_a_bool():
     with pytest.raises(ValueError, match="one_pass must be true or false"):
         models.build("wgan-gp", one_pass="yes", **SMALL)
