@@ -106,6 +106,9 @@ class BEGAN(DCGAN):
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(k_next)  # one k for all processes: their mean
             k_next = k_next / dist.get_world_size()
+        # a step whose losses overflowed (float16 autocast, where the GradScaler then skips the
+        # step) keeps k_t: a NaN k would stay NaN, every loss after it too
+        k_next = torch.where(torch.isfinite(k_next), k_next, self.k.reshape(1))
         l_real = (d_loss + self.k.reshape(()) * l_fake).detach()
         # k_t itself changes only in after_critic_step, after the backward (which still needs
         # this step's k_t), in place: the same tensors every step, as a CUDA graph replays them

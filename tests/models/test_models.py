@@ -234,6 +234,24 @@ def test_began_k_is_clamped_to_the_unit_interval(fused):
         assert logs["convergence"].item() == pytest.approx(r + abs(0.5 * r - f), abs=1e-6)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_began_k_survives_an_overflowed_step(fused):
+    """A step whose losses overflow (float16 autocast: the GradScaler then skips the step)
+    keeps k_t; before, inf - inf made k NaN, and every loss after it."""
+    real = torch.rand(8, 1, 16, 16) * 2 - 1
+    fake = torch.rand(8, 1, 16, 16) * 2 - 1
+    m = models.build("began", **TINY, embedding=8, k0=0.25, fused=fused)
+    for bad in (float("inf"), float("nan")):
+        def critic(v, bad=bad):
+            return v + bad
+        m.critic_loss(critic, real, fake)
+        m.after_critic_step()
+        assert m.k.item() == 0.25, bad
+    m.critic_loss(lambda v: v + (0.2 if v is real else 0.05), real, fake)  # then a finite step moves it
+    m.after_critic_step()
+    assert m.k.item() == pytest.approx(0.25 + 0.001 * (0.5 * 0.2 - 0.05), abs=1e-7)
+
+
 def _fixed_autoencoder(residuals):
     """A stand-in discriminator whose reconstruction of sample i is x_i + r_i."""
     class AE(nn.Module):
