@@ -22,8 +22,8 @@ def _array(x, dtype):
 
 
 def kid_numpy(features1, features2, *, num_subsets=100, subset_size=1000, seed=0):
-    """{"kid", "kid_std", "kid_subset_size"}: the mean and standard deviation (ddof 1, as
-    torch.std) of the unbiased MMD^2 over subsets drawn without replacement."""
+    """{"kid", "kid_std", "kid_subset_size"}: the mean and standard deviation (ddof 0,
+    np.std, as torch-fidelity) of the unbiased MMD^2 over subsets drawn without replacement."""
     x_all, y_all = _array(features1, np.float64), _array(features2, np.float64)
     m = min(subset_size, len(x_all), len(y_all))
     d = x_all.shape[1]
@@ -38,7 +38,7 @@ def kid_numpy(features1, features2, *, num_subsets=100, subset_size=1000, seed=0
         within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
         values.append(within - 2 * kxy.sum() / (m * m))
     values = np.array(values)
-    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    std = float(values.std())
     return {"kid": float(values.mean()), "kid_std": std, "kid_subset_size": m}
 
 

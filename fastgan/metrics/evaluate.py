@@ -27,9 +27,12 @@ another dataset, or a .npz of statistics: pytorch-fid's {mu, sigma} files work f
 are computed once, from at most `ref_num` images (default: all of them, up to 50,000) at
 the run's resolution, and cached as <cache>/fid_refs/<name>-<hash>.npz holding mu, sigma,
 the features (KID and precision/recall need them) and a manifest (JSON: the data's path,
-size and modification time, resolution, channels, crop, image count, the Inception
-weights' sha256, precision, fastgan's version). The hash covers everything that changes
-the numbers, so a changed dataset or other weights never reuse stale statistics.
+size and modification time (for a folder: the number of its files and a sha256 over each
+file's relative name, size and modification time, every subfolder included), resolution,
+channels, crop, image count, the Inception weights' sha256 (for a network passed in as a
+module rather than loaded from a file: a sha256 of its state dict), precision, fastgan's
+version). The hash covers everything that changes the numbers, so a changed dataset or
+other weights never reuse stale statistics.
 """
 import hashlib
 import json
@@ -149,6 +152,39 @@ def _progress(total, desc, enabled):
                 dynamic_ncols=True, leave=False)
 
 
+def _folder_fingerprint(path):
+    """(number of files, sha256 hex) over every image file (by the loader's extensions)
+    below the folder `path`: relative name, size and modification time of each, in sorted
+    order. Symbolic links are followed, as the loader follows them, each real folder once.
+    A folder's own mtime is no fingerprint: it changes when an entry is added, removed or
+    renamed in it, not when a file in it is rewritten, nor when a subfolder (a class of
+    images) changes. Files and hidden folders the loader does not read (a cache of
+    statistics, checkpoints, logs kept beside the images) change nothing."""
+    import os
+
+    from fastgan.data._scan import _hidden, _is_image_name
+    h, count, seen = hashlib.sha256(), 0, set()
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:            # a link back up the tree
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))  # the loader skips them too
+        rel = os.path.relpath(dirpath, path)
+        for name in sorted(filenames):
+            if not _is_image_name(name) or _hidden(name):
+                continue
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:         # a broken link: the loader finds it unreadable too
+                size, mtime = -1, -1
+            h.update(f"{os.path.join(rel, name)}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+            count += 1
+    return count, h.hexdigest()
+
+
 def _data_identity(data):
     """(a name for file names, what the manifest records about the data's files)."""
     from fastgan.data import DEFAULT_DATASET
@@ -157,9 +193,29 @@ def _data_identity(data):
     path = pathlib.Path(data).expanduser().resolve()
     if not path.exists():
         raise FileNotFoundError(f"reference data {data} does not exist")
+    if path.is_dir():
+        count, digest = _folder_fingerprint(path)
+        return path.stem or "data", {"data": str(path), "data_files": count, "data_tree_sha256": digest}
     st = path.stat()
-    return path.stem or "data", {"data": str(path), "data_bytes": st.st_size if path.is_file() else None,
-                                 "data_mtime_ns": st.st_mtime_ns}
+    return path.stem or "data", {"data": str(path), "data_bytes": st.st_size, "data_mtime_ns": st.st_mtime_ns}
+
+
+def _extractor_id(model):
+    """What identifies the feature extractor's weights: the sha256 of the file they were loaded
+    from (load_inception sets weights_sha256), else "state:" + a sha256 of the state dict
+    (names, dtypes, shapes, values; BatchNorm's num_batches_tracked, unused in eval mode,
+    left out), so that two networks passed in as modules never share statistics."""
+    sha = getattr(model, "weights_sha256", None)
+    if sha is not None:
+        return sha
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "state:" + h.hexdigest()
 
 
 def _cache_folder(root):
@@ -171,7 +227,7 @@ def load_stats(path):
     """Reference statistics from a .npz: {"mu", "sigma", "features" (or None), "manifest"
     (dict, {} for files not written by fastgan)}. Accepts pytorch-fid's {mu, sigma} files."""
     import numpy as np
-    path = pathlib.Path(path)
+    path = pathlib.Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"reference statistics {path} do not exist")
     try:
@@ -192,6 +248,9 @@ def load_stats(path):
         raise ValueError(f"{path}: mu {tuple(mu.shape)} and sigma {tuple(sigma.shape)} are not [D] and [D, D]")
     if feats is not None and (feats.dim() != 2 or feats.shape[1] != d):
         raise ValueError(f"{path}: features {tuple(feats.shape)} do not match mu's {d} dimensions")
+    for name, t in (("mu", mu), ("sigma", sigma), ("features", feats)):
+        if t is not None and not torch.isfinite(t).all():
+            raise ValueError(f"{path}: {name} holds non-finite values (NaN or inf)")
     return {"mu": mu, "sigma": sigma, "features": feats, "manifest": manifest, "path": str(path)}
 
 
@@ -223,7 +282,7 @@ def reference_stats(data, model, *, resolution, channels, crop=None, num=None, b
     name, ident = _data_identity(data)
     key = {"format": REF_FORMAT, "version": REF_VERSION, **ident, "resolution": resolution,
            "channels": channels, "crop": crop, "num": num,
-           "extractor": getattr(model, "weights_sha256", None), "amp": amp_used}
+           "extractor": _extractor_id(model), "amp": amp_used}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = _cache_folder(cache_root) / f"{name}-{resolution}px-{digest}.npz"
     if path.is_file():
@@ -283,6 +342,9 @@ class Evaluator:
             raise ValueError(f"num must be an integer >= 2, got {self.num!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self._check_sizes(num=self.num, ref_num=ref_num, splits=splits)
+        from fastgan.metrics.fid import _integer
+        seed = _integer("seed", seed, minimum=None)  # else a TypeError at the first evaluation
         device = check_device(device)  # "cpu:0" is "cpu"
         self.ref, self.ref_num, self.crop = ref, ref_num, crop
         self.device = device if device is not None else (
@@ -306,6 +368,26 @@ class Evaluator:
             raise ValueError(f"{', '.join(m for m in self.metrics if m in INCEPTION_METRICS)} score "
                              f"images; {data!r} is 2-D points (use --metrics mixture)")
 
+    def _check_sizes(self, *, num, ref_num, splits):
+        """What the metrics need of the sample counts, checked before any sample is made
+        (else the error comes after all of them went through the Inception network)."""
+        from fastgan.metrics.fid import _integer
+        from fastgan.metrics.prdc import K_DC, K_PR
+        if ref_num is not None:
+            _integer("ref_num", ref_num, minimum=2)
+        if "is" in self.metrics:
+            splits = _integer("splits", splits)
+            if num < splits:
+                raise ValueError(f"is needs num >= splits (each split at least one sample), got "
+                                 f"num={num}, splits={splits}")
+        if "pr" in self.metrics:
+            if num < K_PR + 1:
+                raise ValueError(f"pr needs num >= {K_PR + 1} generated samples (k = {K_PR} nearest "
+                                 f"neighbours of each), got {num}")
+            if ref_num is not None and ref_num < max(K_PR, K_DC) + 1:
+                raise ValueError(f"pr needs ref_num >= {max(K_PR, K_DC) + 1} reference images "
+                                 f"(k = {max(K_PR, K_DC)} nearest neighbours of each), got {ref_num}")
+
     # -- the networks and the reference, built once ------------------------------------
     def inception(self):
         if self._inception is None:
@@ -323,8 +405,10 @@ class Evaluator:
             if ref is not None and str(ref).endswith(".npz"):
                 stats = load_stats(ref)
                 sha = stats["manifest"].get("key", {}).get("extractor")
-                ours = getattr(self.inception(), "weights_sha256", None)
-                if sha is not None and ours is not None and sha != ours:
+                ours = _extractor_id(self.inception())
+                # comparable only as like with like: a file's sha256, or a state dict's
+                if sha is not None and sha.startswith("state:") == ours.startswith("state:") \
+                        and sha != ours:
                     raise ValueError(f"{ref} was computed with other Inception weights "
                                      f"(sha256 {sha[:12]}..., these are {ours[:12]}...)")
             else:
@@ -333,9 +417,18 @@ class Evaluator:
                                         crop=self.crop, num=self.ref_num, batch_size=self.batch_size,
                                         device=self.device, amp=self.amp, cache_root=self.cache_root,
                                         progress=self.progress, verbose=self.verbose)
+            from fastgan.metrics.inception import FEATURES
+            from fastgan.metrics.prdc import K_DC, K_PR
+            if stats["mu"].shape[0] != FEATURES:
+                raise ValueError(f"{stats['path']} holds statistics of {stats['mu'].shape[0]} dimensions; "
+                                 f"the FID Inception network's features have {FEATURES} (pool_3)")
             if stats["features"] is None and any(m in ("kid", "pr") for m in self.metrics):
                 raise ValueError(f"{stats['path']} holds only mu and sigma; KID and precision/recall "
                                  "need the reference features: pass the dataset itself with --ref")
+            need = max(K_PR, K_DC) + 1
+            if "pr" in self.metrics and stats["features"].shape[0] < need:
+                raise ValueError(f"{stats['path']} holds the features of {stats['features'].shape[0]} "
+                                 f"reference images; precision/recall need at least {need}")
             self._reference = stats
         return self._reference
 

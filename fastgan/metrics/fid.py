@@ -14,8 +14,12 @@ similar to the symmetric positive semi-definite A sigma2 A with A = sigma1^(1/2)
     tr((sigma1 sigma2)^(1/2)) = sum_i sqrt(lambda_i(A sigma2 A)),
 
 two symmetric eigendecompositions (`torch.linalg.eigh`) in float64, on whatever device the
-features are (the GPU's cuSOLVER when they are on one). Eigenvalues that round to below
-zero are clamped to zero: the exact ones are >= 0. `method="scipy"` computes the same
+features are (the GPU's cuSOLVER when they are on one). The exact eigenvalues are >= 0, and
+with fewer samples than dimensions (N < D) D - N + 1 of them are exactly 0; eigh returns
+those as rounding noise of either sign, ~eps |sigma|, whose square roots (~1e-8 |sigma|^(1/2)
+each, summed over hundreds of null directions) would bias the trace. So eigenvalues at or
+below max|lambda| * D * eps (numpy.linalg.matrix_rank's tolerance) are taken as 0, and the
+result is exact to rounding on singular covariances. `method="scipy"` computes the same
 quantity the way pytorch-fid does (`scipy.linalg.sqrtm` of the product, with its small
 diagonal offset when the product is singular), as a reference for tests.
 
@@ -23,6 +27,7 @@ Statistics are accumulated in float64 (features are float32): a 50,000-sample co
 summed in float32 loses digits FID needs.
 """
 import math
+import numbers
 
 import torch
 
@@ -40,11 +45,23 @@ def _check_features(x, what):
         raise ValueError(f"{what} must be a 2-D tensor [N, D] of features, got shape {tuple(x.shape)}")
     if x.shape[0] < 2:
         raise ValueError(f"{what} needs at least 2 samples for a covariance, got {x.shape[0]}")
+    if x.shape[1] < 1:
+        raise ValueError(f"{what} has no feature dimensions: shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{what} must be floating point, got {x.dtype}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{what} holds non-finite values (NaN or inf)")
     return x
+
+
+def _integer(name, v, minimum=1):
+    """v as a Python int (NumPy integers included, bools not), >= minimum (None: any);
+    else ValueError naming it."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or (minimum is not None and v < minimum):
+        what = ("an integer" if minimum is None else "a positive integer" if minimum == 1
+                else f"an integer >= {minimum}")
+        raise ValueError(f"{name} must be {what}, got {v!r}")
+    return int(v)
 
 
 def feature_stats(features):
@@ -57,9 +74,18 @@ def feature_stats(features):
     return mu, sigma
 
 
+def _nonnegative(vals):
+    """Eigenvalues of a symmetric PSD matrix as computed, with those indistinguishable from 0
+    (<= max |lambda| * D * eps, rounding noise of either sign) set to 0."""
+    if vals.numel() == 0:
+        return vals
+    tol = vals.abs().max() * vals.shape[-1] * torch.finfo(vals.dtype).eps
+    return torch.where(vals > tol, vals, torch.zeros_like(vals))
+
+
 def _sym_sqrt(m):
     vals, vecs = torch.linalg.eigh(m)
-    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+    return (vecs * _nonnegative(vals).sqrt()) @ vecs.T
 
 
 def trace_sqrt_product(sigma1, sigma2, method="eigh"):
@@ -71,7 +97,7 @@ def trace_sqrt_product(sigma1, sigma2, method="eigh"):
         a = _sym_sqrt((s1 + s1.T) / 2)
         m = a @ s2 @ a
         vals = torch.linalg.eigvalsh((m + m.T) / 2)
-        return vals.clamp_min(0).sqrt().sum()
+        return _nonnegative(vals).sqrt().sum()
     if method == "scipy":
         import numpy as np
         from scipy import linalg
@@ -89,11 +115,13 @@ def trace_sqrt_product(sigma1, sigma2, method="eigh"):
 
 def fid_from_stats(mu1, sigma1, mu2, sigma2, method="eigh"):
     """The Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), a Python float.
-    Shapes must agree ([D] and [D, D]); a tiny negative result of rounding is returned as 0."""
+    Shapes must agree ([D] and [D, D]); the sigmas must be covariances (symmetric to 1e-6 of
+    their largest entry, no negative variance: else ValueError); a tiny negative result of
+    rounding is returned as 0."""
     mu1, mu2 = torch.as_tensor(mu1), torch.as_tensor(mu2)
     sigma1, sigma2 = torch.as_tensor(sigma1), torch.as_tensor(sigma2)
     d = mu1.shape[-1] if mu1.dim() == 1 else None
-    if d is None or mu2.shape != mu1.shape or sigma1.shape != (d, d) or sigma2.shape != (d, d):
+    if d is None or d < 1 or mu2.shape != mu1.shape or sigma1.shape != (d, d) or sigma2.shape != (d, d):
         raise ValueError(f"statistics do not match: mu1 {tuple(mu1.shape)}, sigma1 {tuple(sigma1.shape)}, "
                          f"mu2 {tuple(mu2.shape)}, sigma2 {tuple(sigma2.shape)} (expected [D] and [D, D])")
     dev = sigma1.device
@@ -102,6 +130,15 @@ def fid_from_stats(mu1, sigma1, mu2, sigma2, method="eigh"):
     for name, t in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} holds non-finite values (NaN or inf)")
+    for name, s in (("sigma1", sigma1), ("sigma2", sigma2)):
+        # what the trace of the root would otherwise hide: a non-PSD matrix's negative
+        # eigenvalues are clamped to 0, a non-symmetric one is replaced by its symmetric part.
+        # 1e-6: float32 storage (pytorch-fid's files) is symmetric to ~6e-8 of the largest entry
+        if bool((s.diagonal() < 0).any()):
+            raise ValueError(f"{name} has a negative variance on its diagonal: not a covariance matrix")
+        if float((s - s.T).abs().max()) > 1e-6 * float(s.abs().max()):
+            raise ValueError(f"{name} is not symmetric (largest |sigma - sigma^T| "
+                             f"{float((s - s.T).abs().max()):.3g}): not a covariance matrix")
     diff = mu1 - mu2
     value = (diff @ diff + sigma1.trace() + sigma2.trace()
              - 2 * trace_sqrt_product(sigma1, sigma2, method).to(dev))

@@ -9,8 +9,9 @@ features, and the unbiased estimator of MMD^2 between two samples of size m,
 whose expectation is exactly 0 when both samples come from one distribution (it can be
 negative). As in the paper's code and torch-fidelity, it is averaged over `num_subsets`
 random subsets of `subset_size` from each set (defaults 100 and 1,000); the result is the
-mean and the standard deviation over subsets. All subsets are evaluated at once as batched
-matrix products on the features' device, in float64.
+mean and the standard deviation over subsets (the population one, ddof 0: torch-fidelity's
+np.std(mmds)). All subsets are evaluated at once as batched matrix products on the
+features' device, in float64.
 """
 import torch
 
@@ -36,21 +37,23 @@ def mmd2_unbiased(x, y, degree=3, gamma=None, coef0=1.0):
 def kid_from_features(features1, features2, *, num_subsets=100, subset_size=1000, seed=0,
                       chunk=10):
     """KID between feature sets [N1, D] and [N2, D]: {"kid": mean MMD^2 over subsets,
-    "kid_std": its standard deviation, "kid_subset_size": the size used}.
+    "kid_std": the standard deviation over subsets (ddof 0, as torch-fidelity's),
+    "kid_subset_size": the size used}.
 
     subset_size is capped at min(N1, N2) (the size used is reported); subsets are drawn
     without replacement within a subset, by a generator seeded with `seed`, so the value
     is reproducible. `chunk` subsets are evaluated per batched product (memory:
     3 * chunk * subset_size^2 float64)."""
-    from fastgan.metrics.fid import _check_features
+    from fastgan.metrics.fid import _check_features, _integer
     features1 = _check_features(features1, "features1")
     features2 = _check_features(features2, "features2")
     if features1.shape[1] != features2.shape[1]:
         raise ValueError(f"features1 has {features1.shape[1]} dimensions and features2 "
                          f"{features2.shape[1]}: they must come from the same extractor")
-    for name, v in (("num_subsets", num_subsets), ("subset_size", subset_size), ("chunk", chunk)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    num_subsets = _integer("num_subsets", num_subsets)
+    subset_size = _integer("subset_size", subset_size)
+    chunk = _integer("chunk", chunk)
+    seed = _integer("seed", seed, minimum=None)
     m = min(subset_size, features1.shape[0], features2.shape[0])
     dev = features1.device
     x_all, y_all = features1.double(), features2.to(dev, torch.float64)
@@ -64,5 +67,5 @@ def kid_from_features(features1, features2, *, num_subsets=100, subset_size=1000
         iy = torch.stack([p[1] for p in pairs]).to(dev)
         values.append(mmd2_unbiased(x_all[ix], y_all[iy]))
     values = torch.cat(values)
-    std = values.std().item() if len(values) > 1 else 0.0
+    std = values.std(correction=0).item()  # np.std, as torch-fidelity (0 for one subset)
     return {"kid": values.mean().item(), "kid_std": std, "kid_subset_size": m}

@@ -15,6 +15,10 @@ nearest other real feature; likewise each fake feature y_j with the fakes.
 
 So precision/recall use k = 3 and density/coverage k = 5, each paper's default.
 
+Balls are closed: a point at exactly the radius is inside (distance <= radius), as in
+Kynkäänniemi et al.'s code; the `prdc` package of Naeem et al. uses <, which differs only on
+exact ties (duplicated images: a fake equal to a real point whose radius is 0).
+
 Distances are computed in chunks of rows (`chunk` x N at a time), so 50,000 x 50,000 never
 exists in memory; on a GPU each chunk is one matrix product. Squared distances use
 |a|^2 + |b|^2 - 2 a.b in float32 (float64 on the CPU), clamped at 0; a point's own distance
@@ -74,15 +78,13 @@ def _inside_counts(points, centers, radii, *, chunk):
 def precision_recall(real, fake, *, k_pr=K_PR, k_dc=K_DC, chunk=4096):
     """{"precision", "recall", "density", "coverage"} (floats) of fake features [M, D]
     against real features [N, D], computed on real's device."""
-    from fastgan.metrics.fid import _check_features
+    from fastgan.metrics.fid import _check_features, _integer
     real = _check_features(real, "real")
     fake = _check_features(fake, "fake")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"real has {real.shape[1]} dimensions and fake {fake.shape[1]}: "
                          "they must come from the same extractor")
-    for name, v in (("k_pr", k_pr), ("k_dc", k_dc), ("chunk", chunk)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    k_pr, k_dc, chunk = _integer("k_pr", k_pr), _integer("k_dc", k_dc), _integer("chunk", chunk)
     need = max(k_pr, k_dc) + 1
     if real.shape[0] < need or fake.shape[0] < k_pr + 1:
         raise ValueError(f"precision/recall with k = {k_pr} and {k_dc} needs at least {need} real "

@@ -8,6 +8,8 @@ known outputs: real digits looked up by z, exact samples of the ring, a collapse
 """
 import json
 import math
+import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -223,7 +225,7 @@ def test_reference_from_a_statistics_file(inception, digits16, tmp_path):
 
 def test_missing_inception_weights_is_one_clear_error(monkeypatch):
     monkeypatch.delenv("FASTGAN_INCEPTION_WEIGHTS", raising=False)
-    e = ev.Evaluator("is", data="digits", resolution=16, channels=1, num=4, progress=False)
+    e = ev.Evaluator("is", data="digits", resolution=16, channels=1, num=4, splits=2, progress=False)
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05-6726825d.pth"):
         e(Lookup(torch.zeros(4, 1, 16, 16)))
 
@@ -330,3 +332,136 @@ def test_cli_eval(tmp_path, capsys, inception, monkeypatch):
                      "--num", "10", "--ref-num", "8", "--batch-size", "5", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "fid" in out and "is_std" in out
+
+
+# -- review: the reference cache and the checks before any sample is generated ---------------
+def _image_folder(root, seed=0):
+    """A dataset folder with class subfolders a/ and b/ of four 16 x 16 PNGs each."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_reference_cache_sees_changes_inside_a_folder_dataset(inception, tmp_path):
+    """A folder's identity was its own size (None) and mtime; a folder's mtime changes when an
+    entry of it is added, removed or renamed, not when a file in it is rewritten, nor when a
+    subfolder (a class) gains a file. Both reused the stale statistics silently. The key now
+    holds a fingerprint of every file below the folder (relative name, size, mtime)."""
+    from PIL import Image
+    data = _image_folder(tmp_path / "ds")
+    kw = dict(resolution=16, channels=3, num=2, batch_size=2, cache_root=tmp_path / "cache",
+              progress=False, verbose=False)
+    refs = tmp_path / "cache" / "fid_refs"
+    first = ev.reference_stats(str(data), inception, **kw)
+    before = (pathlib.Path(first["path"]).stat().st_mtime_ns, len(list(refs.iterdir())))
+    again = ev.reference_stats(str(data), inception, **kw)      # unchanged: the cache is used
+    assert again["path"] == first["path"] and torch.equal(again["mu"], first["mu"])
+    assert (pathlib.Path(first["path"]).stat().st_mtime_ns, len(list(refs.iterdir()))) == before
+    top = (data.stat().st_mtime_ns, (data / "a").stat().st_mtime_ns)
+    # an image rewritten in place (one of the 2 used): the folders' mtimes stay as they were
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(data / "a" / "0.png")
+    st = (data / "a" / "0.png").stat()
+    os.utime(data / "a" / "0.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # coarse clocks
+    assert (data.stat().st_mtime_ns, (data / "a").stat().st_mtime_ns) == top
+    rewritten = ev.reference_stats(str(data), inception, **kw)
+    assert rewritten["path"] != first["path"]
+    assert not torch.allclose(rewritten["mu"], first["mu"])
+    # an image added to a class subfolder: the top folder's mtime stays as it was
+    top = data.stat().st_mtime_ns
+    Image.fromarray(np.full((16, 16, 3), 200, dtype=np.uint8)).save(data / "b" / "9.png")
+    assert data.stat().st_mtime_ns == top
+    added = ev.reference_stats(str(data), inception, **kw)
+    assert added["path"] not in (first["path"], rewritten["path"])
+    # what the loader does not read changes nothing: a cache or notes kept beside the images
+    (data / "notes.txt").write_text("x")
+    (data / ".cache").mkdir()
+    (data / ".cache" / "x.png").write_bytes(b"")
+    assert ev.reference_stats(str(data), inception, **kw)["path"] == added["path"]
+
+
+def test_reference_cache_tells_apart_extractors_without_a_weights_file(inception, tmp_path):
+    """An FIDInceptionV3 passed in as a module (not loaded from a file) has no weights_sha256:
+    the key's extractor was None for every such network, so statistics computed with one
+    set of weights were reused for any other. Such a network is now identified by a sha256
+    of its state dict."""
+    from fastgan.metrics.inception import random_inception
+    kw = dict(resolution=16, channels=1, num=2, batch_size=2, cache_root=tmp_path, progress=False,
+              verbose=False)
+    other = random_inception(seed=1)
+    a = ev.reference_stats("digits", inception, **kw)
+    b = ev.reference_stats("digits", other, **kw)
+    assert b["path"] != a["path"]
+    assert not torch.allclose(b["mu"], a["mu"])
+    assert b["manifest"]["key"]["extractor"] != a["manifest"]["key"]["extractor"]
+    # the same weights again (another object): the cache entry is found, not recomputed
+    same = ev.reference_stats("digits", random_inception(seed=0), **kw)
+    assert same["path"] == a["path"] and same["manifest"] == a["manifest"]
+    assert len(list((tmp_path / "fid_refs").glob("*.npz"))) == 2
+    # the cached file given as --ref: refused with other weights, taken with its own
+    kw = dict(data="digits", resolution=16, channels=1, num=2, ref=a["path"], device="cpu",
+              progress=False, cache_root=tmp_path)
+    with pytest.raises(ValueError, match="computed with other Inception weights"):
+        ev.Evaluator("fid", inception=other, **kw).reference()
+    torch.testing.assert_close(ev.Evaluator("fid", inception=inception, **kw).reference()["mu"], a["mu"])
+
+
+def test_evaluator_refuses_impossible_settings_at_construction():
+    """IS with fewer samples than splits, precision/recall with fewer samples than k + 1: the
+    error came after every sample had gone through the Inception network (hours on a CPU)."""
+    kw = dict(data="digits", resolution=16, channels=1, progress=False)
+    with pytest.raises(ValueError, match="is.*num >= splits.*num=5.*splits=10"):
+        ev.Evaluator("is", num=5, **kw)
+    with pytest.raises(ValueError, match="splits must be a positive integer"):
+        ev.Evaluator("is", num=50, splits=0, **kw)
+    with pytest.raises(ValueError, match="pr needs num >= 4"):
+        ev.Evaluator("pr", num=3, **kw)
+    with pytest.raises(ValueError, match="pr needs ref_num >= 6"):
+        ev.Evaluator("pr", num=100, ref_num=5, **kw)
+    with pytest.raises(ValueError, match="ref_num must be an integer >= 2"):
+        ev.Evaluator("fid", num=100, ref_num=1, **kw)
+    with pytest.raises(ValueError, match="seed must be an integer, got None"):
+        ev.Evaluator("fid", num=100, seed=None, **kw)
+    ev.Evaluator("is,pr", num=10, ref_num=6, **kw)  # the smallest that work
+    ev.Evaluator("is", num=5, splits=5, **kw)
+
+
+def test_statistics_file_is_checked_before_generating(inception, tmp_path):
+    """A statistics file of another extractor's dimensions (pytorch-fid --dims 768) failed
+    with 'statistics do not match: mu1 (2048,) ...' only after all samples were generated and
+    featurized; non-finite statistics likewise. Both now fail when the file is loaded,
+    naming it, before the generator is called."""
+    kw = dict(data="digits", resolution=16, channels=1, num=4, inception=inception, batch_size=4,
+              device="cpu", progress=False, cache_root=tmp_path)
+    small = tmp_path / "dims768.npz"
+    np.savez(small, mu=np.zeros(768, np.float32), sigma=np.eye(768, dtype=np.float32))
+    g = Lookup(torch.zeros(4, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"dims768.npz.* 768 dimensions.*2048"):
+        ev.Evaluator("fid", ref=str(small), **kw)(g)
+    assert g.i == 0  # no sample drawn
+    bad = tmp_path / "nan.npz"
+    sigma = np.eye(2048)
+    sigma[3, 3] = np.nan
+    np.savez(bad, mu=np.zeros(2048), sigma=sigma)
+    with pytest.raises(ValueError, match=r"nan.npz.*non-finite"):
+        ev.load_stats(bad)
+    with pytest.raises(ValueError, match=r"nan.npz.*non-finite"):
+        ev.Evaluator("fid", ref=str(bad), **kw)(g)
+    assert g.i == 0
+
+
+def test_statistics_path_may_start_with_a_tilde(inception, tmp_path, monkeypatch):
+    """Evaluator(ref="~/stats.npz") passed the constructor's check (which expands ~) and then
+    failed in load_stats, which did not."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(8, 2048, generator=gen, dtype=torch.float64)
+    np.savez(tmp_path / "stats.npz", mu=feats.mean(0).numpy(), sigma=np.cov(feats.numpy(), rowvar=False))
+    stats = ev.load_stats("~/stats.npz")
+    assert stats["path"] == str(tmp_path / "stats.npz")
+    e = ev.Evaluator("fid", data="digits", resolution=16, channels=1, num=4, ref="~/stats.npz",
+                     inception=inception, device="cpu", progress=False, cache_root=tmp_path)
+    torch.testing.assert_close(e.reference()["mu"], feats.mean(0))

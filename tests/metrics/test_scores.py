@@ -390,3 +390,138 @@ def test_prdc_numpy_is_fastgans_precision_recall(n, m, d):
     got = baselines.prdc_numpy(real, fake, dtype=np.float64)
     assert got == pytest.approx(want, rel=1e-12)
     assert 0 < want["precision"] < 1 and 0 < want["coverage"] < 1  # the case separates them
+
+
+# ------------------------------------------------------------------ review: defects fixed
+
+def _trace_sqrt_low_rank(x, y):
+    """tr((sigma1 sigma2)^(1/2)) exactly, for centered Xc [n1, D], Yc [n2, D] with
+    sigma1 = Xc^T Xc / (n1 - 1), sigma2 = Yc^T Yc / (n2 - 1): the nonzero eigenvalues of
+    sigma1 sigma2 are those of M M^T / c with M = Xc Yc^T [n1, n2] and c = (n1 - 1)(n2 - 1),
+    so the trace is the sum of M's singular values over sqrt(c) (the nuclear norm of an
+    n1 x n2 matrix: well conditioned when n << D, where sigma1 and sigma2 are singular)."""
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    c = (x.shape[0] - 1) * (y.shape[0] - 1)
+    return float(torch.linalg.svdvals(xc @ yc.T).sum() / math.sqrt(c))
+
+
+@pytest.mark.parametrize("n1, n2, d", [(40, 40, 400), (60, 25, 300), (300, 30, 200)])
+def test_fid_exact_on_rank_deficient_covariances(n1, n2, d):
+    """Fewer samples than dimensions (an evaluation with --num below 2,048): the
+    covariances have rank n - 1 and D - n + 1 exactly-zero eigenvalues, which eigh returns
+    as +-1e-16 * |sigma|. Their square roots, ~1e-8 * |sigma|^(1/2) each, summed over the
+    hundreds of null directions, biased tr((sigma1 sigma2)^(1/2)) by ~1e-6 of the trace (FID
+    of a set against a copy of itself shifted by 1e-3: 3% off). Eigenvalues below
+    max |lambda| * D * eps (numpy.linalg.matrix_rank's tolerance) are zero."""
+    gen = torch.Generator().manual_seed(n1 + d)
+    x = torch.relu(torch.randn(n1, d, generator=gen, dtype=torch.float64)) * 2 + 0.5
+    y = torch.relu(torch.randn(n2, d, generator=gen, dtype=torch.float64)) * 2 + 0.5
+    y[: min(n1, n2)] = x[: min(n1, n2)] + 1e-3 * torch.randn(min(n1, n2), d, generator=gen,
+                                                             dtype=torch.float64)
+    _, s1 = feature_stats(x)
+    _, s2 = feature_stats(y)
+    exact = _trace_sqrt_low_rank(x, y)
+    scale = float(s1.trace() + s2.trace())
+    assert abs(float(fidmod.trace_sqrt_product(s1, s2)) - exact) < 1e-11 * scale
+    assert abs(float(fidmod.trace_sqrt_product(s2, s1)) - exact) < 1e-11 * scale
+    # a set against itself: tr(sigma) exactly, so the FID (before max(., 0)) is 0 to rounding
+    assert abs(float(fidmod.trace_sqrt_product(s1, s1)) - float(s1.trace())) < 1e-11 * scale
+
+
+def _is_salimans(probs, splits):
+    """Salimans et al.'s inception_score.py (and torch-fidelity's isc_features_to_metric,
+    without its shuffle), transcribed: part i is preds[i * N // splits : (i + 1) * N // splits]
+    (every sample used, parts differing by at most one), IS_i = exp(mean_x KL(p(y|x) || p(y))),
+    and (mean, np.std) over the parts."""
+    n = probs.shape[0]
+    scores = []
+    for i in range(splits):
+        part = probs[i * n // splits:(i + 1) * n // splits]
+        kl = (part * (np.log(part) - np.log(part.mean(0, keepdims=True)))).sum(1).mean()
+        scores.append(np.exp(kl))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+@pytest.mark.parametrize("n, splits", [(205, 10), (23, 4), (11, 10)])
+def test_inception_score_uses_every_sample_as_the_reference_does(n, splits):
+    """N not a multiple of splits: the reference code splits at i * N // splits and uses all
+    N samples; fastgan dropped the last N mod splits (a different number, and a docstring
+    that said the reference drops them)."""
+    gen = torch.Generator().manual_seed(n)
+    logits = torch.randn(n, 50, generator=gen, dtype=torch.float64) * 4
+    mean, std = _is_salimans(torch.softmax(logits, 1).numpy(), splits)
+    got = inception_score(logits, splits=splits)
+    assert got["is"] == pytest.approx(mean, rel=1e-12)
+    assert got["is_std"] == pytest.approx(std, rel=1e-9, abs=1e-12)
+    # the samples past the last whole part count: changing one changes the score
+    changed = logits.clone()
+    changed[-1] = torch.randn(50, generator=gen, dtype=torch.float64) * 4
+    assert inception_score(changed, splits=splits)["is"] != got["is"]
+
+
+def test_kid_std_is_the_population_std_of_the_subsets():
+    """torch-fidelity's kid_features_to_metric reports np.std(mmds) (ddof 0), as fastgan's IS
+    reports np.std of the splits; fastgan's KID reported torch.std (ddof 1), sqrt(n / (n - 1))
+    larger (41% at 2 subsets). The per-subset values are recovered from the means over the
+    first i subsets (the subsets are drawn one after another from one seeded generator):
+    v_i = i * mean_i - (i - 1) * mean_(i-1)."""
+    gen = torch.Generator().manual_seed(17)
+    x, y = torch.randn(50, 6, generator=gen), torch.randn(45, 6, generator=gen) + 0.3
+    means = [kid_from_features(x, y, num_subsets=i, subset_size=20)["kid"] for i in range(1, 6)]
+    values = np.array([means[0]] + [(i + 1) * means[i] - i * means[i - 1] for i in range(1, 5)])
+    got = kid_from_features(x, y, num_subsets=5, subset_size=20)
+    assert got["kid"] == pytest.approx(values.mean(), rel=1e-9)
+    assert got["kid_std"] == pytest.approx(float(np.std(values)), rel=1e-6)
+    assert got["kid_std"] > 0
+    two = kid_from_features(x, y, num_subsets=2, subset_size=20)
+    assert two["kid_std"] == pytest.approx(abs(values[0] - values[1]) / 2, rel=1e-6)
+
+
+def test_zero_dimensional_features_are_refused_clearly():
+    """[N, 0] features: FID said 0.0 and KID raised ZeroDivisionError (gamma = 1 / d)."""
+    z = torch.zeros(10, 0)
+    for fn in (fid_from_features, kid_from_features, precision_recall):
+        with pytest.raises(ValueError, match=r"features1 has no feature dimensions|real has no feature"):
+            fn(z, z)
+
+
+def test_numpy_integer_arguments_and_arrays_are_accepted():
+    """Counts and ks given as NumPy integers (from an array, a config) are integers:
+    'k_pr must be a positive integer, got np.int64(3)' was the error. inception_score takes
+    NumPy logits as the other scores take NumPy features; an integer dtype is named as such
+    (the error quoted the shape, which was right)."""
+    gen = torch.Generator().manual_seed(18)
+    a, b = torch.randn(40, 5, generator=gen, dtype=torch.float64), torch.randn(30, 5, generator=gen,
+                                                                             dtype=torch.float64)
+    assert precision_recall(a, b, k_pr=np.int64(3), k_dc=np.int32(5)) == precision_recall(a, b)
+    assert kid_from_features(a, b, num_subsets=np.int64(3), subset_size=np.int64(10), seed=np.int64(2)) == \
+        kid_from_features(a, b, num_subsets=3, subset_size=10, seed=2)
+    logits = torch.randn(30, 7, generator=gen, dtype=torch.float64)
+    assert inception_score(logits.numpy(), splits=np.int64(3)) == inception_score(logits, splits=3)
+    with pytest.raises(TypeError, match="floating point.*int64"):
+        inception_score(torch.zeros(20, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        kid_from_features(a, b, seed=None)
+    with pytest.raises(ValueError, match="k_pr must be a positive integer"):
+        precision_recall(a, b, k_pr=np.float64(3.0))
+
+
+def test_fid_from_stats_refuses_what_is_not_a_covariance():
+    """sigma = -I against I gave FID 0.0 (tr(-I) + tr(I) - 2 * 0: the negative eigenvalues
+    clamped away), and a non-symmetric sigma was silently replaced by its symmetric part.
+    Both now raise. A covariance stored in float32 (pytorch-fid's .npz files) is symmetric to
+    its rounding and passes, giving the float64 value to float32's precision."""
+    d = 6
+    zero, eye = np.zeros(d), np.eye(d)
+    with pytest.raises(ValueError, match="sigma1 .*negative variance.*not a covariance"):
+        fid_from_stats(zero, -eye, zero, eye)
+    skew = eye + np.triu(np.ones((d, d)), 1)
+    with pytest.raises(ValueError, match="sigma2 is not symmetric.*not a covariance"):
+        fid_from_stats(zero, eye, zero, skew)
+    gen = torch.Generator().manual_seed(19)
+    x, y = torch.randn(300, d, generator=gen, dtype=torch.float64), torch.randn(200, d, generator=gen,
+                                                                             dtype=torch.float64) * 1.2
+    (m1, s1), (m2, s2) = feature_stats(x), feature_stats(y)
+    exact = fid_from_stats(m1, s1, m2, s2)
+    stored = fid_from_stats(m1.float().numpy(), s1.float().numpy(), m2.float().numpy(), s2.float().numpy())
+    assert stored == pytest.approx(exact, rel=1e-5)
