@@ -201,3 +201,24 @@ def test_cli_flags(tmp_path, capsys):
                  "--set", "tensorboard=false"]) == 0
     saved = cfgmod.load_config_file(tmp_path / "d" / "config.yaml")
     assert saved["cuda_graphs"] is False
+
+
+@pytest.mark.gpu
+def test_graphs_capture_while_the_nvjpeg_threads_decode(tmp_path):
+    """The nvjpeg backend decodes the next batches on threads of its own, on the loader's
+    stream, while the trainer captures its steps (capture_error_mode="thread_local"): the
+    capture succeeds and the run is finite."""
+    from fastgan.data import _nvjpeg
+    if not _nvjpeg.available():
+        pytest.skip("torchvision is not installed: the nvjpeg backend needs torchvision.io.decode_jpeg")
+    import numpy as np
+    from PIL import Image
+    data = tmp_path / "jpegs"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(64):
+        Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(data / f"{i:03d}.jpg", quality=90)
+    t = _trainer(tmp_path / "run", "wgan-gp", "cuda", cuda_graphs=True, data=str(data), data_backend="nvjpeg",
+                 resolution=32, batch_size=8, steps=12, log_every=6, amp=False).fit()
+    assert t._graphs is not None and t.step == 12
+    assert all(np.isfinite(v) for row in t.history for v in row.values())
