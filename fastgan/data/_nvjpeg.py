@@ -70,6 +70,9 @@ class NvJPEGDecoder:
         s = self.samples
         r, c = s.resolution, s.channels
         out = None  # the one group's resized batch where every sample is in it (CelebA)
+
+        def zeros():
+            return torch.zeros((len(indices), r, r, c), dtype=torch.uint8, device=self.device)
         failed = torch.zeros(len(indices), dtype=torch.bool)
         jpeg = [j for j, d in enumerate(encoded) if d[:2] == b"\xff\xd8"]
         host = [j for j, d in enumerate(encoded) if d[:2] != b"\xff\xd8"]
@@ -95,11 +98,9 @@ class NvJPEGDecoder:
             if len(items) == len(indices):
                 out = y.contiguous()
             else:
-                if out is None:
-                    out = torch.zeros((len(indices), r, r, c), dtype=torch.uint8, device=self.device)
+                out = zeros() if out is None else out
                 out[torch.tensor([j for j, _ in items], device=self.device)] = y
-        if out is None:
-            out = torch.zeros((len(indices), r, r, c), dtype=torch.uint8, device=self.device)
+        out = zeros() if out is None else out
         if host:  # PIL on the host, one copy to the device; a failed sample stays zeros
             pil = np.zeros((len(host), r, r, c), np.uint8)
             for n, j in enumerate(host):

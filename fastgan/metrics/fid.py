@@ -34,11 +34,17 @@ import torch
 __all__ = ["feature_stats", "fid_from_stats", "fid_from_features", "trace_sqrt_product"]
 
 
+def _numpy_as_tensor(x):
+    """x, a NumPy array taken as a tensor (NumPy itself not imported to tell)."""
+    if type(x).__module__ == "numpy" and type(x).__name__ == "ndarray":
+        return torch.from_numpy(x)
+    return x
+
+
 def _check_features(x, what):
     """x as a tensor (a NumPy array is taken as one, as fid_from_stats takes its statistics),
     checked: 2-D, floating, finite, at least 2 samples."""
-    if type(x).__module__ == "numpy" and type(x).__name__ == "ndarray":
-        x = torch.from_numpy(x)
+    x = _numpy_as_tensor(x)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor or NumPy array [N, D], got {type(x).__name__}")
     if x.dim() != 2:

@@ -23,9 +23,8 @@ def inception_score(logits, splits=10):
     """{"is": mean over splits, "is_std": standard deviation over splits} of logits [N, C]
     (a tensor or NumPy array; N >= splits; every sample is used, part i being rows
     i * N // splits to (i + 1) * N // splits, as in the reference code)."""
-    from fastgan.metrics.fid import _integer
-    if type(logits).__module__ == "numpy" and type(logits).__name__ == "ndarray":
-        logits = torch.from_numpy(logits)
+    from fastgan.metrics.fid import _integer, _numpy_as_tensor
+    logits = _numpy_as_tensor(logits)
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         got = f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"logits must be a floating-point tensor [N, classes], got {got}")

@@ -10,6 +10,7 @@ import threading
 import types
 from enum import Enum
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -33,7 +34,7 @@ def _pil_decode_jpeg(data, mode=ImageReadMode.RGB, device="cpu"):
             im = im.convert("RGB" if mode is ImageReadMode.RGB else "L")
         except Exception as exc:  # noqa: BLE001 (nvJPEG fails the batch on any bad stream)
             raise RuntimeError(f"Error while decoding JPEG images: {exc}") from None
-        t = torch.from_numpy(__import__("numpy").asarray(im).copy())
+        t = torch.from_numpy(np.asarray(im).copy())
         out.append((t[None] if t.dim() == 2 else t.permute(2, 0, 1)).to(device))
     return out
 
