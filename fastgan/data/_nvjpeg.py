@@ -17,7 +17,7 @@ the development machine (2 cores, files in the page cache) that read about 60,00
 JPEGs/s, a task per file on a thread pool (the backend's way before) 14,000-19,000.
 """
 import collections
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -136,6 +136,9 @@ class NvJPEGDecoder:
                 done = pending.popleft()
                 start(k + self.ahead)
                 yield done.result()
-        finally:  # left early (the trainer stopping, an error): drop what has not started
+        finally:  # left early (the trainer stopping, an error): drop what has not started and
+            # let what has finish, so no thread of this epoch queues work on the caller's stream
+            # once it goes on (to capture a CUDA graph on it, say) or calls the decoder again
             for f in pending:
                 f.cancel()
+            wait(pending)

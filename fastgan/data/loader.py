@@ -124,9 +124,12 @@ class ImageLoader(Position):
         spans = self._spans(self._batch)
         batches = self._cache_batches(order, order_dev, flips, spans) if self._data is not None \
             else self._decoded_batches(order, order_dev, flips, spans)
-        for k, item in zip((k for k, _, _ in spans), batches):
-            self._batch = k + 1
-            yield item
+        try:
+            for k, item in zip((k for k, _, _ in spans), batches):
+                self._batch = k + 1
+                yield item
+        finally:  # left early: the decoder's batches in flight end now, not when collected
+            batches.close()
         self.epoch, self._batch = epoch + 1, 0
 
     def _out(self, images):
@@ -146,15 +149,18 @@ class ImageLoader(Position):
 
     def _decoded_batches(self, order, order_dev, flips, spans):
         decoded = self._decoder.batches([order[s:e] for _, s, e in spans])
-        for (_, s, e), (u8, failed) in zip(spans, decoded):
-            idx = order_dev[s:e]
-            if failed.any():
-                u8, idx = self._substitute(u8, order[s:e], failed)
-            u8 = u8.to(self.device, non_blocking=True)
-            f = None if flips is None else flips[s:e]
-            images = gather_images(u8, self._arange[:e - s], f, dtype=self.dtype,
-                                   channels_last=self.channels_last)
-            yield images, self._labels_of(idx)
+        try:
+            for (_, s, e), (u8, failed) in zip(spans, decoded):
+                idx = order_dev[s:e]
+                if failed.any():
+                    u8, idx = self._substitute(u8, order[s:e], failed)
+                u8 = u8.to(self.device, non_blocking=True)
+                f = None if flips is None else flips[s:e]
+                images = gather_images(u8, self._arange[:e - s], f, dtype=self.dtype,
+                                       channels_last=self.channels_last)
+                yield images, self._labels_of(idx)
+        finally:
+            decoded.close()
 
     def _substitute(self, u8, idx, failed):
         """Replaces the failed samples of a batch by its first good one (zeros if none)."""

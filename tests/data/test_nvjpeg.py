@@ -140,7 +140,7 @@ def test_leaving_early_then_iterating_again(faces, fake_torchvision, monkeypatch
     it = iter(loader)
     release.set()
     first, _ = next(it)
-    it.close()  # batches 1 and 2 in flight are dropped; batch 3 and on never start
+    it.close()  # batches 1 and 2 in flight finish and are dropped; 3 and on never start
     assert loader.epoch == 0 and loader._batch == 1
     rest = [x for x, _ in loader]  # the epoch resumes at batch 1
     full = [x for x, _ in load(faces, "nvjpeg")]
@@ -149,12 +149,50 @@ def test_leaving_early_then_iterating_again(faces, fake_torchvision, monkeypatch
         assert torch.equal(a, b)
 
 
-def test_an_error_reaches_the_caller_at_its_batch(faces, fake_torchvision):
+def test_leaving_early_waits_for_the_batches_in_flight(faces, fake_torchvision):
+    """Closing an epoch returns once the batches already decoding are done, so no thread
+    of it calls the decoder (or queues work on the caller's stream) afterwards."""
     io_module, _ = fake_torchvision
-    count = iter(range(100))
+    first = (faces / "000000.jpg").read_bytes()
+    go, both_in, closed = threading.Event(), threading.Event(), threading.Event()
+    lock = threading.Lock()
+    entered, left = [], []
 
     def hook(data, mode, device):
-        if next(count) == 2:
+        with lock:
+            entered.append(1)
+            if len(entered) == 3:
+                both_in.set()
+        if data[0].numpy().tobytes() != first:  # batches 1 and 2, while the caller holds 0
+            assert go.wait(WAIT)
+        try:
+            return _pil_decode_jpeg(data, mode, device)
+        finally:
+            with lock:
+                left.append(1)
+
+    io_module.hook = hook
+    it = iter(load(faces, "nvjpeg"))
+    next(it)
+    assert both_in.wait(WAIT)  # batches 1 and 2 are inside the decoder, held there
+    closer = threading.Thread(target=lambda: (it.close(), closed.set()))
+    closer.start()
+    try:
+        assert not closed.wait(0.5)  # close waits for them (without the wait: returns at once)
+    finally:
+        go.set()
+    closer.join(WAIT)
+    assert closed.is_set()
+    with lock:
+        assert len(entered) == len(left) == 3  # both finished before close returned
+
+
+def test_an_error_reaches_the_caller_at_its_batch(faces, fake_torchvision):
+    io_module, _ = fake_torchvision
+    third = (faces / "000008.jpg").read_bytes()  # the first file of the third batch (no shuffle)
+
+    def hook(data, mode, device):  # known by its files, not by the order the threads call in
+        if data[0].numpy().tobytes() == third:
             raise MemoryError("out of memory (the third batch)")
         return _pil_decode_jpeg(data, mode, device)
 
