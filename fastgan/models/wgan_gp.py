@@ -49,7 +49,8 @@ class WGANGP(DCGAN):
     def build_networks(self):
         c = self.config
         if c["arch"] == "resnet":
-            return (ResNetGenerator(c["resolution"], c["z_dim"], c["channels"], c["g_width"]),
+            return (ResNetGenerator(c["resolution"], c["z_dim"], c["channels"], c["g_width"],
+                                    fused=c["fused"]),
                     ResNetCritic(c["resolution"], c["channels"], c["d_width"], fused=c["fused"]))
         return super().build_networks()
 

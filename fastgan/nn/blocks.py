@@ -69,6 +69,19 @@ def fused_conv_bn_act(conv, bn, slope, x, backend=None):
         weight, shift = _folded(conv, bn)
         return bias_leaky_relu(_conv(conv, x, weight, None), shift, slope, backend=backend)
     y = _conv(conv, x, conv.weight, conv.bias)  # not conv(x): an accelerated conv's forward is this
+    return bn_act(bn, y, slope, backend)
+
+
+def bn_act(bn, y, slope, backend=None):
+    """leaky_relu(bn(y), slope) for a BatchNorm2d `bn` using batch statistics (training, or
+    no running statistics), as fastgan.ops.batch_norm_act: one statistics reduction and one
+    normalize + affine + activation pass, the running statistics, num_batches_tracked and
+    momentum=None handled as BatchNorm2d does. In eval mode with running statistics: the
+    module, then the activation."""
+    if not (bn.training or bn.running_mean is None):
+        return F.relu(bn(y)) if slope == 0 else F.leaky_relu(bn(y), slope)
+    if y.dim() != 4:  # BatchNorm2d's refusal (the fused op would take dim 1 of (C, H, W) for channels)
+        raise ValueError(f"{type(bn).__name__}: expected 4D input (got {y.dim()}D input)")
     momentum = 0.0 if bn.momentum is None else bn.momentum
     update = bn.training and bn.track_running_stats and bn.running_mean is not None
     if update and bn.num_batches_tracked is not None:

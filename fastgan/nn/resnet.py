@@ -41,6 +41,13 @@ documented choice: Gulrajani et al. use He init for layers followed by ReLU and 
 otherwise; with a normalization before every ReLU the scale of the initial weights matters
 little, and the ResNet does not use DCGAN's N(0, 0.02).
 
+With fused=True (the default) both networks compute these functions with fewer
+multiply-adds: a convolution followed by a 2 x 2 mean pool is one 4 x 4 convolution at
+stride 2 (pooled_kernel), and nearest upsampling followed by a 3 x 3 convolution is one
+4 x 4 transposed convolution at stride 2 (upsampled_kernel), their kernels built from the
+modules' 3 x 3 weights at every call (the parameters and state_dict are the same); only the
+rounding differs. fused=False runs every module as written.
+
 Every op in the critic (conv, group_norm or layer_norm, ReLU, mean, Linear) is twice
 differentiable in stock PyTorch, which the gradient penalty's double backward needs. The
 critic keeps its input's memory layout throughout (SampleNorm, mean_pool2): channels_last
@@ -54,7 +61,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from fastgan.nn._shapes import sample_batch, z_batch
-from fastgan.nn.conv import Conv2d
+from fastgan.nn.blocks import bn_act
+from fastgan.nn.conv import Conv2d, conv2d
 
 #: Resolutions these networks build: 4 x 4 doubled n = 2..5 times.
 RESOLUTIONS = (16, 32, 64, 128)
@@ -78,12 +86,54 @@ def _channel_plan(resolution, width):
     return [width * mult[0]] + [width * m for m in mult]
 
 
+def pooled_kernel(weight):
+    """The (C_out, C_in, 4, 4) kernel K with conv2d(x, K, b, stride=2, padding=1) ==
+    mean_pool2(conv2d(x, weight, b, padding=1)) for a 3 x 3 `weight`, at every size of x
+    (odd ones too: both drop the last row and column). Output (p, q) of the pair averages the
+    3 x 3 windows at rows 2p + a, columns 2q + b, a, b in {0, 1}: one 4 x 4 window of x at
+    stride 2 whose weights are the 2 x 2 box sums of the zero-padded weight, over 4. A
+    difference of rounding only; the strided convolution does 4/9 of the multiply-adds."""
+    return F.avg_pool2d(F.pad(weight, (1, 1, 1, 1)), 2, stride=1)
+
+
+def upsampled_kernel(weight):
+    """The (C_in, C_out, 4, 4) kernel T with conv_transpose2d(x, T, stride=2, padding=1) ==
+    conv2d(upsample2(x), weight, padding=1) for a 3 x 3 `weight` (upsample2: nearest, x2).
+    Along each axis output 2p reads x[p-1] with w[0] and x[p] with w[1] + w[2], output 2p+1
+    x[p] with w[0] + w[1] and x[p+1] with w[2]; the transposed convolution writes x[p] to
+    outputs 2p - 1 + k with T[k] = (w[2], w[1] + w[2], w[0] + w[1], w[0])[k], the box sums of
+    the flipped weight. A difference of rounding only; 16 multiply-adds per input pixel
+    instead of 36."""
+    return (4 * pooled_kernel(weight.flip(2, 3))).transpose(0, 1)
+
+
+def upsample2(x):
+    """Nearest-neighbour upsampling by 2."""
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def bn_relu(bn, x):
+    """relu(bn(x)) for the fused generator: fastgan.ops.batch_norm_act with batch statistics
+    (one statistics pass, one normalize + affine + ReLU pass, the running statistics updated
+    as BatchNorm2d does; fastgan.nn.blocks.bn_act). A torch.fx trace records the two modules
+    instead, so the train/eval choice is made when the traced module runs."""
+    if isinstance(x, torch.fx.Proxy):
+        return F.relu(bn(x))
+    return bn_act(bn, x, 0.0)
+
+
 class UpBlock(nn.Module):
     """The generator's residual up-block (see the module docstring): (B, c_in, H, W) ->
-    (B, c_out, 2H, 2W)."""
+    (B, c_out, 2H, 2W). fused=True (the default) computes the same function with fewer
+    multiply-adds and passes: upsampling then the first 3 x 3 convolution as one transposed
+    convolution (upsampled_kernel), the shortcut's 1 x 1 convolution before the upsampling
+    instead of after (the same values: each output pixel is its input pixel's product either
+    way), and each BatchNorm with its ReLU as fastgan.ops.batch_norm_act (bn_relu).
+    fused=False: the modules one after another, as written."""
 
-    def __init__(self, c_in, c_out):
+    def __init__(self, c_in, c_out, fused=True):
         super().__init__()
+        self.fused = fused
         self.bn1 = nn.BatchNorm2d(c_in)
         # No biases (see the module docstring): BatchNorm cancels every one of them.
         self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
@@ -92,9 +142,11 @@ class UpBlock(nn.Module):
         self.shortcut = nn.Conv2d(c_in, c_out, 1, 1, 0, bias=False)
 
     def forward(self, x):
-        h = F.interpolate(F.relu(self.bn1(x)), scale_factor=2, mode="nearest")
-        h = self.conv2(F.relu(self.bn2(self.conv1(h))))
-        return self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest")) + h
+        if self.fused:
+            h = F.conv_transpose2d(bn_relu(self.bn1, x), upsampled_kernel(self.conv1.weight), None, 2, 1)
+            return upsample2(self.shortcut(x)) + self.conv2(bn_relu(self.bn2, h))
+        h = self.conv1(upsample2(F.relu(self.bn1(x))))
+        return self.shortcut(upsample2(x)) + self.conv2(F.relu(self.bn2(h)))
 
 
 def _nhwc_in_memory(x):
@@ -165,10 +217,15 @@ torch.fx.wrap("sample_norm")
 
 class DownBlock(nn.Module):
     """The critic's residual down-block (see the module docstring): (B, c_in, H, W) ->
-    (B, c_out, H/2, W/2). Per-sample normalization only (GroupNorm(1, C), as SampleNorm)."""
+    (B, c_out, H/2, W/2). Per-sample normalization only (GroupNorm(1, C), as SampleNorm).
+    fused=True (the default): fastgan.nn.Conv2d convolutions, and the residual branch's
+    last convolution and mean pool as one 4 x 4 convolution at stride 2 (pooled_kernel: the
+    same function, 4/9 of the multiply-adds, no pooling in the forward, the backward or the
+    penalty's double backward); fused=False: nn.Conv2d, then mean_pool2."""
 
     def __init__(self, c_in, c_out, fused=True):
         super().__init__()
+        self.fused = fused
         conv = Conv2d if fused else nn.Conv2d
         self.norm1 = SampleNorm(c_in)
         self.conv1 = conv(c_in, c_in, 3, 1, 1)
@@ -177,32 +234,38 @@ class DownBlock(nn.Module):
         self.shortcut = conv(c_in, c_out, 1, 1, 0)
 
     def forward(self, x):
-        h = self.conv1(F.relu(self.norm1(x)))
-        h = mean_pool2(self.conv2(F.relu(self.norm2(h))))
+        h = F.relu(self.norm2(self.conv1(F.relu(self.norm1(x)))))
+        if self.fused:  # the convolution and the mean pool as one strided convolution
+            h = conv2d(h, pooled_kernel(self.conv2.weight), self.conv2.bias, (2, 2), (1, 1))
+        else:
+            h = mean_pool2(self.conv2(h))
         return self.shortcut(mean_pool2(x)) + h
 
 
 class ResNetGenerator(nn.Module):
     """The WGAN-GP ResNet generator: z of shape (B, z_dim) -> images (B, C, R, R) in [-1, 1].
-    Also takes z as (B, z_dim, 1, 1) or (z_dim,) (a batch of one)."""
+    Also takes z as (B, z_dim, 1, 1) or (z_dim,) (a batch of one). fused=True: each
+    up-block's upsampling and first convolution run as one transposed convolution and every
+    BatchNorm with its ReLU as one fused op (see UpBlock; the same parameters and function);
+    fused=False: as written."""
 
-    def __init__(self, resolution=64, z_dim=128, out_channels=3, width=64):
+    def __init__(self, resolution=64, z_dim=128, out_channels=3, width=64, fused=True):
         _check("ResNetGenerator", resolution, width, "out_channels", out_channels)
         if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim < 1:
             raise ValueError(f"ResNetGenerator: z_dim must be a positive int, got {z_dim!r}")
         super().__init__()
         c = _channel_plan(resolution, width)
         self.z_dim = z_dim
-        self.resolution = resolution
+        self.resolution, self.fused = resolution, fused
         self.linear = nn.Linear(z_dim, c[0] * 4 * 4)
         self.unflatten = nn.Unflatten(1, (c[0], 4, 4))
-        self.blocks = nn.Sequential(*(UpBlock(a, b) for a, b in zip(c[:-1], c[1:])))
+        self.blocks = nn.Sequential(*(UpBlock(a, b, fused) for a, b in zip(c[:-1], c[1:])))
         self.bn = nn.BatchNorm2d(c[-1])
         self.to_rgb = nn.Conv2d(c[-1], out_channels, 3, 1, 1)
 
     def forward(self, z):
         h = self.blocks(self.unflatten(self.linear(z_batch(self, z))))  # (B, c[-1], R, R)
-        return torch.tanh(self.to_rgb(F.relu(self.bn(h))))
+        return torch.tanh(self.to_rgb(bn_relu(self.bn, h) if self.fused else F.relu(self.bn(h))))
 
 
 class ResNetCritic(nn.Module):
@@ -211,7 +274,8 @@ class ResNetCritic(nn.Module):
     Normalization is per sample (GroupNorm(1, C)), never BatchNorm; see the module docstring.
     fused=True: the convolutions are fastgan.nn.Conv2d (the same parameters; a double
     backward of PyTorch's own ops that skips its zero gradients, 8% faster critic step with
-    its penalty on the CPU); fused=False: nn.Conv2d."""
+    its penalty on the CPU), and each down-block's last convolution and mean pool run as one
+    strided convolution (see DownBlock); fused=False: nn.Conv2d, pooled after."""
 
     def __init__(self, resolution=64, in_channels=3, width=64, fused=True):
         _check("ResNetCritic", resolution, width, "in_channels", in_channels)

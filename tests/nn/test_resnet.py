@@ -4,7 +4,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fastgan.nn.resnet import DownBlock, ResNetCritic, ResNetGenerator, SampleNorm, UpBlock, _mean_over_view, mean_pool2
+from fastgan.nn import blocks
+from fastgan.nn.resnet import (DownBlock, ResNetCritic, ResNetGenerator, SampleNorm, UpBlock, _mean_over_view,
+                               mean_pool2, pooled_kernel, upsample2, upsampled_kernel)
+from fastgan.ops import batch_norm_act
 
 
 def _gen(*shape, seed=0, dtype=torch.float32):
@@ -248,3 +251,112 @@ def test_critic_in_channels_last_computes_the_same_scores_and_penalty_gradients(
     for ga, gb in zip(a[2], b[2]):
         if ga is not None:
             torch.testing.assert_close(gb, ga, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [(2, 2), (4, 4), (7, 9), (6, 5)])
+def test_pooled_kernel_is_the_convolution_then_the_mean_pool(size):
+    """conv2d(x, pooled_kernel(w), b, stride 2, padding 1) == avg_pool2d(conv2d(x, w, b,
+    padding 1), 2) in float64, odd sizes too (both drop the last row or column)."""
+    x = _gen(2, 3, *size, dtype=torch.float64)
+    w, b = _gen(5, 3, 3, 3, seed=1, dtype=torch.float64), _gen(5, seed=2, dtype=torch.float64)
+    want = F.avg_pool2d(F.conv2d(x, w, b, padding=1), 2)
+    got = F.conv2d(x, pooled_kernel(w), b, stride=2, padding=1)
+    assert pooled_kernel(w).shape == (5, 3, 4, 4)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (4, 4), (5, 2)])
+def test_upsampled_kernel_is_the_upsampling_then_the_convolution(size):
+    x = _gen(2, 5, *size, dtype=torch.float64)
+    w = _gen(3, 5, 3, 3, seed=1, dtype=torch.float64)  # (c_out, c_in): conv1's layout
+    want = F.conv2d(upsample2(x), w, padding=1)
+    got = F.conv_transpose2d(x, upsampled_kernel(w), stride=2, padding=1)
+    assert upsampled_kernel(w).shape == (5, 3, 4, 4)  # conv_transpose2d's (c_in, c_out)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def _fused_and_stock(cls, *args):
+    torch.manual_seed(0)
+    fused, stock = cls(*args, fused=True).double(), cls(*args, fused=False).double()
+    stock.load_state_dict(fused.state_dict())
+    for net in (fused, stock):  # non-trivial affine parameters
+        for mod in net.modules():
+            if isinstance(mod, (nn.BatchNorm2d, nn.GroupNorm)):
+                with torch.no_grad():
+                    mod.weight.copy_(_gen(mod.weight.numel(), seed=3, dtype=torch.float64) * 0.3 + 1)
+                    mod.bias.copy_(_gen(mod.bias.numel(), seed=4, dtype=torch.float64))
+    return fused, stock
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_fused_critic_is_the_stock_critic_with_its_penalty(layout):
+    """ResNetCritic(fused=True) (pooled_kernel in every down-block) against fused=False (the
+    convolution, then mean_pool2) from the same state: scores, input gradients and every
+    parameter's gradient through the penalty's double backward, float64."""
+    fused, stock = _fused_and_stock(ResNetCritic, 16, 3, 2)
+    x = _gen(3, 3, 16, 16, seed=7, dtype=torch.float64)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=CL)
+        fused.to(memory_format=CL), stock.to(memory_format=CL)
+
+    def penalty(critic):
+        inp = x.clone(memory_format=torch.preserve_format).requires_grad_(True)
+        out = critic(inp)
+        (g,) = torch.autograd.grad(out.sum(), inp, create_graph=True)
+        loss = ((g.flatten(1).norm(dim=1) - 1) ** 2).mean() + out.mean()
+        return out.detach(), g.detach(), torch.autograd.grad(loss, list(critic.parameters()))
+
+    a, b = penalty(stock), penalty(fused)
+    assert all(isinstance(m, DownBlock) and m.fused for m in fused.blocks)
+    torch.testing.assert_close(b[0], a[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(b[1], a[1], rtol=1e-10, atol=1e-12)
+    for (name, _), ga, gb in zip(stock.named_parameters(), a[2], b[2]):
+        torch.testing.assert_close(gb, ga, rtol=1e-9, atol=1e-12, msg=name)
+    if layout == "channels_last":
+        h = fused.blocks[0](fused.from_rgb(x))
+        assert h.is_contiguous(memory_format=CL) and not h.is_contiguous()
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_fused_generator_is_the_stock_generator(mode, monkeypatch):
+    """ResNetGenerator(fused=True) (upsampled_kernel, the shortcut before the upsampling,
+    BatchNorm + ReLU as batch_norm_act) against fused=False from the same state: images,
+    every parameter's gradient and the BatchNorms' running statistics, float64."""
+    fused, stock = _fused_and_stock(ResNetGenerator, 16, 6, 3, 3)
+    fused, stock = getattr(fused, mode)(), getattr(stock, mode)()
+    z = _gen(4, 6, seed=5, dtype=torch.float64)
+    calls = []
+    monkeypatch.setattr(blocks, "batch_norm_act", lambda *a, **k: calls.append(1) or batch_norm_act(*a, **k))
+    out = [net(z) for net in (stock, fused)]
+    # every BatchNorm of the fused generator in training: 2 per block and the last one
+    assert len(calls) == (2 * len(fused.blocks) + 1 if mode == "train" else 0)
+    torch.testing.assert_close(out[1], out[0], rtol=1e-10, atol=1e-12)
+    grads = [torch.autograd.grad((o * _gen(*o.shape, seed=6, dtype=torch.float64)).sum(),
+                                 list(net.parameters())) for o, net in zip(out, (stock, fused))]
+    for (name, _), ga, gb in zip(stock.named_parameters(), *grads):
+        torch.testing.assert_close(gb, ga, rtol=1e-9, atol=1e-12, msg=name)
+    for (name, ra), rb in zip(stock.named_buffers(), fused.buffers()):
+        torch.testing.assert_close(rb, ra, rtol=1e-12, atol=1e-12, msg=name)
+    assert all(isinstance(m, UpBlock) and m.fused for m in fused.blocks)
+
+
+def test_fused_down_block_gradgradcheck():
+    """Through the strided convolution and pooled_kernel (the block's other layers are
+    stock modules, checked elsewhere): x, conv2's weight and bias, twice."""
+    block = DownBlock(1, 2, fused=True).double()
+    x = _gen(1, 1, 4, 5, seed=8, dtype=torch.float64).requires_grad_(True)
+    w, b = (p.detach().clone().requires_grad_(True) for p in (block.conv2.weight, block.conv2.bias))
+
+    def f(x, w, b):
+        return torch.func.functional_call(block, {"conv2.weight": w, "conv2.bias": b}, (x,), strict=False)
+    assert torch.autograd.gradcheck(f, (x, w, b))
+    assert torch.autograd.gradgradcheck(f, (x, w, b))
+
+
+def test_the_wgan_gp_model_builds_fused_and_stock_resnets():
+    from fastgan import models
+    for fused in (True, False):
+        m = models.build("wgan-gp", arch="resnet", resolution=16, channels=3, g_width=2, d_width=2,
+                         z_dim=4, fused=fused)
+        blocks = list(m.generator.blocks) + list(m.critic.blocks)
+        assert blocks and all(b.fused is fused for b in blocks)
