@@ -288,13 +288,18 @@ def _fused_and_stock(cls, *args):
     return fused, stock
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_fused_critic_is_the_stock_critic_with_its_penalty(layout):
+def test_fused_critic_is_the_stock_critic_with_its_penalty(layout, device):
     """ResNetCritic(fused=True) (pooled_kernel in every down-block) against fused=False (the
     convolution, then mean_pool2) from the same state: scores, input gradients and every
     parameter's gradient through the penalty's double backward, float64."""
     fused, stock = _fused_and_stock(ResNetCritic, 16, 3, 2)
-    x = _gen(3, 3, 16, 16, seed=7, dtype=torch.float64)
+    fused, stock = fused.to(device), stock.to(device)
+    x = _gen(3, 3, 16, 16, seed=7, dtype=torch.float64).to(device)
     if layout == "channels_last":
         x = x.contiguous(memory_format=CL)
         fused.to(memory_format=CL), stock.to(memory_format=CL)
@@ -317,21 +322,22 @@ def test_fused_critic_is_the_stock_critic_with_its_penalty(layout):
         assert h.is_contiguous(memory_format=CL) and not h.is_contiguous()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_fused_generator_is_the_stock_generator(mode, monkeypatch):
+def test_fused_generator_is_the_stock_generator(mode, device, monkeypatch):
     """ResNetGenerator(fused=True) (upsampled_kernel, the shortcut before the upsampling,
     BatchNorm + ReLU as batch_norm_act) against fused=False from the same state: images,
     every parameter's gradient and the BatchNorms' running statistics, float64."""
     fused, stock = _fused_and_stock(ResNetGenerator, 16, 6, 3, 3)
-    fused, stock = getattr(fused, mode)(), getattr(stock, mode)()
-    z = _gen(4, 6, seed=5, dtype=torch.float64)
+    fused, stock = getattr(fused, mode)().to(device), getattr(stock, mode)().to(device)
+    z = _gen(4, 6, seed=5, dtype=torch.float64).to(device)
     calls = []
     monkeypatch.setattr(blocks, "batch_norm_act", lambda *a, **k: calls.append(1) or batch_norm_act(*a, **k))
     out = [net(z) for net in (stock, fused)]
     # every BatchNorm of the fused generator in training: 2 per block and the last one
     assert len(calls) == (2 * len(fused.blocks) + 1 if mode == "train" else 0)
     torch.testing.assert_close(out[1], out[0], rtol=1e-10, atol=1e-12)
-    grads = [torch.autograd.grad((o * _gen(*o.shape, seed=6, dtype=torch.float64)).sum(),
+    grads = [torch.autograd.grad((o * _gen(*o.shape, seed=6, dtype=torch.float64).to(device)).sum(),
                                  list(net.parameters())) for o, net in zip(out, (stock, fused))]
     for (name, _), ga, gb in zip(stock.named_parameters(), *grads):
         torch.testing.assert_close(gb, ga, rtol=1e-9, atol=1e-12, msg=name)
@@ -360,3 +366,27 @@ def test_the_wgan_gp_model_builds_fused_and_stock_resnets():
                          z_dim=4, fused=fused)
         blocks = list(m.generator.blocks) + list(m.critic.blocks)
         assert blocks and all(b.fused is fused for b in blocks)
+
+
+@pytest.mark.gpu
+def test_fused_resnet_under_bf16_autocast_channels_last_on_a_gpu():
+    """The trainer's CUDA setting: channels_last, bf16 autocast. The fused networks against
+    the stock ones from the same state (bf16 rounding apart), a finite penalty step."""
+    torch.manual_seed(0)
+    out = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        g = ResNetGenerator(32, z_dim=16, width=8, fused=fused).cuda().to(memory_format=CL)
+        d = ResNetCritic(32, width=8, fused=fused).cuda().to(memory_format=CL)
+        z = _gen(8, 16, seed=1).cuda()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            img = g(z)
+            x = img.detach().float().contiguous(memory_format=CL).requires_grad_(True)
+            score = d(x)
+            (gx,) = torch.autograd.grad(score.float().sum(), x, create_graph=True)
+        loss = ((gx.flatten(1).norm(dim=1) - 1) ** 2).mean() + score.float().mean()
+        loss.backward()
+        assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in d.parameters())
+        out[fused] = (img.float(), score.float())
+    for a, b in zip(out[True], out[False]):
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.05)
