@@ -4,6 +4,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fastgan import models
 from fastgan.nn import blocks
 from fastgan.nn.resnet import (DownBlock, ResNetCritic, ResNetGenerator, SampleNorm, UpBlock, _mean_over_view,
                                mean_pool2, pooled_kernel, upsample2, upsampled_kernel)
@@ -225,6 +226,19 @@ def test_sample_norm_channels_last_gradgradcheck():
     assert torch.autograd.gradgradcheck(f, (x, w, b))
 
 
+def _penalty(critic, x, score_weight=0.0):
+    """(scores, input gradients, every parameter's gradient, None where unused) of the
+    penalty ((||grad_x D(x)|| - 1)^2).mean() + score_weight * D(x).mean(), double backward
+    included."""
+    inp = x.clone(memory_format=torch.preserve_format).requires_grad_(True)
+    out = critic(inp)
+    (g,) = torch.autograd.grad(out.sum(), inp, create_graph=True)
+    loss = ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    if score_weight:
+        loss = loss + score_weight * out.mean()
+    return out.detach(), g.detach(), torch.autograd.grad(loss, list(critic.parameters()), allow_unused=True)
+
+
 def test_critic_in_channels_last_computes_the_same_scores_and_penalty_gradients(one_thread):
     """The trainer runs the critic channels_last on CUDA: the same function, its input
     gradient and the penalty's parameter gradients as in NCHW (float64)."""
@@ -234,17 +248,9 @@ def test_critic_in_channels_last_computes_the_same_scores_and_penalty_gradients(
     cl.load_state_dict(nchw.state_dict())
     cl.to(memory_format=CL)
     x = _gen(3, 3, 16, 16, seed=7, dtype=torch.float64)
-
-    def penalty(critic, inp):
-        inp = inp.clone(memory_format=torch.preserve_format).requires_grad_(True)
-        out = critic(inp)
-        (g,) = torch.autograd.grad(out.sum(), inp, create_graph=True)
-        loss = ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
-        grads = torch.autograd.grad(loss, list(critic.parameters()), allow_unused=True)
-        # None: biases added after the last normalization (the input gradient has none of them)
-        return out.detach(), g.detach(), grads
-
-    a, b = penalty(nchw, x), penalty(cl, x.contiguous(memory_format=CL))
+    # None among the gradients: biases added after the last normalization (the input
+    # gradient has none of them)
+    a, b = _penalty(nchw, x), _penalty(cl, x.contiguous(memory_format=CL))
     torch.testing.assert_close(b[0], a[0], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(b[1], a[1], rtol=1e-10, atol=1e-12)
     assert [g is None for g in a[2]] == [g is None for g in b[2]]
@@ -304,14 +310,8 @@ def test_fused_critic_is_the_stock_critic_with_its_penalty(layout, device):
         x = x.contiguous(memory_format=CL)
         fused.to(memory_format=CL), stock.to(memory_format=CL)
 
-    def penalty(critic):
-        inp = x.clone(memory_format=torch.preserve_format).requires_grad_(True)
-        out = critic(inp)
-        (g,) = torch.autograd.grad(out.sum(), inp, create_graph=True)
-        loss = ((g.flatten(1).norm(dim=1) - 1) ** 2).mean() + out.mean()
-        return out.detach(), g.detach(), torch.autograd.grad(loss, list(critic.parameters()))
-
-    a, b = penalty(stock), penalty(fused)
+    a, b = _penalty(stock, x, 1.0), _penalty(fused, x, 1.0)  # with the scores: every parameter has a gradient
+    assert all(g is not None for g in a[2] + b[2])
     assert all(isinstance(m, DownBlock) and m.fused for m in fused.blocks)
     torch.testing.assert_close(b[0], a[0], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(b[1], a[1], rtol=1e-10, atol=1e-12)
@@ -360,12 +360,11 @@ def test_fused_down_block_gradgradcheck():
 
 
 def test_the_wgan_gp_model_builds_fused_and_stock_resnets():
-    from fastgan import models
     for fused in (True, False):
         m = models.build("wgan-gp", arch="resnet", resolution=16, channels=3, g_width=2, d_width=2,
                          z_dim=4, fused=fused)
-        blocks = list(m.generator.blocks) + list(m.critic.blocks)
-        assert blocks and all(b.fused is fused for b in blocks)
+        found = list(m.generator.blocks) + list(m.critic.blocks)
+        assert found and all(b.fused is fused for b in found)
 
 
 @pytest.mark.gpu
