@@ -37,7 +37,11 @@ real batch) + one generator step; images/s counts real images through the critic
 iterations (compilation and cuDNN autotuning happen here; their time is reported), then
 `--repeats` repeats of `--steps` timed iterations, each repeat between
 torch.cuda.synchronize() calls (time.perf_counter on a CPU); the report gives the median
-over repeats and the spread (min-max; the JSON also has the quartiles).
+over repeats and the spread (min-max; the JSON also has the quartiles). With `--repeat-s`
+(full: 0.5) a repeat holds as many iterations as fill about that many seconds, at most
+`--steps` (time_steps: one more iteration after the warm-up judges it): the configurations
+slower than 50 ms per iteration (the WGAN-GP ResNet, batch 256) are timed over as many
+repeats with fewer iterations each; the row's note gives its iterations per repeat.
 
 Where the time goes (item 4): `--profile-steps` more iterations under torch.profiler. On
 CUDA, every kernel of the trace is classified by is_math_kernel() (the rule is its
@@ -54,8 +58,17 @@ configurations alone took ~480 s. An iteration costs 3-19 ms for fastgan and 13-
 eager loops, except the WGAN-GP ResNet (290-430 ms; 71 ms of convolution/GEMM kernels per
 iteration against 11 ms for WGAN-GP DCGAN); torch.compile's warm-up (compilation, cold cache,
 16 cores) took 19-59 s per DCGAN-sized configuration (BEGAN the 59) and 113 s for the
-ResNet. So the full run does not fit 8 minutes there. `--budget-s` (default 420 on a GPU) is
-the guard: a configuration that starts after that is recorded as skipped (configurations run
+ResNet, one after another: more than half of those 480 s. Two things cut the run's time since:
+  - (c)'s cold compilation runs first, in parallel (precompile(): one process per
+    configuration and batch, up to 8 at a time, `--precompile-jobs`), filling Inductor's
+    on-disk caches; each compile row's warm-up then loads its graphs from there. Its note
+    gives the graphs loaded and compiled and the cold time; nothing is timed while the
+    precompile processes run. By default on CUDA with Inductor only: a CPU's default
+    backend (aot_eager) has no on-disk cache.
+  - `--repeat-s` (above) shortens the slow configurations' repeats, and a slow
+    configuration is profiled over the iterations of one repeat.
+Whether the full run now fits 8 minutes is for the next GPU run to show. `--budget-s`
+(default 420 on a GPU, counted from the start, precompilation included) is the guard: a configuration that starts after that is recorded as skipped (configurations run
 batch 64 first, WGAN-GP DCGAN first, so the target's row always runs; one that starts runs
 all its implementations), and the report is written after every configuration, so a cut-off
 run leaves one. `--models` and `--batches` choose a part: e.g. `--batches 256` in a second
@@ -107,9 +120,9 @@ CONFIGS = [("wgan-gp-dcgan", "wgan-gp", "dcgan"), ("dcgan", "dcgan", "dcgan"), (
 CONFIG_KEYS = [c[0] for c in CONFIGS]
 
 FULL = {"resolution": 64, "batches": [64, 256], "width": 64, "warmup": 5, "steps": 10, "repeats": 5,
-        "profile_steps": 2, "budget_s": 420.0}
+        "repeat_s": 0.5, "profile_steps": 2, "budget_s": 420.0}
 SMALL = {"resolution": 16, "batches": [8], "width": 16, "warmup": 2, "steps": 2, "repeats": 3,
-         "profile_steps": 1, "budget_s": 0.0}
+         "repeat_s": 0.0, "profile_steps": 1, "budget_s": 0.0}
 
 # torch.compile's backend on a CPU: Dynamo + AOTAutograd (the graph capture that can fail or
 # break, forward and backward graphs) without Inductor's C++ code generation, which took
@@ -271,22 +284,33 @@ def _sync(device):
     return lambda: None
 
 
-def time_steps(step, sync, *, warmup, steps, repeats):
-    """(warm-up seconds, [seconds per iteration of each repeat])."""
-    t0 = time.perf_counter()
+def time_steps(step, sync, *, warmup, steps, repeats, repeat_s=0.0, clock=time.perf_counter):
+    """(warm-up seconds, [seconds per iteration of each repeat], iterations per repeat).
+    repeat_s 0: `steps` iterations per repeat. repeat_s > 0: as many as fill about repeat_s
+    seconds, at least 1 and at most `steps`, judged by one more iteration after the warm-up
+    (synchronized, not counted in the warm-up or the repeats): a slow configuration (the
+    WGAN-GP ResNet, 0.3-0.4 s per iteration at batch 64 on an H100) is timed over as many
+    repeats in a fraction of the time, a fast one is timed as before."""
+    t0 = clock()
     for _ in range(warmup):
         step()
     sync()
-    warm = time.perf_counter() - t0
+    warm = clock() - t0
+    n = steps
+    if repeat_s > 0:
+        t = clock()
+        step()
+        sync()
+        n = min(steps, max(1, math.ceil(repeat_s / max(clock() - t, 1e-9))))
     per = []
     for _ in range(repeats):
         sync()
-        t = time.perf_counter()
-        for _ in range(steps):
+        t = clock()
+        for _ in range(n):
             step()
         sync()
-        per.append((time.perf_counter() - t) / steps)
-    return warm, per
+        per.append((clock() - t) / n)
+    return warm, per, n
 
 
 def _quantile(sorted_values, q):
@@ -437,6 +461,16 @@ def _max_change(before, nets):
                 default=0.0) for net, old in zip(nets, before)]
 
 
+def _compile_cache_counts():
+    """torch.compile's cache counters so far in this process: Inductor's FX graph cache and
+    AOTAutograd's cache, hits and misses (a miss is a graph compiled)."""
+    from torch._dynamo.utils import counters
+    return {"fx_hits": counters["inductor"]["fxgraph_cache_hit"],
+            "fx_misses": counters["inductor"]["fxgraph_cache_miss"],
+            "aot_hits": counters["aot_autograd"]["autograd_cache_hit"],
+            "aot_misses": counters["aot_autograd"]["autograd_cache_miss"]}
+
+
 def measure(name, spec, device, args):
     """One implementation on one configuration: a row of the report."""
     row = {"impl": name}
@@ -457,15 +491,19 @@ def measure(name, spec, device, args):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         warmup = max(args.warmup, getattr(impl, "min_warmup", 0))
-        warm, per = time_steps(impl.step, sync, warmup=warmup, steps=args.steps, repeats=args.repeats)
-        row["warmup_s"], row["warmup_steps"] = warm, warmup
+        cache = _compile_cache_counts()
+        warm, per, n = time_steps(impl.step, sync, warmup=warmup, steps=args.steps, repeats=args.repeats,
+                                  repeat_s=args.repeat_s)
+        row["warmup_s"], row["warmup_steps"], row["steps_per_repeat"] = warm, warmup, n
+        if name == COMPILED:  # graphs compiled in the warm-up (misses) or loaded from the cache (hits)
+            row["compile_cache"] = {k: v - cache[k] for k, v in _compile_cache_counts().items()}
         its = [1.0 / s for s in per]
         images = impl.n_critic * spec.batch
         row["gen_it_s"] = summarize(its)
         row["images_s"] = summarize([i * images for i in its])
         row["step_ms"] = 1e3 / row["gen_it_s"]["median"]
-        if args.profile_steps:
-            prof = profile_steps(impl.step, device, args.profile_steps)
+        if args.profile_steps:  # no more iterations than a repeat holds (one of a slow configuration)
+            prof = profile_steps(impl.step, device, min(args.profile_steps, n))
             if prof.get("conv_ms"):
                 prof["step_over_conv"] = row["step_ms"] / prof["conv_ms"]
             row["profile"] = prof
@@ -565,6 +603,107 @@ def evaluate_targets(configs, *, cuda=False):
     return out
 
 
+# -- torch.compile's cold compilation, in parallel --------------------------------------------
+
+def precompile_jobs(args, device, batches):
+    """How many processes precompile (c): --precompile-jobs, or by default, on CUDA with
+    Inductor (the backend with an on-disk cache) and 'compile' among the implementations,
+    one per (configuration, batch) up to half the CPU cores and at most 8; 0 otherwise (and
+    always without 'compile')."""
+    if COMPILED not in args.impls:
+        return 0
+    if args.precompile_jobs is not None:
+        return args.precompile_jobs
+    if device.type != "cuda" or (args.compile_backend or "inductor") != "inductor":
+        return 0
+    return min(len(args.models) * len(batches), 8, max(1, (os.cpu_count() or 2) // 2))
+
+
+def precompile(args, device, resolution, width, batches, jobs):
+    """torch.compile's cold compilation of every (configuration, batch) of (c), each in a
+    process of its own, `jobs` at a time, before anything is timed: Inductor writes what it
+    compiles to its on-disk caches (FX graphs, AOTAutograd, Triton kernels), where the timed
+    run's compile rows then load it. Cold compilation is mostly single-threaded Python
+    (Dynamo, AOTAutograd, Inductor's lowering) and took 19-113 s per configuration on an H100
+    machine's 16 cores (2026-11-22), one after another; in parallel the run waits about as
+    long as the slowest. Each worker runs two iterations of (c) on `device` (compilation
+    happens in the first; the two optimizers' steps are two graphs of one function) and
+    reports its time. TORCHINDUCTOR_COMPILE_THREADS shares the cores among the workers
+    (Inductor leaves it out of its cache keys). Returns the report's record: per job its
+    label, compile_s (the worker's two iterations) or error, and the wall time of it all."""
+    order = sorted(((k, b) for b in batches for k in CONFIG_KEYS if k in args.models),
+                   key=lambda kb: (kb[0] != "wgan-gp-resnet", kb[0] != "began", -kb[1]))  # the slowest first
+    threads = max(1, (os.cpu_count() or 2) // max(1, jobs))
+    env = dict(os.environ, TORCHINDUCTOR_COMPILE_THREADS=str(threads))
+    common = ["--device", str(device), "--resolution", str(resolution), "--width", str(width),
+              "--seed", str(args.seed)]
+    for flag, value in (("--compile-backend", args.compile_backend), ("--compile-mode", args.compile_mode),
+                        ("--threads", args.threads)):
+        if value is not None:
+            common += [flag, str(value)]
+    timeout = args.budget_s or 900.0
+    results, running, t0 = [], [], time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fastgan-precompile-") as tmp:
+        pending = list(order)
+        while pending or running:
+            while pending and len(running) < jobs:
+                key, batch = pending.pop(0)
+                out = pathlib.Path(tmp) / f"{key}-{batch}"
+                cmd = [sys.executable, *(["-P"] if sys.flags.safe_path else []), str(pathlib.Path(__file__).resolve()),
+                       "--precompile-worker", f"{key}:{batch}", *common]
+                with open(out.with_suffix(".out"), "w") as fo, open(out.with_suffix(".err"), "w") as fe:
+                    proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env, cwd=tmp)
+                running.append((proc, key, batch, out, time.perf_counter()))
+            time.sleep(0.2)
+            for item in list(running):
+                proc, key, batch, out, started = item
+                late = time.perf_counter() - started > timeout
+                if proc.poll() is None and not late:
+                    continue
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                running.remove(item)
+                label = f"{key} {resolution}x{resolution} batch {batch}"
+                record = {"key": key, "batch": batch, "label": label,
+                          "wall_s": time.perf_counter() - started}
+                lines = out.with_suffix(".out").read_text().strip().splitlines()
+                try:
+                    record.update(json.loads(lines[-1]))
+                except (IndexError, ValueError):
+                    err = out.with_suffix(".err").read_text().strip().splitlines()
+                    why = f"timed out after {timeout:g} s" if late else f"exit status {proc.returncode}"
+                    record["error"] = (why + (f": {err[-1]}" if err else ""))[:300]
+                    print(f"step_e2e: precompiling {label} failed ({record['error']}); its compile row "
+                          "compiles cold", file=sys.stderr)
+                results.append(record)
+    results.sort(key=lambda r: (batches.index(r["batch"]), CONFIG_KEYS.index(r["key"])))
+    return {"jobs": jobs, "compile_threads": threads, "wall_s": time.perf_counter() - t0, "results": results}
+
+
+def precompile_worker(args, device, resolution, width):
+    """One precompile job (the hidden --precompile-worker KEY:BATCH): (c) built as the timed
+    run builds it, two iterations, then one JSON line on stdout. Inductor's runtime choices
+    among a kernel's launch configurations are timed here beside the other workers, so they
+    are not written to the cache (autotune_local_cache off; a setting Inductor leaves out of
+    its cache keys): the timed run makes its own, as a cold run does."""
+    from torch._inductor import config as inductor_config
+    inductor_config.autotune_local_cache = False
+    key, batch = args.precompile_worker.rsplit(":", 1)
+    model, arch = next((m, a) for k, m, a in CONFIGS if k == key)
+    spec = StepSpec(model, arch, resolution, int(batch), g_width=width, d_width=width)
+    loop = IMPLEMENTATIONS[COMPILED](spec, device, args)
+    if loop.cudnn_benchmark is not None:
+        torch.backends.cudnn.benchmark = loop.cudnn_benchmark
+    sync = _sync(device)
+    t = time.perf_counter()
+    for _ in range(2):
+        loop.step()
+    sync()
+    print(json.dumps({"compile_s": time.perf_counter() - t, "compile_cache": _compile_cache_counts()}))
+    return 0
+
+
 # -- the report ------------------------------------------------------------------------------
 
 def _version(dist):
@@ -582,7 +721,7 @@ def environment(device, args, small):
            "fastgan": fastgan.__version__, "python": platform.python_version(),
            "platform": platform.platform(), "cpu_count": os.cpu_count(),
            "threads": torch.get_num_threads(), "configuration": "small" if small else "full",
-           "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,
+           "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats, "repeat_s": args.repeat_s,
            "profile_steps": args.profile_steps, "compile_backend": args.compile_backend or "inductor",
            "compile_mode": args.compile_mode or "default", "fastgan_set": list(args.fastgan_set or [])}
     if device.type == "cuda":
@@ -623,7 +762,7 @@ def markdown(result):
     lines = [f"# fastgan step benchmark: {env['device']}, {env['date']}", ""]
     keys = ["device", "capability", "memory_gib", "driver", "cuda", "cudnn", "torch", "triton", "fastgan",
             "python", "platform", "cpu_count", "threads", "configuration", "warmup", "steps", "repeats",
-            "profile_steps", "compile_backend", "compile_mode", "fastgan_set"]
+            "repeat_s", "profile_steps", "compile_backend", "compile_mode", "fastgan_set"]
     lines += [f"- {k}: {env[k]}" for k in keys if k in env]
     lines += ["", "One generator iteration = n_critic critic steps + one generator step; images/s = real "
               "images through the critic. Medians over repeats, [min-max]. "
@@ -635,6 +774,14 @@ def markdown(result):
         met = {True: "yes", False: "no", None: "not judged"}[t["met"]]
         lines.append(f"| {t['target']} | {t['config'] or '-'} | {_fmt(t['value'])} | "
                      f"{'-' if t['threshold'] is None else t['threshold']} | {met} | {t['note']} |")
+    pre = result.get("precompile")
+    cold = {(r["key"], r["batch"]): r for r in (pre or {}).get("results", [])}
+    if pre:
+        lines += ["", f"torch.compile's cold compilation ran first, in {pre['jobs']} parallel process"
+                  f"{'es' if pre['jobs'] != 1 else ''} "
+                  f"({_fmt(pre['wall_s'])} s in all); each compile row's warm-up then loaded its graphs from "
+                  "Inductor's on-disk cache (its note: graphs loaded/compiled, and the cold time of the "
+                  "process that compiled them, two iterations, beside the other processes)."]
     launches = "kernels/it" if cuda else "ops/it"
     for c in result["configs"]:
         s = c["summary"]
@@ -650,8 +797,12 @@ def markdown(result):
                 continue
             p = r.get("profile", {})
             count = p.get("kernels" if cuda else "ops")
-            mem = "; ".join(x for x in (r.get("precision"),
-                                        f"peak {r['peak_mem_gib']:.2f} GiB" if "peak_mem_gib" in r else None) if x)
+            notes = [r.get("precision"), f"peak {r['peak_mem_gib']:.2f} GiB" if "peak_mem_gib" in r else None]
+            if r.get("steps_per_repeat", result["environment"]["steps"]) != result["environment"]["steps"]:
+                notes.append(f"{r['steps_per_repeat']} it/repeat")
+            if "compile_cache" in r:
+                notes.append(_compile_note(r["compile_cache"], cold.get((c["key"], c["batch"]))))
+            mem = "; ".join(x for x in notes if x)
             lines.append(f"| {r['impl']} | {_spread(r['gen_it_s'])} | {_spread(r['images_s'])} | "
                          f"{_fmt(r['step_ms'])} | {_fmt(r['warmup_s'])} | {_fmt(count)} | {_fmt(p.get('conv_ms'))} | "
                          f"{_fmt(p.get('other_ms'))} | {_fmt(p.get('step_over_conv'))} | "
@@ -664,6 +815,17 @@ def markdown(result):
             lines += [f"| `{o['name'].replace('|', '/')}` | {_fmt(o['ms'])} | {_fmt(o['launches'])} |"
                       for o in other]
     return "\n".join(lines) + "\n"
+
+
+def _compile_note(counts, cold):
+    """A compile row's note: its graphs loaded from the cache or compiled in its warm-up, and
+    the cold compilation time where a precompile process had it."""
+    fx, aot = (counts["fx_hits"], counts["fx_misses"]), (counts["aot_hits"], counts["aot_misses"])
+    text = f"Inductor graphs: {fx[0]} cached, {fx[1]} compiled; AOTAutograd: {aot[0]} cached, {aot[1]} compiled"
+    if cold is not None:
+        text += ("; precompile failed: " + cold["error"] if "error" in cold
+                 else f"; cold: {_fmt(cold['compile_s'])} s in precompile")
+    return text
 
 
 def short_table(result):
@@ -754,6 +916,14 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=None, help="g_width = d_width (full: 64, the papers'; small: 16)")
     for name in ("warmup", "steps", "repeats", "profile-steps"):
         p.add_argument(f"--{name}", type=int, default=None)
+    p.add_argument("--repeat-s", type=float, default=None,
+                   help="fill each repeat to about this many seconds, up to --steps iterations (0: always "
+                        "--steps; full: 0.5, small: 0)")
+    p.add_argument("--precompile-jobs", type=int, default=None,
+                   help="processes compiling (c) cold before the timed run, one per (configuration, batch) "
+                        "(0: none, each compile row compiles in its warm-up; default on CUDA with Inductor: "
+                        "up to 8, half the cores)")
+    p.add_argument("--precompile-worker", default=None, help=argparse.SUPPRESS)  # KEY:BATCH, see precompile()
     p.add_argument("--budget-s", type=float, default=None,
                    help="skip what is left once the run has taken this long (0: no limit; full: 420)")
     p.add_argument("--threads", type=int, default=None,
@@ -770,6 +940,14 @@ def parse_args(argv=None):
         if v is not None and (v < (0 if name in ("warmup", "profile_steps") else 1)):
             p.error(f"--{name.replace('_', '-')} must be {'>= 0' if name in ('warmup', 'profile_steps') else '>= 1'}, "
                     f"got {v}")
+    if args.repeat_s is not None and not (math.isfinite(args.repeat_s) and args.repeat_s >= 0):
+        p.error(f"--repeat-s must be a number of seconds >= 0 (0: --steps per repeat), got {args.repeat_s:g}")
+    if args.precompile_jobs is not None and args.precompile_jobs < 0:
+        p.error(f"--precompile-jobs must be >= 0 (0: no precompilation), got {args.precompile_jobs}")
+    if args.precompile_worker is not None:
+        key, _, batch = args.precompile_worker.rpartition(":")
+        if key not in CONFIG_KEYS or not batch.isdigit() or int(batch) < 1:
+            p.error(f"--precompile-worker: expected CONFIGURATION:BATCH, got {args.precompile_worker!r}")
     if args.budget_s is not None and not (math.isfinite(args.budget_s) and args.budget_s >= 0):
         p.error(f"--budget-s must be a number of seconds >= 0 (0: no limit), got {args.budget_s:g}")
     try:
@@ -793,7 +971,7 @@ def resolve_args(args, device):
     place; returns (small, resolution, width, batches)."""
     small = args.small or device.type != "cuda"
     base = SMALL if small else FULL
-    for key in ("warmup", "steps", "repeats", "profile_steps", "budget_s"):
+    for key in ("warmup", "steps", "repeats", "repeat_s", "profile_steps", "budget_s"):
         if getattr(args, key) is None:
             setattr(args, key, base[key])
     if args.compile_backend is None and device.type == "cpu":
@@ -817,9 +995,16 @@ def main(argv=None):
             device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
 
+    if args.precompile_worker:
+        return precompile_worker(args, device, resolution, width)
+
     result = {"environment": environment(device, args, small), "configs": [], "targets": []}
     stem = report_stem(args.out, result["environment"], batches, args.models)
     t_start = time.perf_counter()
+    jobs = precompile_jobs(args, device, batches)
+    if jobs:
+        print(f"step_e2e: compiling (c) cold in {jobs} processes ...", file=sys.stderr, flush=True)
+        result["precompile"] = precompile(args, device, resolution, width, batches, jobs)
     for batch in batches:
         for key, model, arch in CONFIGS:
             if key not in args.models:

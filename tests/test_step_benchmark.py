@@ -161,6 +161,32 @@ def test_gpu_report_lists_fastgans_costliest_other_kernels(step_e2e):
     assert "| `void reduce_kernel<a/b>` | 1.29 | 12 |" in md
 
 
+def test_report_notes_iterations_per_repeat_and_the_compile_cache(step_e2e):
+    # the old report's JSON (no repeat_s, no precompile) renders as before; rows with fewer
+    # iterations per repeat and a compile row with cache counts and a precompile get notes
+    (path,) = sorted((BENCH / "results").glob("2026-11-22-NVIDIA-H100-80GB-HBM3-step.json"))
+    result = json.loads(path.read_text())
+    assert "it/repeat" not in step_e2e.markdown(result) and "cold compilation" not in step_e2e.markdown(result)
+    resnet = next(c for c in result["configs"] if c["key"] == "wgan-gp-resnet" and c["batch"] == 64)
+    rows = {r["impl"]: r for r in resnet["rows"]}
+    rows["eager-public"]["steps_per_repeat"] = 2
+    rows["fastgan"]["steps_per_repeat"] = result["environment"]["steps"]
+    rows["compile"]["compile_cache"] = {"fx_hits": 9, "fx_misses": 1, "aot_hits": 6, "aot_misses": 0}
+    result["precompile"] = {"jobs": 8, "compile_threads": 2, "wall_s": 131.0, "results": [
+        {"key": "wgan-gp-resnet", "batch": 64, "label": "wgan-gp-resnet 64x64 batch 64", "compile_s": 98.4}]}
+    lines = step_e2e.markdown(result).splitlines()
+    start = lines.index("## wgan-gp-resnet 64x64 batch 64 (n_critic 5)")
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
+    row = {line.split(" | ")[0][2:]: line for line in lines[start:end] if "peak" in line}
+    assert row["eager-public"].endswith("; 2 it/repeat |") and "it/repeat" not in row["fastgan"]
+    assert ("Inductor graphs: 9 cached, 1 compiled; AOTAutograd: 6 cached, 0 compiled; cold: 98.4 s in "
+            "precompile |") in row["compile"]
+    assert any(line.startswith("torch.compile's cold compilation ran first, in 8 parallel processes (131 s")
+               for line in lines)
+    result["precompile"]["results"][0] = {"key": "wgan-gp-resnet", "batch": 64, "error": "exit status 1: boom"}
+    assert "precompile failed: exit status 1: boom |" in step_e2e.markdown(result)
+
+
 @pytest.mark.parametrize("name,expected", [
     ("aten::convolution", True), ("aten::convolution_backward", True), ("aten::mkldnn_convolution", True),
     ("aten::slow_conv_transpose2d", True), ("aten::addmm", True), ("aten::mm", True), ("aten::linear", True),
@@ -206,7 +232,9 @@ def test_bad_arguments(step_e2e):
 
 @pytest.mark.parametrize("argv", [
     ["--device", "foo"], ["--device", "cpu:x"], ["--threads", "-1"], ["--threads", "0"], ["--width", "-4"],
-    ["--width", "0"], ["--budget-s", "-1"], ["--budget-s", "nan"], ["--fastgan-set", "bogus"],
+    ["--width", "0"], ["--budget-s", "-1"], ["--budget-s", "nan"], ["--repeat-s", "-0.5"], ["--repeat-s", "inf"],
+    ["--precompile-jobs", "-1"], ["--precompile-worker", "stylegan:64"], ["--precompile-worker", "dcgan:0"],
+    ["--fastgan-set", "bogus"],
     ["--fastgan-set", "cuda_graphs=maybe"], ["--fastgan-set", "nosuchkey=1"], ["--compile-backend", "bogus"]])
 def test_bad_arguments_are_one_line_errors(step_e2e, capsys, argv):
     with pytest.raises(SystemExit) as exc:
@@ -225,6 +253,70 @@ def test_good_arguments_pass(step_e2e):
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
             step_e2e.parse_args(["--device", "cuda"])
+
+
+class _Clock:
+    """A stand-in clock for time_steps: each step() advances it by `per_step` seconds."""
+
+    def __init__(self, per_step):
+        self.now, self.per_step, self.calls = 0.0, per_step, 0
+
+    def step(self):
+        self.now += self.per_step
+        self.calls += 1
+
+
+@pytest.mark.parametrize("per_step, repeat_s, expected", [
+    (0.3, 1.0, 4),    # ceil(1.0 / 0.3) iterations fill a repeat
+    (2.0, 1.0, 1),    # slower than a repeat: one iteration each
+    (0.01, 1.0, 10),  # fast: capped at --steps
+    (0.3, 0.0, 10),   # 0: always --steps, no calibration iteration
+])
+def test_each_repeat_holds_about_repeat_s(step_e2e, per_step, repeat_s, expected):
+    clock = _Clock(per_step)
+    warm, per, n = step_e2e.time_steps(clock.step, lambda: None, warmup=2, steps=10, repeats=3,
+                                       repeat_s=repeat_s, clock=lambda: clock.now)
+    assert n == expected
+    assert warm == pytest.approx(2 * per_step) and per == pytest.approx([per_step] * 3)
+    assert clock.calls == 2 + (1 if repeat_s else 0) + 3 * expected
+
+
+def test_precompile_runs_only_for_compile_with_inductor_on_cuda(step_e2e):
+    def jobs(argv, device, batches=(64, 256)):
+        return step_e2e.precompile_jobs(step_e2e.parse_args(argv), torch.device(device), list(batches))
+    assert jobs([], "cpu") == 0                                        # aot_eager or CPU: no on-disk graphs worth it
+    assert jobs(["--precompile-jobs", "3"], "cpu") == 3                 # asked for
+    assert jobs(["--precompile-jobs", "3", "--impls", "fastgan,eager-public"], "cpu") == 0  # nothing to compile
+    assert jobs(["--compile-backend", "aot_eager"], "cuda") == 0
+    n = jobs([], "cuda")
+    assert 1 <= n <= min(10, 8)
+    assert jobs(["--models", "dcgan"], "cuda", batches=(64,)) == 1     # one (configuration, batch)
+
+
+def test_precompile_fills_the_cache_the_compile_row_loads(tmp_path):
+    # (c) with Inductor on a CPU, one configuration: compiled cold in a precompile process,
+    # then the timed run's compile row compiles nothing (every graph from the on-disk cache)
+    out = tmp_path / "report"
+    cmd = [sys.executable, str(SCRIPT), "--small", "--device", "cpu", "--out", str(out), "--threads", "1",
+           "--models", "dcgan", "--impls", "compile", "--compile-backend", "inductor", "--precompile-jobs", "1",
+           "--warmup", "1", "--steps", "1", "--repeats", "2", "--profile-steps", "0"]
+    env = dict(__import__("os").environ, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor-cache"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(out.glob("*.json")).read_text())
+    pre = result["precompile"]
+    assert pre["jobs"] == 1 and [r["label"] for r in pre["results"]] == ["dcgan 16x16 batch 8"]
+    job = pre["results"][0]
+    assert "error" not in job, job
+    assert job["compile_cache"]["fx_misses"] > 0 and job["compile_s"] > 0  # the worker compiled them
+    (row,) = result["configs"][0]["rows"]
+    assert "error" not in row, row
+    cache = row["compile_cache"]
+    assert cache["fx_misses"] == 0 and cache["fx_hits"] == job["compile_cache"]["fx_misses"], (cache, job)
+    assert cache["aot_misses"] == 0 and cache["aot_hits"] > 0, cache
+    md = next(out.glob("*.md")).read_text()
+    assert "cold compilation ran first, in 1 parallel process (" in md
+    assert f"Inductor graphs: {cache['fx_hits']} cached, 0 compiled" in md
 
 
 def _config(step_e2e, key, batch, resolution=64, vs_public=None, vs_best=None, step_over_conv=None):
