@@ -69,8 +69,8 @@ class BEGAN(DCGAN):
         c = self.config
         if c["arch"] == "mlp":
             return self.mlp_generator(), self.mlp_autoencoder(code_dim=c["embedding"])
-        g = BEGANDecoder(c["resolution"], c["z_dim"], c["channels"], c["g_width"])
-        d = BEGANAutoencoder(c["resolution"], c["channels"], c["d_width"], c["embedding"])
+        g = BEGANDecoder(c["resolution"], c["z_dim"], c["channels"], c["g_width"], fused=c["fused"])
+        d = BEGANAutoencoder(c["resolution"], c["channels"], c["d_width"], c["embedding"], fused=c["fused"])
         return g, d
 
     def build_optimizers(self):

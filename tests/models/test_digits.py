@@ -109,7 +109,8 @@ RUNS = {
     "wgan-gp-resnet": ("wgan-gp", {"steps": 300, "arch": "resnet"}, None),
     # first at 400 (47), 55 at 600
     "ebgan": ("ebgan", {"steps": 600}, None),
-    # first at 800 (21), 30 at 1,200 (seeds 1, 2: first at 600 and 800, 47 and 35 at 1,200)
+    # first at 800 (21), 30 at 1,200 (seeds 1, 2: first at 600 and 800, 47 and 35 at 1,200);
+    # 28 at 1,200 with the decoders' upsampling folded into their convolutions (2026-11-24)
     "began": ("began", {"steps": 1200, "gamma": 1.0, "lambda_k": 0.001, "k0": 0.4,
                         "lr_g": 5e-5, "lr_d": 5e-5}, None),
     # first at 1,200 (39), 70 at 1,600

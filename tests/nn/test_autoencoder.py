@@ -178,6 +178,53 @@ def test_began_gradient_reaches_every_parameter():
     _all_grads_nonzero(ae, ae(_gen(3, 3, 16, 16)))
 
 
+def _began_pair(resolution, channels_last, device="cpu"):
+    """A fused BEGAN autoencoder and one with fused=False holding its state_dict, float64."""
+    torch.manual_seed(0)
+    fused = BEGANAutoencoder(resolution, 3, width=3, h=5).to(device, torch.float64)
+    stock = BEGANAutoencoder(resolution, 3, width=3, h=5, fused=False).to(device, torch.float64)
+    stock.load_state_dict(fused.state_dict())
+    assert fused.decoder.fused and not stock.decoder.fused
+    if channels_last:
+        fused, stock = (m.to(memory_format=torch.channels_last) for m in (fused, stock))
+    return fused, stock
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("resolution", [8, 16, 32])
+def test_began_fused_decoder_computes_the_modules_as_written(resolution, channels_last, device):
+    # each upsampling + 3 x 3 convolution as one 4 x 4 transposed convolution (fused=True):
+    # in float64 the same reconstruction, input gradient and parameter gradients as the
+    # modules as written, for the autoencoder and for the decoder alone as the generator
+    fused, stock = _began_pair(resolution, channels_last, device)
+    x = _gen(4, 3, resolution, resolution).to(device, torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = _gen(4, 3, resolution, resolution, seed=1).to(device, torch.float64)
+    z = _gen(4, 5, seed=2).to(device, torch.float64)
+    got = {}
+    for name, net in (("fused", fused), ("stock", stock)):
+        xi, zi = x.clone().requires_grad_(True), z.clone().requires_grad_(True)
+        recon, image = net(xi), net.decoder(zi)
+        ((recon * weight).sum() + (image * weight).sum()).backward()
+        got[name] = [recon, image, xi.grad, zi.grad] + [p.grad for p in net.parameters()]
+    for a, b in zip(got["fused"], got["stock"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_began_fused_decoder_never_upsamples(monkeypatch):
+    fused, stock = _began_pair(32, channels_last=False)
+
+    def refuse(self, x):
+        raise AssertionError("nn.Upsample ran")
+    monkeypatch.setattr(nn.Upsample, "forward", refuse)
+    x = _gen(2, 3, 32, 32).double()
+    assert fused(x).shape == x.shape
+    with pytest.raises(AssertionError, match="nn.Upsample ran"):
+        stock(x)
+
+
 @pytest.mark.parametrize("bad", [0, 4, 12, 48, 32.0, "64"])
 @pytest.mark.parametrize("cls", [BEGANAutoencoder, BEGANDecoder, BEGANEncoder])
 def test_began_resolution_validation(cls, bad):
