@@ -30,9 +30,12 @@ the features (KID and precision/recall need them) and a manifest (JSON: the data
 size and modification time (for a folder: the number of its files and a sha256 over each
 file's relative name, size and modification time, every subfolder included), resolution,
 channels, crop, image count, the Inception weights' sha256 (for a network passed in as a
-module rather than loaded from a file: a sha256 of its state dict), precision, fastgan's
-version). The hash covers everything that changes the numbers, so a changed dataset or
-other weights never reuse stale statistics.
+module rather than loaded from a file: a sha256 of its state dict), precision, the decoder
+that made the pixels ("dali", "nvjpeg", "cpu" (PIL); "prepared" for a prepared file), the
+device type and the cache format's version; fastgan's own version is recorded beside them).
+The hash covers everything that changes the numbers, so a changed dataset, other
+weights or another decoder never reuse stale statistics. A fastgan .npz given as `ref` is
+refused when it was made at another resolution, channels or crop than the images scored.
 """
 import hashlib
 import json
@@ -63,7 +66,11 @@ PRIMARY = {
 DEFAULT_NUM = 50_000          # FID-50k (Heusel et al. 2017; the field's convention)
 DEFAULT_NUM_OFFLINE = 10_000  # digits and mixture
 DEFAULT_REF_NUM = 50_000
-REF_FORMAT, REF_VERSION = "fastgan-fid-ref", 1
+# The cache format's version, part of every key: raised when a change to fastgan changes
+# the statistics computed for an unchanged key, so that older entries are recomputed.
+# 2: the key holds the decoder and the device type (version 1 entries do not say which
+# decoder made their pixels).
+REF_FORMAT, REF_VERSION = "fastgan-fid-ref", 2
 
 
 def parse_metrics(spec):
@@ -218,6 +225,24 @@ def _extractor_id(model):
     return "state:" + h.hexdigest()
 
 
+def _ref_decoder(data, device):
+    """(make_loader's backend, the key's decoder) for the reference images of `data` on
+    `device`. The decoders differ at the pixel level (DALI's and nvJPEG's resize agree with
+    PIL's within a few levels; DALI decodes JPEGs with nvJPEG on a GPU, with libjpeg-turbo
+    on the CPU), and the one that backend="auto" would pick depends on the machine (a GPU,
+    DALI or torchvision installed) and on the dataset's size ("cache" then decodes with one
+    of them): so the decoder is chosen here, before the cache is looked up, passed to the
+    loader by name, and keyed. (The formats are not looked at, as the loader's choice does:
+    that needs the header check of every file, which a cache hit skips; a dataset of GIFs
+    under "dali" has PIL decode them beside DALI.) A prepared file holds pixels decoded
+    when it was prepared, identified by the file's own size and time: "prepared"."""
+    from fastgan.data import DEFAULT_DATASET, loader, prepared
+    if data not in (None, DEFAULT_DATASET) and prepared.is_prepared(pathlib.Path(data).expanduser()):
+        return "cache", "prepared"
+    name, _ = loader._decoder_choice(device)
+    return name, name
+
+
 def _cache_folder(root):
     from fastgan.data.digits import cache_dir
     return cache_dir(root) / "fid_refs"
@@ -280,9 +305,10 @@ def reference_stats(data, model, *, resolution, channels, crop=None, num=None, b
     if isinstance(num, bool) or not isinstance(num, int) or num < 2:
         raise ValueError(f"ref_num must be an integer >= 2, got {num!r}")
     name, ident = _data_identity(data)
+    backend, decoder = _ref_decoder(data, device)
     key = {"format": REF_FORMAT, "version": REF_VERSION, **ident, "resolution": resolution,
-           "channels": channels, "crop": crop, "num": num,
-           "extractor": _extractor_id(model), "amp": amp_used}
+           "channels": channels, "crop": crop, "num": num, "decoder": decoder,
+           "device": device.type, "extractor": _extractor_id(model), "amp": amp_used}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = _cache_folder(cache_root) / f"{name}-{resolution}px-{digest}.npz"
     if path.is_file():
@@ -296,8 +322,8 @@ def reference_stats(data, model, *, resolution, channels, crop=None, num=None, b
             pass  # unreadable: recomputed and replaced below
     loader = fdata.make_loader(data if data is not None else fdata.DEFAULT_DATASET,
                                resolution=resolution, channels=channels, batch_size=batch_size,
-                               device=device, crop=crop, shuffle=False, drop_last=False,
-                               verbose=False)
+                               backend=backend, device=device, crop=crop, shuffle=False,
+                               drop_last=False, verbose=False)
     total = min(num, loader.num_samples)
     if total < 2:
         raise ValueError(f"reference data {data} has {loader.num_samples} images; need at least 2")
@@ -411,6 +437,7 @@ class Evaluator:
                         and sha != ours:
                     raise ValueError(f"{ref} was computed with other Inception weights "
                                      f"(sha256 {sha[:12]}..., these are {ours[:12]}...)")
+                self._check_settings(ref, stats["manifest"].get("key", {}))
             else:
                 stats = reference_stats(ref if ref is not None else self.data, self.inception(),
                                         resolution=self.resolution, channels=self.channels,
@@ -431,6 +458,22 @@ class Evaluator:
                                  f"reference images; precision/recall need at least {need}")
             self._reference = stats
         return self._reference
+
+    def _check_settings(self, ref, key):
+        """Refuses statistics (a fastgan .npz's manifest key) of images at another resolution,
+        channels or crop than those scored. The Inception network resizes every image to
+        299 x 299, so such a comparison runs, but it is no FID of the generator: images
+        upsampled from 64 px differ from those upsampled from 128 px whatever their content,
+        and a crop frames other content. (A dataset given as ref is read at this run's
+        settings; a pytorch-fid file records none, so it cannot be checked.)"""
+        ours = {"resolution": self.resolution, "channels": self.channels, "crop": self.crop}
+        differ = [k for k in ours if k in key and key[k] != ours[k]]
+        if differ:
+            theirs = ", ".join(f"{k}={key[k]!r}" for k in differ)
+            mine = ", ".join(f"{k}={ours[k]!r}" for k in differ)
+            raise ValueError(f"{ref} holds statistics of images at {theirs}; the images scored are "
+                             f"at {mine}: pass the dataset itself with --ref to compute them at "
+                             "these settings")
 
     def classifier(self):
         if self._classifier is None:

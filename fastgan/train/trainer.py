@@ -403,6 +403,8 @@ class Trainer:
                 verbose=self.main)
             if self.main and self.evaluator.uses_inception:
                 self.evaluator.inception()  # a missing weights file fails now, not at the first evaluation
+                if str(cfg["eval_ref"] or "").endswith(".npz"):
+                    self.evaluator.reference()  # so does a statistics file made for other images
         if self.main:  # after the setup, which may still fail (check_run_dir)
             self._lock = RunLock(self.run_dir)
             prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite, lock=self._lock)

@@ -332,6 +332,15 @@ def test_cli_eval(tmp_path, capsys, inception, monkeypatch):
                      "--num", "10", "--ref-num", "8", "--batch-size", "5", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "fid" in out and "is_std" in out
+    # --ref statistics of images at another resolution: one line naming both, no scores
+    at8 = ev.reference_stats("digits", inception, resolution=8, channels=1, num=2, batch_size=2,
+                             cache_root=tmp_path / "cache", progress=False, verbose=False)["path"]
+    with pytest.warns(UserWarning, match="not comparable"):
+        assert main(["eval", "--run", str(digits_run), "--metrics", "fid", "--inception", str(weights),
+                     "--ref", at8, "--num", "10", "--batch-size", "5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{at8} holds statistics of images at resolution=8; the images scored are at resolution=" in err
+    assert err.count("\n") == 1 and len((digits_run / "eval.jsonl").read_text().splitlines()) == 1
 
 
 # -- review: the reference cache and the checks before any sample is generated ---------------
@@ -465,3 +474,75 @@ def test_statistics_path_may_start_with_a_tilde(inception, tmp_path, monkeypatch
     e = ev.Evaluator("fid", data="digits", resolution=16, channels=1, num=4, ref="~/stats.npz",
                      inception=inception, device="cpu", progress=False, cache_root=tmp_path)
     torch.testing.assert_close(e.reference()["mu"], feats.mean(0))
+
+
+class _OtherDecoder:
+    """A stand-in for another decoder of the same files (DALI's resize, nvJPEG's, agree with
+    PIL's within a few levels): PIL's pixels, one level brighter."""
+
+    def __init__(self, inner):
+        self.inner, self.samples, self.name = inner, inner.samples, "dali"
+
+    def batches(self, index_lists):
+        for u8, failed in self.inner.batches(index_lists):
+            yield u8.clamp(max=254) + 1, failed
+
+
+def test_reference_cache_key_holds_the_decoder(inception, tmp_path, monkeypatch):
+    """Which decoder makes the reference pixels depends on the machine (backend "auto":
+    DALI where it is installed, nvJPEG on a GPU without it, else PIL; "cache" decodes with
+    one of them), and decoders differ at the pixel level. The key did not say which, so
+    statistics decoded by one were reused, stale, where another decodes. The decoder is now
+    chosen before the cache is looked up, passed to the loader and keyed (with the device)."""
+    from fastgan.data import _dali, loader
+    data = _image_folder(tmp_path / "ds")
+    kw = dict(resolution=8, channels=3, num=4, batch_size=4, device="cpu", cache_root=tmp_path / "cache",
+              progress=False, verbose=False)
+    make = loader._make_decoder
+    monkeypatch.setattr(loader, "_decoder_choice", lambda device, formats=(): ("cpu", "PIL here"))
+    pil = ev.reference_stats(str(data), inception, **kw)
+    # the same data and settings where DALI decodes: other pixels, another entry
+    monkeypatch.setattr(loader, "_decoder_choice", lambda device, formats=(): ("dali", "DALI here"))
+    monkeypatch.setattr(_dali, "require", lambda: None)
+    monkeypatch.setattr(loader, "_make_decoder", lambda name, *a, **k:
+                        _OtherDecoder(make("cpu", *a, **k)) if name == "dali" else make(name, *a, **k))
+    other = ev.reference_stats(str(data), inception, **kw)
+    assert other["path"] != pil["path"]
+    assert not torch.allclose(other["mu"], pil["mu"])
+    assert [(s["manifest"]["key"]["decoder"], s["manifest"]["key"]["device"]) for s in (pil, other)] \
+        == [("cpu", "cpu"), ("dali", "cpu")]
+    # each entry is found again where its own decoder decodes, not recomputed
+    stamps = {p: pathlib.Path(p).stat().st_mtime_ns for p in (pil["path"], other["path"])}
+    assert ev.reference_stats(str(data), inception, **kw)["path"] == other["path"]
+    monkeypatch.setattr(loader, "_decoder_choice", lambda device, formats=(): ("cpu", "PIL here"))
+    again = ev.reference_stats(str(data), inception, **kw)
+    assert again["path"] == pil["path"] and torch.equal(again["mu"], pil["mu"])
+    assert {p: pathlib.Path(p).stat().st_mtime_ns for p in stamps} == stamps
+    assert len(list((tmp_path / "cache" / "fid_refs").glob("*.npz"))) == 2
+
+
+def test_statistics_file_of_other_image_settings_is_refused(inception, tmp_path):
+    """A fastgan .npz given as ref was compared whatever resolution, channels or crop its
+    images had: statistics of 8 px digits scored 16 px samples silently (the Inception
+    network resizes both to 299, so it runs, but images upsampled from another size differ
+    whatever their content). It is now refused, naming both values, before any sample."""
+    import re
+    kw = dict(channels=1, num=2, batch_size=2, cache_root=tmp_path, progress=False, verbose=False)
+    at16 = ev.reference_stats("digits", inception, resolution=16, **kw)["path"]
+    at8 = ev.reference_stats("digits", inception, resolution=8, **kw)["path"]
+    common = dict(data="digits", num=4, inception=inception, batch_size=4, device="cpu",
+                  progress=False, cache_root=tmp_path)
+    g = Lookup(torch.zeros(4, 1, 16, 16))
+    with pytest.raises(ValueError, match=f"^{re.escape(at8)} holds statistics of images at resolution=8; "
+                                         "the images scored are at resolution=16: pass the dataset "
+                                         "itself with --ref"):
+        ev.Evaluator("fid", ref=at8, resolution=16, channels=1, **common)(g)
+    assert g.i == 0  # no sample drawn
+    with pytest.raises(ValueError, match=r"at resolution=16, channels=1; the images scored are at "
+                                         r"resolution=32, channels=3:"):
+        ev.Evaluator("fid", ref=at16, resolution=32, channels=3, **common).reference()
+    with pytest.raises(ValueError, match=r"at crop=None; the images scored are at crop=24:"):
+        ev.Evaluator("fid", ref=at16, resolution=16, channels=1, crop=24, **common).reference()
+    # made at the scored settings: taken
+    same = ev.Evaluator("fid", ref=at16, resolution=16, channels=1, **common).reference()
+    assert same["manifest"]["key"]["resolution"] == 16

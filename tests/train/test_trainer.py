@@ -493,6 +493,22 @@ def test_a_missing_eval_ref_fails_before_the_run_starts(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_an_eval_ref_file_of_other_images_fails_before_the_run_starts(tmp_path):
+    # reference statistics of 8 px images for a 16 px run: refused as the trainer sets up,
+    # not at the first evaluation, and no run directory is made
+    from fastgan.metrics import evaluate
+    from fastgan.metrics.inception import random_inception
+    net = random_inception(seed=0)
+    torch.save(net.state_dict(), tmp_path / "inception.pth")
+    ref = evaluate.reference_stats("digits", net, resolution=8, channels=1, num=2, batch_size=2,
+                                   cache_root=tmp_path / "cache", progress=False, verbose=False)["path"]
+    with pytest.raises(ValueError, match="holds statistics of images at resolution=8; the images scored "
+                                         "are at resolution=16"):
+        _train(tmp_path, "dcgan", steps=2, eval_every=1, metrics="fid", eval_ref=ref,
+               inception=str(tmp_path / "inception.pth"))
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_resume_finds_the_run_named_in_the_config_file(tmp_path, monkeypatch, capsys):
     from fastgan.cli import main
     monkeypatch.chdir(tmp_path)
