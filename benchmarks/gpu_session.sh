@@ -11,7 +11,8 @@
 #
 # Stages (STAGES="gputests step fid data models bench tests", in that order by default):
 #   gputests  pytest -m gpu (every GPU test) with pytest-xdist
-#   step      benchmarks/step_e2e.py, the full issue-9 configuration (STEP_ARGS passes flags)
+#   step      benchmarks/step_e2e.py, the full issue-9 configuration, batches 64 and 256, (c)'s
+#             cold compilation first in parallel processes (STEP_ARGS passes flags)
 #   fid       benchmarks/fid50k.py (FID-50k end to end)
 #   data      benchmarks/bench_data.py on 20,000 generated CelebA-like JPEGs (nvjpeg with 2, 1 and 4
 #             batches decoding ahead, cache, cpu, plain)
@@ -71,8 +72,8 @@ run_stages() {
       step)
         mkdir -p "$FGS/step"
         # shellcheck disable=SC2086
-        # step_e2e.py checks its --budget-s (420) only as a configuration starts: the last
-        # one (BEGAN) can begin near 400 s and end near 480 s, plus start-up
+        # step_e2e.py checks its --budget-s (420, precompilation included) only as a
+        # configuration starts: the last one to start can end ~80 s later, plus start-up
         stage step "${STEP_S:-570}" $PY -P "$REPO/benchmarks/step_e2e.py" --out "$FGS/step" ${STEP_ARGS:-}
         tail -30 "$FGS/step.log" > "$FGS/step-summary.txt" ;;
       fid)
