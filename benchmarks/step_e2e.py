@@ -68,10 +68,11 @@ ResNet, one after another: more than half of those 480 s. Two things cut the run
   - `--repeat-s` (above) shortens the slow configurations' repeats, and a slow
     configuration is profiled over the iterations of one repeat.
 Whether the full run now fits 8 minutes is for the next GPU run to show. `--budget-s`
-(default 420 on a GPU, counted from the start, precompilation included) is the guard: a configuration that starts after that is recorded as skipped (configurations run
-batch 64 first, WGAN-GP DCGAN first, so the target's row always runs; one that starts runs
-all its implementations), and the report is written after every configuration, so a cut-off
-run leaves one. `--models` and `--batches` choose a part: e.g. `--batches 256` in a second
+(default 420 on a GPU, counted from the start, precompilation included) is the guard: a
+configuration that starts after that is recorded as skipped (configurations run batch 64
+first, WGAN-GP DCGAN first, so the target's row always runs; one that starts runs all its
+implementations), and the report is written after every configuration, so a cut-off run
+leaves one. `--models` and `--batches` choose a part: e.g. `--batches 256` in a second
 call.
 
 Output: OUT/<date>-<device>-step-b<batches>.md and .json, e.g. 2026-11-22-cpu-step-b8.md
@@ -643,42 +644,52 @@ def precompile(args, device, resolution, width, batches, jobs):
             common += [flag, str(value)]
     timeout = args.budget_s or 900.0
     results, running, t0 = [], [], time.perf_counter()
+    script = [sys.executable, *(["-P"] if sys.flags.safe_path else []), str(pathlib.Path(__file__).resolve())]
     with tempfile.TemporaryDirectory(prefix="fastgan-precompile-") as tmp:
         pending = list(order)
-        while pending or running:
-            while pending and len(running) < jobs:
-                key, batch = pending.pop(0)
-                out = pathlib.Path(tmp) / f"{key}-{batch}"
-                cmd = [sys.executable, *(["-P"] if sys.flags.safe_path else []), str(pathlib.Path(__file__).resolve()),
-                       "--precompile-worker", f"{key}:{batch}", *common]
-                with open(out.with_suffix(".out"), "w") as fo, open(out.with_suffix(".err"), "w") as fe:
-                    proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env, cwd=tmp)
-                running.append((proc, key, batch, out, time.perf_counter()))
-            time.sleep(0.2)
-            for item in list(running):
-                proc, key, batch, out, started = item
-                late = time.perf_counter() - started > timeout
-                if proc.poll() is None and not late:
-                    continue
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                running.remove(item)
-                label = f"{key} {resolution}x{resolution} batch {batch}"
-                record = {"key": key, "batch": batch, "label": label,
-                          "wall_s": time.perf_counter() - started}
-                lines = out.with_suffix(".out").read_text().strip().splitlines()
-                try:
-                    record.update(json.loads(lines[-1]))
-                except (IndexError, ValueError):
-                    err = out.with_suffix(".err").read_text().strip().splitlines()
-                    why = f"timed out after {timeout:g} s" if late else f"exit status {proc.returncode}"
-                    record["error"] = (why + (f": {err[-1]}" if err else ""))[:300]
-                    print(f"step_e2e: precompiling {label} failed ({record['error']}); its compile row "
-                          "compiles cold", file=sys.stderr)
-                results.append(record)
+        try:
+            while pending or running:
+                while pending and len(running) < jobs:
+                    key, batch = pending.pop(0)
+                    out = pathlib.Path(tmp) / f"{key}-{batch}"
+                    with open(out.with_suffix(".out"), "w") as fo, open(out.with_suffix(".err"), "w") as fe:
+                        proc = subprocess.Popen(script + ["--precompile-worker", f"{key}:{batch}", *common],
+                                                stdout=fo, stderr=fe, env=env, cwd=tmp)
+                    running.append((proc, key, batch, out, time.perf_counter()))
+                time.sleep(0.2)
+                for job in list(running):
+                    late = time.perf_counter() - job[4] > timeout
+                    if job[0].poll() is None and not late:
+                        continue
+                    running.remove(job)
+                    results.append(_precompiled(job, f"{job[1]} {resolution}x{resolution} batch {job[2]}",
+                                                timeout if late else None))
+        finally:  # an interrupted run leaves no worker behind
+            for proc, *_ in running:
+                proc.kill()
+                proc.wait()
     results.sort(key=lambda r: (batches.index(r["batch"]), CONFIG_KEYS.index(r["key"])))
     return {"jobs": jobs, "compile_threads": threads, "wall_s": time.perf_counter() - t0, "results": results}
+
+
+def _precompiled(job, label, timeout=None):
+    """A precompile worker's record: its JSON line, or an error (killed when `timeout`, the
+    seconds it was given, ran out)."""
+    proc, key, batch, out, started = job
+    if timeout is not None and proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    record = {"key": key, "batch": batch, "label": label, "wall_s": time.perf_counter() - started}
+    lines = out.with_suffix(".out").read_text().strip().splitlines()
+    try:
+        return {**record, **json.loads(lines[-1])}
+    except (IndexError, ValueError):
+        err = out.with_suffix(".err").read_text().strip().splitlines()
+        why = f"timed out after {timeout:g} s" if timeout is not None else f"exit status {proc.returncode}"
+        record["error"] = (why + (f": {err[-1]}" if err else ""))[:300]
+        print(f"step_e2e: precompiling {label} failed ({record['error']}); its compile row compiles cold",
+              file=sys.stderr)
+        return record
 
 
 def precompile_worker(args, device, resolution, width):

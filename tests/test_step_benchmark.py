@@ -293,6 +293,23 @@ def test_precompile_runs_only_for_compile_with_inductor_on_cuda(step_e2e):
     assert jobs(["--models", "dcgan"], "cuda", batches=(64,)) == 1     # one (configuration, batch)
 
 
+def test_a_failed_or_late_precompile_worker_is_an_error_record(step_e2e, tmp_path):
+    import time
+
+    def job(code, name):
+        out = tmp_path / name
+        with open(out.with_suffix(".out"), "w") as fo, open(out.with_suffix(".err"), "w") as fe:
+            proc = subprocess.Popen([sys.executable, "-c", code], stdout=fo, stderr=fe)
+        return proc, "dcgan", 64, out, time.perf_counter()
+    ok = step_e2e._precompiled(job('print("noise"); print(\'{"compile_s": 2.5}\')', "ok"), "dcgan 64x64 batch 64")
+    assert ok["compile_s"] == 2.5 and ok["label"] == "dcgan 64x64 batch 64" and "error" not in ok
+    failed = step_e2e._precompiled(job("import sys; sys.exit('boom')", "failed"), "x")
+    assert failed["error"] == "exit status 1: boom"
+    slow = job("import time; time.sleep(60)", "slow")
+    late = step_e2e._precompiled(slow, "x", timeout=0.5)
+    assert late["error"] == "timed out after 0.5 s" and slow[0].returncode is not None
+
+
 def test_precompile_fills_the_cache_the_compile_row_loads(tmp_path):
     # (c) with Inductor on a CPU, one configuration: compiled cold in a precompile process,
     # then the timed run's compile row compiles nothing (every graph from the on-disk cache)
