@@ -10,13 +10,22 @@ The decoder runs ahead of the caller: `AHEAD` batches are read, decoded and resi
 each on a thread of its own, while the caller uses the batch before (torchvision's
 decode_jpeg holds one decoder behind a lock and waits for the GPU: run in the caller's
 thread, as before, the caller sat idle while it decoded and the decoder while the caller
-worked). The threads queue their GPU work on the stream that was current where the batches
-were asked for, so the caller's work on that stream is ordered after it and the caching
-allocator sees one stream. A batch's files are read on its thread, one after another: on
+worked). Each thread queues its GPU work on a stream of its own and records an event after
+it; the batch is handed over on whichever stream takes it (the trainer takes its first
+batches on a warm-up side stream, the rest on another), which waits for that event and is
+recorded on the batch (Tensor.record_stream: the caching allocator gives its memory to
+nothing else before that stream is done with it). Before decoding, a thread waits for its
+own stream to finish what it queued: torchvision's decode_jpeg allocates its outputs on
+the current stream but nvJPEG writes them from a stream of its own, unordered with it, so
+no kernel on that stream may still be reading memory the allocator could hand to them.
+(The previous design queued everything on the stream current at the epoch's first batch:
+the trainer's first warm-up stream, which nothing else waited for afterwards.) A batch's
+files are read on its thread, one after another: on
 the development machine (2 cores, files in the page cache) that read about 60,000 small
 JPEGs/s, a task per file on a thread pool (the backend's way before) 14,000-19,000.
 """
 import collections
+import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
@@ -58,6 +67,7 @@ class NvJPEGDecoder:
         if not (isinstance(self.ahead, int) and self.ahead >= 1):
             raise ValueError(f"NvJPEGDecoder: ahead must be an int >= 1, got {ahead!r}")
         self._threads = ThreadPoolExecutor(self.ahead, thread_name_prefix="fastgan-nvjpeg")
+        self._local = threading.local()  # each thread's CUDA stream
 
     def _read(self, indices):
         """The encoded bytes of `indices`, read on this thread."""
@@ -111,23 +121,31 @@ class NvJPEGDecoder:
             out[torch.tensor(host, device=self.device)] = torch.from_numpy(pil).to(self.device)
         return out, failed
 
-    def _read_and_decode(self, indices, stream):
+    def _read_and_decode(self, indices):
+        """((batch, failed), the CUDA event after its GPU work, or None off CUDA)."""
         encoded = self._read(indices)
-        if stream is None:
-            return self._decode(indices, encoded)
-        with torch.cuda.device(self.device), torch.cuda.stream(stream):  # a new thread is on GPU 0
-            return self._decode(indices, encoded)
+        if self.device.type != "cuda":  # the CPU standing in for the GPU (tests/data/test_nvjpeg.py)
+            return self._decode(indices, encoded), None
+        with torch.cuda.device(self.device):  # a new thread is on GPU 0
+            stream = getattr(self._local, "stream", None)
+            if stream is None:
+                stream = self._local.stream = torch.cuda.Stream(self.device)
+            stream.synchronize()  # nvJPEG writes from its own stream (the module doc)
+            with torch.cuda.stream(stream):
+                result = self._decode(indices, encoded)
+                ready = torch.cuda.Event()
+                ready.record(stream)
+        return result, ready
 
     def batches(self, index_lists):
-        """Yields (uint8 [B, R, R, C] on the GPU, bool [B] failed) per index list, in order.
-        Their GPU work is queued on the stream current when the first is asked for."""
+        """Yields (uint8 [B, R, R, C] on the GPU, bool [B] failed) per index list, in order,
+        each ready on the stream current where it is taken (the module doc)."""
         index_lists = [list(map(int, ix)) for ix in index_lists]
-        stream = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
         pending = collections.deque()
 
         def start(k):
             if k < len(index_lists):
-                pending.append(self._threads.submit(self._read_and_decode, index_lists[k], stream))
+                pending.append(self._threads.submit(self._read_and_decode, index_lists[k]))
 
         try:
             for k in range(self.ahead):
@@ -135,10 +153,15 @@ class NvJPEGDecoder:
             for k in range(len(index_lists)):
                 done = pending.popleft()
                 start(k + self.ahead)
-                yield done.result()
+                (out, failed), ready = done.result()
+                if ready is not None:
+                    taker = torch.cuda.current_stream(self.device)
+                    taker.wait_event(ready)
+                    out.record_stream(taker)
+                yield out, failed
         finally:  # left early (the trainer stopping, an error): drop what has not started and
-            # let what has finish, so no thread of this epoch queues work on the caller's stream
-            # once it goes on (to capture a CUDA graph on it, say) or calls the decoder again
+            # let what has finish, so no thread of this epoch runs on once the caller goes on
+            # (to capture a CUDA graph, say) or calls the decoder again
             for f in pending:
                 f.cancel()
             wait(pending)

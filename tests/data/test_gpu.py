@@ -73,8 +73,10 @@ def test_cache_in_pinned_memory(labeled, monkeypatch):
 
 def test_nvjpeg_ahead_and_streams(faces, monkeypatch):
     """The batches decoded ahead on the decoder's threads are the same whatever runs ahead,
-    and their GPU work follows the caller's stream: a caller on a side stream gets them
-    whole (the threads queue on the stream current where the batches were asked for)."""
+    and each is ready on the stream that takes it, whatever that stream or another has
+    queued. As the trainer does: the first batch taken on a warm-up side stream, the rest on
+    the default stream; the side stream is then kept busy (the old design queued the whole
+    epoch's decoding on it, and the default stream read the batches before they were made)."""
     if not _nvjpeg.available():
         pytest.skip("torchvision is not installed: the nvjpeg backend needs torchvision.io.decode_jpeg")
     ref = [x.clone() for x, _ in load(faces, backend="nvjpeg", batch_size=4, flip=True)]
@@ -82,11 +84,25 @@ def test_nvjpeg_ahead_and_streams(faces, monkeypatch):
         monkeypatch.setattr(_nvjpeg, "AHEAD", ahead)
         got = [x.clone() for x, _ in load(faces, backend="nvjpeg", batch_size=4, flip=True)]
         assert all(torch.equal(a, b) for a, b in zip(got, ref)) and len(got) == len(ref), ahead
+    monkeypatch.undo()
     side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    it = iter(load(faces, backend="nvjpeg", batch_size=4, flip=True))
     with torch.cuda.stream(side):
-        got = []
-        for x, _ in load(faces, backend="nvjpeg", batch_size=4, flip=True):
-            torch.cuda._sleep(1_000_000)  # a busy caller: the next batch decodes meanwhile
-            got.append(x * 1)
-        side.synchronize()
-    assert all(torch.equal(a, b) for a, b in zip(got, ref)) and len(got) == len(ref)
+        x, _ = next(it)
+        got = [x * 1]
+    torch.cuda.current_stream().wait_stream(side)
+    for x, _ in it:
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(100_000_000)  # the side stream busy while the default one reads
+        got.append(x * 1)
+    torch.cuda.synchronize()
+    assert len(got) == len(ref)
+    assert [k for k, (a, b) in enumerate(zip(got, ref)) if not torch.equal(a, b)] == []
+    got = []
+    for x, _ in load(faces, backend="nvjpeg", batch_size=4, flip=True):
+        torch.cuda._sleep(20_000_000)  # the taker busy: the decoder must not reuse what it still reads
+        got.append(x * 1)
+        del x
+    torch.cuda.synchronize()
+    assert [k for k, (a, b) in enumerate(zip(got, ref)) if not torch.equal(a, b)] == []
