@@ -7,6 +7,7 @@ device-resident loader.
 import importlib.util
 import json
 import math
+import os
 import pathlib
 import re
 import subprocess
@@ -317,7 +318,7 @@ def test_precompile_fills_the_cache_the_compile_row_loads(tmp_path):
     cmd = [sys.executable, str(SCRIPT), "--small", "--device", "cpu", "--out", str(out), "--threads", "1",
            "--models", "dcgan", "--impls", "compile", "--compile-backend", "inductor", "--precompile-jobs", "1",
            "--warmup", "1", "--steps", "1", "--repeats", "2", "--profile-steps", "0"]
-    env = dict(__import__("os").environ, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor-cache"))
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor-cache"))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next(out.glob("*.json")).read_text())

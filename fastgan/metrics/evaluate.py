@@ -425,10 +425,22 @@ class Evaluator:
                 self._inception = load_inception(arg, device=self.device)
         return self._inception
 
+    def check(self):
+        """Builds now what can fail before the first evaluation: the Inception network (a
+        missing weights file) and the statistics of a file given as ref (other weights, other
+        image settings). A dataset given as ref is computed at the first evaluation."""
+        if self.uses_inception:
+            self.inception()
+            if self._ref_is_file():
+                self.reference()
+
+    def _ref_is_file(self):
+        return self.ref is not None and str(self.ref).endswith(".npz")
+
     def reference(self):
         if self._reference is None:
             ref = self.ref
-            if ref is not None and str(ref).endswith(".npz"):
+            if self._ref_is_file():
                 stats = load_stats(ref)
                 sha = stats["manifest"].get("key", {}).get("extractor")
                 ours = _extractor_id(self.inception())

@@ -41,7 +41,7 @@ Initialization is PyTorch's default (the paper states none).
 BEGAN's decoder with fused=True (the default) computes the same function with fewer
 multiply-adds: each nearest upsampling and the 3 x 3 convolution after it run as one 4 x 4
 transposed convolution at stride 2 whose kernel is built from that convolution's weight at
-every call (fastgan.nn.resnet.upsampled_kernel: 16 multiply-adds per input pixel and
+every call (fastgan.nn.resnet.upsampled_conv: 16 multiply-adds per input pixel and
 channel pair instead of 36, and no upsampled tensor in the forward or the backward); the
 modules and state_dict are the same, only the rounding differs. fused=False runs the
 modules as written.
@@ -51,12 +51,11 @@ import math
 import torch
 import torch.fx
 from torch import nn
-from torch.nn import functional as F
 
 from fastgan.nn._shapes import sample_batch, z_batch
 from fastgan.nn.blocks import ConvBNLeakyReLU, ConvTransposeBNReLU
 from fastgan.nn.dcgan import dcgan_init_
-from fastgan.nn.resnet import upsampled_kernel
+from fastgan.nn.resnet import upsampled_conv
 
 NEGATIVE_SLOPE = 0.2  # Radford et al. 2015, sec. 3; EBGAN's appendix uses DCGAN's blocks
 
@@ -176,16 +175,9 @@ class BEGANDecoder(nn.Module):
         x = self.unflatten(self.linear(z_batch(self, h)))
         if not self.fused:
             return self.convs(x)
-        layers = list(self.convs)
-        i = 0
-        while i < len(layers):
-            if isinstance(layers[i], nn.Upsample):  # upsample x2 + Conv 3x3 as one ConvT 4x4/2
-                conv = layers[i + 1]
-                x = F.conv_transpose2d(x, upsampled_kernel(conv.weight), conv.bias, stride=2, padding=1)
-                i += 2
-            else:
-                x = layers[i](x)
-                i += 1
+        layers = iter(self.convs)
+        for layer in layers:  # upsample x2 + the Conv 3x3 after it as one ConvT 4x4/2
+            x = upsampled_conv(x, next(layers)) if isinstance(layer, nn.Upsample) else layer(x)
         return x
 
 

@@ -107,6 +107,12 @@ def upsampled_kernel(weight):
     return (4 * pooled_kernel(weight.flip(2, 3))).transpose(0, 1)
 
 
+def upsampled_conv(x, conv):
+    """conv(upsample2(x)) for a 3 x 3, stride-1, padding-1 nn.Conv2d `conv`, as one 4 x 4
+    transposed convolution at stride 2 (upsampled_kernel), with the conv's bias."""
+    return F.conv_transpose2d(x, upsampled_kernel(conv.weight), conv.bias, 2, 1)
+
+
 def upsample2(x):
     """Nearest-neighbour upsampling by 2."""
     return F.interpolate(x, scale_factor=2, mode="nearest")
@@ -143,7 +149,7 @@ class UpBlock(nn.Module):
 
     def forward(self, x):
         if self.fused:
-            h = F.conv_transpose2d(bn_relu(self.bn1, x), upsampled_kernel(self.conv1.weight), None, 2, 1)
+            h = upsampled_conv(bn_relu(self.bn1, x), self.conv1)
             return upsample2(self.shortcut(x)) + self.conv2(bn_relu(self.bn2, h))
         h = self.conv1(upsample2(F.relu(self.bn1(x))))
         return self.shortcut(upsample2(x)) + self.conv2(F.relu(self.bn2(h)))

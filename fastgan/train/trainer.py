@@ -401,10 +401,8 @@ class Trainer:
                 num=cfg["eval_num"], ref=cfg["eval_ref"], inception=cfg["inception"],
                 device=self.device, seed=cfg["seed"], progress=self.main and cfg["progress"],
                 verbose=self.main)
-            if self.main and self.evaluator.uses_inception:
-                self.evaluator.inception()  # a missing weights file fails now, not at the first evaluation
-                if str(cfg["eval_ref"] or "").endswith(".npz"):
-                    self.evaluator.reference()  # so does a statistics file made for other images
+            if self.main:  # a missing weights file or an unfit statistics file fails now
+                self.evaluator.check()
         if self.main:  # after the setup, which may still fail (check_run_dir)
             self._lock = RunLock(self.run_dir)
             prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite, lock=self._lock)
