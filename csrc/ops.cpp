@@ -95,6 +95,46 @@ TORCH_LIBRARY(fastgan, m) {
         "Tensor mean, Tensor invstd, bool use_batch_stats, float negative_slope) "
         "-> (Tensor, Tensor, Tensor)");
 
+  // ---- Per-sample normalization + (leaky) ReLU (the WGAN-GP ResNet critic), fused -----
+  // Each sample normalized over all its elements (nn.GroupNorm(1, C), "layer norm"), a
+  // per-channel scale and shift, then the activation. x: (N, C, ...) dense (NCHW or
+  // channels_last); every sample one contiguous range of M = numel / N elements. T =
+  // float64 for float64 x, float32 otherwise. mean_n and the biased var_n over sample n's M
+  // elements, accumulated in T (Welford/Chan merges); rstd_n = 1 / sqrt(var_n + eps). Per
+  // element, in T, rounded once to x's dtype: xhat = (x - mean_n) * rstd_n,
+  // v = xhat * w_c + b_c (w = 1, b = 0 when None), out = v > 0 ? v : v * negative_slope.
+  // weight, bias: contiguous (C,) of any floating dtype. Returns (out like x, mean, rstd),
+  // the last two (N,) T. Exact formulas: csrc/sample_norm_act_math.h and the references in
+  // fastgan/ops/sample_norm_act.py.
+  m.def("sample_norm_act(Tensor x, Tensor? weight, Tensor? bias, float eps, "
+        "float negative_slope) -> (Tensor, Tensor, Tensor)");
+  // The backward: g = out > 0 ? grad_out : grad_out * negative_slope, a = g * w_c,
+  // xhat as above; per sample s1 = sum a, s2 = sum a * xhat (over M); grad_x = rstd_n *
+  // (a - s1 / M - xhat * s2 / M), rounded to x's dtype. With channel_grads: grad_weight_c =
+  // sum g * xhat and grad_bias_c = sum g over every element of channel c (all samples),
+  // (C,) T; without: both empty (0,) T tensors (a gradient penalty's input gradient needs
+  // neither). grad_out, out, x: same shape, dtype and strides; mean, rstd: (N,) T.
+  m.def("sample_norm_act_backward(Tensor grad_out, Tensor out, Tensor x, Tensor? weight, "
+        "Tensor mean, Tensor rstd, float negative_slope, bool channel_grads) "
+        "-> (Tensor, Tensor, Tensor)");
+  // The backward of the backward (a gradient penalty through the critic), given the
+  // incoming gradients ggx (of grad_x; like x), ggw (of grad_weight) and ggb (of
+  // grad_bias) ((C,) any floating dtype), each optional (None: zero). With g, a, xhat as in
+  // the backward, m = out > 0 ? 1 : negative_slope, per sample (sums over M):
+  // S1 = sum ggx, S2 = sum ggx * xhat, p = rstd_n * (ggx - S1 / M - xhat * S2 / M);
+  // SA = sum a, TA = sum a * xhat, SAG = sum a * ggx; u = g * ggw_c, SU = sum u,
+  // TU = sum u * xhat; la = rstd_n * (a - SA / M - xhat * TA / M),
+  // lu = rstd_n * (u - SU / M - xhat * TU / M). Then, per element:
+  // d_grad_out = m * (p * w_c + ggw_c * xhat + ggb_c);
+  // d_x = -(rstd_n^2 * xhat / M) * (SAG - SA * S1 / M - TA * S2 / M)
+  //       - (rstd_n / M) * (S2 * la + TA * p) + lu;
+  // both rounded to x's dtype; d_weight_c = sum p * g over channel c ((C,) T; empty (0,)
+  // when weight is None). The activation's mask has derivative zero almost everywhere, so
+  // bias gets none.
+  m.def("sample_norm_act_double_backward(Tensor? ggx, Tensor? ggw, Tensor? ggb, "
+        "Tensor grad_out, Tensor out, Tensor x, Tensor? weight, Tensor mean, Tensor rstd, "
+        "float negative_slope) -> (Tensor, Tensor, Tensor)");
+
   // ---- BEGAN's losses and k_t update (Berthelot et al. 2017), fused --------------------
   // L_r = mean |real - real_recon|, L_f = mean |fake - fake_recon| (sums in T); k: a 1-element
   // floating tensor on the device. Returns 0-dim T tensors (d_loss = L_r - k * L_f,

@@ -106,12 +106,24 @@ class Op:
 
     auto maps a device type to the backends to try, best first, before the reference;
     the preference is per op because the fastest implementation differs between ops.
+    ext_op: the name of its C++ op (torch.ops.fastgan.<ext_op>, default `name`); an
+    extension built from older sources that lacks it cannot run the "cpp" and "cuda"
+    backends of this op ("auto" then goes on down the list).
     """
 
-    def __init__(self, name, auto):
+    def __init__(self, name, auto, ext_op=None):
         self.name = name
         self.auto = auto
+        self.ext_op = name if ext_op is None else ext_op
         self.implemented = {"reference"}.union(*auto.values())
+
+    def status(self, backend, device_type):
+        """(available, reason) of one of this op's backends for tensors of one device type."""
+        ok, why = status(backend, device_type)
+        if ok and backend in ("cpp", "cuda") and not _ext.has_op(self.ext_op):
+            return False, (f"the loaded fastgan._C was built from older sources and has no op "
+                           f"fastgan::{self.ext_op}; rebuild it (pip install --no-build-isolation -e .)")
+        return ok, why
 
     def resolve(self, device, backend=None):
         """The backend that runs this op on tensors of `device`."""
@@ -120,13 +132,13 @@ class Op:
             return name
         if name == "auto":
             for candidate in self.auto.get(device.type, ()):
-                if status(candidate, device.type)[0]:
+                if self.status(candidate, device.type)[0]:
                     return candidate
             return "reference"
         if name not in self.implemented:
             raise BackendUnavailable(f"{self.name}: has no {name!r} backend; it has "
                                      f"{', '.join(sorted(self.implemented))}")
-        ok, why = status(name, device.type)
+        ok, why = self.status(name, device.type)
         if not ok:
             raise BackendUnavailable(f"{self.name}: backend {name!r} cannot run on {device} tensors: {why}")
         return name

@@ -15,7 +15,7 @@ except Exception as exc:  # an ImportError, or a broken triton install
 else:
     _error = None
     from . import (batch_norm_act, began_loss, bias_leaky_relu, clip_weights,  # noqa: F401
-                   gather_images, penalty, penalty_sampling, rmsprop_clip)
+                   gather_images, penalty, penalty_sampling, rmsprop_clip, sample_norm_act)
 
 
 def error():

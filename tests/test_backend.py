@@ -71,6 +71,18 @@ def test_an_op_without_a_backend_says_so():
         op.resolve(torch.device("cpu"), "triton")
 
 
+def test_an_extension_without_the_op_is_not_its_cpp_backend(require_backend):
+    """An extension built from older sources (no torch.ops.fastgan.<ext_op>): "auto" passes
+    over its backends, naming cpp says why."""
+    require_backend("cpp", "cpu")
+    op = _backend.Op("demo", auto={"cpu": ("cpp",)}, ext_op="no_such_op")
+    assert op.resolve(torch.device("cpu"), "auto") == "reference"
+    with pytest.raises(fastgan.BackendUnavailable, match="has no op fastgan::no_such_op; rebuild it"):
+        op.resolve(torch.device("cpu"), "cpp")
+    assert _backend.Op("demo", auto={"cpu": ("cpp",)}, ext_op="clip_weights_").resolve(
+        torch.device("cpu"), "auto") == "cpp"
+
+
 def test_environment_variable_sets_the_default():
     r = _python("import fastgan; print(fastgan.get_backend())", FASTGAN_BACKEND="reference")
     assert r.returncode == 0, r.stderr

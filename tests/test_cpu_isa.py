@@ -15,7 +15,7 @@ import torch
 import fastgan
 from fastgan import _ext
 from fastgan.ops import (batch_norm_act, began_loss, bias_leaky_relu, clip_weights_, interpolate,
-                         penalty_from_grad, perturb, rmsprop_clip_)
+                         penalty_from_grad, perturb, rmsprop_clip_, sample_norm_act)
 
 ORDER = ["base", "avx2", "avx512"]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
@@ -113,6 +113,19 @@ def _batch_norm_act(dtype, gen):
     return out
 
 
+def _sample_norm_act(dtype, gen):
+    out = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = _rand((5, 19, 9, 7), dtype, gen, layout=layout).requires_grad_()
+        w = (_rand((19,), dtype, gen) + 1).requires_grad_()
+        b = _rand((19,), dtype, gen).requires_grad_()
+        y = sample_norm_act(x, w, b, negative_slope=0.2, backend="cpp")
+        gx, gw, gb = torch.autograd.grad(y, (x, w, b), _rand(y.shape, dtype, gen), create_graph=True)
+        gg = _rand(y.shape, dtype, gen)  # the double backward, a penalty's
+        out += [y, gx, gw, gb, *torch.autograd.grad((gx * gg).sum() + gw.sum(), (x, w))]
+    return out
+
+
 def _began(dtype, gen):
     shape = (5, 3, 19, 23)
     real, real_recon, fake = (_rand(shape, dtype, gen) for _ in range(3))
@@ -131,7 +144,7 @@ def _sampling(dtype, gen):
 
 CASES = {"clip_weights_": _clip, "rmsprop_clip_": _rmsprop, "penalty_from_grad": _penalty,
          "bias_leaky_relu": _bias_leaky_relu, "batch_norm_act": _batch_norm_act,
-         "began_loss": _began, "interpolate-perturb": _sampling}
+         "began_loss": _began, "interpolate-perturb": _sampling, "sample_norm_act": _sample_norm_act}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

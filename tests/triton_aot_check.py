@@ -86,6 +86,12 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
             K.batch_norm_act.batch_norm_act_backward(xx, xx, xx, w, torch.zeros(xx.shape[1], dtype=t),
                                                      torch.ones(xx.shape[1], dtype=t), use, 0.0)
         K.batch_norm_act.batch_norm_act(xx, None, None, None, None, True, 0.1, 1e-5, 0.2)
+        for wb in ((w, b), (None, None)):
+            out, mean, rstd = K.sample_norm_act.sample_norm_act(xx, *wb, 1e-5, 0.2)
+            for channel_grads in (True, False):
+                K.sample_norm_act.sample_norm_act_backward(xx, out, xx, wb[0], mean, rstd, 0.2, channel_grads)
+            K.sample_norm_act.sample_norm_act_double_backward(xx, None, None, xx, out, xx, wb[0], mean, rstd, 0.2)
+            K.sample_norm_act.sample_norm_act_double_backward(xx, w, b, xx, out, xx, wb[0], mean, rstd, 0.2)
     K.penalty_sampling.interpolate(x, x, seed)
     K.penalty_sampling.perturb(x, torch.tensor([0.1]), seed, -1.0, 1.0)
     k = torch.zeros(1)

@@ -46,7 +46,9 @@ multiply-adds: a convolution followed by a 2 x 2 mean pool is one 4 x 4 convolut
 stride 2 (pooled_kernel), and nearest upsampling followed by a 3 x 3 convolution is one
 4 x 4 transposed convolution at stride 2 (upsampled_kernel), their kernels built from the
 modules' 3 x 3 weights at every call (the parameters and state_dict are the same); only the
-rounding differs. fused=False runs every module as written.
+rounding differs. The critic's SampleNorm + ReLU pairs run as fastgan.ops.sample_norm_act,
+whose backward and double backward (the gradient penalty's) are fused ops too. fused=False
+runs every module as written.
 
 Every op in the critic (conv, group_norm or layer_norm, ReLU, mean, Linear) is twice
 differentiable in stock PyTorch, which the gradient penalty's double backward needs. The
@@ -63,6 +65,7 @@ from torch.nn import functional as F
 from fastgan.nn._shapes import sample_batch, z_batch
 from fastgan.nn.blocks import bn_act
 from fastgan.nn.conv import Conv2d, conv2d
+from fastgan.ops.sample_norm_act import sample_norm_act
 
 #: Resolutions these networks build: 4 x 4 doubled n = 2..5 times.
 RESOLUTIONS = (16, 32, 64, 128)
@@ -215,6 +218,15 @@ def sample_norm(x, weight, bias, eps=1e-5):
     return F.group_norm(x, 1, weight, bias, eps)
 
 
+def norm_relu(norm, x):
+    """relu(norm(x)) for a SampleNorm `norm`, as fastgan.ops.sample_norm_act: the
+    normalization, its scale and shift and the ReLU in one op, whose backward and double
+    backward (the gradient penalty's) are fused too. The output has x's dtype (under
+    autocast, a bfloat16 convolution output gives a bfloat16 activation: the rounding the
+    next convolution's input cast makes of SampleNorm's float32 output)."""
+    return sample_norm_act(x, norm.weight, norm.bias, eps=norm.eps)
+
+
 # mean_pool2 and sample_norm choose their path by x's layout and device: a torch.fx
 # symbolic trace records each as one call (the choice made when the traced module runs)
 torch.fx.wrap("mean_pool2")
@@ -224,10 +236,11 @@ torch.fx.wrap("sample_norm")
 class DownBlock(nn.Module):
     """The critic's residual down-block (see the module docstring): (B, c_in, H, W) ->
     (B, c_out, H/2, W/2). Per-sample normalization only (GroupNorm(1, C), as SampleNorm).
-    fused=True (the default): fastgan.nn.Conv2d convolutions, and the residual branch's
-    last convolution and mean pool as one 4 x 4 convolution at stride 2 (pooled_kernel: the
-    same function, 4/9 of the multiply-adds, no pooling in the forward, the backward or the
-    penalty's double backward); fused=False: nn.Conv2d, then mean_pool2."""
+    fused=True (the default): fastgan.nn.Conv2d convolutions, each SampleNorm with its ReLU
+    as fastgan.ops.sample_norm_act (norm_relu), and the residual branch's last convolution
+    and mean pool as one 4 x 4 convolution at stride 2 (pooled_kernel: the same function,
+    4/9 of the multiply-adds, no pooling in the forward, the backward or the penalty's
+    double backward); fused=False: nn.Conv2d, SampleNorm then ReLU, then mean_pool2."""
 
     def __init__(self, c_in, c_out, fused=True):
         super().__init__()
@@ -240,11 +253,12 @@ class DownBlock(nn.Module):
         self.shortcut = conv(c_in, c_out, 1, 1, 0)
 
     def forward(self, x):
-        h = F.relu(self.norm2(self.conv1(F.relu(self.norm1(x)))))
-        if self.fused:  # the convolution and the mean pool as one strided convolution
+        if self.fused:
+            h = norm_relu(self.norm2, self.conv1(norm_relu(self.norm1, x)))
+            # the convolution and the mean pool as one strided convolution
             h = conv2d(h, pooled_kernel(self.conv2.weight), self.conv2.bias, (2, 2), (1, 1))
         else:
-            h = mean_pool2(self.conv2(h))
+            h = mean_pool2(self.conv2(F.relu(self.norm2(self.conv1(F.relu(self.norm1(x)))))))
         return self.shortcut(mean_pool2(x)) + h
 
 
@@ -280,8 +294,9 @@ class ResNetCritic(nn.Module):
     Normalization is per sample (GroupNorm(1, C)), never BatchNorm; see the module docstring.
     fused=True: the convolutions are fastgan.nn.Conv2d (the same parameters; a double
     backward of PyTorch's own ops that skips its zero gradients, 8% faster critic step with
-    its penalty on the CPU), and each down-block's last convolution and mean pool run as one
-    strided convolution (see DownBlock); fused=False: nn.Conv2d, pooled after."""
+    its penalty on the CPU), each SampleNorm + ReLU is fastgan.ops.sample_norm_act, and each
+    down-block's last convolution and mean pool run as one strided convolution (see
+    DownBlock); fused=False: nn.Conv2d, SampleNorm, ReLU, pooled after."""
 
     def __init__(self, resolution=64, in_channels=3, width=64, fused=True):
         _check("ResNetCritic", resolution, width, "in_channels", in_channels)

@@ -27,7 +27,8 @@ from fastgan._autograd import Function
 from fastgan.kernels._layout import is_dense
 from fastgan.ops import _checks, _vmap
 
-OP = _backend.Op("penalty_from_grad", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
+OP = _backend.Op("penalty_from_grad", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)},
+                 ext_op="penalty_forward")
 EPS = 1e-12
 
 
