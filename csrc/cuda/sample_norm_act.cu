@@ -661,9 +661,8 @@ C10_HOST_DEVICE void grad_x_thread(const Plan& pl, const Pos& q, const scalar_t*
                                    const BackwardArgs<ew::opmath_t<scalar_t>>& f) {
   using T = ew::opmath_t<scalar_t>;
   const auto m = static_cast<T>(pl.M);
-  GradXBody<scalar_t, W, kRows> body{dy,           y,           x,       dx, f.mean[q.n],
-                                     f.rstd[q.n],  f.slope,     tot.v[0] / m,
-                                     tot.v[1] / m, {}};
+  GradXBody<scalar_t, W, kRows> body{dy, y, x, dx, f.mean[q.n], f.rstd[q.n], f.slope,
+                                     tot.v[0] / m, tot.v[1] / m, {}};
   load_slots(body.w, f.weight, q, T(1));
   walk_cells<kRows>(pl, q, body);
 }
@@ -930,7 +929,7 @@ C10_HOST_DEVICE Sums<ew::opmath_t<scalar_t>, (kRows ? W : 1)> double_apply_threa
   using T = ew::opmath_t<scalar_t>;
   using Body = DoubleApplyBody<scalar_t, W, kRows, kGgx, kChannel>;
   constexpr int K = Body::K;
-  Body body{gg,      dy, y,  x,  d_go, d_x, double_coef(tot, f.mean[q.n], f.rstd[q.n], pl.M),
+  Body body{gg, dy, y, x, d_go, d_x, double_coef(tot, f.mean[q.n], f.rstd[q.n], pl.M),
             f.slope, {}, {}, {}, {}};
   load_slots(body.w, f.weight, q, T(1));
   load_slots(body.gw, f.ggw, q, T(0));

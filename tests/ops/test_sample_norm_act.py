@@ -8,6 +8,7 @@ float32 agrees to a few ulps of the normalized value; 16-bit outputs to one or t
 their dtype; the per-channel gradients (sums over N*H*W) are judged against their size.
 """
 import importlib
+import itertools
 
 import pytest
 import torch
@@ -298,3 +299,266 @@ def test_module_form_equals_group_norm_then_leaky_relu(backend_device):
     want = F.leaky_relu(norm(x), 0.1)
     got = sample_norm_act(x, norm.weight, norm.bias, eps=norm.eps, negative_slope=0.1, backend=backend)
     torch.testing.assert_close(got, want, **TOL[torch.float32])
+
+
+# -- the CUDA kernels on a GPU (csrc/cuda/sample_norm_act.cu) ------------------------------
+# The three ops called directly (the CUDA dispatch key) against the *_math oracles on the
+# same tensors in the same compute dtype, over shapes that exercise every grid of the
+# kernels (planes with several channels a block or several blocks a channel, rows with
+# several row slices, 16-byte and scalar units), the critic's own shapes, a misaligned view,
+# bitwise repetition, a large mean, a CUDA-graph replay and the autograd wrapper.
+
+sample_norm_act_backward_math = module.sample_norm_act_backward_math
+sample_norm_act_double_backward_math = module.sample_norm_act_double_backward_math
+
+CUDA_DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+CUDA_TOL = {torch.float64: 1e-10, torch.float32: 2e-5, torch.bfloat16: 2e-2, torch.float16: 4e-3}
+# (shape, layout). nhcw: an (N, H, C, W) tensor permuted to (N, C, H, W): dense, samples
+# contiguous, channel stride W (the kernels' general [A][C][B] walk with A = H > 1).
+CUDA_CASES = [((4, 1, 5, 7), "nchw"), ((3, 3, 9, 11), "nchw"), ((1, 5, 7, 9), "cl"),
+              ((2, 8, 4, 4), "nchw"), ((2, 1024, 2, 3), "nchw"), ((2, 1024, 2, 3), "cl"),
+              ((33, 5), "2d"), ((2, 3, 64, 65), "cl"), ((3, 64, 4, 4), "cl"),
+              ((2, 16, 8, 8), "nchw"), ((2, 3, 128, 128), "nchw"), ((1, 8, 64, 64), "cl"),
+              ((5, 1), "2d"), ((1, 1, 1, 1), "nchw"), ((3, 6, 5, 8), "nhcw"),
+              ((2, 3, 64, 40), "nhcw"), ((2, 5, 50, 7), "nhcw"), ((4, 24, 2, 2), "cl"),
+              ((2, 12, 16, 16), "nchw"), ((1, 3, 512, 512), "nchw")]
+# The WGAN-GP ResNet critic's layers (bf16 under autocast, channels_last) and a few around them.
+CUDA_CRITIC = [((64, 128, 32, 32), "cl"), ((64, 128, 16, 16), "cl"), ((64, 256, 8, 8), "cl"),
+               ((192, 512, 4, 4), "cl"), ((64, 64, 64, 64), "cl"), ((64, 128, 16, 16), "nchw"),
+               ((64, 128, 32, 32), "nchw"), ((64, 512, 4, 4), "nchw"), ((1, 64, 64, 64), "cl")]
+
+
+def _cuda_need_kernels(require_backend):
+    require_backend("cuda", "cuda")
+    for name in ("sample_norm_act", "sample_norm_act_backward", "sample_norm_act_double_backward"):
+        if not torch._C._dispatch_has_kernel_for_dispatch_key(f"fastgan::{name}", "CUDA"):
+            pytest.skip(f"the extension has no CUDA kernel for fastgan::{name}")
+    return torch.ops.fastgan
+
+
+def _cuda_x(shape, layout, dtype, seed, offset=0.0):
+    g = torch.Generator().manual_seed(seed)
+    if layout == "nhcw":
+        n, c, h, w = shape
+        x = torch.randn((n, h, c, w), generator=g, dtype=torch.float64) * 2 + offset
+        return x.to(dtype).to("cuda").permute(0, 2, 1, 3)
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) * 2 + offset).to(dtype).to("cuda")
+    return x.contiguous(memory_format=torch.channels_last) if layout == "cl" else x
+
+
+def _cuda_like(t, x):
+    return torch.empty_like(x).copy_(t)
+
+
+def _cuda_params(c, dtype, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.rand(c, generator=g, dtype=torch.float64) + 0.5).to(dtype).to("cuda")
+    b = (torch.randn(c, generator=g, dtype=torch.float64) * 0.3).to(dtype).to("cuda")
+    return w, b
+
+
+def _cuda_t(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _cuda_close(got, want, dtype, what):
+    """got within the dtype's tolerance of want, relative to want's largest magnitude."""
+    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
+    g, w = got.double(), want.double()
+    assert torch.isfinite(g).all() or not torch.isfinite(w).all(), f"{what}: non-finite values"
+    scale = w.abs().max().item() + 1.0
+    err = (g - w).abs().max().item()
+    assert err <= CUDA_TOL[dtype] * scale, f"{what}: max error {err} (scale {scale})"
+
+
+def _cuda_close_sums(got, want, dtype, what):
+    """A per-channel sum (over N*H*W terms, in another order than the oracle's) judged by its
+    size: 4 x the dtype's tolerance of the largest sum (or of the mean |sum| x C / 50)."""
+    assert got.shape == want.shape and got.dtype == want.dtype, what
+    if not want.numel():
+        return
+    w = want.double()
+    scale = max(w.abs().max().item(), w.abs().sum().item() / 50) + 1.0
+    err = (got.double() - w).abs().max().item()
+    assert err <= 4 * CUDA_TOL[dtype] * scale, f"{what}: max error {err} (scale {scale})"
+
+
+def _cuda_check_all_orders(ops, x, weights, slope, seed=3):
+    """The three ops on x against the oracles, for each (weight, bias) pair of weights and
+    every combination of the optional arguments."""
+    dtype, t = x.dtype, _cuda_t(x.dtype)
+    c = x.shape[1]
+    for ww, bb in weights:
+        out, mean, rstd = ops.sample_norm_act(x, ww, bb, 1e-5, slope)
+        r_out, r_mean, r_rstd = sample_norm_act_reference(x, ww, bb, 1e-5, slope)
+        assert out.dtype == dtype and out.stride() == x.stride()
+        assert mean.dtype == t and rstd.dtype == t and mean.shape == (x.shape[0],)
+        _cuda_close(out, r_out, dtype, "out")
+        _cuda_close(mean, r_mean, t, "mean")
+        _cuda_close(rstd, r_rstd, t, "rstd")
+        go = _cuda_like(_cuda_x(tuple(x.shape), "nchw", dtype, seed), x)
+        for cg in (True, False):
+            gx, gw, gb = ops.sample_norm_act_backward(go, out, x, ww, mean, rstd, slope, cg)
+            rx, rw, rb = sample_norm_act_backward_math(go, out, x, ww, mean, rstd, slope, cg)
+            assert gx.dtype == dtype and gx.stride() == x.stride()
+            assert gw.dtype == t and gb.dtype == t and gw.shape == ((c,) if cg else (0,)) == gb.shape
+            _cuda_close(gx, rx, dtype, f"grad_x channel_grads={cg}")
+            if cg:
+                _cuda_close_sums(gw, rw, t, "grad_weight")
+                _cuda_close_sums(gb, rb, t, "grad_bias")
+        ggx_full = _cuda_like(_cuda_x(tuple(x.shape), "nchw", dtype, seed + 2), x)
+        ggw_full, ggb_full = _cuda_params(c, t, seed=seed + 4)
+        for has_x, has_w, has_b in itertools.product((True, False), repeat=3):
+            ggx = ggx_full if has_x else None
+            ggw = ggw_full if has_w else None
+            ggb = ggb_full if has_b else None
+            d_go, d_x, d_w = ops.sample_norm_act_double_backward(ggx, ggw, ggb, go, out, x, ww, mean,
+                                                                 rstd, slope)
+            r_go, r_x, r_w = sample_norm_act_double_backward_math(ggx, ggw, ggb, go, out, x, ww, mean,
+                                                                  rstd, slope)
+            tag = f"ggx={has_x} ggw={has_w} ggb={has_b} weight={ww is not None}"
+            assert d_go.stride() == x.stride() and d_x.stride() == x.stride()
+            assert d_go.dtype == dtype and d_x.dtype == dtype
+            _cuda_close(d_go, r_go, dtype, "d_grad_out " + tag)
+            _cuda_close(d_x, r_x, dtype, "d_x " + tag)
+            assert d_w.dtype == t and d_w.shape == r_w.shape, tag
+            _cuda_close_sums(d_w, r_w, t, "d_weight " + tag)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", CUDA_DTYPES, ids=str)
+@pytest.mark.parametrize("shape,layout", CUDA_CASES, ids=str)
+def test_cuda_kernels_match_the_oracles(require_backend, shape, layout, dtype):
+    ops = _cuda_need_kernels(require_backend)
+    x = _cuda_x(shape, layout, dtype, 0)
+    w, b = _cuda_params(shape[1], _cuda_t(dtype))
+    slope = 0.2 if len(shape) == 2 or shape[1] % 2 else 0.0
+    # T parameters, none, and a bf16 weight without bias (any floating dtype is read as T)
+    _cuda_check_all_orders(ops, x, [(w, b), (None, None), (w.to(torch.bfloat16), None)], slope)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,layout", CUDA_CRITIC, ids=str)
+def test_cuda_kernels_at_the_critic_shapes(require_backend, shape, layout):
+    ops = _cuda_need_kernels(require_backend)
+    x = _cuda_x(shape, layout, torch.bfloat16, 0)
+    _cuda_check_all_orders(ops, x, [_cuda_params(shape[1], torch.float32)], 0.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "cl"])
+def test_cuda_kernels_on_a_misaligned_view(require_backend, dtype, layout):
+    # x starts one element into its storage: every walk takes single elements
+    ops = _cuda_need_kernels(require_backend)
+    shape = (3, 16, 8, 8)
+    n = torch.Size(shape).numel()
+    base = torch.randn(n + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    base = base.to(dtype).to("cuda")
+    if layout == "nchw":
+        x = base[1:].view(shape)
+    else:
+        x = base[1:].view(3, 8, 8, 16).permute(0, 3, 1, 2)
+        assert x.is_contiguous(memory_format=torch.channels_last)
+    assert x.data_ptr() % 16 != 0
+    _cuda_check_all_orders(ops, x, [_cuda_params(16, torch.float32)], 0.2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,layout", [((8, 32, 16, 16), "cl"), ((8, 32, 16, 16), "nchw"),
+                                          ((1, 3, 256, 256), "nchw"), ((4, 8, 64, 64), "cl")],
+                         ids=str)
+def test_cuda_kernels_repeat_bit_for_bit(require_backend, shape, layout):
+    ops = _cuda_need_kernels(require_backend)
+    x = _cuda_x(shape, layout, torch.float32, 0)
+    w, b = _cuda_params(shape[1], torch.float32)
+    go = _cuda_like(_cuda_x(shape, "nchw", torch.float32, 3), x)
+    ggx = _cuda_like(_cuda_x(shape, "nchw", torch.float32, 5), x)
+    ggw, ggb = _cuda_params(shape[1], torch.float32, seed=9)
+
+    def run():
+        out, mean, rstd = ops.sample_norm_act(x, w, b, 1e-5, 0.0)
+        bw = ops.sample_norm_act_backward(go, out, x, w, mean, rstd, 0.0, True)
+        dbw = ops.sample_norm_act_double_backward(ggx, ggw, ggb, go, out, x, w, mean, rstd, 0.0)
+        return (out, mean, rstd) + tuple(bw) + tuple(dbw)
+
+    first = run()
+    for _ in range(3):
+        for a, b_ in zip(first, run()):
+            assert torch.equal(a, b_)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_cuda_kernels_keep_the_variance_of_a_large_mean(require_backend, dtype):
+    ops = _cuda_need_kernels(require_backend)
+    x = _cuda_x((4, 3, 32, 32), "nchw", dtype, 0, offset=1000.0)
+    _, mean, rstd = ops.sample_norm_act(x, None, None, 1e-5, 0.0)
+    _, r_mean, r_rstd = sample_norm_act_reference(x.double(), None, None, 1e-5, 0.0)
+    torch.testing.assert_close(rstd.double(), r_rstd, rtol=1e-4, atol=0)
+    torch.testing.assert_close(mean.double(), r_mean, rtol=1e-6, atol=0)
+
+
+@pytest.mark.gpu
+def test_cuda_kernels_replay_in_a_cuda_graph(require_backend):
+    ops = _cuda_need_kernels(require_backend)
+    shape = (16, 64, 8, 8)
+    x = _cuda_x(shape, "cl", torch.bfloat16, 0)
+    w, b = _cuda_params(64, torch.float32)
+    go = _cuda_like(_cuda_x(shape, "nchw", torch.bfloat16, 3), x)
+    ggx = _cuda_like(_cuda_x(shape, "nchw", torch.bfloat16, 5), x)
+    ggw, ggb = _cuda_params(64, torch.float32, seed=9)
+
+    def run():
+        out, mean, rstd = ops.sample_norm_act(x, w, b, 1e-5, 0.0)
+        gx, gw, gb = ops.sample_norm_act_backward(go, out, x, w, mean, rstd, 0.0, True)
+        gx2, _, _ = ops.sample_norm_act_backward(go, out, x, w, mean, rstd, 0.0, False)
+        dbw = ops.sample_norm_act_double_backward(ggx, ggw, ggb, go, out, x, w, mean, rstd, 0.0)
+        dbw2 = ops.sample_norm_act_double_backward(ggx, None, None, go, out, x, None, mean, rstd, 0.0)
+        return (out, mean, rstd, gx, gw, gb, gx2) + tuple(dbw) + tuple(dbw2)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        eager = run()  # warm-up off the default stream, as torch.cuda.graphs asks
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = run()
+    x.copy_(_cuda_x(shape, "cl", torch.bfloat16, 11))  # new data, then a replay
+    graph.replay()
+    torch.cuda.synchronize()
+    fresh = run()
+    for a, b_ in zip(captured, fresh):
+        assert torch.equal(a, b_)
+    assert not torch.equal(captured[0], eager[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,layout", [(torch.float64, "nchw"), (torch.float64, "cl"),
+                                          (torch.float32, "cl"), (torch.bfloat16, "cl")], ids=str)
+def test_cuda_kernels_through_autograd_match_the_reference_backend(require_backend, dtype, layout):
+    # a gradient penalty's pattern: the input gradient with create_graph (backward without
+    # channel grads), then the backward of a loss on it and on the output (double backward,
+    # and the backward with channel grads)
+    _cuda_need_kernels(require_backend)
+    shape = (4, 16, 8, 8)
+    t = _cuda_t(dtype)
+    grads = {}
+    for backend in ("cuda", "reference"):
+        x = _cuda_x(shape, layout, dtype, 0).requires_grad_(True)
+        w, b = (p.detach().clone().requires_grad_(True) for p in _cuda_params(16, t))
+        dy = _cuda_like(_cuda_x(shape, "nchw", dtype, 3), x)
+        out = sample_norm_act(x, w, b, negative_slope=0.2, backend=backend)
+        (gx,) = torch.autograd.grad(out, x, dy, create_graph=True)
+        loss = (gx.to(t) ** 2).sum() + (out.to(t) * dy.to(t)).sum()
+        grads[backend] = [out.detach(), gx.detach()] + list(torch.autograd.grad(loss, (x, w, b)))
+    for name, got, want in zip(("out", "grad_x", "d_x", "d_weight", "d_bias"), grads["cuda"],
+                               grads["reference"]):
+        scale = want.double().abs().max().item() + 1.0
+        tol = CUDA_TOL[dtype]
+        if name in ("d_weight", "d_bias"):  # sums over N*H*W
+            scale = max(scale, want.double().abs().sum().item() / 50)
+            tol = 4 * max(tol, CUDA_TOL[t])
+        err = (got.double() - want.double()).abs().max().item()
+        assert err <= tol * scale, f"{name}: max error {err} (scale {scale})"
