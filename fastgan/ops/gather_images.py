@@ -119,13 +119,7 @@ def gather_images(data, index, flip=None, *, dtype=torch.float32, channels_last=
     backends raise, the cuda and triton ones write NaN in that sample (raising would sync).
     """
     _check(data, index, flip, dtype, channels_last)
-    chosen = OP.resolve(data.device, backend)
-    if chosen in ("cpp", "cuda") and not _ext.has_op("gather_images"):
-        if (backend or _backend.get_backend()) != "auto":
-            raise _backend.BackendUnavailable(
-                f"gather_images: backend {chosen!r} is missing from fastgan._C (built from older "
-                "sources); rebuild it with `pip install --no-build-isolation .`")
-        chosen = "reference"
+    chosen = OP.resolve(data.device, backend)  # an extension without the op: not cpp or cuda
     if chosen == "reference":
         return gather_images_reference(data, index, flip, dtype=dtype, channels_last=channels_last)
     if flip is not None and flip.dtype == torch.bool:

@@ -16,7 +16,7 @@ from fastgan.nn.activation import BiasLeakyReLU
 from fastgan.nn.autoencoder import Autoencoder
 from fastgan.nn.conv import conv2d
 from fastgan.nn.resnet import mean_pool2, sample_norm
-from fastgan.ops import batch_norm_act, bias_leaky_relu
+from fastgan.ops import batch_norm_act, bias_leaky_relu, sample_norm_act
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,7 +94,8 @@ def test_a_trace_records_fastgan_functions_as_one_call_each():
     assert bias_leaky_relu in _targets(fused_dcgan)   # BiasLeakyReLU: the op with its bias attribute
     assert conv2d in _targets(fused_dcgan)            # fastgan.nn.Conv2d's own backward kept
     resnet = _trace(_build("wgan-gp", "resnet", True).critic)
-    assert {conv2d, mean_pool2, sample_norm} <= _targets(resnet)
+    assert {conv2d, mean_pool2, sample_norm_act} <= _targets(resnet)  # the fused SampleNorm + ReLU
+    assert sample_norm in _targets(_trace(_build("wgan-gp", "resnet", False).critic))  # as written
     # a fused Conv -> BatchNorm -> ReLU block traces as its three modules, as nn.Sequential does
     generator = _trace(_build("dcgan", "dcgan", True).generator)
     modules = dict(generator.named_modules())
