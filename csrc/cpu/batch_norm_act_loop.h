@@ -17,6 +17,7 @@
 #include "../bits.h"
 #include "../leaky_relu_math.h"
 #include "elem.h"
+#include "stats_loop.h"
 
 namespace fastgan {
 
@@ -77,45 +78,6 @@ template <typename D>
 using S = typename Elem<D>::storage;
 template <typename D>
 using T_of = typename Elem<D>::T;
-
-template <typename D>
-double sum(const void* xv, double shift, int64_t n) {
-  using E = Elem<D>;
-  using T = T_of<D>;
-  const auto* __restrict x = static_cast<const S<D>*>(xv);
-  const T k = static_cast<T>(shift);
-  T acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += E::load(x[i + l]) - k;
-  }
-  for (int l = 0; i + l < n; ++l) acc[l] += E::load(x[i + l]) - k;
-  return reduce_lanes(acc);
-}
-
-template <typename D>
-void sum_dev(const void* xv, double shift, double mean, int64_t n, double* s) {
-  using E = Elem<D>;
-  using T = T_of<D>;
-  const auto* __restrict x = static_cast<const S<D>*>(xv);
-  const T k = static_cast<T>(shift), m = static_cast<T>(mean);
-  T a1[kLanes] = {}, a2[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      const T d = (E::load(x[i + l]) - k) - m;
-      a1[l] += d;
-      a2[l] += d * d;
-    }
-  }
-  for (int l = 0; i + l < n; ++l) {
-    const T d = (E::load(x[i + l]) - k) - m;
-    a1[l] += d;
-    a2[l] += d * d;
-  }
-  s[0] = reduce_lanes(a1);
-  s[1] = reduce_lanes(a2);
-}
 
 // Rows of col_sum / col_sum_dev, restrict-qualified as grad_row_sum.
 template <typename D>
@@ -319,8 +281,8 @@ void grad_periodic(const void* dyv, const void* yv, const void* xv, void* dxv,
 template <typename D>
 BnActLoops bn_act_loops() {
   namespace l = bn_act_loop;
-  return {&l::sum<D>,     &l::sum_dev<D>,  &l::col_sum<D>,      &l::col_sum_dev<D>,
-          &l::channel<D>, &l::periodic<D>, &l::grad_sum<D>,     &l::grad_col_sum<D>,
+  return {&stats_loop::sum<D>, &stats_loop::sum_dev<D>, &l::col_sum<D>,      &l::col_sum_dev<D>,
+          &l::channel<D>,      &l::periodic<D>,         &l::grad_sum<D>,     &l::grad_col_sum<D>,
           &l::grad_channel<D>, &l::grad_periodic<D>};
 }
 

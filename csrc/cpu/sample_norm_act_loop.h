@@ -26,6 +26,7 @@
 #include "../leaky_relu_math.h"
 #include "../sample_norm_act_math.h"
 #include "elem.h"
+#include "stats_loop.h"
 
 namespace fastgan {
 
@@ -149,66 +150,7 @@ inline void for_each_stretch(int64_t period, int64_t phase, int64_t n, const F& 
   }
 }
 
-// ---- statistics --------------------------------------------------------------------------
-
-template <typename D>
-double sum(const void* xv, double shift, int64_t n) {
-  using E = Elem<D>;
-  using T = T_of<D>;
-  const auto* __restrict x = static_cast<const S<D>*>(xv);
-  const T k = static_cast<T>(shift);
-  T acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += E::load(x[i + l]) - k;
-  }
-  for (int l = 0; i + l < n; ++l) acc[l] += E::load(x[i + l]) - k;
-  return reduce_lanes(acc);
-}
-
-template <typename D>
-void sum_dev(const void* xv, double shift, double mean, int64_t n, double* s) {
-  using E = Elem<D>;
-  using T = T_of<D>;
-  const auto* __restrict x = static_cast<const S<D>*>(xv);
-  const T k = static_cast<T>(shift), m = static_cast<T>(mean);
-  T a1[kLanes] = {}, a2[kLanes] = {};
-  int64_t i = 0;
-  if constexpr (std::is_same_v<S<D>, T>) {
-    // float, double: two loops over the (cached) range. With both sums in one loop GCC 12
-    // vectorizes the loop over i instead of the lanes, a permute per load (float32, AVX2:
-    // 18 -> 2 us per 16K elements). The 16-bit loads are the cost there: one loop.
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int l = 0; l < kLanes; ++l) a1[l] += (E::load(x[i + l]) - k) - m;
-    }
-    for (int l = 0; i + l < n; ++l) a1[l] += (E::load(x[i + l]) - k) - m;
-    for (i = 0; i + kLanes <= n; i += kLanes) {
-      for (int l = 0; l < kLanes; ++l) {
-        const T d = (E::load(x[i + l]) - k) - m;
-        a2[l] += d * d;
-      }
-    }
-    for (int l = 0; i + l < n; ++l) {
-      const T d = (E::load(x[i + l]) - k) - m;
-      a2[l] += d * d;
-    }
-  } else {
-    for (; i + kLanes <= n; i += kLanes) {
-      for (int l = 0; l < kLanes; ++l) {
-        const T d = (E::load(x[i + l]) - k) - m;
-        a1[l] += d;
-        a2[l] += d * d;
-      }
-    }
-    for (int l = 0; i + l < n; ++l) {
-      const T d = (E::load(x[i + l]) - k) - m;
-      a1[l] += d;
-      a2[l] += d * d;
-    }
-  }
-  s[0] = reduce_lanes(a1);
-  s[1] = reduce_lanes(a2);
-}
+// ---- statistics: stats_loop.h
 
 // ---- forward -------------------------------------------------------------------------------
 
@@ -612,7 +554,7 @@ void dd_periodic(const void* ggxv, const void* dyv, const void* yv, const void* 
 template <typename D>
 SnActLoops sn_act_loops() {
   namespace l = sn_act_loop;
-  return {&l::sum<D>,       &l::sum_dev<D>,          &l::fwd_run<D>,
+  return {&stats_loop::sum<D>, &stats_loop::sum_dev<D>, &l::fwd_run<D>,
           &l::fwd_periodic<D>, &l::grad_sum<D>,    &l::grad_slot_sum<D>,
           &l::grad_wsum<D>,    &l::grad_run<D>,    &l::grad_periodic<D>,
           &l::dd_sum<D>,       &l::dd_wsum<D>,     &l::dd_run<D>,

@@ -80,26 +80,9 @@ namespace {
 
 using ew::kThreads;
 using ew::Vec;
+using ew::Welford;
 
 // ---- accumulators -----------------------------------------------------------------------
-
-// (count, mean, M2 = sum of squared deviations from the mean), merged by Chan et al.'s rule
-// (as csrc/cuda/batch_norm_act.cu).
-template <typename T>
-struct Welford {
-  T mean, m2;
-  int64_t n;
-
-  C10_HOST_DEVICE static Welford empty() { return Welford{T(0), T(0), 0}; }
-  C10_HOST_DEVICE static Welford merge(const Welford& a, const Welford& b) {
-    if (b.n == 0) return a;
-    if (a.n == 0) return b;
-    const int64_t n = a.n + b.n;
-    const T fb = static_cast<T>(b.n) / static_cast<T>(n);
-    const T delta = b.mean - a.mean;
-    return Welford{a.mean + delta * fb, a.m2 + b.m2 + delta * delta * static_cast<T>(a.n) * fb, n};
-  }
-};
 
 // K plain sums.
 template <typename T, int K>

@@ -36,13 +36,10 @@ from fastgan import _backend, _ext, kernels
 from fastgan._autograd import Function
 from fastgan.kernels._layout import is_dense
 from fastgan.ops import _checks, _vmap
+from fastgan.ops.bias_leaky_relu import channel_view
 from fastgan.ops.penalty import compute_dtype
 
 OP = _backend.Op("batch_norm_act", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
-
-
-def _channel_view(v, x):
-    return v.reshape((1, -1) + (1,) * (x.dim() - 2))
 
 
 def batch_norm_act_reference(x, weight, bias, running_mean, running_var, use_batch_stats, momentum,
@@ -63,9 +60,9 @@ def batch_norm_act_reference(x, weight, bias, running_mean, running_var, use_bat
         mean, var = running_mean.to(t), running_var.to(t)
     invstd = 1 / torch.sqrt(var + eps)
     scale = invstd if weight is None else weight.to(t) * invstd
-    v = (xt - _channel_view(mean, x)) * _channel_view(scale, x)
+    v = (xt - channel_view(mean, x)) * channel_view(scale, x)
     if bias is not None:
-        v = v + _channel_view(bias.to(t), x)
+        v = v + channel_view(bias.to(t), x)
     out = torch.nn.functional.leaky_relu(v, negative_slope).to(x.dtype)
     return out, mean, invstd
 
@@ -225,9 +222,9 @@ def _differentiable_backward(ctx, grad_out):
     if use_batch_stats:
         var, mean = torch.var_mean(xt, dim=dims, correction=0)
         invstd = torch.rsqrt(var + ctx.eps)
-    z = (xt - _channel_view(mean.to(t), x)) * _channel_view(invstd.to(t), x)
+    z = (xt - channel_view(mean.to(t), x)) * channel_view(invstd.to(t), x)
     if weight is not None:
-        z = z * _channel_view(weight.to(t), x)
+        z = z * channel_view(weight.to(t), x)
     g = grad_out.to(t)
     g = torch.where(out.detach() > 0, g, g * slope)
     want_x = ctx.needs_input_grad[0]

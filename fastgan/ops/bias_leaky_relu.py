@@ -39,8 +39,9 @@ OP = _backend.Op("bias_leaky_relu", auto={"cuda": ("cuda", "triton"), "cpu": ("c
 NEGATIVE_SLOPE = 0.2  # the DCGAN critic's (Radford et al. 2015)
 
 
-def _bias_view(bias, x):
-    return bias.reshape((1, -1) + (1,) * (x.dim() - 2))
+def channel_view(v, x):
+    """A (C,) per-channel vector broadcast against x (N, C, ...)."""
+    return v.reshape((1, -1) + (1,) * (x.dim() - 2))
 
 
 def bias_leaky_relu_reference(x, bias, negative_slope):
@@ -48,7 +49,7 @@ def bias_leaky_relu_reference(x, bias, negative_slope):
     t = compute_dtype(x.dtype)
     v = x.to(t)
     if bias is not None:
-        v = v + _bias_view(bias.to(t), x)
+        v = v + channel_view(bias.to(t), x)
     return torch.nn.functional.leaky_relu(v, negative_slope).to(x.dtype)
 
 

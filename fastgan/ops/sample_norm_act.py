@@ -42,9 +42,9 @@ from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
 from fastgan._autograd import Function
-from fastgan.kernels._layout import is_dense, same_walk
+from fastgan.kernels._layout import is_dense
 from fastgan.ops import _checks, _vmap
-from fastgan.ops.bias_leaky_relu import engine_wants_grad
+from fastgan.ops.bias_leaky_relu import channel_view, engine_wants_grad
 from fastgan.ops.penalty import compute_dtype
 
 OP = _backend.Op("sample_norm_act", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
@@ -54,11 +54,6 @@ _NAMES = ("sample_norm_act", "sample_norm_act_backward", "sample_norm_act_double
 def _sample_view(v, x):
     """A (N,) per-sample vector broadcast against x (N, C, ...)."""
     return v.reshape((-1,) + (1,) * (x.dim() - 1))
-
-
-def _channel_view(v, x):
-    """A (C,) per-channel vector broadcast against x (N, C, ...)."""
-    return v.reshape((1, -1) + (1,) * (x.dim() - 2))
 
 
 def _sample_dims(x):
@@ -84,9 +79,9 @@ def sample_norm_act_reference(x, weight=None, bias=None, eps=1e-5, negative_slop
     mean, rstd = _stats(xt, eps)
     v = (xt - _sample_view(mean, x)) * _sample_view(rstd, x)
     if weight is not None:
-        v = v * _channel_view(weight.to(t), x)
+        v = v * channel_view(weight.to(t), x)
     if bias is not None:
-        v = v + _channel_view(bias.to(t), x)
+        v = v + channel_view(bias.to(t), x)
     out = torch.nn.functional.leaky_relu(v, negative_slope).to(x.dtype)
     return out, mean, rstd
 
@@ -114,7 +109,7 @@ def sample_norm_act_backward_math(grad_out, out, x, weight, mean, rstd, negative
     m = x[0].numel()
     xhat = (x.to(t) - _sample_view(mean, x)) * _sample_view(rstd, x)
     g = _masked(grad_out, out, negative_slope, t)
-    a = g if weight is None else g * _channel_view(weight.to(t), x)
+    a = g if weight is None else g * channel_view(weight.to(t), x)
     gx = _l_op(a, xhat, rstd, x, m).to(x.dtype)
     if channel_grads:
         dims = _channel_dims(x)
@@ -137,7 +132,7 @@ def sample_norm_act_double_backward_math(ggx, ggw, ggb, grad_out, out, x, weight
     mask = torch.where(out > 0, torch.ones((), dtype=t, device=x.device),
                        torch.full((), negative_slope, dtype=t, device=x.device))
     g = grad_out.to(t) * mask
-    w = None if weight is None else _channel_view(weight.to(t), x)
+    w = None if weight is None else channel_view(weight.to(t), x)
     a = g if w is None else g * w
     r = _sample_view(rstd, x)
     d_go = torch.zeros_like(xhat)
@@ -157,11 +152,11 @@ def sample_norm_act_double_backward_math(ggx, ggw, ggb, grad_out, out, x, weight
         if d_w is not None:
             d_w = d_w + (p * g).sum(_channel_dims(x))
     if ggw is not None and ggw.numel():
-        gw = _channel_view(ggw.to(t), x)
+        gw = channel_view(ggw.to(t), x)
         d_go = d_go + gw * xhat
         d_x = d_x + _l_op(g * gw, xhat, rstd, x, m)
     if ggb is not None and ggb.numel():
-        d_go = d_go + _channel_view(ggb.to(t), x)
+        d_go = d_go + channel_view(ggb.to(t), x)
     d_go = (d_go * mask).to(x.dtype)
     if d_w is None:
         d_w = x.new_empty((0,), dtype=t)
@@ -233,13 +228,6 @@ def _ops(backend):
 _vmap.register(_NAMES, _triton_ops, (_vmap.loop,) * 3)
 
 
-def _like(t, x):
-    """t in x's dtype and strides (the kernels walk grad_out, out and x together)."""
-    if t.dtype == x.dtype and same_walk(t, x):
-        return t
-    return torch.empty_like(x).copy_(t)
-
-
 class _SampleNormAct(Function):
     # forward without ctx, setup_context apart (the form torch.func transforms take); mean
     # and rstd are outputs the backward needs, marked non-differentiable
@@ -264,7 +252,7 @@ class _SampleNormAct(Function):
         eps, slope, backend = ctx.args
         want_w = weight is not None and ctx.needs_input_grad[1] and engine_wants_grad(ctx, 1)
         want_b = ctx.bias_dtype is not None and ctx.needs_input_grad[2] and engine_wants_grad(ctx, 2)
-        gx, gw, gb = _SampleNormActBackward.apply(_like(grad_out, x), out, x, weight, mean, rstd, slope,
+        gx, gw, gb = _SampleNormActBackward.apply(_vmap.like(grad_out, x), out, x, weight, mean, rstd, slope,
                                                   want_w or want_b, eps, backend)
         gw = gw.to(weight.dtype) if want_w else None
         gb = gb.to(ctx.bias_dtype) if want_b else None
@@ -300,7 +288,7 @@ class _SampleNormActBackward(Function):
                                                                   mean, rstd, slope)
         else:
             t = compute_dtype(x.dtype)
-            ggx = None if ggx is None else _like(ggx, x)
+            ggx = None if ggx is None else _vmap.like(ggx, x)
             ggw = None if ggw is None else ggw.to(t).contiguous()
             ggb = None if ggb is None else ggb.to(t).contiguous()
             d_go, d_x, d_w = _ops(backend)[2](ggx, ggw, ggb, grad_out, out, x, weight, mean, rstd, slope)
