@@ -17,6 +17,14 @@ Bad files. The header check (fastgan.data._scan) skips and counts what it can se
 the run. A sample whose compressed data turns out corrupt during an epoch is replaced in
 its batch by another sample of that batch (shapes never change; CUDA graphs rely on it),
 counted in `skipped`, and reported once.
+
+Streams. The loader's own device tensors (an epoch's order and flip mask, the labels, the
+index of a decoded batch) are made on the stream current when they are made and read on
+whichever stream takes a batch: the trainer takes its first batches on warm-up side streams
+and the rest on another, and a caller's loop may switch streams too. So a stream's first
+batch waits for the work that made them, and they are recorded on it (Tensor.record_stream:
+the caching allocator gives their memory to nothing else before that stream is done with
+them, as when an epoch's plan is replaced while the last gathers still read it).
 """
 import math
 import os
@@ -52,6 +60,31 @@ def _epoch_seed(seed, epoch):
     return v if -2**63 <= v < 2**64 else v & (2**64 - 1)
 
 
+class _OnStreams:
+    """Device tensors made on one stream and read on whichever stream takes a batch (the
+    module doc, Streams): take() makes them ready on, and keeps them for, the current
+    stream. Nothing to do for tensors off CUDA."""
+
+    def __init__(self, *tensors):
+        self._tensors = [t for t in tensors if t is not None and t.is_cuda]
+        self._ready, self._streams = None, set()
+        if self._tensors:
+            made = torch.cuda.current_stream(self._tensors[0].device)
+            self._ready = torch.cuda.Event()
+            self._ready.record(made)
+            self._streams.add(made)
+
+    def take(self):
+        if self._ready is None:
+            return
+        stream = torch.cuda.current_stream(self._tensors[0].device)
+        if stream not in self._streams:
+            stream.wait_event(self._ready)
+            for t in self._tensors:
+                t.record_stream(stream)
+            self._streams.add(stream)
+
+
 def _mib(nbytes):
     return f"{nbytes / 2**20:.1f} MiB"
 
@@ -78,6 +111,7 @@ class ImageLoader(Position):
         self._verbose, self._source = verbose, source
         self._plan_cache = None
         self._arange = torch.arange(batch_size, device=data.device if data is not None else device)
+        self._own = _OnStreams(self._labels, self._arange)
 
     # -- position -----------------------------------------------------------------
     def __len__(self):
@@ -91,7 +125,8 @@ class ImageLoader(Position):
 
     # -- one epoch's order --------------------------------------------------------
     def _plan(self, epoch):
-        """(order on host, order on the data's device, flips on that device or None) of this shard."""
+        """(order on host, order on the data's device, flips on that device or None, the
+        _OnStreams of these and of the loader's own device tensors) of this shard."""
         if self._plan_cache is not None and self._plan_cache[0] == epoch:
             return self._plan_cache[1:]
         n, world = self._n, self.world_size
@@ -103,13 +138,17 @@ class ImageLoader(Position):
         take = slice(self.rank, self.num_samples * world, world)
         order = order[take].contiguous()
         dev = self._data.device if self._data is not None else self.device
+        self._own.take()
         order_dev = order.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else order
         flips = None
         if self.flip:
             g = torch.Generator(dev).manual_seed(_epoch_seed(self.seed, epoch) + _FLIP_SEED_OFFSET)
             flips = (torch.rand(self.num_samples * world, generator=g, device=dev) < 0.5)[take].contiguous()
-        self._plan_cache = (epoch, order, order_dev, flips)
-        return order, order_dev, flips
+        # one hand-over per batch for all of them: the stream that makes the plan has waited
+        # for the labels and the index (self._own), so a wait for it waits for those too
+        self._plan_cache = (epoch, order, order_dev, flips,
+                            _OnStreams(order_dev, flips, self._labels, self._arange))
+        return self._plan_cache[1:]
 
     def _spans(self, start):
         per, b = self.num_samples, self.batch_size
@@ -120,10 +159,10 @@ class ImageLoader(Position):
         if self._batch >= len(self):        # stopped right after an epoch's last batch
             self.epoch, self._batch = self.epoch + 1, 0
         epoch = self.epoch
-        order, order_dev, flips = self._plan(epoch)
+        plan = self._plan(epoch)
         spans = self._spans(self._batch)
-        batches = self._cache_batches(order, order_dev, flips, spans) if self._data is not None \
-            else self._decoded_batches(order, order_dev, flips, spans)
+        batches = self._cache_batches(*plan, spans) if self._data is not None \
+            else self._decoded_batches(*plan, spans)
         try:
             for k, item in zip((k for k, _, _ in spans), batches):
                 self._batch = k + 1
@@ -140,17 +179,19 @@ class ImageLoader(Position):
     def _labels_of(self, index):
         return None if self._labels is None else self._labels[index.to(self._labels.device)]
 
-    def _cache_batches(self, order, order_dev, flips, spans):
+    def _cache_batches(self, order, order_dev, flips, on_streams, spans):
         for _, s, e in spans:
+            on_streams.take()
             idx = order_dev[s:e]
             f = None if flips is None else flips[s:e]
             images = gather_images(self._data, idx, f, dtype=self.dtype, channels_last=self.channels_last)
             yield self._out(images), self._labels_of(idx)
 
-    def _decoded_batches(self, order, order_dev, flips, spans):
+    def _decoded_batches(self, order, order_dev, flips, on_streams, spans):
         decoded = self._decoder.batches([order[s:e] for _, s, e in spans])
         try:
             for (_, s, e), (u8, failed) in zip(spans, decoded):
+                on_streams.take()
                 idx = order_dev[s:e]
                 if failed.any():
                     u8, idx = self._substitute(u8, order[s:e], failed)

@@ -71,6 +71,27 @@ def test_cache_in_pinned_memory(labeled, monkeypatch):
     assert torch.equal(labels, ref_labels)  # same order on both
 
 
+def test_cache_plan_ready_on_any_stream(labeled):
+    """An epoch's order and flips are made on the stream that takes its first batch (the
+    trainer's warm-up side stream), here kept busy so that their copy and draw come late; the
+    next batches are taken on the default stream, which never waits for the side stream: the
+    loader makes it wait before it reads them (fastgan.data.loader, Streams)."""
+    def take(it):
+        return [(x * 1, y * 1) for x, y in it]
+    ref = take(load(labeled, backend="cache", batch_size=4, flip=True))
+    it = iter(load(labeled, backend="cache", batch_size=4, flip=True))
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(500_000_000)  # ahead of the plan's copy to the GPU and its flip draw
+        got = take([next(it)])
+    got += take(it)
+    torch.cuda.synchronize()
+    assert len(got) == len(ref) > 1
+    bad = [k for k, ((a, la), (b, lb)) in enumerate(zip(got, ref)) if not (torch.equal(a, b) and torch.equal(la, lb))]
+    assert bad == []
+
+
 def test_nvjpeg_ahead_and_streams(faces, monkeypatch):
     """The batches decoded ahead on the decoder's threads are the same whatever runs ahead,
     and each is ready on the stream that takes it, whatever that stream or another has

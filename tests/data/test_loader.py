@@ -237,3 +237,50 @@ def test_progress_bars_follow_progress_else_verbose(labeled, monkeypatch, verbos
     monkeypatch.setattr(loader_mod, "_BAR_MIN_DECODE", 0)
     load(labeled, backend="cache", verbose=verbose, progress=progress)
     assert seen == {"check": want, "decode": want}
+
+
+def test_device_tensors_handed_to_each_taking_stream(monkeypatch):
+    """fastgan.data.loader, Streams: the first take on a stream waits once for the stream the
+    tensors were made on and records them on it; the making stream and a stream seen before
+    add nothing. With fake streams, events and tensors: the CPU has no streams."""
+    from fastgan.data import loader as loader_mod
+    log, current = [], ["made"]
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_event(self, event):
+            log.append(("wait", self.name, event.recorded_on))
+
+    streams = {name: Stream(name) for name in ("made", "side", "main")}
+
+    class Event:
+        def record(self, stream):
+            self.recorded_on = stream.name
+
+    class Tensor:
+        is_cuda, device = True, "cuda:0"
+
+        def __init__(self, name):
+            self.name = name
+
+        def record_stream(self, stream):
+            log.append(("record", self.name, stream.name))
+
+    class Host:
+        is_cuda = False
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: streams[current[0]])
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    guard = loader_mod._OnStreams(Tensor("order"), None, Host(), Tensor("flips"))
+    guard.take()
+    assert log == []
+    for name in ("side", "side", "main", "side", "made", "main"):
+        current[0] = name
+        guard.take()
+    assert log == [("wait", "side", "made"), ("record", "order", "side"), ("record", "flips", "side"),
+                   ("wait", "main", "made"), ("record", "order", "main"), ("record", "flips", "main")]
+    loader_mod._OnStreams(None, Host()).take()  # nothing on CUDA: no stream is even asked for
+    current[0] = "missing"
+    loader_mod._OnStreams(Host()).take()
