@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "../batch_norm_act.h"
+#include "channel_values.h"
 #include "batch_norm_act_loop.h"
 
 namespace fastgan {
@@ -289,15 +290,6 @@ void update_running(at::Tensor& r, const std::vector<double>& v, double momentum
       p[c] = static_cast<scalar_t>(keep * static_cast<O>(p[c]) + m * static_cast<O>(v[c]));
     }
   });
-}
-
-// A (C,) vector in T: the tensor's values, or `fill` when it is absent.
-template <typename T>
-std::vector<T> channel_values(const std::optional<at::Tensor>& t, int64_t channels, T fill) {
-  if (!t.has_value() || !t->defined()) return std::vector<T>(channels, fill);
-  const at::Tensor v = t->to(c10::CppTypeToScalarType<T>::value).contiguous();
-  const T* p = v.data_ptr<T>();
-  return std::vector<T>(p, p + channels);
 }
 
 // f(offset, length, channel) over the runs of [0, numel), or g(offset, length) over plain

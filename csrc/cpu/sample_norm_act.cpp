@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "../sample_norm_act.h"
+#include "channel_values.h"
 #include "sample_norm_act_loop.h"
 
 namespace fastgan {
@@ -210,15 +211,6 @@ std::vector<T> pattern(const std::vector<T>& v, const Split& s) {
     std::fill(p.begin() + j0, p.begin() + j1, v[c]);
   });
   return p;
-}
-
-// A (C,) vector in T: the tensor's values, or `fill` when it is absent.
-template <typename T>
-std::vector<T> channel_values(const std::optional<at::Tensor>& t, int64_t channels, T fill) {
-  if (!t.has_value() || !t->defined()) return std::vector<T>(channels, fill);
-  const at::Tensor v = t->to(c10::CppTypeToScalarType<T>::value).contiguous();
-  const T* p = v.data_ptr<T>();
-  return std::vector<T>(p, p + channels);
 }
 
 // out[c] = sum over the parts of partial[k * C + c], in part order.
