@@ -284,7 +284,7 @@ def build_parser():
     p = sub.add_parser("sample", help="a PNG grid of samples from a trained run",
                        description="Write a PNG grid of samples from a run's newest (or a chosen) "
                                    "checkpoint, with its EMA weights when it kept them.")
-    p.add_argument("--run", required=True, help="the run directory")
+    _add_run(p)
     p.add_argument("--num", type=int, default=64, help=f"number of samples (default 64, at most {MAX_SAMPLES})")
     p.add_argument("--out", help="output PNG (default: RUN/samples/sample_step<STEP>_seed<N>[_interp][_raw].png)")
     p.add_argument("--overwrite", action="store_true", help="replace the output PNG if it exists")
@@ -304,7 +304,7 @@ def build_parser():
                     "nothing is downloaded); fid, kid and pr compare with the run's training data "
                     "(or --ref), whose statistics are computed once and cached. digits and mixture "
                     "need no weights. The results are printed and appended to RUN/eval.jsonl.")
-    p.add_argument("--run", required=True, help="the run directory")
+    _add_run(p)
     p.add_argument("--metrics", help="some of fid,kid,is,pr,digits,mixture (default: mixture for "
                                      "2-D data, digits for the digits, else fid)")
     p.add_argument("--ref", metavar="PATH",
@@ -348,11 +348,28 @@ def _format_warning(command, plain_format, message, category, filename, lineno, 
     return f"fastgan {command}: warning{kind}: {message}\n"
 
 
+def _add_run(p):
+    """The run directory of sample and eval: `--run RUN`, or RUN alone."""
+    p.add_argument("run_pos", nargs="?", metavar="RUN", help="the run directory (or --run RUN)")
+    p.add_argument("--run", help="the run directory")
+
+
+def _resolve_run(args, parser):
+    if not hasattr(args, "run_pos"):
+        return
+    if args.run is None and args.run_pos is None:
+        parser.error("the run directory is required: RUN or --run RUN")
+    if args.run is not None and args.run_pos is not None and args.run != args.run_pos:
+        parser.error(f"two run directories given: {args.run_pos} and --run {args.run}")
+    args.run = args.run if args.run is not None else args.run_pos
+
+
 def main(argv=None):
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # named by the subcommand that refused it: `fastgan train: ... (see fastgan train --help)`
         getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    _resolve_run(args, getattr(args, "parser", parser))
     command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)
     plain_format = warnings.formatwarning
     warnings.formatwarning = functools.partial(_format_warning, command, plain_format)

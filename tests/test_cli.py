@@ -229,6 +229,29 @@ def test_sample_never_replaces_a_file_unasked(tmp_path, capsys):
         assert "--num must be in 1..10000" in capsys.readouterr().err
 
 
+def test_the_run_is_named_alone_or_with_run(tmp_path, capsys):
+    """sample and eval take the run directory as RUN or as --run RUN; both at once must name
+    the same one, and neither is a one-line usage error."""
+    from fastgan.cli import main
+    run = _toy_run(tmp_path, "run")
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert main(["sample", str(run), "--num", "8", "--out", str(a)]) == 0
+    assert main(["sample", "--run", str(run), str(run), "--num", "8", "--out", str(b)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert main(["eval", str(run), "--num", "100"]) == 0
+    assert len((run / "eval.jsonl").read_text().splitlines()) == 1
+    capsys.readouterr()
+    for cmd in ("sample", "eval"):
+        for args, words in (([], "the run directory is required: RUN or --run RUN"),
+                            ([str(run), "--run", str(tmp_path / "other")],
+                             f"two run directories given: {run} and --run {tmp_path / 'other'}")):
+            with pytest.raises(SystemExit) as exc:
+                main([cmd, *args])
+            err = capsys.readouterr().err.strip()
+            assert exc.value.code == 2 and err.startswith(f"fastgan {cmd}: error: {words}"), err
+            assert len(err.splitlines()) == 1, err
+
+
 def test_a_checkpoint_of_another_run_is_refused(tmp_path, capsys):
     from fastgan.cli import main
     ring, grid = _toy_run(tmp_path, "ring"), _toy_run(tmp_path, "grid", data="grid25")
