@@ -85,8 +85,8 @@ def _check(data, index, flip, dtype, channels_last):
                          f"{tuple(data.shape)}")
     if not data.is_contiguous():
         raise ValueError(f"{op}: data must be contiguous (HWC images back to back)")
-    if index.dtype != torch.int64:
-        raise TypeError(f"{op}: index has dtype {index.dtype}; expected torch.int64")
+    if index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{op}: index has dtype {index.dtype}; expected torch.int64 or torch.int32")
     if index.dim() != 1:
         raise ValueError(f"{op}: index must be 1-D, got shape {tuple(index.shape)}")
     if index.device != data.device:
@@ -115,10 +115,12 @@ def gather_images(data, index, flip=None, *, dtype=torch.float32, channels_last=
 
     flip: None or bool/uint8 [B]; a nonzero flip[b] mirrors sample b along W. The output
     is contiguous NCHW, or torch.channels_last memory with channels_last=True. Not
-    differentiable. index must lie in [0, N): for an index outside, the cpp and reference
+    differentiable. index is int64 or int32 (the kernels take int64: an int32 index is
+    converted first, one small copy). index must lie in [0, N): for an index outside, the cpp and reference
     backends raise, the cuda and triton ones write NaN in that sample (raising would sync).
     """
     _check(data, index, flip, dtype, channels_last)
+    index = index.long()
     chosen = OP.resolve(data.device, backend)  # an extension without the op: not cpp or cuda
     if chosen == "reference":
         return gather_images_reference(data, index, flip, dtype=dtype, channels_last=channels_last)

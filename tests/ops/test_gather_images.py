@@ -92,6 +92,16 @@ def test_every_byte_value(backend_device):
         assert (out.flatten(2)[..., [0, 255]] == torch.tensor([-1.0, 1.0], dtype=dtype)).all()
 
 
+def test_int32_index_is_the_int64_one(backend_device):
+    backend, device = backend_device
+    data = _images(9, 5, 7, 3, seed=4).to(device)
+    index = torch.tensor([8, 0, 3, 3, 5], device=device)
+    flip = torch.tensor([True, False, True, False, False], device=device)
+    want = gather_images(data, index, flip, backend=backend)
+    got = gather_images(data, index.int(), flip, backend=backend)
+    assert got.dtype == want.dtype and torch.equal(got, want)
+
+
 def test_index_out_of_range(backend_device):
     backend, device = backend_device
     if (backend, device) == ("reference", "cuda"):
@@ -124,7 +134,8 @@ def test_negative_or_large_index_raises_naming_it(require_backend, backend, bad)
     (lambda d, i, f: (d[0], i, f), ValueError, r"data must be \[N, H, W, C\]"),
     (lambda d, i, f: (d[..., :2].contiguous(), i, f), ValueError, "C = 1 or 3"),
     (lambda d, i, f: (d[:, ::2], i, f), ValueError, "data must be contiguous"),
-    (lambda d, i, f: (d, i.int(), f), TypeError, "index has dtype torch.int32"),
+    (lambda d, i, f: (d, i.short(), f), TypeError, "index has dtype torch.int16; expected torch.int64 or torch.int32"),
+    (lambda d, i, f: (d, i.float(), f), TypeError, "index has dtype torch.float32; expected torch.int64 or"),
     (lambda d, i, f: (d, i.view(1, -1), f), ValueError, "index must be 1-D"),
     (lambda d, i, f: (d, i.to("meta"), f), ValueError, "index is on meta but data is on cpu"),
     (lambda d, i, f: (d, i, f[:2]), ValueError, "flip must be 1-D with 3 elements"),
