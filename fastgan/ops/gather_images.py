@@ -116,8 +116,9 @@ def gather_images(data, index, flip=None, *, dtype=torch.float32, channels_last=
     flip: None or bool/uint8 [B]; a nonzero flip[b] mirrors sample b along W. The output
     is contiguous NCHW, or torch.channels_last memory with channels_last=True. Not
     differentiable. index is int64 or int32 (the kernels take int64: an int32 index is
-    converted first, one small copy). index must lie in [0, N): for an index outside, the cpp and reference
-    backends raise, the cuda and triton ones write NaN in that sample (raising would sync).
+    converted first, one small copy) and must lie in [0, N): for an index outside, the cpp
+    and reference backends raise, the cuda and triton ones write NaN in that sample (raising
+    would sync).
     """
     _check(data, index, flip, dtype, channels_last)
     index = index.long()
