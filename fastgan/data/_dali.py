@@ -1,11 +1,26 @@
-"""The "dali" backend: an NVIDIA DALI pipeline decodes, crops and resizes each batch.
+"""The "dali" backend: an NVIDIA DALI pipeline decodes and crops each batch, and resizes it
+on a GPU (torch resizes it on the CPU).
 
 On a GPU the decoder runs with device="mixed" (nvJPEG, and the hardware JPEG decoder
 where the GPU has one) and the resize on the GPU; without one the pipeline runs in DALI's
 CPU-only mode (device_id=None, every operator on device="cpu"). The loader, not DALI,
 chooses the files of each batch and feeds them through external_source, so the order,
 sharding and resume are the same as every other backend's.
-The decoder decodes only a window around the crop (fn.decoders.image_slice; at 64 px the
+
+On the CPU, DALI decodes the crop alone (fn.decoders.image_slice: a 178 x 218 CelebA face's
+178 x 178 square) and torch resizes the batch: F.interpolate's antialiased bilinear on uint8
+channels_last (fixed point, vectorized), one call per crop size (one for CelebA), on one
+thread. DALI's own CPU resize cost about as much as its decoding (2 threads, 2026-11-24,
+whole images: 10,044 images/s decoded, 5,942 decoded and resized; torch resized 41,600
+images/s of 178 x 178 on one thread): through the loader, 4,960 images/s became 6,994 (a
+PIL DataLoader with 2 workers: 4,198-4,206; benchmarks/results/2026-11-24-cpu-2core-EPYC-
+AVX512-data-rounds*.txt). Cutting the crop out before the resize is torchvision's
+CenterCrop + Resize, as the nvjpeg backend does; PIL resizes the crop's box within the whole
+image: the two agree within a level inside the image, and by up to 14 levels on its
+outermost pixels in the tests' noisy pictures (tests/data measure it).
+`CPU_RESIZE = "dali"` brings back DALI's resize on the CPU (the GPU's, below).
+
+On a GPU, DALI resizes: the decoder decodes only a window around the crop (at 64 px the
 window of a 178 x 218 CelebA face leaves out 32 of its 218 rows). The window reaches
 `_margin` pixels past the crop, the filter's support and one more, so the result is that of
 resizing the whole decoded image: bit for bit at 16, 32 and 64 px in the tests, within one
@@ -42,6 +57,7 @@ import torch
 from fastgan.data._pil import crop_box
 
 AHEAD = 2  # batches in the pipeline at once: the pipeline's prefetch_queue_depth
+CPU_RESIZE = "torch"  # who resizes on the CPU: "torch" (after DALI decodes the crop) or "dali"
 _FAILURES = (RuntimeError, OSError, IndexError, ValueError)  # what a failed DALI batch raises
 # The formats fn.decoders.image_slice reads (DALI's documentation; tests/data compare them
 # with PIL on the CPU, DALI 2.4), by PIL's names (the header check's Check.format): MPO is
@@ -85,12 +101,16 @@ class DALIDecoder:
         self.batch_size = batch_size
         self.num_threads = max(1, num_threads)
         r = samples.resolution
+        if CPU_RESIZE not in ("torch", "dali"):
+            raise ValueError(f'fastgan.data._dali.CPU_RESIZE must be "torch" or "dali", got {CPU_RESIZE!r}')
+        self._torch_resize = self.device.type != "cuda" and CPU_RESIZE == "torch"
         # per sample, float32 [y, x] pairs: the decoded window (anchor, shape) and the crop
-        # within it (start, end); rows of [N, 2] arrays, so a batch's are one dense array
+        # within it (start, end); rows of [N, 2] arrays, so a batch's are one dense array.
+        # torch resizing: the window is the crop (no margin; start and end unused)
         geometry = np.zeros((4, len(sizes), 2), np.float32)
         for i, (w, h) in enumerate(sizes):
             left, top, side = crop_box(w, h, samples.crop)
-            m = _margin(side, r)
+            m = 0 if self._torch_resize else _margin(side, r)
             y0, x0 = max(0, top - m), max(0, left - m)
             y1, x1 = min(h, top + side + m), min(w, left + side + m)
             geometry[:, i] = [(y0, x0), (y1 - y0, x1 - x0), (top - y0, left - x0),
@@ -129,15 +149,16 @@ class DALIDecoder:
                 enc = fn.io.file.read(enc, dont_use_mmap=True)
             anchor = fn.external_source(name="anchor", dtype=types.FLOAT, ndim=1)
             shape = fn.external_source(name="shape", dtype=types.FLOAT, ndim=1)
-            start = fn.external_source(name="start", dtype=types.FLOAT, ndim=1)
-            end = fn.external_source(name="end", dtype=types.FLOAT, ndim=1)
             img = fn.decoders.image_slice(enc, anchor, shape, device="mixed" if gpu else "cpu",
                                           output_type=types.RGB if self.samples.channels == 3 else types.GRAY,
                                           adjust_orientation=False, axis_names="HW",
                                           normalized_anchor=False, normalized_shape=False)
-            r = self.samples.resolution
-            img = fn.resize(img, size=[r, r], roi_start=start, roi_end=end, roi_relative=False,
-                            antialias=True, interp_type=types.INTERP_LINEAR)
+            if not self._torch_resize:
+                start = fn.external_source(name="start", dtype=types.FLOAT, ndim=1)
+                end = fn.external_source(name="end", dtype=types.FLOAT, ndim=1)
+                r = self.samples.resolution
+                img = fn.resize(img, size=[r, r], roi_start=start, roi_end=end, roi_relative=False,
+                                antialias=True, interp_type=types.INTERP_LINEAR)
             pipe.set_outputs(img)
         pipe.build()
         return pipe
@@ -147,7 +168,8 @@ class DALIDecoder:
         (a folder: DALI reads the files) or bytes (a zip's members, read on the pool now)."""
         files = self.samples.files
         if self._folder is not None:
-            paths = [np.frombuffer(os.fsencode(self._folder / files[i]), np.uint8) for i in indices]
+            base = os.fsencode(os.path.join(self._folder, ""))  # no Path per file: 128 a batch
+            paths = [np.frombuffer(base + os.fsencode(files[i]), np.uint8) for i in indices]
             return lambda: paths
         source = self.samples.source
         futures = [self._reader.submit(lambda i: np.frombuffer(source.read(files[i]), np.uint8), i)
@@ -159,8 +181,9 @@ class DALIDecoder:
         pipe.feed_input("enc", encoded)
         pipe.feed_input("anchor", self._anchor[indices])
         pipe.feed_input("shape", self._window[indices])
-        pipe.feed_input("start", self._start[indices])
-        pipe.feed_input("end", self._end[indices])
+        if not self._torch_resize:
+            pipe.feed_input("start", self._start[indices])
+            pipe.feed_input("end", self._end[indices])
 
     def _schedule(self, batches):
         """Feeds and schedules `batches`, a list of (indices, encoded): AHEAD of them on a
@@ -180,7 +203,7 @@ class DALIDecoder:
         self._in_flight -= 1
         (out,) = self._pipe.share_outputs()
         self._held = True
-        return out.as_tensor()
+        return out  # a TensorList: a dense tensor (as_tensor()) unless the crops' sizes differ
 
     def _release(self):
         if self._held:
@@ -197,11 +220,51 @@ class DALIDecoder:
             from nvidia.dali.plugin.pytorch import feed_ndarray
 
             dst = torch.empty((n,) + self._shape, dtype=torch.uint8, device=self.device)
-            feed_ndarray(t, dst, cuda_stream=torch.cuda.current_stream(self.device))
+            feed_ndarray(t.as_tensor(), dst, cuda_stream=torch.cuda.current_stream(self.device))
             return dst
-        out = torch.from_numpy(np.array(t))
-        self._release()
+        try:
+            out = self._resize(t, n) if self._torch_resize else torch.from_numpy(np.array(t.as_tensor()))
+        finally:
+            self._release()
         return out
+
+    def _resize(self, crops, n):
+        """uint8 [n, R, R, C]: torch's antialiased bilinear resize of DALI's decoded crops
+        (read in place from DALI's buffer), one call per crop size, on one intra-op thread
+        (torch.set_num_threads, restored after): with DALI's threads decoding the next
+        batches on the same cores, a resize on two threads waited for the one descheduled
+        (a 2-core machine under load, 2026-11-24: 279 images/s through the loader, against
+        3,003 on one thread)."""
+        r = self.samples.resolution
+        if crops.is_dense_tensor():  # every crop one size (CelebA): one [n, S, S, C] array
+            views = torch.from_numpy(np.asarray(crops.as_tensor()))
+            groups = {views.shape[1:]: range(n)}
+        else:
+            views = [torch.from_numpy(np.asarray(crops[i])) for i in range(n)]  # [S, S, C] each
+            groups = {}
+            for i, v in enumerate(views):
+                groups.setdefault(tuple(v.shape), []).append(i)
+        out = torch.empty((n, r, r, self.samples.channels), dtype=torch.uint8)
+        threads = torch.get_num_threads()
+        if threads > 1:  # one intra-op thread: DALI's threads keep the cores busy meanwhile
+            torch.set_num_threads(1)
+        try:
+            for idx in groups.values():
+                if isinstance(views, torch.Tensor):
+                    x = views
+                elif len(idx) == 1:
+                    x = views[idx[0]][None]
+                else:
+                    x = torch.stack([views[i] for i in idx])
+                y = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2), size=(r, r), mode="bilinear",
+                                                    antialias=True, align_corners=False).permute(0, 2, 3, 1)
+                if len(idx) == n:
+                    return y.contiguous()
+                out[idx] = y
+            return out
+        finally:
+            if threads > 1:
+                torch.set_num_threads(threads)
 
     def _drop_in_flight(self):
         """Takes and drops the batches left in flight (by a generator left early, or filling
