@@ -1,18 +1,25 @@
 // One element of fastgan::rmsprop_clip_, shared by the CPU and CUDA kernels.
 //
 // The arithmetic is torch.optim.RMSprop's single-tensor sequence (torch/optim/rmsprop.py)
-// with the roundings torch's own kernels make: the AVX2 CPU kernels and the CUDA kernels
-// fuse `a + s*b*c` (addcmul) into fma(s*b, c, a), and add(alpha=)/lerp use fmadd. Done
-// with explicit fmas here, float32 results equal torch's bit for bit (where torch
-// runs those kernels), on every backend, whatever a compiler would contract:
+// with the roundings torch's own kernels make, which differ by device. On the CPU the AVX2
+// kernels fuse `a + s*b*c` (addcmul) into fma(s*b, c, a) and compute addcdiv as
+// a + (s*b)/c; CUDA's compute s*(b*c) and s*(b/c) and add with one rounding, fma(s, b*c, a)
+// and fma(s, b/c, a) (aten/src/ATen/native/cuda/PointwiseOpsKernel.cu: a + alpha * (b * c),
+// which nvcc contracts; explicit std::fma since torch 2.13, DeviceAddCmulCdiv.cuh). Both
+// fuse add(alpha=) and lerp into one fma. Done with explicit fmas here, the host code
+// (CPU kernels) taking the CPU's order and the device code (__CUDA_ARCH__) CUDA's, float32
+// results equal torch's on that device bit for bit, whatever a compiler would contract:
 //   g  = maximize ? -grad : grad;  g = fma(p, wd, g)              (grad.add(p, alpha=wd))
-//   v  = fma((1 - alpha) * g, g, v * alpha)                       (mul_, addcmul_)
+//   v  = CPU fma((1 - alpha) * g, g, v * alpha),                  (mul_, addcmul_)
+//        CUDA fma(1 - alpha, g * g, v * alpha)
 //   centered:  ga = fma(1 - alpha, g - ga, ga)                    (lerp_, weight < 0.5)
-//              avg = sqrt(fma(-ga, ga, v)) + eps                  (addcmul(value=-1), sqrt, add)
+//              avg = sqrt(CPU fma(-ga, ga, v), CUDA v - ga * ga) + eps
+//                                                                 (addcmul(value=-1), sqrt, add)
 //   else:      avg = sqrt(v) + eps
 //   momentum:  b = b * momentum + g / avg;  p = fma(b, -lr, p)    (mul_, addcdiv_, add_)
-//   else:      p = p + (-lr * g) / avg                            (addcdiv_(value=-lr))
+//   else:      p = CPU p + (-lr * g) / avg, CUDA fma(-lr, g / avg, p)   (addcdiv_(value=-lr))
 // then the clip of clip_weights_ on the stored value (clip_bits: t.clamp_(-c, c)).
+// (Triton, kernels/rmsprop_clip.py, takes the order of the device it runs on the same way.)
 // Storage may be fp16/bf16 (torch keeps the state in the parameter's dtype); the
 // arithmetic runs in opmath (float, double for float64) and each state is rounded
 // once per step, where torch rounds after every op: with 16-bit storage fastgan is
@@ -63,11 +70,19 @@ C10_HOST_DEVICE inline void rmsprop_element(T& p, T g, T& v, T& b, T& ga, T lr,
                                             const RMSpropHyper<T>& h) {
   if (kMaximize) g = -g;
   if (kWeightDecay) g = fma_rn(p, h.weight_decay, g);  // torch skips it when wd == 0
+#if defined(__CUDA_ARCH__)
+  v = fma_rn(h.one_minus_alpha, g * g, v * h.alpha);
+#else
   v = fma_rn(h.one_minus_alpha * g, g, v * h.alpha);
+#endif
   T avg;
   if (kCentered) {
     ga = fma_rn(h.one_minus_alpha, g - ga, ga);
+#if defined(__CUDA_ARCH__)
+    avg = sqrt_rn(v - ga * ga) + h.eps;
+#else
     avg = sqrt_rn(fma_rn(-ga, ga, v)) + h.eps;
+#endif
   } else {
     avg = sqrt_rn(v) + h.eps;
   }
@@ -75,7 +90,11 @@ C10_HOST_DEVICE inline void rmsprop_element(T& p, T g, T& v, T& b, T& ga, T lr,
     b = b * h.momentum + g / avg;
     p = fma_rn(b, -lr, p);
   } else {
+#if defined(__CUDA_ARCH__)
+    p = fma_rn(-lr, g / avg, p);
+#else
     p = p + (-lr * g) / avg;
+#endif
   }
 }
 

@@ -1,7 +1,10 @@
 """Fused RMSprop + WGAN clip over a list of parameters: one launch per dtype.
 
 The element math is csrc/rmsprop_math.h's: torch.optim.RMSprop's sequence with the
-fmas torch's kernels make, written explicitly (tl.fma); IEEE square root and division
+fmas torch's kernels make, written explicitly (tl.fma), in the order of torch's kernels on
+the device the kernel runs on (CUDA_ORDER: on a GPU, CUDA's addcmul and addcdiv,
+fma(s, b * c, a) and fma(s, b / c, a); under the interpreter the CPU's, as the C++ kernels,
+fma(s * b, c, a) and a + (s * b) / c); IEEE square root and division
 (sqrt_rn, div_rn: Triton's plain sqrt and / are approximate on NVIDIA GPUs).
 Lists, in metadata order: params, grads, square_avgs, then momentum_bufs when
 MOMENTUM, then grad_avgs when CENTERED. Loss scaling: UNSCALE divides the gradient by
@@ -24,7 +27,7 @@ BLOCK = 2048  # 4-5 lists in flight: keeps registers under control at 4 warps
 def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, scale_ptr, found_inf_ptr, n_tensors,
                         N_LISTS: tl.constexpr, CENTERED: tl.constexpr, MOMENTUM: tl.constexpr,
                         MAXIMIZE: tl.constexpr, WEIGHT_DECAY: tl.constexpr, CLIP: tl.constexpr,
-                        UNSCALE: tl.constexpr, SKIP: tl.constexpr,
+                        UNSCALE: tl.constexpr, SKIP: tl.constexpr, CUDA_ORDER: tl.constexpr,
                         DTYPE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     t, offs, mask = tensor_of_block(meta_ptr, n_tensors, N_LISTS, BLOCK)
     if SKIP:  # an overflow in the scaled gradients: this step writes nothing
@@ -50,14 +53,20 @@ def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, scale_ptr, found_inf
         g = -g
     if WEIGHT_DECAY:
         g = tl.fma(p, tl.load(hyper_ptr + 3), g)
-    v = tl.fma(one_minus_alpha * g, g, v * alpha)
+    if CUDA_ORDER:
+        v = tl.fma(one_minus_alpha, g * g, v * alpha)
+    else:
+        v = tl.fma(one_minus_alpha * g, g, v * alpha)
     tl.store(v_ptr, v.to(DTYPE), mask=mask)
     if CENTERED:
         ga_ptr = address(meta_ptr, n_tensors, t, 3 + MOMENTUM, DTYPE) + offs
         ga = tl.load(ga_ptr, mask=mask).to(COMPUTE)
         ga = tl.fma(one_minus_alpha, g - ga, ga)
         tl.store(ga_ptr, ga.to(DTYPE), mask=mask)
-        avg = _sqrt(tl.fma(-ga, ga, v), COMPUTE) + eps
+        if CUDA_ORDER:
+            avg = _sqrt(v - ga * ga, COMPUTE) + eps
+        else:
+            avg = _sqrt(tl.fma(-ga, ga, v), COMPUTE) + eps
     else:
         avg = _sqrt(v, COMPUTE) + eps
     if MOMENTUM:
@@ -66,6 +75,8 @@ def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, scale_ptr, found_inf
         b = b * tl.load(hyper_ptr + 4) + _div(g, avg, COMPUTE)
         tl.store(b_ptr, b.to(DTYPE), mask=mask)
         p = tl.fma(b, -lr, p)
+    elif CUDA_ORDER:
+        p = tl.fma(-lr, _div(g, avg, COMPUTE), p)
     else:
         p = p + _div(-lr * g, avg, COMPUTE)
     p = p.to(DTYPE)
@@ -105,6 +116,7 @@ def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alph
             lr if grad_scale is None else grad_scale, lr if found_inf is None else found_inf,
             len(idx), N_LISTS=len(lists), CENTERED=centered, MOMENTUM=use_momentum,
             MAXIMIZE=maximize, WEIGHT_DECAY=weight_decay != 0.0, CLIP=clip >= 0,
-            UNSCALE=grad_scale is not None, SKIP=found_inf is not None, DTYPE=TL_DTYPES[dtype],
+            UNSCALE=grad_scale is not None, SKIP=found_inf is not None,
+            CUDA_ORDER=device.type == "cuda", DTYPE=TL_DTYPES[dtype],
             COMPUTE=opmath(dtype), BLOCK=BLOCK,
             enable_fp_fusion=False)  # only the fmas written (tl.fma), as the C++ build

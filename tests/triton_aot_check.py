@@ -36,7 +36,13 @@ def _type(v):
 
 def fake_run(self, *args, grid, warmup, **kwargs):
     options = {k: kwargs.pop(k) for k in list(kwargs) if k in OPTION_KEYS}
-    bound = dict(zip(self.arg_names, args)) | kwargs
+    _compile(self, dict(zip(self.arg_names, args)) | kwargs, options)
+    if "CUDA_ORDER" in kwargs:  # set by the tensors' device, CPU here: the GPU's variant too
+        _compile(self, dict(zip(self.arg_names, args)) | kwargs | {"CUDA_ORDER": True}, options)
+    return None
+
+
+def _compile(self, bound, options):
     signature, constexprs = {}, {}
     for i, (name, p) in enumerate(zip(self.arg_names, self.params)):
         v = bound[name]
@@ -51,7 +57,6 @@ def fake_run(self, *args, grid, warmup, **kwargs):
         triton.compile(ASTSource(self, signature, constexprs), target=GPUTarget("cuda", 90, 32),
                        options=options)
         compiled[key] = self.__name__
-    return None
 
 
 JITFunction.run = fake_run

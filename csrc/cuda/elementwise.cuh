@@ -59,7 +59,8 @@ inline constexpr int kThreads = 256;
 inline constexpr int kLoadBytes = 64;
 // 4 x 256-thread blocks per SM: 1024 threads x kLoadBytes = 64 KiB of loads in flight
 // per SM. Every kernel here is compiled for 4 resident blocks per SM (__launch_bounds__:
-// <= 64 registers a thread; none spills on sm_90), so a grid of kBlocksPerSM x SMs
+// <= 64 registers a thread; on sm_90 one spills, 12 bytes in sample_norm_act.cu's float64
+// grad_sums_kernel with channel sums: ptxas -v, 2026-11-24), so a grid of kBlocksPerSM x SMs
 // blocks runs in one wave: no SM idles through a second, partial one.
 inline constexpr int kBlocksPerSM = 4;
 // A block's slice: at least one full sweep of its threads' loads (256 x 64 B = 16 KiB).

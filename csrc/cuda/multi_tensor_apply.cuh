@@ -362,10 +362,16 @@ std::optional<c10::Device> check_lists(const std::array<at::TensorList, DEPTH>& 
                   " tensor ", t, " has ", x.numel(), " elements, more than the ",
                   kMaxChunksPerTensor, " chunks of ", kChunkSize, " a launch table can name");
       if (d > 0) {
-        TORCH_CHECK(x.sizes() == ref.sizes() && x.strides() == ref.strides(),
-                    "multi_tensor_apply: list ", d, " tensor ", t, " has sizes ", x.sizes(),
+        // the same walk: the same sizes, and the same strides on every dim of more than one
+        // element (a size-1 dim's stride is arbitrary: autograd may hand such a gradient to a
+        // channels_last weight; csrc/rmsprop_clip.h's check admits it)
+        bool same = x.sizes() == ref.sizes();
+        for (int64_t k = 0; same && k < ref.dim(); ++k) {
+          same = ref.size(k) == 1 || x.stride(k) == ref.stride(k);
+        }
+        TORCH_CHECK(same, "multi_tensor_apply: list ", d, " tensor ", t, " has sizes ", x.sizes(),
                     " and strides ", x.strides(), " but list 0 has ", ref.sizes(), " and ",
-                    ref.strides());
+                    ref.strides(), " (strides must agree on every dim of more than one element)");
       }
     }
   }

@@ -61,7 +61,10 @@ def correctly_rounded_sqrt():
 def test_100_steps_track_torch_rmsprop_then_clamp(backend_device, flags):
     # The oracle is torch's single-tensor RMSprop (foreach=False), then clamp_. The reference
     # backend repeats its ops in its order: identical to the bit. The fused kernels make the
-    # same roundings (explicit fmas where torch's kernels fuse) but one: torch's float32 sqrt
+    # same roundings (explicit fmas where torch's kernels fuse, in the order of torch's
+    # kernels on the device: csrc/rmsprop_math.h; CUDA's addcmul and addcdiv round
+    # differently from the CPU's, which a 2026-11-24 review found the CUDA and Triton kernels
+    # had not followed; not yet run on a GPU since) but one: torch's float32 sqrt
     # on CPU is not correctly rounded (1 ulp off in ~20% of elements) and fastgan's is. Against
     # torch with that one op made correctly rounded they are identical to the bit, every flag
     # set, 1 and 2 threads (measured on an AVX2 host, 2026-11-23). Against torch as it is they
