@@ -11,7 +11,9 @@ gamma = 0.5, lambda_k = 0.001, k_0 = 0 (sec. 3.4, 4.1). The discriminator step r
 fastgan.ops.began_loss: both reconstruction errors, k_{t+1} and M in one fused pass, with
 k_t a tensor on the device (never read back in the step). k is updated in the
 discriminator step, from the L(x) and L(G(z)) of that step. Logged: k and M
-("convergence"), the paper's two diagnostics.
+("convergence"), the paper's two diagnostics; a step's logged k is the k_{t+1} it
+computed (the value the next step uses), and
+its M is from that step's own losses.
 
 Networks (sec. 3.5, fig. 1): no BatchNorm, ELU everywhere; the decoder is FC -> 8x8xn
 then [3x3 conv, ELU] x 2 and nearest upsampling per scale; the encoder mirrors it with

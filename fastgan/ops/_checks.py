@@ -66,7 +66,12 @@ def bound_fits(op, name, value, tensors, label="tensors"):
 
 
 def nonnegative(op, name, value):
-    """A finite real number >= 0, as a float."""
+    """A finite real number >= 0, as a float. A tensor is refused, naming the way out: the
+    kernels take it as a constant, and reading a CUDA tensor's value would synchronize the
+    host with the GPU in every call (and break a CUDA-graph capture)."""
+    if isinstance(value, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a Python number, got a tensor; pass "
+                        f"float({name}), read once outside the training step")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__}")
     value = float(value)

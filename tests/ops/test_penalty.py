@@ -137,6 +137,8 @@ def test_fused_backends_are_deterministic(backend_device):
     (dict(grad=torch.ones(0, 4)), ValueError, "at least one element"),
     (dict(grad=torch.tensor(1.0)), ValueError, "batch dimension"),
     (dict(weight=-1.0), ValueError, "weight must be a finite number >= 0"),
+    (dict(weight=torch.tensor(10.0)), TypeError, "weight must be a Python number, got a tensor; pass float(weight)"),
+    (dict(center="1"), TypeError, "center must be a real number, got str"),
     (dict(center=float("nan")), ValueError, "center must be a finite number >= 0"),
     (dict(eps=0.0), ValueError, "eps must be > 0 when center != 0"),
     (dict(backend="nope"), ValueError, "unknown backend 'nope'"),
