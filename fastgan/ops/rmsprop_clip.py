@@ -6,13 +6,14 @@ is a dozen launches per parameter tensor; here it is one pass over all of them
 (CUDA and Triton: one multi-tensor launch per dtype; C++: one parallel loop).
 
 Arithmetic: torch.optim.RMSprop's single-tensor sequence with the roundings of
-torch's kernels (explicit fmas where they fuse; csrc/rmsprop_math.h), in float32
+torch's kernels on the device (explicit fmas where they fuse; csrc/rmsprop_math.h), in float32
 (float64 for float64 tensors), each state rounded to its storage dtype once per
 step. The reference backend is torch's own ops in that order and equals
 torch.optim.RMSprop + clamp_ to the bit. The fused kernels take the correctly
-rounded square root; torch's float32 CPU sqrt is not, so on CPU they drift up to
-20.5 ulps of c apart over 100 steps (measured, tests/optim); on CUDA both roots are
-IEEE and the tests ask for 1 ulp (not yet run on a GPU). With 16-bit storage
+rounded square root; torch's float32 CPU sqrt is not, so on CPU they drift 4-20 ulps
+of c apart over 100 steps (measured, tests/optim); on CUDA both roots are IEEE and the
+tests ask for 1 ulp (not yet met on a GPU: the 2026-11-22 run compared with torch's foreach
+path, and the CUDA order is newer). With 16-bit storage
 torch rounds after every op and fastgan once, so fastgan is the more accurate of
 the two there. The clip is clip_weights_'s, on the result.
 
@@ -79,10 +80,17 @@ def _rmsprop_clip_reference(params, grads, square_avgs, momentum_bufs, grad_avgs
             grad_avgs[i].copy_(ga)
         else:
             avg = v.sqrt().add(eps)
+        # lr is a device tensor (a CUDA graph replays it), torch's a number: torch's
+        # add_(b, alpha=-lr) and, on CUDA, addcdiv_(g, avg, value=-lr) are one fma of
+        # -lr, which addcmul with value=1 makes on either device (fma(t1, t2, self): the CPU's
+        # contraction, and CUDA's explicit fma since torch's "use fma in addcmul when
+        # possible", pytorch#172750, January 2026); the CPU's addcdiv is (-lr * g) / avg + p
         if momentum != 0:
             b = momentum_bufs[i].to(compute).mul(momentum).addcdiv(g, avg)
             momentum_bufs[i].copy_(b)
-            pf = pf.addcmul(b, lr_t, value=-1)  # torch's add_(b, alpha=-lr): one fma
+            pf = torch.addcmul(pf, b, -lr_t)
+        elif pf.is_cuda:
+            pf = torch.addcmul(pf, g / avg, -lr_t)
         else:
             pf = pf + (-lr_t * g) / avg
         square_avgs[i].copy_(v)
