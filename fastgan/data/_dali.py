@@ -273,7 +273,10 @@ class DALIDecoder:
             while self._in_flight:
                 self._share()
             self._release()
-        except (*_FAILURES, StopIteration):  # StopIteration: nothing was in flight after all
+        except (*_FAILURES, StopIteration, AttributeError):
+            # StopIteration: nothing was in flight after all; AttributeError: the interpreter
+            # is exiting with a generator left early, and DALI has already torn the
+            # pipeline's backend down (Python printed "Exception ignored in" and a traceback)
             self._reset()
 
     def _reset(self):

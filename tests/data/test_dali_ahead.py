@@ -2,6 +2,9 @@
 flight must never reach the wrong caller. Every batch here is checked against PIL decoding
 the same files (fastgan's "cpu" backend: within a level on average, while a wrong image is
 tens of levels away)."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -102,3 +105,16 @@ def test_the_files_dali_stopped_on_are_pils_from_the_next_epoch(faces, tmp_path,
     # the batches DALI decoded both times are the same; the first epoch's first batch was
     # all PIL's (the fallback), the second's DALI's but for the corrupt file
     assert all(torch.equal(a, b) for (a, _), (b, _) in zip(first[1:], second[1:]))
+
+
+def test_exiting_with_a_loader_left_mid_epoch_is_quiet(faces):
+    """A script that stops iterating (a step budget reached) and exits leaves batches in
+    flight; at interpreter exit DALI has torn its pipeline down before the generator closes.
+    That close printed "Exception ignored in" with an AttributeError traceback."""
+    script = ("import sys\nfrom fastgan.data import make_loader\n"
+              f"loader = make_loader({str(faces)!r}, batch_size=4, backend='dali', device='cpu', "
+              "num_workers=2, resolution=16, verbose=False)\n"
+              "it = iter(loader)\nnext(it)\nnext(it)\nprint('left')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "left", proc.stderr[-2000:]
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
