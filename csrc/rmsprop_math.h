@@ -5,7 +5,7 @@
 // kernels fuse `a + s*b*c` (addcmul) into fma(s*b, c, a) and compute addcdiv as
 // a + (s*b)/c; CUDA's compute s*(b*c) and s*(b/c) and add with one rounding, fma(s, b*c, a)
 // and fma(s, b/c, a) (aten/src/ATen/native/cuda/PointwiseOpsKernel.cu: a + alpha * (b * c),
-// which nvcc contracts; explicit std::fma since torch 2.13, DeviceAddCmulCdiv.cuh). Both
+// which nvcc contracts; an explicit std::fma in recent torch, DeviceAddCmulCdiv.cuh). Both
 // fuse add(alpha=) and lerp into one fma. Done with explicit fmas here, the host code
 // (CPU kernels) taking the CPU's order and the device code (__CUDA_ARCH__) CUDA's, float32
 // results equal torch's on that device bit for bit, whatever a compiler would contract:

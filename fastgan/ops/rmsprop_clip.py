@@ -12,8 +12,8 @@ step. The reference backend is torch's own ops in that order and equals
 torch.optim.RMSprop + clamp_ to the bit. The fused kernels take the correctly
 rounded square root; torch's float32 CPU sqrt is not, so on CPU they drift 4-20 ulps
 of c apart over 100 steps (measured, tests/optim); on CUDA both roots are IEEE and the
-tests ask for 1 ulp (not yet met on a GPU: the 2026-11-22 run compared with torch's foreach
-path, and the CUDA order is newer). With 16-bit storage
+tests ask for 1 ulp (not yet run on a GPU as written: the 2026-11-22 run compared with
+torch's foreach path, and the CUDA rounding order came after it). With 16-bit storage
 torch rounds after every op and fastgan once, so fastgan is the more accurate of
 the two there. The clip is clip_weights_'s, on the result.
 
