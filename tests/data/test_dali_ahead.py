@@ -107,7 +107,7 @@ def test_the_files_dali_stopped_on_are_pils_from_the_next_epoch(faces, tmp_path,
     assert all(torch.equal(a, b) for (a, _), (b, _) in zip(first[1:], second[1:]))
 
 
-def test_exiting_with_a_loader_left_mid_epoch_is_quiet(faces):
+def test_exiting_with_a_loader_left_mid_epoch_is_quiet(faces, tmp_path):
     """A script that stops iterating (a step budget reached) and exits leaves batches in
     flight; at interpreter exit DALI has torn its pipeline down before the generator closes.
     That close printed "Exception ignored in" with an AttributeError traceback."""
@@ -115,6 +115,7 @@ def test_exiting_with_a_loader_left_mid_epoch_is_quiet(faces):
               f"loader = make_loader({str(faces)!r}, batch_size=4, backend='dali', device='cpu', "
               "num_workers=2, resolution=16, verbose=False)\n"
               "it = iter(loader)\nnext(it)\nnext(it)\nprint('left')\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)  # not the checkout: the installed package
     assert proc.returncode == 0 and proc.stdout.strip() == "left", proc.stderr[-2000:]
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
