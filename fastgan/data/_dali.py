@@ -237,28 +237,22 @@ class DALIDecoder:
         3,003 on one thread)."""
         r = self.samples.resolution
         if crops.is_dense_tensor():  # every crop one size (CelebA): one [n, S, S, C] array
-            views = torch.from_numpy(np.asarray(crops.as_tensor()))
-            groups = {views.shape[1:]: range(n)}
+            groups = [(None, torch.from_numpy(np.asarray(crops.as_tensor())))]
         else:
             views = [torch.from_numpy(np.asarray(crops[i])) for i in range(n)]  # [S, S, C] each
-            groups = {}
+            by_shape = {}
             for i, v in enumerate(views):
-                groups.setdefault(tuple(v.shape), []).append(i)
+                by_shape.setdefault(tuple(v.shape), []).append(i)
+            groups = [(idx, torch.stack([views[i] for i in idx])) for idx in by_shape.values()]
         out = torch.empty((n, r, r, self.samples.channels), dtype=torch.uint8)
         threads = torch.get_num_threads()
         if threads > 1:  # one intra-op thread: DALI's threads keep the cores busy meanwhile
             torch.set_num_threads(1)
         try:
-            for idx in groups.values():
-                if isinstance(views, torch.Tensor):
-                    x = views
-                elif len(idx) == 1:
-                    x = views[idx[0]][None]
-                else:
-                    x = torch.stack([views[i] for i in idx])
+            for idx, x in groups:
                 y = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2), size=(r, r), mode="bilinear",
                                                     antialias=True, align_corners=False).permute(0, 2, 3, 1)
-                if len(idx) == n:
+                if idx is None:
                     return y.contiguous()
                 out[idx] = y
             return out

@@ -56,6 +56,19 @@ def faces(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def two_sizes(tmp_path_factory, faces):
+    """6 of the faces (178 x 218) and two 100 x 120 JPEGs sorted between them: with
+    crop=None the crops of one batch differ in size (178 and 100)."""
+    root = tmp_path_factory.mktemp("two_sizes")
+    for p in sorted(faces.iterdir())[:6]:
+        (root / p.name).write_bytes(p.read_bytes())
+    rng = np.random.default_rng(7)
+    for name in ("000002a.jpg", "000004a.jpg"):
+        (root / name).write_bytes(encode(picture(rng, 100, 120)))
+    return root
+
+
+@pytest.fixture(scope="session")
 def labeled(tmp_path_factory):
     """Class folders a/ (7 images) and b/ (5 images)."""
     root = tmp_path_factory.mktemp("labeled")

@@ -1,6 +1,4 @@
 """make_loader on every backend that runs here: batches, order, sharding, resume, agreement."""
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -74,30 +72,16 @@ def test_dali_cpu_matches_pil(faces, crop, resolution):
     assert d.max() <= 20
 
 
-def _two_sizes(faces, root):
-    """A folder of 6 of the faces (178 x 218) and two 100 x 120 JPEGs between them: with
-    crop=None their crops differ in size (178 and 100)."""
-    root.mkdir()
-    for p in sorted(faces.iterdir())[:6]:
-        shutil.copy(p, root / p.name)
-    rng = np.random.default_rng(7)
-    for name in ("000002a.jpg", "000004a.jpg"):
-        img = (rng.random((120, 100, 3)) * 64 + np.linspace(0, 190, 100)[None, :, None]).astype(np.uint8)
-        Image.fromarray(img).save(root / name, quality=92)
-    return root
-
-
 @needs_dali
 @pytest.mark.parametrize("crop,resolution", [(None, 64), (None, 48), (None, 16), (96, 64), (100, 32)])
-def test_dali_cpu_is_torchs_resize_of_the_decoded_crop(faces, tmp_path, crop, resolution):
+def test_dali_cpu_is_torchs_resize_of_the_decoded_crop(two_sizes, crop, resolution):
     """On the CPU, DALI decodes the crop and torch resizes it (fastgan.data._dali): bit for
     bit F.interpolate's antialiased bilinear on uint8 of the crop PIL decodes (both decoders
     libjpeg-turbo), in batches whose crops differ in size (one resize per size) or not."""
-    root = _two_sizes(faces, tmp_path / "two")
-    got = levels(next(iter(load(root, backend="dali", crop=crop, resolution=resolution,
+    got = levels(next(iter(load(two_sizes, backend="dali", crop=crop, resolution=resolution,
                                 batch_size=8, shuffle=False, num_workers=2)))[0])
     ref = []
-    for p in sorted(root.iterdir()):
+    for p in sorted(two_sizes.iterdir()):
         im = np.asarray(Image.open(p).convert("RGB"))
         left, top, side = crop_box(im.shape[1], im.shape[0], crop)
         x = torch.from_numpy(im[top:top + side, left:left + side].copy()).permute(2, 0, 1)[None]
