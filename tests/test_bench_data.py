@@ -121,9 +121,9 @@ def test_nvjpeg_probe_threads_and_jpegs_per_call(bench_data, tmp_path, monkeypat
 
 def test_plain_baseline_computes_what_the_cpu_backend_does(bench_data, tmp_path):
     # the public-style loader is a fair reference only if it does the same work: the same
-    # pixels as fastgan's PIL backend (no flip, files in order), in the same range and shape,
-    # but at the border, where a resize of the crop has no pixels beyond it to filter and
-    # fastgan's resize of the crop's box in the whole image has
+    # pixels as fastgan's cpu backend (no flip, files in order; both cut the crop out of
+    # PIL's decoding and resize it with the antialiased bilinear filter, PIL's there and
+    # torch's here, a level of rounding apart), in the same range and shape
     from baselines.pil_loader import PlainImageFolder
     from fastgan.data import make_loader
     root = bench_data.make_set(tmp_path / "set", 6)
@@ -131,6 +131,5 @@ def test_plain_baseline_computes_what_the_cpu_backend_does(bench_data, tmp_path)
     ours, _ = next(iter(make_loader(root, resolution=64, batch_size=6, backend="cpu", shuffle=False,
                                     num_workers=0, verbose=False)))
     assert plain.shape == ours.shape == (6, 3, 64, 64) and plain.dtype == ours.dtype == torch.float32
-    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))
-    torch.testing.assert_close(plain[inner], ours[inner], rtol=0, atol=1e-6)
-    assert (plain - ours).abs().max() < 8 / 127.5
+    d = ((plain - ours) * 127.5).abs()
+    assert d.max() < 1 + 1e-4 and (d > 0.5).float().mean() < 0.01

@@ -1,34 +1,29 @@
-"""The "dali" backend: an NVIDIA DALI pipeline decodes and crops each batch, and resizes it
-on a GPU (torch resizes it on the CPU).
+"""The "dali" backend: an NVIDIA DALI pipeline decodes the crop of each image, and torch
+resizes the batch.
 
 On a GPU the decoder runs with device="mixed" (nvJPEG, and the hardware JPEG decoder
-where the GPU has one) and the resize on the GPU; without one the pipeline runs in DALI's
-CPU-only mode (device_id=None, every operator on device="cpu"). The loader, not DALI,
-chooses the files of each batch and feeds them through external_source, so the order,
-sharding and resume are the same as every other backend's.
+where the GPU has one); without one the pipeline runs in DALI's CPU-only mode
+(device_id=None, every operator on device="cpu"). The loader, not DALI, chooses the files
+of each batch and feeds them through external_source, so the order, sharding and resume
+are the same as every other backend's.
 
-On the CPU, DALI decodes the crop alone (fn.decoders.image_slice: a 178 x 218 CelebA face's
-178 x 178 square) and torch resizes the batch: F.interpolate's antialiased bilinear on uint8
-channels_last (fixed point, vectorized), one call per crop size (one for CelebA), on one
-thread. DALI's own CPU resize cost about as much as its decoding (2 threads, 2026-11-24,
-whole images: 10,044 images/s decoded, 5,942 decoded and resized; torch resized 41,600
-images/s of 178 x 178 on one thread): through the loader, 4,960 images/s became 6,994 (a
-PIL DataLoader with 2 workers: 4,198-4,206; benchmarks/results/2026-11-24-cpu-2core-EPYC-
-AVX512-data-rounds*.txt). Cutting the crop out before the resize is torchvision's
-CenterCrop + Resize, as the nvjpeg backend does; PIL resizes the crop's box within the whole
-image: the two agree within a level inside the image, and by up to 14 levels on its
-outermost pixels in the tests' noisy pictures (tests/data measure it).
-`CPU_RESIZE = "dali"` brings back DALI's resize on the CPU (the GPU's, below).
-
-On a GPU, DALI resizes: the decoder decodes only a window around the crop (at 64 px the
-window of a 178 x 218 CelebA face leaves out 32 of its 218 rows). The window reaches
-`_margin` pixels past the crop, the filter's support and one more, so the result is that of
-resizing the whole decoded image: bit for bit at 16, 32 and 64 px in the tests, within one
-level at sizes such as 48 and 96, where the region's corner, counted from the window's
-instead of the image's, rounds differently in float32. The crop is passed to the resize as
-its region of interest in pixels (the same corner as PIL's box), and the resize is linear
-with antialiasing, PIL's BILINEAR reducing filter: the two agree within a few levels
-(tests/data measure it).
+DALI decodes the crop alone (fn.decoders.image_slice: a 178 x 218 CelebA face's 178 x 178
+square), and torch resizes it (fastgan.data._pil.resize_crops, as the nvjpeg backend does):
+the antialiased bilinear filter of the cut crop, torchvision's CenterCrop + Resize. On the
+CPU the batches are the cpu backend's bit for bit (both decoders libjpeg-turbo, the same
+resize: uint8 channels_last, one call per crop size, one for CelebA, on one thread;
+tests/data check it); on a GPU nvJPEG decodes and the resize is float32 on the current
+stream. DALI's own resize is not used:
+  - on the CPU it cost about as much as its decoding (2 threads, 2026-11-24, whole images:
+    10,044 images/s decoded, 5,942 decoded and resized; torch resized 41,600 images/s of
+    178 x 178 on one thread): through the loader, 4,960 images/s became 6,994 (a PIL
+    DataLoader with 2 workers: 4,198-4,206; benchmarks/results/2026-11-24-cpu-2core-EPYC-
+    AVX512-data-rounds*.txt);
+  - at the crop's edge it repeats the edge pixel where PIL and torch renormalize their
+    filter: up to 15 levels apart on the outermost pixels (measured on the tests' pictures
+    on the CPU, 2026-11-24). Before that day's change the GPU path resized with DALI a
+    window reaching past the crop: PIL's box within the whole image, the cpu backend's
+    preprocessing then.
 
 A folder's files are read by the pipeline (fn.io.file.read, on DALI's threads, without
 the GIL); a zip's members are read in Python on a thread pool, ahead of their batch.
@@ -47,17 +42,15 @@ rebuilt; the batches that were in flight behind it are fed again to the new one.
 samples that stopped it are PIL's from the next epoch on (`pil_only`, see _learn). Install
 with `pip install "fastgan[dali]"`.
 """
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
-from fastgan.data._pil import crop_box
+from fastgan.data._pil import crop_box, resize_crops
 
 AHEAD = 2  # batches in the pipeline at once: the pipeline's prefetch_queue_depth
-CPU_RESIZE = "torch"  # who resizes on the CPU: "torch" (after DALI decodes the crop) or "dali"
 _FAILURES = (RuntimeError, OSError, IndexError, ValueError)  # what a failed DALI batch raises
 # The formats fn.decoders.image_slice reads (DALI's documentation; tests/data compare them
 # with PIL on the CPU, DALI 2.4), by PIL's names (the header check's Check.format): MPO is
@@ -66,13 +59,6 @@ _FAILURES = (RuntimeError, OSError, IndexError, ValueError)  # what a failed DAL
 # An encoding DALI's codecs refuse within these (seen: some lossless WebPs carrying EXIF,
 # an uncompressed 1-bit TIFF) stops its batch, which PIL then decodes (the fallback below).
 FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "JPEG2000", "PPM"})
-
-
-def _margin(side, resolution):
-    """Pixels of the image beyond each side of the crop that the resize can read: its
-    antialiasing triangle filter spans side / resolution source pixels each way (measured:
-    that many give the whole image's result exactly; one more for safety)."""
-    return math.ceil(side / resolution) + 1
 
 
 def available():
@@ -100,23 +86,13 @@ class DALIDecoder:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.num_threads = max(1, num_threads)
-        r = samples.resolution
-        if CPU_RESIZE not in ("torch", "dali"):
-            raise ValueError(f'fastgan.data._dali.CPU_RESIZE must be "torch" or "dali", got {CPU_RESIZE!r}')
-        self._torch_resize = self.device.type != "cuda" and CPU_RESIZE == "torch"
-        # per sample, float32 [y, x] pairs: the decoded window (anchor, shape) and the crop
-        # within it (start, end); rows of [N, 2] arrays, so a batch's are one dense array.
-        # torch resizing: the window is the crop (no margin; start and end unused)
-        geometry = np.zeros((4, len(sizes), 2), np.float32)
+        # per sample, float32 [y, x] pairs: the crop's corner and shape, rows of [N, 2]
+        # arrays, so a batch's are one dense array
+        geometry = np.zeros((2, len(sizes), 2), np.float32)
         for i, (w, h) in enumerate(sizes):
             left, top, side = crop_box(w, h, samples.crop)
-            m = 0 if self._torch_resize else _margin(side, r)
-            y0, x0 = max(0, top - m), max(0, left - m)
-            y1, x1 = min(h, top + side + m), min(w, left + side + m)
-            geometry[:, i] = [(y0, x0), (y1 - y0, x1 - x0), (top - y0, left - x0),
-                              (top - y0 + side, left - x0 + side)]
-        self._anchor, self._window, self._start, self._end = geometry
-        self._shape = (r, r, samples.channels)
+            geometry[:, i] = [(top, left), (side, side)]
+        self._anchor, self._window = geometry
         self._pipe = None
         self._primed = False            # the pipeline's first schedule_run, which runs AHEAD batches, is done
         self._in_flight = 0             # batches scheduled and not yet taken
@@ -153,12 +129,6 @@ class DALIDecoder:
                                           output_type=types.RGB if self.samples.channels == 3 else types.GRAY,
                                           adjust_orientation=False, axis_names="HW",
                                           normalized_anchor=False, normalized_shape=False)
-            if not self._torch_resize:
-                start = fn.external_source(name="start", dtype=types.FLOAT, ndim=1)
-                end = fn.external_source(name="end", dtype=types.FLOAT, ndim=1)
-                r = self.samples.resolution
-                img = fn.resize(img, size=[r, r], roi_start=start, roi_end=end, roi_relative=False,
-                                antialias=True, interp_type=types.INTERP_LINEAR)
             pipe.set_outputs(img)
         pipe.build()
         return pipe
@@ -181,9 +151,6 @@ class DALIDecoder:
         pipe.feed_input("enc", encoded)
         pipe.feed_input("anchor", self._anchor[indices])
         pipe.feed_input("shape", self._window[indices])
-        if not self._torch_resize:
-            pipe.feed_input("start", self._start[indices])
-            pipe.feed_input("end", self._end[indices])
 
     def _schedule(self, batches):
         """Feeds and schedules `batches`, a list of (indices, encoded): AHEAD of them on a
@@ -211,54 +178,40 @@ class DALIDecoder:
             self._pipe.release_outputs()
 
     def _take(self, n):
-        """The oldest batch in flight as uint8 [n, R, R, C] on self.device. A host copy frees
-        DALI's buffer at once, so the pipeline can fill it while the caller works; a GPU copy
-        is queued on the current stream, and the buffer is freed at the next take (as
-        Pipeline.run frees it), by when the copy has run."""
+        """The oldest batch in flight, resized, as uint8 [n, R, R, C] on self.device. On the
+        CPU the resize reads DALI's buffer in place and frees it after, so the pipeline can
+        fill it while the caller works; on a GPU the crops are copied out on the current
+        stream and the buffer is freed at the next take (as Pipeline.run frees it), by
+        when the copy has run."""
         t = self._share()
+        s = self.samples
+        try:
+            return resize_crops(self._crops(t, n), n, s.resolution, s.channels, self.device)
+        finally:
+            if self.device.type != "cuda":
+                self._release()
+
+    def _crops(self, t, n):
+        """(rows, uint8 [k, C, S, S]) per crop size S of DALI's decoded crops `t` (rows None:
+        one size, the whole batch in order): views of DALI's host buffer on the CPU, copies
+        queued on the current stream on a GPU."""
         if self.device.type == "cuda":
             from nvidia.dali.plugin.pytorch import feed_ndarray
+            stream = torch.cuda.current_stream(self.device)
 
-            dst = torch.empty((n,) + self._shape, dtype=torch.uint8, device=self.device)
-            feed_ndarray(t.as_tensor(), dst, cuda_stream=torch.cuda.current_stream(self.device))
-            return dst
-        try:
-            out = self._resize(t, n) if self._torch_resize else torch.from_numpy(np.array(t.as_tensor()))
-        finally:
-            self._release()
-        return out
-
-    def _resize(self, crops, n):
-        """uint8 [n, R, R, C]: torch's antialiased bilinear resize of DALI's decoded crops
-        (read in place from DALI's buffer), one call per crop size, on one intra-op thread
-        (torch.set_num_threads, restored after): with DALI's threads decoding the next
-        batches on the same cores, a resize on two threads waited for the one descheduled
-        (a 2-core machine under load, 2026-11-24: 279 images/s through the loader, against
-        3,003 on one thread)."""
-        r = self.samples.resolution
-        if crops.is_dense_tensor():  # every crop one size (CelebA): one [n, S, S, C] array
-            groups = [(None, torch.from_numpy(np.asarray(crops.as_tensor())))]
+            def get(d):
+                return feed_ndarray(d, torch.empty(d.shape(), dtype=torch.uint8, device=self.device),
+                                    cuda_stream=stream)
         else:
-            views = [torch.from_numpy(np.asarray(crops[i])) for i in range(n)]  # [S, S, C] each
-            by_shape = {}
-            for i, v in enumerate(views):
-                by_shape.setdefault(tuple(v.shape), []).append(i)
-            groups = [(idx, torch.stack([views[i] for i in idx])) for idx in by_shape.values()]
-        out = torch.empty((n, r, r, self.samples.channels), dtype=torch.uint8)
-        threads = torch.get_num_threads()
-        if threads > 1:  # one intra-op thread: DALI's threads keep the cores busy meanwhile
-            torch.set_num_threads(1)
-        try:
-            for idx, x in groups:
-                y = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2), size=(r, r), mode="bilinear",
-                                                    antialias=True, align_corners=False).permute(0, 2, 3, 1)
-                if idx is None:
-                    return y.contiguous()
-                out[idx] = y
-            return out
-        finally:
-            if threads > 1:
-                torch.set_num_threads(threads)
+            def get(d):
+                return torch.from_numpy(np.asarray(d))
+        if t.is_dense_tensor():  # every crop one size (CelebA): one [n, S, S, C] array
+            return [(None, get(t.as_tensor()).permute(0, 3, 1, 2))]
+        views = [get(t[i]) for i in range(n)]  # [S, S, C] each
+        rows = {}
+        for i, v in enumerate(views):
+            rows.setdefault(tuple(v.shape), []).append(i)
+        return [(idx, torch.stack([views[i] for i in idx]).permute(0, 3, 1, 2)) for idx in rows.values()]
 
     def _drop_in_flight(self):
         """Takes and drops the batches left in flight (by a generator left early, or filling

@@ -1,9 +1,9 @@
 """The "nvjpeg" backend: torchvision's batched nvJPEG decoder, for GPU machines without DALI.
 
 torchvision.io.decode_jpeg(list, device="cuda") decodes a batch of JPEGs on the GPU; the
-crop is a view and the resize is torch's bilinear interpolation with antialias=True (the
-same triangle filter as PIL's BILINEAR when reducing), rounded to uint8, one call per
-group of equal crop sizes (one call for CelebA). PNGs and any JPEG nvJPEG rejects are
+crop is a view and the resize is torch's bilinear interpolation with antialias=True of the
+cut crop (fastgan.data._pil.resize_crops, every backend's preprocessing), rounded to uint8,
+one call per group of equal crop sizes (one call for CelebA). PNGs and any JPEG nvJPEG rejects are
 decoded by PIL on the host. torchvision is imported only when this backend is used.
 
 The decoder runs ahead of the caller: `AHEAD` batches are read, decoded and resized at once,
@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numpy as np
 import torch
 
-from fastgan.data._pil import crop_box
+from fastgan.data._pil import crop_box, resize_crops
 
 AHEAD = 2  # batches in flight: being read, decoded and resized while the caller uses one
 
@@ -79,10 +79,6 @@ class NvJPEGDecoder:
 
         s = self.samples
         r, c = s.resolution, s.channels
-        out = None  # the one group's resized batch where every sample is in it (CelebA)
-
-        def zeros():
-            return torch.zeros((len(indices), r, r, c), dtype=torch.uint8, device=self.device)
         failed = torch.zeros(len(indices), dtype=torch.bool)
         jpeg = [j for j, d in enumerate(encoded) if d[:2] == b"\xff\xd8"]
         host = [j for j, d in enumerate(encoded) if d[:2] != b"\xff\xd8"]
@@ -100,17 +96,10 @@ class NvJPEGDecoder:
             w, h = self.sizes[indices[j]]
             left, top, side = crop_box(w, h, s.crop)
             groups.setdefault(side, []).append((j, img[:, top:top + side, left:left + side]))
-        for side, items in groups.items():
-            x = torch.stack([im for _, im in items]).float()
-            y = torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", antialias=True,
-                                                align_corners=False)
-            y = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-            if len(items) == len(indices):
-                out = y.contiguous()
-            else:
-                out = zeros() if out is None else out
-                out[torch.tensor([j for j, _ in items], device=self.device)] = y
-        out = zeros() if out is None else out
+        out = resize_crops([(None if len(items) == len(indices) else
+                             torch.tensor([j for j, _ in items], device=self.device),
+                             torch.stack([im for _, im in items])) for items in groups.values()],
+                           len(indices), r, c, self.device)
         if host:  # PIL on the host, one copy to the device; a failed sample stays zeros
             pil = np.zeros((len(host), r, r, c), np.uint8)
             for n, j in enumerate(host):

@@ -1,13 +1,22 @@
-"""The "cpu" backend: PIL decoding in a torch DataLoader, and the preprocessing every backend matches.
+"""The "cpu" backend: PIL decoding in a torch DataLoader, and the preprocessing every backend shares.
 
-Preprocessing (the CelebA-64 convention of mimicry and StudioGAN's celeba_64): a centered
-square crop, by default the largest one (min(H, W): 178 x 178 of CelebA's 178 x 218
-aligned faces; crop=128 is the TF comparison's), its corner rounded down to whole pixels,
-then a resize to resolution x resolution with PIL's BILINEAR filter, which is a triangle
-filter whose support grows with the reduction (antialiasing). Crop and resize are one
-PIL call (resize's box=), so no intermediate image is made. Grayscale, CMYK, palette and
-alpha images convert to RGB (alpha dropped; 16-bit grayscale scaled to 8 bits);
-channels=1 converts to L (ITU-R 601 luma).
+Preprocessing (the CelebA-64 convention of mimicry and StudioGAN's celeba_64: torchvision's
+CenterCrop then Resize): a centered square crop, by default the largest one (min(H, W):
+178 x 178 of CelebA's 178 x 218 aligned faces; crop=128 is the TF comparison's), its corner
+rounded down to whole pixels, cut out of the decoded image; then a resize of the cut crop
+to resolution x resolution by torch's antialiased bilinear filter (resize_crops, every
+backend's), a triangle whose support grows with the reduction, renormalized where it
+reaches past the crop's edge. It is built to match PIL's BILINEAR: the two agree within a
+level of 255 (benchmarks/baselines/pil_loader.py resizes with PIL; tests/test_bench_data.py
+compares them). Here PIL decodes the crop and torch resizes a batch's crops in one call per
+crop size: the same pixels, bit for bit, as DALI decoding on the CPU (both libjpeg-turbo),
+and faster than PIL's resize of each image (2 workers, 2026-11-24, CelebA-like JPEGs to
+64 x 64: 5,115 images/s against 4,375; benchmarks/results/2026-11-24-cpu-2core-EPYC-AVX512-
+data-rounds-cut-crop*.txt). Before 2026-11-24 this backend resized with PIL, the crop's box
+within the whole image: its filter read past the crop, up to 14 levels apart from the cut
+crop on the outermost rows and columns.
+Grayscale, CMYK, palette and alpha images convert to RGB (alpha dropped; 16-bit grayscale
+scaled to 8 bits); channels=1 converts to L (ITU-R 601 luma).
 EXIF orientation is ignored by every backend (CelebA has none).
 """
 import io
@@ -31,9 +40,10 @@ def _gray16_to_8(im):
     return Image.fromarray(((v.clip(0, 65535) * 255 + 32767) // 65535).astype(np.uint8), "L")
 
 
-def decode_pil(data, resolution, crop, channels):
-    """Encoded bytes -> uint8 array [resolution, resolution, channels]. Raises on a bad image
-    (OSError, ValueError from PIL; ValueError when smaller than the crop)."""
+def decode_crop(data, crop, channels):
+    """Encoded bytes -> the centered square crop, uint8 array [S, S, channels] (a view of
+    the decoded image, read-only). Raises on a bad image (OSError, ValueError from PIL;
+    ValueError when smaller than the crop)."""
     with Image.open(io.BytesIO(data)) as im:
         mode = "RGB" if channels == 3 else "L"
         if im.mode.startswith("I"):  # a 16-bit grayscale PNG: convert() would clip, not scale
@@ -43,9 +53,56 @@ def decode_pil(data, resolution, crop, channels):
         left, top, side = crop_box(w, h, crop)
         if left < 0 or top < 0:
             raise ValueError(f"image {w}x{h} is smaller than the crop {side}x{side}")
-        im = im.resize((resolution, resolution), Image.BILINEAR,
-                       box=(left, top, left + side, top + side))
-        return np.asarray(im, dtype=np.uint8).reshape(resolution, resolution, channels)
+        a = np.asarray(im, dtype=np.uint8).reshape(h, w, channels)
+        return a[top:top + side, left:left + side]
+
+
+def decode_pil(data, resolution, crop, channels):
+    """Encoded bytes -> uint8 array [resolution, resolution, channels]: decode_crop, then
+    resize_crops. Raises as decode_crop does."""
+    return _resize_one(decode_crop(data, crop, channels), resolution, channels)
+
+
+def _resize_one(crop, resolution, channels):
+    x = torch.from_numpy(np.array(crop)).permute(2, 0, 1)[None]  # a writable copy
+    return resize_crops([(None, x)], 1, resolution, channels, "cpu")[0].numpy()
+
+
+def resize_crops(groups, n, resolution, channels, device):
+    """uint8 [n, R, R, C] on `device`: the crops of each (rows, crops) group, uint8
+    [k, C, S, S] of one size S (any strides), resized to R x R by torch's antialiased
+    bilinear filter into the output's `rows` (None: the group is the whole batch, in order).
+    Every backend's decoder resizes with it (the cache is made by one of them). On the CPU it resizes uint8 to uint8 (torch's fixed-point kernel, vectorized
+    for channels_last input) on one intra-op thread (torch.set_num_threads, restored after):
+    beside DALI's decoding threads, a resize on two threads waited for the one descheduled
+    (a 2-core machine under load, 2026-11-24: 279 images/s through the loader, against
+    3,003 on one thread). On a GPU it resizes in float32 and rounds (torch's CUDA kernel
+    has no uint8 version)."""
+    r = resolution
+    device = torch.device(device)
+    out = None
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        for rows, x in groups:
+            if device.type == "cpu":
+                y = torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", antialias=True,
+                                                    align_corners=False)
+            else:
+                y = torch.nn.functional.interpolate(x.float(), size=(r, r), mode="bilinear", antialias=True,
+                                                    align_corners=False)
+                y = y.round_().clamp_(0, 255).to(torch.uint8)
+            y = y.permute(0, 2, 3, 1)
+            if rows is None:
+                return y.contiguous()
+            if out is None:
+                out = torch.zeros((n, r, r, channels), dtype=torch.uint8, device=device)
+            out[rows] = y
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+    return torch.zeros((n, r, r, channels), dtype=torch.uint8, device=device) if out is None else out
 
 
 class Samples(torch.utils.data.Dataset):
@@ -59,19 +116,30 @@ class Samples(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.files)
 
+    def crop_of(self, i):
+        """Sample i's crop, uint8 [S, S, C] (decode_crop)."""
+        return decode_crop(self.source.read(self.files[i]), self.crop, self.channels)
+
     def decode(self, i):
-        return decode_pil(self.source.read(self.files[i]), self.resolution, self.crop, self.channels)
+        """Sample i, uint8 [R, R, C]."""
+        return _resize_one(self.crop_of(i), self.resolution, self.channels)
 
     def __getitems__(self, indices):
-        r, c = self.resolution, self.channels
-        out = np.zeros((len(indices), r, r, c), np.uint8)
-        failed = np.zeros(len(indices), np.bool_)
+        """PIL decodes each sample's crop; torch resizes them, one call per crop size."""
+        r, c, n = self.resolution, self.channels, len(indices)
+        failed = np.zeros(n, np.bool_)
+        by_shape = {}  # crop shape -> [(row, crop)]
         for j, i in enumerate(indices):
             try:
-                out[j] = self.decode(i)
+                a = self.crop_of(i)
             except Exception:  # corrupt data past the header check: substituted by the loader
                 failed[j] = True
-        return torch.from_numpy(out), torch.from_numpy(failed)
+                continue
+            by_shape.setdefault(a.shape, []).append((j, a))
+        groups = [(None if len(items) == n else [j for j, _ in items],
+                   torch.from_numpy(np.stack([a for _, a in items])).permute(0, 3, 1, 2))
+                  for items in by_shape.values()]
+        return resize_crops(groups, n, r, c, "cpu"), torch.from_numpy(failed)
 
 
 def _collate(batch):

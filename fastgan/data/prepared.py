@@ -35,7 +35,10 @@ import torch
 
 MAGIC = b"FGIMG\x00\x00\x01"
 SUFFIX = ".fgimg"  # the name prepared files go by (README, CLI examples); not enforced
-VERSION = 1
+# 2 (2026-11-24): the crop is cut out, then resized (fastgan.data._pil). Version 1 files
+# resized the crop's box within the whole image (on the cpu backend and DALI on a GPU):
+# their border pixels differ from what every backend now gives, so they are refused.
+VERSION = 2
 DATA_OFFSET = 4096
 _CHUNK = 64 << 20  # bytes hashed / copied at a time when loading
 _HEADER = len(MAGIC) + 16 + 32  # magic, manifest offset and length, manifest sha256
@@ -165,6 +168,10 @@ def read_manifest(path):
     if missing:
         raise ValueError(f"prepared file {str(path)!r} has a manifest without {', '.join(missing)}; "
                          "prepare it again")
+    if m.get("format") == "fastgan-images" and m.get("version") == 1:
+        raise ValueError(f"prepared file {str(path)!r} is version 1, made by an older fastgan whose resize "
+                         "read pixels past the crop (their border differs from what every backend gives "
+                         "now, which resizes the crop cut out): prepare it again")
     if m.get("format") != "fastgan-images" or m.get("version") != VERSION:
         raise ValueError(f"prepared file {str(path)!r} is format {m.get('format')!r} version "
                          f"{m.get('version')!r}; this fastgan reads fastgan-images version {VERSION}: "

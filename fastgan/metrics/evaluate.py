@@ -69,8 +69,10 @@ DEFAULT_REF_NUM = 50_000
 # The cache format's version, part of every key: raised when a change to fastgan changes
 # the statistics computed for an unchanged key, so that older entries are recomputed.
 # 2: the key holds the decoder and the device type (version 1 entries do not say which
-# decoder made their pixels).
-REF_FORMAT, REF_VERSION = "fastgan-fid-ref", 2
+# decoder made their pixels). 3 (2026-11-24): every decoder resizes the crop cut out, with
+# torch (fastgan.data._pil); the cpu decoder and DALI on a GPU resized the crop's box
+# within the whole image before, other pixels on the border.
+REF_FORMAT, REF_VERSION = "fastgan-fid-ref", 3
 
 
 def parse_metrics(spec):
@@ -227,11 +229,11 @@ def _extractor_id(model):
 
 def _ref_decoder(data, device):
     """(make_loader's backend, the key's decoder) for the reference images of `data` on
-    `device`. The decoders differ at the pixel level (DALI's and nvJPEG's resize agree with
-    PIL's within a few levels; DALI decodes JPEGs with nvJPEG on a GPU, with libjpeg-turbo
-    on the CPU), and the one that backend="auto" would pick depends on the machine (a GPU,
-    DALI or torchvision installed) and on the dataset's size ("cache" then decodes with one
-    of them): so the decoder is chosen here, before the cache is looked up, passed to the
+    `device`. The decoders differ at the pixel level (all resize the same way, but DALI
+    decodes JPEGs with nvJPEG on a GPU, as the nvjpeg backend does, and with libjpeg-turbo
+    on the CPU, as PIL does; on a GPU the resize is float32, rounded), and the one that
+    backend="auto" would pick depends on the machine (a GPU, DALI or torchvision installed)
+    and on the dataset's size ("cache" then decodes with one of them): so the decoder is chosen here, before the cache is looked up, passed to the
     loader by name, and keyed. (The formats are not looked at, as the loader's choice does:
     that needs the header check of every file, which a cache hit skips; a dataset of GIFs
     under "dali" has PIL decode them beside DALI.) A prepared file holds pixels decoded

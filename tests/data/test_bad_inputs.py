@@ -119,14 +119,14 @@ def test_bad_files_skipped_and_counted(mixed, backend, capsys):
 
 def test_decode_failure_is_replaced_within_its_batch(labeled, monkeypatch):
     """A sample that fails to decode takes the images and label of its batch's first good one."""
-    real = Samples.decode
+    real = Samples.crop_of
 
-    def decode(self, i):
+    def crop_of(self, i):
         if self.files[i].startswith("b/"):
             raise OSError("bad data")
         return real(self, i)
 
-    monkeypatch.setattr(Samples, "decode", decode)
+    monkeypatch.setattr(Samples, "crop_of", crop_of)
     loader = load(labeled, backend="cpu", batch_size=12, shuffle=False, verbose=True)
     images, labels = next(iter(loader))
     assert loader.skipped == 5

@@ -32,10 +32,11 @@ def test_gpu_decoding_matches_pil(faces, backend):
         images, labels = next(iter(loader))
         assert images.device.type == "cuda" and images.shape == (24, 3, 64, 64) and labels is None
         d = (levels(images).cpu() - _pil_levels(faces, crop=crop)).abs()
-        # nvJPEG's IDCT and chroma upsampling and torch's resize (the crop is cut before
-        # resizing, so its edge rows see no pixels beyond it) differ from PIL's more than
-        # DALI-CPU does: a few levels almost everywhere, more at sharp colour edges and on
-        # the border (an H100, 2026-11-22: up to 14 levels inside).
+        # nvJPEG's IDCT and chroma upsampling differ from libjpeg-turbo's (PIL's and
+        # DALI-CPU's): a few levels almost everywhere, more at sharp colour edges (an H100,
+        # 2026-11-22: up to 14 levels inside; the cpu backend then resized the crop's box
+        # within the whole image, so the border was further apart still). All resize the
+        # cut crop now (fastgan.data._pil).
         inner = d[..., 2:-2, 2:-2].float()
         stats = (f"crop {crop}: mean {d.float().mean():.3f}, inner p99 {inner.quantile(0.99):.1f}, "
                  f"inner max {inner.max():.0f} levels")

@@ -73,14 +73,9 @@ def test_matches_pil_backend(faces, fake_torchvision):
         ours = torch.cat([x for x, _ in load(faces, "nvjpeg", crop=crop)])
         ref = torch.cat([x for x, _ in load(faces, "cpu", crop=crop, num_workers=0)])
         assert ours.shape == ref.shape == (24, 3, 64, 64)
-        d = (levels(ours) - levels(ref)).abs()
-        # the same pixels decoded (PIL both); torch's antialiased resize of the cut crop
-        # against PIL's of the crop's box in the whole image: a level of rounding inside,
-        # more only on the border
-        inner = d[..., 2:-2, 2:-2]
-        # (seen: inner at most 1 level, 0.12 on average; 0.16-0.24 over the whole image)
-        stats = (crop, int(inner.max()), float(d.float().mean()))
-        assert inner.max() <= 1 and d.float().mean() < 0.5, stats
+        # the same pixels decoded (PIL both, here), the same cut crop, the same resize
+        # (fastgan.data._pil.resize_crops; on a GPU it resizes in float32 and rounds)
+        assert torch.equal(ours, ref), crop
     assert calls == [4] * 12  # one decode_jpeg call per batch of JPEGs
 
 

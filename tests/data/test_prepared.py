@@ -112,6 +112,26 @@ def test_a_tampered_manifest_is_refused(made, tmp_path):
     assert main(["data", "validate", str(bad)]) == 1
 
 
+def test_a_version_1_file_is_refused_saying_why(made, tmp_path):
+    # version 1 resized the crop's box within the whole image: other border pixels
+    import struct
+    raw = made.read_bytes()
+    m = prepared.read_manifest(made)
+    end = m["data_offset"] + m["data_bytes"]
+    text = raw[end:]
+    old = text.replace(b'"version":2', b'"version":1')
+    assert old != text
+    head = bytearray(raw[:end])
+    head[len(prepared.MAGIC):len(prepared.MAGIC) + 16] = struct.pack("<QQ", end, len(old))
+    head[len(prepared.MAGIC) + 16:len(prepared.MAGIC) + 48] = bytes(32)  # no manifest digest
+    v1 = tmp_path / "v1.fgimg"
+    v1.write_bytes(bytes(head) + old)
+    with pytest.raises(ValueError, match="is version 1, made by an older fastgan whose resize read pixels "
+                                         "past the crop.*prepare it again"):
+        load(v1, resolution=32)
+    assert main(["data", "validate", str(v1)]) == 1
+
+
 def test_truncated_file_and_missing_manifest_key_refused(made, tmp_path, capsys):
     stub = tmp_path / "stub.fgimg"
     stub.write_bytes(made.read_bytes()[:12])
