@@ -7,7 +7,8 @@ penalty, double backward), Adam (lr 1e-4, betas (0, 0.9)).
                  the penalty as public code writes it (torch.autograd.grad,
                  norm(2, dim=1) over the flattened gradient), torch.optim.Adam
   fastgan        fastgan.nn.DCGANCritic (bias + leaky ReLU fused to second order,
-                 fastgan.nn.Conv2d), fastgan.ops.gradient_penalty, Adam(fused=True) on CUDA
+                 fastgan.nn.Conv2d), fastgan.ops.gradient_penalty, Adam(fused=True) (the
+                 trainer's, fastgan.models.dcgan.adam)
   fastgan-nn.Conv2d  the same with the critic's convolutions retyped as nn.Conv2d: what
                  fastgan.nn.Conv2d saves (PyTorch's backward of zeros in the double backward)
 each in float32 and under bf16 autocast. Batch 64 and 256 on a GPU; 16 on a CPU.
@@ -39,7 +40,7 @@ def _step(impl, amp, device, batch):
         for m in critic.modules():
             if isinstance(m, nn.Conv2d):
                 m.__class__ = nn.Conv2d  # the stock backward (the same weights and forward)
-    kwargs = {"fused": True} if fused and device == "cuda" else {}
+    kwargs = {"fused": True} if fused else {}
     opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.0, 0.9), **kwargs)
     real = torch.rand(batch, 3, 64, 64, device=device) * 2 - 1
     fake = torch.rand(batch, 3, 64, 64, device=device) * 2 - 1

@@ -925,8 +925,14 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=_ints, default=None, help="batch sizes (full: 64,256; small: 8)")
     p.add_argument("--resolution", type=int, choices=(16, 32, 64, 128), default=None)
     p.add_argument("--width", type=int, default=None, help="g_width = d_width (full: 64, the papers'; small: 16)")
-    for name in ("warmup", "steps", "repeats", "profile-steps"):
-        p.add_argument(f"--{name}", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed iterations before the repeats (full: 5; small: 2)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="iterations per repeat, at most with --repeat-s (full: 10; small: 2)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed repeats, reported as their median (full: 5; small: 3)")
+    p.add_argument("--profile-steps", type=int, default=None,
+                   help="iterations under torch.profiler for the conv/other breakdown (full: 2; small: 1)")
     p.add_argument("--repeat-s", type=float, default=None,
                    help="fill each repeat to about this many seconds, up to --steps iterations (0: always "
                         "--steps; full: 0.5, small: 0)")

@@ -4,7 +4,7 @@ same loop with torch.compile on everything it can compile.
 eager-careful, over (a) eager-public (public.py):
   - bfloat16 autocast (losses reduced in float32), channels_last networks and batches,
     torch.backends.cudnn.benchmark = True;
-  - Adam(fused=True) on CUDA (foreach elsewhere), RMSprop(foreach=True);
+  - Adam(fused=True) on CUDA and the CPU (foreach elsewhere), RMSprop(foreach=True);
   - no host synchronization in a step: no .item(), losses stay device tensors, BEGAN's k_t
     is a device tensor updated on the device (Berthelot et al. 2017, sec. 3.4);
   - WGAN's clip (Arjovsky et al. 2017, Algorithm 1, c = 0.01) as two foreach clamps over the
@@ -33,18 +33,17 @@ class EagerCareful(PlainLoop):
     name = "eager-careful"
     cudnn_benchmark = True
     channels_last = True
-    fused_adam = True  # on CUDA
+    fused_adam = True  # on CUDA and the CPU
 
     def __init__(self, spec, device, *, seed=0):
         super().__init__(spec, device, seed=seed)
         hp = self.hp
-        cuda = self.device.type == "cuda"
         self.g_params, self.d_params = list(self.G.parameters()), list(self.D.parameters())
         if self.kind == "wgan":
             self.opt_d = torch.optim.RMSprop(self.d_params, lr=hp["lr_d"], foreach=True)
             self.opt_g = torch.optim.RMSprop(self.g_params, lr=hp["lr_g"], foreach=True)
         else:
-            fused = cuda and self.fused_adam
+            fused = self.fused_adam and self.device.type in ("cuda", "cpu")
             kw = {"fused": True} if fused else {"foreach": True}
             betas = tuple(hp["betas"])
             self.opt_d = torch.optim.Adam(self.d_params, lr=hp["lr_d"], betas=betas, **kw)

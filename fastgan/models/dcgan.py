@@ -15,11 +15,16 @@ from fastgan.nn.dcgan import DCGANCritic, DCGANGenerator
 
 
 def adam(params, lr, betas):
-    """Adam, fused into one kernel on CUDA (foreach elsewhere)."""
+    """Adam, fused (one kernel per step on CUDA, one vectorized loop on the CPU; foreach on
+    other devices). On the CPU the foreach Adam reads each parameter's step count back
+    with .item() for the bias corrections (76 of them per WGAN-GP iteration) and makes
+    several passes over the state: the fused step of a 64-wide DCGAN generator (12.7 M
+    parameters) took 3.1 ms against foreach's 28.3 ms (2 threads, 2026-11-24). Its result
+    differs from foreach's by rounding (6e-8 after 20 steps)."""
     params = list(params)
-    cuda = bool(params) and params[0].is_cuda
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=cuda or None,
-                            foreach=None if cuda else True)
+    fused = bool(params) and params[0].device.type in ("cuda", "cpu")
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=fused or None,
+                            foreach=None if fused else True)
 
 
 class DCGAN(GANModel):
