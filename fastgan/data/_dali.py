@@ -32,9 +32,10 @@ The pipeline runs ahead of the caller: `AHEAD` batches are fed and scheduled bef
 first one is taken, and each batch taken is replaced by the next, so DALI's threads decode
 while the caller feeds the next inputs and uses this batch (run synchronously, they sat idle
 for that time). On a GPU the batch taken keeps its DALI buffer until the next is taken (the
-copy out of it is queued on the stream, as Pipeline.run leaves it), so one fewer is ahead. A generator left before its end (the trainer
-stopping, a resume) leaves batches in flight; they are taken and dropped when it closes, or
-at the next call, which then owns the pipeline: the older generator, resumed, raises.
+copy of its crops out of it is queued on the stream, as Pipeline.run leaves it), so one
+fewer is ahead. A generator left before its end (the trainer stopping, a resume) leaves
+batches in flight; they are taken and dropped when it closes, or at the next call, which
+then owns the pipeline: the older generator, resumed, raises.
 
 A batch DALI cannot decode (corruption inside the compressed data: DALI's pipeline
 stops on it) is decoded again by PIL, the failed samples marked, and the pipeline

@@ -3,8 +3,8 @@
 torchvision.io.decode_jpeg(list, device="cuda") decodes a batch of JPEGs on the GPU; the
 crop is a view and the resize is torch's bilinear interpolation with antialias=True of the
 cut crop (fastgan.data._pil.resize_crops, every backend's preprocessing), rounded to uint8,
-one call per group of equal crop sizes (one call for CelebA). PNGs and any JPEG nvJPEG rejects are
-decoded by PIL on the host. torchvision is imported only when this backend is used.
+one call per group of equal crop sizes (one call for CelebA). PNGs and any JPEG nvJPEG
+rejects are decoded by PIL on the host. torchvision is imported only when this backend is used.
 
 The decoder runs ahead of the caller: `AHEAD` batches are read, decoded and resized at once,
 each on a thread of its own, while the caller uses the batch before (torchvision's

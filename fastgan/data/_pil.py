@@ -72,12 +72,13 @@ def resize_crops(groups, n, resolution, channels, device):
     """uint8 [n, R, R, C] on `device`: the crops of each (rows, crops) group, uint8
     [k, C, S, S] of one size S (any strides), resized to R x R by torch's antialiased
     bilinear filter into the output's `rows` (None: the group is the whole batch, in order).
-    Every backend's decoder resizes with it (the cache is made by one of them). On the CPU it resizes uint8 to uint8 (torch's fixed-point kernel, vectorized
-    for channels_last input) on one intra-op thread (torch.set_num_threads, restored after):
-    beside DALI's decoding threads, a resize on two threads waited for the one descheduled
-    (a 2-core machine under load, 2026-11-24: 279 images/s through the loader, against
-    3,003 on one thread). On a GPU it resizes in float32 and rounds (torch's CUDA kernel
-    has no uint8 version)."""
+    Every backend's decoder resizes with it (the cache is made by one of them). On the CPU
+    it resizes uint8 to uint8 (torch's fixed-point kernel, vectorized for channels_last
+    input) on one intra-op thread (torch.set_num_threads, restored after): beside DALI's
+    decoding threads, a resize on two threads waited for the one descheduled (a 2-core
+    machine under load, 2026-11-24: 279 images/s through the loader, against 3,003 on one
+    thread). On a GPU it resizes in float32 and rounds (torch's CUDA kernel has no uint8
+    version)."""
     r = resolution
     device = torch.device(device)
     out = None

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fastgan.data import _dali, make_loader
-from fastgan.data._pil import crop_box
+from fastgan.data._pil import crop_box, resize_crops
 from fastgan.data.loader import _decoder_choice
 
 HAS_DALI = _dali.available()
@@ -84,6 +84,38 @@ def test_dali_cpu_is_torchs_resize_of_the_decoded_crop(two_sizes, crop, resoluti
         ref.append(F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True)[0])
     assert got.shape == (8, 3, resolution, resolution)
     assert torch.equal(got, torch.stack(ref))
+
+
+def test_resize_crops_puts_each_size_in_its_rows_on_one_thread(monkeypatch):
+    """Every backend's resize: one F.interpolate call per crop size, run on one intra-op
+    thread (the caller's count restored after), its results in the group's rows."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 256, (3, 3, 40, 40), dtype=torch.uint8, generator=gen)
+    b = torch.randint(0, 256, (2, 40, 30, 3), dtype=torch.uint8, generator=gen).permute(0, 3, 1, 2)
+
+    def ref(x):
+        return F.interpolate(x, size=(16, 16), mode="bilinear", antialias=True).permute(0, 2, 3, 1)
+    want_a, want_b = ref(a), ref(b)
+    seen = []
+    interpolate = F.interpolate
+
+    def spy(*args, **kw):
+        seen.append(torch.get_num_threads())
+        return interpolate(*args, **kw)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(F, "interpolate", spy)
+        out = resize_crops([([0, 2, 4], a), ([1, 3], b)], 5, 16, 3, "cpu")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1]
+    assert out.shape == (5, 16, 16, 3) and out.dtype == torch.uint8
+    assert torch.equal(out[[0, 2, 4]], want_a) and torch.equal(out[[1, 3]], want_b)
+    whole = resize_crops([(None, a)], 3, 16, 3, "cpu")
+    assert whole.is_contiguous() and torch.equal(whole, want_a)
+    assert torch.equal(resize_crops([], 2, 16, 3, "cpu"), torch.zeros((2, 16, 16, 3), dtype=torch.uint8))
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
