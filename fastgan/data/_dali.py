@@ -18,7 +18,7 @@ stream. DALI's own resize is not used:
     10,044 images/s decoded, 5,942 decoded and resized; torch resized 41,600 images/s of
     178 x 178 on one thread): through the loader, 4,960 images/s became 6,994 (a PIL
     DataLoader with 2 workers: 4,198-4,206; benchmarks/results/2026-11-24-cpu-2core-EPYC-
-    AVX512-data-rounds*.txt);
+    AVX512-data-rounds*.txt; 8,923 since the loader's normalize runs on one thread too);
   - at the crop's edge it repeats the edge pixel where PIL and torch renormalize their
     filter: up to 15 levels apart on the outermost pixels (measured on the tests' pictures
     on the CPU, 2026-11-24). Before that day's change the GPU path resized with DALI a

@@ -11,14 +11,15 @@ level of 255 (benchmarks/baselines/pil_loader.py resizes with PIL; tests/test_be
 compares them). Here PIL decodes the crop and torch resizes a batch's crops in one call per
 crop size: the same pixels, bit for bit, as DALI decoding on the CPU (both libjpeg-turbo),
 and faster than PIL's resize of each image (2 workers, 2026-11-24, CelebA-like JPEGs to
-64 x 64: 5,115 images/s against 4,375; benchmarks/results/2026-11-24-cpu-2core-EPYC-AVX512-
-data-rounds-cut-crop*.txt). Before 2026-11-24 this backend resized with PIL, the crop's box
+64 x 64: 5,115 images/s against 4,375, same run otherwise; benchmarks/results/2026-11-24-
+cpu-2core-EPYC-AVX512-data-rounds-cut-crop*.txt). Before 2026-11-24 this backend resized with PIL, the crop's box
 within the whole image: its filter read past the crop, up to 14 levels apart from the cut
 crop on the outermost rows and columns.
 Grayscale, CMYK, palette and alpha images convert to RGB (alpha dropped; 16-bit grayscale
 scaled to 8 bits); channels=1 converts to L (ITU-R 601 luma).
 EXIF orientation is ignored by every backend (CelebA has none).
 """
+import contextlib
 import io
 import signal
 
@@ -68,6 +69,22 @@ def _resize_one(crop, resolution, channels):
     return resize_crops([(None, x)], 1, resolution, channels, "cpu")[0].numpy()
 
 
+@contextlib.contextmanager
+def one_thread():
+    """torch on one intra-op thread inside, the caller's count restored after: for the CPU
+    work a loader does beside decoders that keep every core busy (DALI's threads, PIL's
+    worker processes), where an op split over two threads waits at its barrier for the one
+    descheduled."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+
+
 def resize_crops(groups, n, resolution, channels, device):
     """uint8 [n, R, R, C] on `device`: the crops of each (rows, crops) group, uint8
     [k, C, S, S] of one size S (any strides), resized to R x R by torch's antialiased
@@ -82,10 +99,7 @@ def resize_crops(groups, n, resolution, channels, device):
     r = resolution
     device = torch.device(device)
     out = None
-    threads = torch.get_num_threads() if device.type == "cpu" else 1
-    if threads > 1:
-        torch.set_num_threads(1)
-    try:
+    with one_thread() if device.type == "cpu" else contextlib.nullcontext():
         for rows, x in groups:
             if device.type == "cpu":
                 y = torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", antialias=True,
@@ -100,9 +114,6 @@ def resize_crops(groups, n, resolution, channels, device):
             if out is None:
                 out = torch.zeros((n, r, r, channels), dtype=torch.uint8, device=device)
             out[rows] = y
-    finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
     return torch.zeros((n, r, r, channels), dtype=torch.uint8, device=device) if out is None else out
 
 

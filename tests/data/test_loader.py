@@ -118,6 +118,30 @@ def test_resize_crops_puts_each_size_in_its_rows_on_one_thread(monkeypatch):
     assert torch.equal(resize_crops([], 2, 16, 3, "cpu"), torch.zeros((2, 16, 16, 3), dtype=torch.uint8))
 
 
+@pytest.mark.parametrize("backend,threads", [("cpu", 1), pytest.param("dali", 1, marks=needs_dali),
+                                             ("cache", 2)])
+def test_decoded_batches_are_normalized_on_one_thread(labeled, monkeypatch, backend, threads):
+    """Beside decoders that keep the cores busy, the loader's gather + normalize runs on one
+    intra-op thread (fastgan.data._pil.one_thread); the cache's, with nothing beside it, on
+    the caller's threads."""
+    from fastgan.data import loader as module
+    seen = []
+    gather = module.gather_images
+
+    def spy(*args, **kw):
+        seen.append(torch.get_num_threads())
+        return gather(*args, **kw)
+    monkeypatch.setattr(module, "gather_images", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        batches = list(load(labeled, backend=backend))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(batches) == 2 and seen == [threads] * 2
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_same_seed_same_batches_bit_for_bit(labeled, backend):
     runs = [[(x.clone(), y.clone()) for x, y in load(labeled, backend=backend, flip=True, seed=3)]
