@@ -49,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from fastgan.data._pil import crop_box, resize_crops
+from fastgan.data._pil import crop_box, group_crops, resize_crops
 
 AHEAD = 2  # batches in the pipeline at once: the pipeline's prefetch_queue_depth
 _FAILURES = (RuntimeError, OSError, IndexError, ValueError)  # what a failed DALI batch raises
@@ -208,11 +208,7 @@ class DALIDecoder:
                 return torch.from_numpy(np.asarray(d))
         if t.is_dense_tensor():  # every crop one size (CelebA): one [n, S, S, C] array
             return [(None, get(t.as_tensor()).permute(0, 3, 1, 2))]
-        views = [get(t[i]) for i in range(n)]  # [S, S, C] each
-        rows = {}
-        for i, v in enumerate(views):
-            rows.setdefault(tuple(v.shape), []).append(i)
-        return [(idx, torch.stack([views[i] for i in idx]).permute(0, 3, 1, 2)) for idx in rows.values()]
+        return group_crops([(i, get(t[i]).permute(2, 0, 1)) for i in range(n)], n)
 
     def _drop_in_flight(self):
         """Takes and drops the batches left in flight (by a generator left early, or filling

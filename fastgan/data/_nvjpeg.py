@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numpy as np
 import torch
 
-from fastgan.data._pil import crop_box, resize_crops
+from fastgan.data._pil import crop_box, group_crops, resize_crops
 
 AHEAD = 2  # batches in flight: being read, decoded and resized while the caller uses one
 
@@ -91,15 +91,12 @@ class NvJPEGDecoder:
                 decoded = dict(zip(jpeg, imgs))
             except RuntimeError:
                 host += jpeg  # one bad stream fails the batch: let PIL find which
-        groups = {}
+        crops = []
         for j, img in decoded.items():
             w, h = self.sizes[indices[j]]
             left, top, side = crop_box(w, h, s.crop)
-            groups.setdefault(side, []).append((j, img[:, top:top + side, left:left + side]))
-        out = resize_crops([(None if len(items) == len(indices) else
-                             torch.tensor([j for j, _ in items], device=self.device),
-                             torch.stack([im for _, im in items])) for items in groups.values()],
-                           len(indices), r, c, self.device)
+            crops.append((j, img[:, top:top + side, left:left + side]))
+        out = resize_crops(group_crops(crops, len(indices)), len(indices), r, c, self.device)
         if host:  # PIL on the host, one copy to the device; a failed sample stays zeros
             pil = np.zeros((len(host), r, r, c), np.uint8)
             for n, j in enumerate(host):

@@ -43,7 +43,7 @@ def _gray16_to_8(im):
 
 def decode_crop(data, crop, channels):
     """Encoded bytes -> the centered square crop, uint8 array [S, S, channels] (a view of
-    the decoded image, read-only). Raises on a bad image (OSError, ValueError from PIL;
+    the decoded image). Raises on a bad image (OSError, ValueError from PIL;
     ValueError when smaller than the crop)."""
     with Image.open(io.BytesIO(data)) as im:
         mode = "RGB" if channels == 3 else "L"
@@ -54,7 +54,7 @@ def decode_crop(data, crop, channels):
         left, top, side = crop_box(w, h, crop)
         if left < 0 or top < 0:
             raise ValueError(f"image {w}x{h} is smaller than the crop {side}x{side}")
-        a = np.asarray(im, dtype=np.uint8).reshape(h, w, channels)
+        a = np.array(im, dtype=np.uint8).reshape(h, w, channels)  # writable: torch.from_numpy
         return a[top:top + side, left:left + side]
 
 
@@ -65,8 +65,18 @@ def decode_pil(data, resolution, crop, channels):
 
 
 def _resize_one(crop, resolution, channels):
-    x = torch.from_numpy(np.array(crop)).permute(2, 0, 1)[None]  # a writable copy
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None]
     return resize_crops([(None, x)], 1, resolution, channels, "cpu")[0].numpy()
+
+
+def group_crops(items, n):
+    """resize_crops' groups from (row, uint8 crop [C, S, S]) pairs: the crops of each size
+    stacked, with their rows (None where one size holds all n rows, in order)."""
+    by_size = {}
+    for row, x in items:
+        by_size.setdefault(tuple(x.shape), []).append((row, x))
+    return [(None if len(g) == n else [row for row, _ in g], torch.stack([x for _, x in g]))
+            for g in by_size.values()]
 
 
 @contextlib.contextmanager
@@ -140,18 +150,13 @@ class Samples(torch.utils.data.Dataset):
         """PIL decodes each sample's crop; torch resizes them, one call per crop size."""
         r, c, n = self.resolution, self.channels, len(indices)
         failed = np.zeros(n, np.bool_)
-        by_shape = {}  # crop shape -> [(row, crop)]
+        crops = []
         for j, i in enumerate(indices):
             try:
-                a = self.crop_of(i)
+                crops.append((j, torch.from_numpy(self.crop_of(i)).permute(2, 0, 1)))
             except Exception:  # corrupt data past the header check: substituted by the loader
                 failed[j] = True
-                continue
-            by_shape.setdefault(a.shape, []).append((j, a))
-        groups = [(None if len(items) == n else [j for j, _ in items],
-                   torch.from_numpy(np.stack([a for _, a in items])).permute(0, 3, 1, 2))
-                  for items in by_shape.values()]
-        return resize_crops(groups, n, r, c, "cpu"), torch.from_numpy(failed)
+        return resize_crops(group_crops(crops, n), n, r, c, "cpu"), torch.from_numpy(failed)
 
 
 def _collate(batch):
