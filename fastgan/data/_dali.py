@@ -32,8 +32,10 @@ The pipeline runs ahead of the caller: `AHEAD` batches are fed and scheduled bef
 first one is taken, and each batch taken is replaced by the next, so DALI's threads decode
 while the caller feeds the next inputs and uses this batch (run synchronously, they sat idle
 for that time). On a GPU the batch taken keeps its DALI buffer until the next is taken (the
-copy of its crops out of it is queued on the stream, as Pipeline.run leaves it), so one
-fewer is ahead. A generator left before its end (the trainer stopping, a resume) leaves
+copy of its crops out of it is queued on the stream, as Pipeline.run leaves it); with the
+older executors that buffer is one of the pipeline's, so one fewer is ahead, while DALI's
+default one (exec_dynamic) counts references to its outputs and keeps AHEAD. Only DALI's
+calls can fail a batch (below): torch's resize after them raises as it is. A generator left before its end (the trainer stopping, a resume) leaves
 batches in flight; they are taken and dropped when it closes, or at the next call, which
 then owns the pipeline: the older generator, resumed, raises.
 
@@ -178,19 +180,26 @@ class DALIDecoder:
             self._held = False
             self._pipe.release_outputs()
 
-    def _take(self, n):
-        """The oldest batch in flight, resized, as uint8 [n, R, R, C] on self.device. On the
-        CPU the resize reads DALI's buffer in place and frees it after, so the pipeline can
-        fill it while the caller works; on a GPU the crops are copied out on the current
-        stream and the buffer is freed at the next take (as Pipeline.run frees it), by
-        when the copy has run."""
-        t = self._share()
+    def _resized(self, t, n):
+        """DALI's batch `t` (from _share), resized, as uint8 [n, R, R, C] on self.device. On
+        the CPU the resize reads DALI's buffer in place and frees it after, so the pipeline
+        can fill it while the caller works; on a GPU the crops are copied out on the current
+        stream and the buffer is freed at the next take (as Pipeline.run frees it), by when
+        the copy has run. Errors here are torch's (out of memory, say), not a batch DALI
+        could not decode: batches() lets them through."""
         s = self.samples
         try:
             return resize_crops(self._crops(t, n), n, s.resolution, s.channels, self.device)
         finally:
             if self.device.type != "cuda":
                 self._release()
+
+    def _holding(self):
+        """Whether a batch taken keeps a pipeline buffer from the next run: only with the
+        older executors. With DALI's default one (exec_dynamic) outputs are reference
+        counted and release_outputs does not invalidate them (its documentation), so the
+        pipeline runs AHEAD batches ahead while the last one's crops are copied out."""
+        return self._held and not getattr(self._pipe, "exec_dynamic", False)
 
     def _crops(self, t, n):
         """(rows, uint8 [k, C, S, S]) per crop size S of DALI's decoded crops `t` (rows None:
@@ -257,7 +266,7 @@ class DALIDecoder:
         def top_up(taken):
             # AHEAD buffers in all: a held one (a GPU copy's source) counts against them
             nonlocal fed
-            while fed < len(lists) and fed - taken < AHEAD - self._held:
+            while fed < len(lists) and fed - taken < AHEAD - self._holding():
                 if self._primed:
                     self._schedule([(lists[fed], enc(fed))])
                     fed += 1
@@ -278,14 +287,21 @@ class DALIDecoder:
                                        "iterate the newer one")
                 try:
                     top_up(k)
-                    out = self._take(len(indices))
-                    failed = torch.zeros(len(indices), dtype=torch.bool)
-                    top_up(k + 1)
+                    t = self._share()
                 except _FAILURES:  # DALI stopped on this batch: PIL decodes it, and the ones
                     self._reset()  # behind it are fed to a new pipeline
                     fed = k + 1
                     out, failed = self._fallback(indices.tolist())
                     self._learn(indices, failed)
+                else:
+                    out = self._resized(t, len(indices))
+                    failed = torch.zeros(len(indices), dtype=torch.bool)
+                    del t
+                    try:
+                        top_up(k + 1)
+                    except _FAILURES:  # scheduling the next batch failed: a new pipeline
+                        self._reset()  # takes it at the next top_up
+                        fed = k + 1
                 yield out, failed
         finally:
             if self._generation == mine:

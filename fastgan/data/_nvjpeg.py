@@ -26,6 +26,7 @@ JPEGs/s, a task per file on a thread pool (the backend's way before) 14,000-19,0
 """
 import collections
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
@@ -68,6 +69,7 @@ class NvJPEGDecoder:
             raise ValueError(f"NvJPEGDecoder: ahead must be an int >= 1, got {ahead!r}")
         self._threads = ThreadPoolExecutor(self.ahead, thread_name_prefix="fastgan-nvjpeg")
         self._local = threading.local()  # each thread's CUDA stream
+        self._warned = False             # of a batch the GPU refused and PIL decoded (_decode)
 
     def _read(self, indices):
         """The encoded bytes of `indices`, read on this thread."""
@@ -82,15 +84,20 @@ class NvJPEGDecoder:
         failed = torch.zeros(len(indices), dtype=torch.bool)
         jpeg = [j for j, d in enumerate(encoded) if d[:2] == b"\xff\xd8"]
         host = [j for j, d in enumerate(encoded) if d[:2] != b"\xff\xd8"]
-        decoded = {}
+        decoded, refused = {}, None
         if jpeg:
             mode = ImageReadMode.RGB if c == 3 else ImageReadMode.GRAY
             try:
                 imgs = decode_jpeg([torch.frombuffer(bytearray(encoded[j]), dtype=torch.uint8) for j in jpeg],
                                    mode=mode, device=self.device)
                 decoded = dict(zip(jpeg, imgs))
-            except RuntimeError:
+            except RuntimeError as exc:
                 host += jpeg  # one bad stream fails the batch: let PIL find which
+                refused = exc
+                if self.device.type == "cuda":
+                    # nvJPEG may still be writing, from its own stream, into outputs that
+                    # torchvision freed when it raised: nothing may reuse them before it stops
+                    torch.cuda.synchronize(self.device)
         crops = []
         for j, img in decoded.items():
             w, h = self.sizes[indices[j]]
@@ -105,6 +112,13 @@ class NvJPEGDecoder:
                 except Exception:
                     failed[j] = True
             out[torch.tensor(host, device=self.device)] = torch.from_numpy(pil).to(self.device)
+        if refused is not None and not self._warned and not failed[jpeg].any():
+            # PIL decoded every JPEG of the batch: not a corrupt file (the loader counts
+            # those) but this machine's torchvision or nvJPEG, which the user should hear of
+            self._warned = True
+            warnings.warn(f"nvjpeg backend: torchvision's GPU decoder refused a batch that PIL decodes "
+                          f"({refused}); such batches are decoded by PIL on the CPU, slower",
+                          RuntimeWarning, stacklevel=2)
         return out, failed
 
     def _read_and_decode(self, indices):

@@ -95,6 +95,9 @@ def one_thread():
             torch.set_num_threads(threads)
 
 
+GPU_MAX_REDUCTION = 64  # resize_crops: torch's CUDA antialias kernel fails past ~94x
+
+
 def resize_crops(groups, n, resolution, channels, device):
     """uint8 [n, R, R, C] on `device`: the crops of each (rows, crops) group, uint8
     [k, C, S, S] of one size S (any strides), resized to R x R by torch's antialiased
@@ -105,7 +108,7 @@ def resize_crops(groups, n, resolution, channels, device):
     decoding threads, a resize on two threads waited for the one descheduled (a 2-core
     machine under load, 2026-11-24: 279 images/s through the loader, against 3,003 on one
     thread). On a GPU it resizes in float32 and rounds (torch's CUDA kernel has no uint8
-    version)."""
+    version), except for reductions past GPU_MAX_REDUCTION, which it resizes on the CPU."""
     r = resolution
     device = torch.device(device)
     out = None
@@ -115,16 +118,29 @@ def resize_crops(groups, n, resolution, channels, device):
                 y = torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", antialias=True,
                                                     align_corners=False)
             else:
-                y = torch.nn.functional.interpolate(x.float(), size=(r, r), mode="bilinear", antialias=True,
-                                                    align_corners=False)
+                # torch's CUDA kernel holds its filter's weights in 48 KiB of shared memory
+                # and refuses reductions past about 94x (a 3,000-pixel crop to 32): those
+                # crops are resized on the CPU, by the same float32 math
+                far = max(x.shape[-2:]) > GPU_MAX_REDUCTION * r
+                y = torch.nn.functional.interpolate((x.cpu() if far else x).float(), size=(r, r),
+                                                    mode="bilinear", antialias=True, align_corners=False)
                 y = y.round_().clamp_(0, 255).to(torch.uint8)
+                y = y.to(device) if far else y
             y = y.permute(0, 2, 3, 1)
             if rows is None:
                 return y.contiguous()
             if out is None:
                 out = torch.zeros((n, r, r, channels), dtype=torch.uint8, device=device)
-            out[rows] = y
+            out.index_copy_(0, rows_on(rows, device), y)
     return torch.zeros((n, r, r, channels), dtype=torch.uint8, device=device) if out is None else out
+
+
+def rows_on(rows, device):
+    """int64 index tensor of the list `rows` on `device`: on a GPU through pinned memory,
+    copied with non_blocking, since torch.tensor(rows, device="cuda") and a list index wait
+    for all the work queued on the stream (a host synchronization)."""
+    t = torch.tensor(rows, dtype=torch.int64)
+    return t.pin_memory().to(device, non_blocking=True) if torch.device(device).type == "cuda" else t
 
 
 class Samples(torch.utils.data.Dataset):
@@ -237,8 +253,10 @@ class PILBeside:
                 batches = [(here, self.samples.__getitems__([ix[j] for j in here]))]
                 if there:
                     batches.append((there, next(inner)))
-                for at, (u8, bad) in batches:
-                    out[torch.tensor(at, device=self.device)] = u8.to(self.device)
+                for at, (u8, bad) in batches:  # no host synchronization (rows_on)
+                    if u8.device != self.device:
+                        u8 = u8.pin_memory().to(self.device, non_blocking=True)
+                    out.index_copy_(0, rows_on(at, self.device), u8)
                     failed[at] = bad
                 yield out, failed
         finally:

@@ -106,7 +106,8 @@ class ImageLoader(Position):
         self.num_samples = n // self.world_size
         self.epoch, self._batch = 0, 0
         self._data, self._decoder = data, decoder
-        self._labels = None if labels is None else torch.as_tensor(labels, dtype=torch.int64).to(device)
+        self._labels_host = None if labels is None else torch.as_tensor(labels, dtype=torch.int64)
+        self._labels = None if labels is None else self._labels_host.to(device)
         self._skipped_before = skipped
         self._bad = set()                 # samples found corrupt while decoding
         self._verbose, self._source = verbose, source
@@ -178,7 +179,13 @@ class ImageLoader(Position):
         return images
 
     def _labels_of(self, index):
-        return None if self._labels is None else self._labels[index.to(self._labels.device)]
+        if self._labels is None:
+            return None
+        if index.device == self._labels.device:
+            return self._labels[index]
+        # a pinned-host dataset feeding a GPU: gathered on the host and copied as the images
+        # are (index.to(cuda) would wait for the work queued on the stream)
+        return self._out(self._labels_host[index])
 
     def _cache_batches(self, order, order_dev, flips, on_streams, spans):
         for _, s, e in spans:
@@ -449,7 +456,9 @@ def _decode_whole(decoder, n, device, nbytes, progress, path):
     failed_at = []
 
     def sink(start, u8, failed):
-        data[start:start + len(u8)] = u8.to(target, non_blocking=True)
+        # into pinned host memory the copy waits: one with non_blocking from the GPU would
+        # return before the bytes arrive (then nothing on the host waits for them)
+        data[start:start + len(u8)].copy_(u8, non_blocking=not pin)
         failed_at.extend(start + int(j) for j in failed.nonzero().flatten())
 
     decode_all(decoder, n, sink, progress=progress and n > _BAR_MIN_DECODE, desc=f"decoding {path.name}")

@@ -107,6 +107,31 @@ def test_the_files_dali_stopped_on_are_pils_from_the_next_epoch(faces, tmp_path,
     assert all(torch.equal(a, b) for (a, _), (b, _) in zip(first[1:], second[1:]))
 
 
+def test_a_torch_error_in_the_resize_is_not_taken_for_a_bad_batch(faces, monkeypatch):
+    """Only DALI's own calls are handled as a batch it could not decode: an error of torch's
+    resize after them (out of memory on a GPU, say) reaches the caller as it is. It was
+    caught with DALI's, the batch decoded again by PIL and all its files made PIL's for good,
+    with no message (found by reading, 2026-11-24)."""
+    dec = decoder(faces)
+    real, calls = _dali.resize_crops, []
+
+    def resize(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (stand-in)")
+        return real(*args)
+
+    monkeypatch.setattr(_dali, "resize_crops", resize)
+    lists = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    gen = dec.batches(lists)
+    check(dec, lists[:1], [next(gen)])
+    with pytest.raises(torch.OutOfMemoryError, match="stand-in"):
+        next(gen)
+    assert dec.decoder.pil_only == set()
+    monkeypatch.undo()
+    check(dec, lists, list(dec.batches(lists)))  # the pipeline serves the next call
+
+
 def test_exiting_with_a_loader_left_mid_epoch_is_quiet(faces, tmp_path):
     """A script that stops iterating (a step budget reached) and exits leaves batches in
     flight; at interpreter exit DALI has torn its pipeline down before the generator closes.

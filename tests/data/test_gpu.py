@@ -61,15 +61,40 @@ def test_cache_on_gpu_matches_cpu(labeled):
 
 
 def test_cache_in_pinned_memory(labeled, monkeypatch):
+    """A cache in pinned host memory (one that does not fit the GPU) holds the pixels of one
+    on the GPU and gives the same batches and labels, on the GPU. Its images are decoded on
+    the GPU (nvjpeg or DALI): the copy into pinned memory returned before they arrived when
+    it was non_blocking (found by reading, 2026-11-24; the test compared labels only)."""
     monkeypatch.setattr(loader_mod, "_pin_instead", lambda nbytes, device: True)
-    pinned = load(labeled, backend="cache", batch_size=4, flip=True)
+    pinned = load(labeled, backend="cache", batch_size=4)
     assert pinned._data.device.type == "cpu" and pinned._data.is_pinned()
     monkeypatch.undo()
-    resident = load(labeled, backend="cache", batch_size=4, flip=False)
-    images, labels = next(iter(pinned))
-    assert images.device.type == "cuda" and labels.device.type == "cuda"
-    ref, ref_labels = next(iter(resident))
-    assert torch.equal(labels, ref_labels)  # same order on both
+    resident = load(labeled, backend="cache", batch_size=4)
+    assert resident._data.device.type == "cuda"
+    assert torch.equal(pinned._data, resident._data.cpu())
+    n = 0
+    for (images, labels), (ref, ref_labels) in zip(pinned, resident):
+        assert images.device.type == "cuda" and labels.device.type == "cuda"
+        assert torch.equal(images, ref) and torch.equal(labels, ref_labels)
+        n += 1
+    assert n == len(resident) > 1
+
+
+def test_resize_of_a_very_large_crop():
+    """torch's CUDA antialiased resize refuses reductions past about 94x (its filter's
+    weights in 48 KiB of shared memory): resize_crops does those on the CPU, by the same
+    float32 math, so a 3,000-pixel crop to 32 x 32 works and agrees with the CPU's uint8
+    resize within a level, as smaller ones do."""
+    from fastgan.data._pil import GPU_MAX_REDUCTION, resize_crops
+    g = torch.Generator().manual_seed(0)
+    big = torch.randint(0, 256, (2, 3, 3000, 3000), dtype=torch.uint8, generator=g)
+    small = torch.randint(0, 256, (1, 3, 900, 900), dtype=torch.uint8, generator=g)
+    assert 3000 > GPU_MAX_REDUCTION * 32 > 900
+    groups = [([0, 2], big), ([1], small)]
+    got = resize_crops([(r, x.cuda()) for r, x in groups], 3, 32, 3, "cuda")
+    ref = resize_crops(groups, 3, 32, 3, "cpu")
+    assert got.device.type == "cuda" and got.shape == ref.shape == (3, 32, 32, 3)
+    assert (got.cpu().int() - ref.int()).abs().max() <= 1
 
 
 def test_cache_plan_ready_on_any_stream(labeled):

@@ -101,6 +101,29 @@ def test_bad_files_are_decoded_by_pil_or_counted(mixed, fake_torchvision):
     assert seen == 10 and loader.skipped == 6  # as every other backend (test_gpu, test_bad_inputs)
 
 
+def test_a_refusal_pil_decodes_is_reported_once(faces, fake_torchvision):
+    """When the GPU decoder refuses batches that PIL decodes whole (this machine's
+    torchvision or nvJPEG, not a corrupt file), the backend says so once, and the batches
+    are PIL's, right; a corrupt file's refusal (test above) is counted, not reported."""
+    io_module, _ = fake_torchvision
+    ref = [x for x, _ in load(faces, "cpu")]
+
+    def refuse(data, mode, device):
+        raise RuntimeError("nvjpeg is not supported here (stand-in)")
+
+    io_module.hook = refuse
+    with pytest.warns(RuntimeWarning, match="refused a batch that PIL decodes.*stand-in") as caught:
+        got = [x for x, _ in load(faces, "nvjpeg")]
+    assert len([w for w in caught if issubclass(w.category, RuntimeWarning)]) == 1
+    assert len(got) == len(ref) > 1 and all(torch.equal(a, b) for a, b in zip(got, ref))
+
+
+def test_a_corrupt_file_is_not_reported(mixed, fake_torchvision, recwarn):
+    for _ in load(mixed, "nvjpeg", crop=128, batch_size=2):
+        pass
+    assert not [w for w in recwarn if "refused a batch" in str(w.message)]
+
+
 def test_decodes_ahead_while_the_caller_holds_a_batch(faces, fake_torchvision, monkeypatch):
     io_module, _ = fake_torchvision
     monkeypatch.setattr(_nvjpeg, "AHEAD", 2)
