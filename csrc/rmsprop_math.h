@@ -77,7 +77,11 @@ C10_HOST_DEVICE inline void rmsprop_element(T& p, T g, T& v, T& b, T& ga, T lr,
 #endif
   T avg;
   if (kCentered) {
-    ga = fma_rn(h.one_minus_alpha, g - ga, ga);
+    // torch's grad_avg.lerp_(g, w), w = 1 - alpha: ga + w (g - ga) while w < 0.5, else
+    // g + (w - 1)(g - ga) (ATen's lerp; its vectorized CPU kernel and CUDA's contraction
+    // both one fma; the same value as g - (g - ga)(1 - w))
+    const T w = h.one_minus_alpha;
+    ga = w < T(0.5) ? fma_rn(w, g - ga, ga) : fma_rn(w - T(1), g - ga, g);
 #if defined(__CUDA_ARCH__)
     avg = sqrt_rn(v - ga * ga) + h.eps;
 #else

@@ -61,7 +61,9 @@ def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, scale_ptr, found_inf
     if CENTERED:
         ga_ptr = address(meta_ptr, n_tensors, t, 3 + MOMENTUM, DTYPE) + offs
         ga = tl.load(ga_ptr, mask=mask).to(COMPUTE)
-        ga = tl.fma(one_minus_alpha, g - ga, ga)
+        # torch's lerp_(g, 1 - alpha), with its other formula for a weight >= 0.5 (csrc/rmsprop_math.h)
+        ga = tl.where(one_minus_alpha < 0.5, tl.fma(one_minus_alpha, g - ga, ga),
+                      tl.fma(one_minus_alpha - 1.0, g - ga, g))
         tl.store(ga_ptr, ga.to(DTYPE), mask=mask)
         if CUDA_ORDER:
             avg = _sqrt(v - ga * ga, COMPUTE) + eps

@@ -72,12 +72,14 @@ struct GradSums {
 
 // Merges the accumulators of the P lanes of each of CW channels: thread t = p * CW + j is
 // lane p of channel j. A tree in a fixed order (lane p takes lane p + h, h = ceil(live / 2)):
-// lane 0 returns the merge of all P lanes. Every thread of the block calls it.
+// lane 0 returns the merge of all P lanes. Every thread of the block calls it; the first
+// barrier lets a second call in one kernel reuse the buffer the last one's lane 0 still reads.
 template <typename Acc>
 __device__ Acc merge_lanes(const Acc& acc, int p, int P, int CW) {
   __shared__ alignas(16) unsigned char raw[kThreads * sizeof(Acc)];
   Acc* sm = reinterpret_cast<Acc*>(raw);
   const int t = static_cast<int>(threadIdx.x);
+  __syncthreads();
   sm[t] = acc;
   __syncthreads();
   for (int live = P; live > 1;) {
