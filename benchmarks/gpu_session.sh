@@ -21,8 +21,14 @@
 #   tests     the rest of the test suite (not gpu) with pytest-xdist
 # A lease holds 30 minutes of device time and is given back after ~30 s idle: call `wait`
 # at once after every return (the background job dies with the machine), and name the
-# stages that matter first (STAGES="gputests step data"): all of them by default take
-# about 80 minutes of limits, so the later ones would never start.
+# stages that matter first: all of them by default take about 80 minutes of limits, so the
+# later ones would never start. One `start` for the whole lease, then `wait`s (a second
+# `start` rebuilds and clears $FGS: it refuses while a runner is still going):
+#   STAGES="gputests data step bench" STEP_S=700 STEP_ARGS="--budget-s 560" BENCH_S=420 \
+#     bash benchmarks/gpu_session.sh start 540                   # timeout_s 600
+#   bash benchmarks/gpu_session.sh wait 570                       # twice if need be
+# On 2026-11-22 (H100) the build took 57 s, gputests 71-92 s, data 153 s, bench 388 s and
+# step's batch-64 configurations ~480 s (batch 256 never ran: --budget-s 420 cut it).
 # Each stage runs under a timeout; results and logs go to $FGS (default /tmp/fgs), which
 # `collect` packs into $OUT/fgs.tgz. A prebuilt extension carried in .prebuilt/ (the .so a
 # previous `collect` returned) is used instead of a build when its csrc/ hash matches, or
@@ -110,8 +116,9 @@ for f in sorted(d.glob("model-*.jsonl")):
 PYEOF
         ;;
       bench)
+        # shellcheck disable=SC2086
         (cd "$REPO" && stage bench "${BENCH_S:-600}" $PY -P -m pytest benchmarks -q -p no:cacheprovider \
-           --benchmark-json "$FGS/bench.json" --benchmark-columns=median,iqr)
+           --benchmark-json "$FGS/bench.json" --benchmark-columns=median,iqr ${BENCH_ARGS:-})
         (cd "$REPO" && $PY benchmarks/report.py "$FGS/bench.json" --out "$FGS/bench.md" \
            --title "fastgan kernel benchmarks, $(cat "$FGS/gpu")" --notes "$FGS/env.txt" > "$FGS/report.log" 2>&1)
         { tail -8 "$FGS/bench.log"; tail -3 "$FGS/report.log"; } > "$FGS/bench-summary.txt" ;;
@@ -128,6 +135,10 @@ PYEOF
 case $CMD in
   start)
     t0=$(date +%s)
+    if [ -f "$FGS/runner.pid" ] && [ ! -f "$FGS/done" ] && kill -0 "$(cat "$FGS/runner.pid")" 2>/dev/null; then
+      echo "gpu_session: a runner (pid $(cat "$FGS/runner.pid")) is still going in $FGS: use wait, or kill it first" >&2
+      collect; exit 3
+    fi
     rm -rf "$FGS"; mkdir -p "$FGS"
     {
       echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -147,14 +158,17 @@ case $CMD in
       echo "$(date -u +%H:%M:%S) prebuilt extension used (csrc $sha)" >> "$FGS/progress.log"
     else
       (cd "$REPO" && FASTGAN_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} \
-         stage build 600 $PY setup.py build_ext --inplace) \
+         stage build 420 $PY setup.py build_ext --inplace) \
         || { tail -40 "$FGS/build.log"; echo "gpu_session: build failed"; collect; exit 1; }
       cp "$REPO"/fastgan/_C*.so "$FGS/"
+      # without its debug information (-g): 37 MB, 13 MB in fgs.tgz, near the 16 MiB a returned file may have
+      strip --strip-debug "$FGS"/_C*.so 2>/dev/null || true
     fi
     (cd /tmp && PYTHONPATH=$REPO $PY -m fastgan info) > "$FGS/info.txt" 2>&1; cat "$FGS/info.txt"
     export -f run_stages stage
     export REPO FGS PY
     setsid bash -c run_stages > "$FGS/runner.log" 2>&1 < /dev/null &
+    echo $! > "$FGS/runner.pid"
     wait_for $(( t0 + ${2:-0} - $(date +%s) )); collect ;;
   wait) wait_for "${2:-0}"; collect ;;
   collect) collect ;;

@@ -30,3 +30,22 @@ def test_collect_with_nothing_to_collect(tmp_path):
                        timeout=60, env=env)
     assert r.returncode == 0 and "nothing under" in r.stdout
     assert not (tmp_path / "fgs.tgz").exists()
+
+
+def test_start_refuses_while_a_runner_is_going(tmp_path):
+    """A second `start` cleared $FGS under a runner still writing there (two jobs on one GPU,
+    timed, and the first's results lost): it now refuses while the runner lives."""
+    fgs = tmp_path / "fgs"
+    fgs.mkdir()
+    (fgs / "progress.log").write_text("10:00:00 start step (limit 570s)\n")
+    runner = subprocess.Popen(["sleep", "60"])
+    try:
+        (fgs / "runner.pid").write_text(f"{runner.pid}\n")
+        env = {"PATH": "/usr/bin:/bin", "FGS": str(fgs), "OUT": str(tmp_path)}
+        r = subprocess.run(["bash", str(BENCH / "gpu_session.sh"), "start", "0"], capture_output=True,
+                           text=True, timeout=60, env=env)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert r.returncode == 3 and f"pid {runner.pid}) is still going" in r.stderr, (r.returncode, r.stderr)
+    assert (fgs / "progress.log").exists() and "start step" in r.stdout  # nothing cleared; progress shown

@@ -437,3 +437,23 @@ def test_a_failed_row_makes_a_nonzero_exit_after_the_report(step_e2e, tmp_path, 
     assert len(list(tmp_path.glob("*.md"))) == 1 and len(list(tmp_path.glob("*.json"))) == 1
     err = capsys.readouterr().err
     assert "1 row(s) ended in an error: dcgan 16x16 batch 8 broken" in err
+
+
+def test_the_first_configuration_runs_whatever_the_budget(step_e2e, tmp_path, monkeypatch):
+    """--budget-s skips the configurations that would start after it, but never the first
+    (the target's): precompiling (c) counts against the budget, and a slow one must not
+    leave the run with no row at all."""
+    ran = []
+
+    def stand_in(spec, device, args):  # its row is an error, which shows it ran
+        ran.append(spec.model)
+        raise RuntimeError("the stand-in ran")
+    monkeypatch.setitem(step_e2e.IMPLEMENTATIONS, "stand-in", stand_in)
+    step_e2e.main(["--device", "cpu", "--models", "wgan-gp-dcgan,dcgan", "--impls", "stand-in",
+                   "--budget-s", "1e-9", "--out", str(tmp_path)])
+    assert ran == ["wgan-gp"]
+    (report,) = tmp_path.glob("*.json")
+    configs = json.loads(report.read_text())["configs"]
+    assert [c["key"] for c in configs] == ["wgan-gp-dcgan", "dcgan"]
+    assert "the stand-in ran" in configs[0]["rows"][0]["error"]
+    assert configs[1]["rows"][0]["error"].startswith("skipped: the run passed its time budget")
