@@ -89,7 +89,8 @@ class _Scope:
     """How many forwards of an accelerated model are running on the calling thread: a chain
     traced in its custom forward() runs fused only inside one. Counted per thread, so a
     chain's convolution called on its own on one thread runs stock while the model's forward
-    runs on another (and nn.DataParallel's replicas, one thread each, each open their own).
+    runs on another (and nn.DataParallel's replicas, one thread each, each open their own;
+    they run stock, see _fused_here).
     Pickled and copied empty: a count belongs to a running forward, not to the model."""
 
     def __init__(self):
@@ -117,6 +118,15 @@ def _in_scope(m):
     return scope is None or scope.active > 0  # None: retyped by an older fastgan, always fused
 
 
+def _fused_here(m):
+    """Whether a chain's convolution, BatchNorm or activation runs fused (the convolution doing
+    all three) rather than as itself: inside its model's forward, and not in an
+    nn.DataParallel replica. A replica is a shallow copy whose __dict__ still holds the
+    original's BatchNorm and activation (on the first GPU, not the replica's), so replicas run
+    their modules stock: the same values, unfused (DistributedDataParallel keeps the fusion)."""
+    return _in_scope(m) and not getattr(m, "_is_replica", False)
+
+
 class _ScopedRoot(_Retyped):
     """The model accelerate traced: its forward opens the scope of the chains fused in it."""
 
@@ -134,7 +144,7 @@ class _FusedConvMixin(_Retyped):
     kept (unregistered) in __dict__. Called on its own: the convolution alone."""
 
     def forward(self, x, output_size=None):
-        if not _in_scope(self) or isinstance(x, torch.fx.Proxy):  # alone, or in a torch.fx trace
+        if not _fused_here(self) or isinstance(x, torch.fx.Proxy):  # alone, or in a torch.fx trace
             return super().forward(x) if output_size is None else super().forward(x, output_size)
         if output_size is not None:
             raise ValueError("fastgan.accelerate: a fused ConvTranspose2d takes no output_size")
@@ -149,7 +159,7 @@ class _PassThrough(_Retyped):
 
     def forward(self, x):
         # in a torch.fx trace the module as it is, like the convolution before it
-        return x if _in_scope(self) and not isinstance(x, torch.fx.Proxy) else super().forward(x)
+        return x if _fused_here(self) and not isinstance(x, torch.fx.Proxy) else super().forward(x)
 
 
 class _FusedSequential(_Retyped):

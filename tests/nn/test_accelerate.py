@@ -313,6 +313,47 @@ def test_a_forward_that_raises_leaves_the_chain_unfused_outside_it():
                                                                       padding=1), rtol=0, atol=0)
 
 
+def _replica(model, scale=2.0):
+    """What torch.nn.parallel.replicate makes of `model` for a second GPU, on the CPU: each
+    module's _replicate_for_data_parallel (a shallow copy), its children the replicas', its
+    parameters and buffers copies (scale times the parameters: replicate broadcasts them)."""
+    mods = list(model.modules())
+    reps = [m._replicate_for_data_parallel() for m in mods]
+    index = {id(m): i for i, m in enumerate(mods)}
+    for m, r in zip(mods, reps):
+        for key, child in m._modules.items():
+            r._modules[key] = None if child is None else reps[index[id(child)]]
+        for key, p in m._parameters.items():
+            if p is not None:
+                setattr(r, key, p.detach() * scale)  # replicate sets them as plain attributes
+        for key, b in m._buffers.items():
+            r._buffers[key] = None if b is None else b.clone()
+    return reps[0]
+
+
+@pytest.mark.parametrize("make", [_CustomForward, lambda: _chain()], ids=["custom-forward", "sequential"])
+def test_a_data_parallel_replica_runs_its_own_modules(make, monkeypatch):
+    """nn.DataParallel's replicas are shallow copies: a fused convolution's BatchNorm and
+    activation, kept in its __dict__, were still the original's (on the first GPU: a device
+    error on the second; found by reading, 2026-11-24). Replicas now run their modules
+    stock: the replica's own weights and running statistics, nothing fused."""
+    torch.manual_seed(0)
+    plain = make()
+    model = fastgan.accelerate(copy.deepcopy(plain), verbose=False)
+    assert model.fastgan_fused
+    stock, replica = _replica(plain), _replica(model)
+    calls = _counting(monkeypatch)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        for mode in (True, False):
+            replica.train(mode), stock.train(mode)
+            torch.testing.assert_close(replica(x), stock(x), **TOL)
+    assert not calls
+    bn, orig = (replica.bn, model.bn) if hasattr(model, "bn") else (replica[1], model[1])
+    assert not torch.equal(bn.running_mean, orig.running_mean)  # the replica's own statistics moved
+    assert torch.equal(orig.running_mean, torch.zeros_like(orig.running_mean))
+
+
 class _Pausing(_CustomForward):
     """Waits inside its forward, after the chain, while `pause` holds (entered, release) events."""
     pause = None
