@@ -16,6 +16,15 @@ def compute_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def device_constant(fn):
+    """Caches fn's small device tensor of hyperparameters per argument tuple, never evicting
+    one: a captured CUDA graph (fastgan.train.graphs, the Triton backend) reads it by
+    address at every replay, so it must outlive the graph. (These were LRU caches of 64:
+    past 64 keys an entry was freed and its memory reused under the graph.) The keys are
+    hyperparameters, dtypes and sizes: a few per layer and batch size in a run."""
+    return functools.cache(fn)
+
+
 @functools.lru_cache(maxsize=16)
 def _sm_count(device):
     return torch.cuda.get_device_properties(device).multi_processor_count

@@ -24,8 +24,12 @@ def metadata(lists, block):
                      tuple(t.numel() for t in first))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)  # keyed by addresses: gradients set to None move every step
 def _metadata(device, block, addresses, numels):
+    # Not for a captured CUDA graph: the gradients a capture allocates are new addresses, and
+    # a miss copies to the device with a synchronization, which capture refuses, so the
+    # trainer runs such a step (WGAN's RMSprop + clip on the Triton backend) eagerly, saying
+    # why. The CUDA backend passes the addresses as kernel arguments.
     first, block_tensor = [], []
     for i, n in enumerate(numels):
         first.append(len(block_tensor))

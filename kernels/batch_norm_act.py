@@ -38,7 +38,7 @@ import triton.language as tl
 
 from ._multi_tensor import TL_DTYPES, opmath
 from ._math import div_ieee as _div, sqrt_ieee as _sqrt
-from ._launch import MAX_GRID_Y, compute_dtype as _compute, target_programs
+from ._launch import MAX_GRID_Y, compute_dtype as _compute, device_constant, target_programs
 
 TILE = 1024  # elements a reduction step: [BLOCK_C, BLOCK_J]
 MIN_WORK = 4096  # fewest elements worth a reduction program
@@ -261,7 +261,7 @@ def _grad_x_kernel(go_ptr, out_ptr, x_ptr, mean_ptr, invstd_ptr, coef_ptr, hyper
     tl.store(gx_ptr + offs, d.to(DTYPE), mask=mask)
 
 
-@functools.lru_cache(maxsize=64)
+@device_constant
 def _hyper(slope, momentum, eps, n, compute, device):
     """[slope, momentum, 1 - momentum, eps, n, n - 1] in T on the device (cached), each
     computed in double and rounded once."""

@@ -16,7 +16,6 @@ from its data pointers (dense, the two of a pair with the same strides).
 - gamma, lambda_k, N_r and N_f travel in a cached T tensor; the finalize and the
   elementwise kernel launch with enable_fp_fusion=False (see kernels/penalty.py).
 """
-import functools
 
 import torch
 import triton
@@ -24,7 +23,7 @@ import triton.language as tl
 
 from ._multi_tensor import TL_DTYPES, opmath
 from ._math import div_ieee as _div
-from ._launch import MIN_SLICE, REDUCE_BLOCK, compute_dtype as _compute, target_programs
+from ._launch import MIN_SLICE, REDUCE_BLOCK, compute_dtype as _compute, device_constant, target_programs
 
 BLOCK = 4096  # elements an elementwise program: 2 streams in, 2 out
 _INT32_LIMIT = 2**31 - 1
@@ -119,7 +118,7 @@ def _backward_kernel(r_ptr, rr_ptr, f_ptr, fr_ptr, dr_ptr, drr_ptr, df_ptr, dfr_
                    COMPUTE, BLOCK)
 
 
-@functools.lru_cache(maxsize=64)
+@device_constant
 def _hyper(gamma, lambda_k, n_real, n_fake, compute, device):
     """[gamma, lambda_k, N_r, N_f] in T on the device (cached), each rounded once."""
     return torch.tensor([gamma, lambda_k, float(n_real), float(n_fake)], dtype=compute).to(device)

@@ -12,12 +12,12 @@ negative_slope travels in a cached opmath tensor (a float kernel argument is flo
 not the float64 slope a float64 tensor needs). Launched with enable_fp_fusion=False
 for the reason given in kernels/penalty.py (not that either kernel has an a*b + c).
 """
-import functools
 
 import torch
 import triton
 import triton.language as tl
 
+from ._launch import device_constant
 from ._multi_tensor import TL_DTYPES, opmath
 
 BLOCK = 4096  # as clip_weights: 16 KiB of float32 in flight per program at 4 warps
@@ -56,7 +56,7 @@ def _leaky_relu_backward_kernel(dy_ptr, y_ptr, slope_ptr, dx_ptr, numel, WIDE: t
     tl.store(dx_ptr + offs, dx.to(DTYPE), mask=mask)
 
 
-@functools.lru_cache(maxsize=64)
+@device_constant
 def _slope(negative_slope, dtype, device):
     """negative_slope rounded to dtype's opmath, a 1-element device tensor (cached)."""
     compute = torch.float64 if dtype == torch.float64 else torch.float32

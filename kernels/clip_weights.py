@@ -4,12 +4,12 @@ One launch per dtype present in the list; the tensors travel in the metadata of
 kernels/_multi_tensor.py, cached, so clipping the same parameters every step
 copies nothing to the device after the first.
 """
-import functools
 
 import torch
 import triton
 import triton.language as tl
 
+from ._launch import device_constant
 from ._multi_tensor import TL_DTYPES, address, is_dense, metadata, opmath, tensor_of_block
 
 # 4096 elements a program: 16 KiB of float32 in flight per program, enough to
@@ -35,7 +35,7 @@ def clip_weights_kernel(meta_ptr, c_ptr, n_tensors, DTYPE: tl.constexpr, COMPUTE
     tl.store(base + offs, clip_value(x, hi).to(DTYPE), mask=mask)
 
 
-@functools.lru_cache(maxsize=64)
+@device_constant
 def bound(c, dtype, device):
     """c rounded to dtype, as a 1-element device tensor (cached)."""
     return torch.tensor([c], dtype=dtype).to(device)

@@ -25,14 +25,13 @@ elements [b*M, (b+1)*M) from its data pointer (contiguous or channels_last).
   fused results would differ from them. The partial sums may fuse: their order
   differs from the other backends' anyway, and an fma only makes them more accurate.
 """
-import functools
 
 import torch
 import triton
 import triton.language as tl
 
 from ._multi_tensor import TL_DTYPES, opmath
-from ._launch import MAX_GRID_Y, MIN_SLICE, REDUCE_BLOCK, target_programs
+from ._launch import MAX_GRID_Y, MIN_SLICE, REDUCE_BLOCK, device_constant, target_programs
 from ._launch import compute_dtype as _compute
 from ._math import div_ieee as _div, sqrt_ieee as _sqrt
 
@@ -147,7 +146,7 @@ def _backward_kernel(g_ptr, gg_ptr, sumsq_ptr, dot_ptr, dout_ptr, hyper_ptr, out
         tl.store(out_ptr + offs, d.to(DTYPE), mask=mask)
 
 
-@functools.lru_cache(maxsize=64)
+@device_constant
 def _hyper(weight, center, eps, batch, compute, device):
     """[weight, center, eps, 2*weight/B, B] in T on the device (cached), each computed in
     double and rounded once, as make_penalty_hyper does."""

@@ -16,13 +16,12 @@ stores rounded once; launched with enable_fp_fusion=False (see kernels/penalty.p
   and interleaves them into BLOCK consecutive values with two levels of tl.join and a
   reshape (the loads and stores stay contiguous; the interpreter supports both).
 """
-import functools
 
 import torch
 import triton
 import triton.language as tl
 
-from ._launch import MAX_GRID_Y
+from ._launch import MAX_GRID_Y, device_constant
 from ._multi_tensor import TL_DTYPES, opmath
 from ._philox import philox_index, philox_key, uniform
 
@@ -69,7 +68,7 @@ def _perturb_kernel(real_ptr, scale_ptr, seed_ptr, bounds_ptr, out_ptr, numel, W
     tl.store(out_ptr + offs, x.to(DTYPE), mask=mask)
 
 
-@functools.lru_cache(maxsize=64)
+@device_constant
 def _bounds(lo, hi, dtype, device):
     """[lo, hi] rounded to dtype's opmath, on the device (cached)."""
     compute = torch.float64 if dtype == torch.float64 else torch.float32

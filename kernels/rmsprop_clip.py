@@ -11,12 +11,12 @@ MOMENTUM, then grad_avgs when CENTERED. Loss scaling: UNSCALE divides the gradie
 *scale_ptr and stores the quotient (the step reads the stored value); SKIP masks every
 load and store off when *found_inf_ptr != 0 (no branch on the host).
 """
-import functools
 
 import torch
 import triton
 import triton.language as tl
 
+from ._launch import device_constant
 from ._multi_tensor import TL_DTYPES, address, metadata, opmath, tensor_of_block
 from ._math import div_ieee as _div, sqrt_ieee as _sqrt
 from .clip_weights import bound, clip_value
@@ -87,7 +87,7 @@ def rmsprop_clip_kernel(meta_ptr, lr_ptr, hyper_ptr, c_ptr, scale_ptr, found_inf
     tl.store(p_ptr, p, mask=mask)
 
 
-@functools.lru_cache(maxsize=64)
+@device_constant
 def _hyper(alpha, eps, weight_decay, momentum, dtype, device):
     """[alpha, 1 - alpha, eps, weight_decay, momentum] in opmath on the device (cached)."""
     compute = torch.float64 if dtype == torch.float64 else torch.float32

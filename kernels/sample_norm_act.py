@@ -58,7 +58,7 @@ import triton.language as tl
 
 from ._multi_tensor import TL_DTYPES, opmath
 from ._math import div_ieee as _div, sqrt_ieee as _sqrt
-from ._launch import compute_dtype as _compute, target_programs
+from ._launch import compute_dtype as _compute, device_constant, target_programs
 from .batch_norm_act import _chan, _chan_f32, _chan_f64, _tile_step
 
 REDUCE_BLOCK = 1024  # elements a step of the forward's statistics
@@ -517,7 +517,7 @@ def _double_apply_kernel(ggx_ptr, ggw_ptr, ggb_ptr, go_ptr, out_ptr, x_ptr, w_pt
 
 # ---- launchers -------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=64)
+@device_constant
 def _hyper(slope, eps, m, compute, device):
     """[slope, eps, M] in T on the device (cached), each rounded once from double."""
     return torch.tensor([slope, eps, float(m)], dtype=compute).to(device)

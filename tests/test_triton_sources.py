@@ -28,3 +28,25 @@ def test_every_triton_kernel_compiles_for_sm90(tmp_path):
                           cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert "compiled" in proc.stdout and "for sm_90" in proc.stdout
+
+
+@pytest.mark.skipif(kernels.error() is not None, reason="triton is not usable here")
+def test_device_constants_are_never_evicted():
+    """A CUDA graph captured with the Triton backend reads the launchers' device tensors of
+    hyperparameters by address at every replay. They were LRU caches of 64 entries: past
+    64 keys one was freed and its memory reused under the graph. Every such cache is now
+    unbounded (kernels._launch.device_constant), and hands out the same tensor for a key."""
+    import importlib
+    names = {"batch_norm_act": "_hyper", "began_loss": "_hyper", "bias_leaky_relu": "_slope",
+             "clip_weights": "bound", "penalty": "_hyper", "penalty_sampling": "_bounds",
+             "rmsprop_clip": "_hyper", "sample_norm_act": "_hyper"}
+    for module, name in names.items():
+        fn = getattr(importlib.import_module(f"fastgan.kernels.{module}"), name)
+        assert fn.cache_info().maxsize is None, f"{module}.{name}"
+    slope = importlib.import_module("fastgan.kernels.bias_leaky_relu")._slope
+    first = slope(0.123, torch.float32, torch.device("cpu"))
+    for k in range(200):
+        slope(0.5 + k, torch.float32, torch.device("cpu"))
+    assert slope(0.123, torch.float32, torch.device("cpu")) is first
+    src = "".join(p.read_text() for p in (Path(kernels.__file__).parent).glob("*.py"))
+    assert src.count("@device_constant") == len(names)  # the list above is all of them
