@@ -105,13 +105,21 @@ class BEGAN(DCGAN):
             real32, r_real.float(), fake32, r_fake.float(), self.k,
             gamma=c["gamma"], lambda_k=c["lambda_k"], backend=None if c["fused"] else "reference")
         k_next = k_next.detach().reshape(1).to(self.k.dtype)
+        l_real = (d_loss + self.k.reshape(()) * l_fake).detach()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(k_next)  # one k for all processes: their mean
-            k_next = k_next / dist.get_world_size()
+            # one k for all processes, that of the whole batch: the update of the losses'
+            # means over the processes (equal shares of the batch), clamped after (the mean of
+            # each process's clamped k was biased near 0 and 1, k0 = 0 among them), and M
+            # from the same means (a mean of each process's |balance| was too high)
+            means = torch.stack([l_real, l_fake.detach()])
+            dist.all_reduce(means)
+            l_real, l_fake_all = means / dist.get_world_size()
+            balance = c["gamma"] * l_real - l_fake_all
+            k_next = (self.k.reshape(()).to(balance.dtype) + c["lambda_k"] * balance).clamp(0, 1).reshape(1).to(self.k.dtype)
+            m = l_real + balance.abs()
         # a step whose losses overflowed (float16 autocast, where the GradScaler then skips the
         # step) keeps k_t: a NaN k would stay NaN, every loss after it too
         k_next = torch.where(torch.isfinite(k_next), k_next, self.k.reshape(1))
-        l_real = (d_loss + self.k.reshape(()) * l_fake).detach()
         # k_t itself changes only in after_critic_step, after the backward (which still needs
         # this step's k_t), in place: the same tensors every step, as a CUDA graph replays them
         self._k_next.copy_(k_next)

@@ -33,6 +33,7 @@ a resumed CPU run gives the same losses, step for step, as an uninterrupted one.
 """
 import contextlib
 import copy
+import datetime
 import json
 import math
 import numbers
@@ -54,6 +55,10 @@ from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, TRAIN_KEYS, plain
 from fastgan.train.control import LOCK_NAME, Interrupted, RunLock, StopRequests, Terminated
 
 CONFIG_FILE = "config.yaml"
+# How long processes wait for one another in a collective. Evaluation runs on rank 0 while
+# the others wait at a barrier, and its first one also computes the data's reference
+# statistics: longer than NCCL's default of 10 minutes can be (gloo's is 30).
+DIST_TIMEOUT = datetime.timedelta(hours=1)
 
 
 def default_run_dir(config):
@@ -296,13 +301,20 @@ class Trainer:
             want = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(want)
         if self.device.type == "cuda":
-            if self.device.index is None:  # "cuda": the current device (set_device needs an index)
+            if self.world > 1:  # one GPU per process: its LOCAL_RANK's ("cuda" chose GPU 0 in all)
+                if self.device.index is None:
+                    self.device = torch.device("cuda", local)
+                elif self.device.index != local:
+                    raise ValueError(f"Trainer: device {want} in process {self.rank} of {self.world}, whose "
+                                     f"LOCAL_RANK is {local}: each process trains on its own GPU, "
+                                     f"cuda:LOCAL_RANK; pass device 'cuda' (or none)")
+            elif self.device.index is None:  # "cuda": the current device (set_device needs an index)
                 self.device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(self.device)
             # fixed input shapes every step: let cuDNN pick its fastest algorithms once
             torch.backends.cudnn.benchmark = True
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo", timeout=DIST_TIMEOUT)
         self.main = self.rank == 0
 
     def _setup_data(self):
@@ -318,6 +330,8 @@ class Trainer:
                 crop=cfg["crop"], flip=cfg["flip"], seed=cfg["seed"], shard=(self.rank, self.world),
                 channels_last=self.channels_last, channels=mc["channels"],
                 num_workers=cfg["num_workers"], verbose=self.main, progress=self.main and cfg["progress"])
+        elif self.world > 1:
+            self._check_shard(self.loader, batch)
         if len(self.loader) == 0:
             raise ValueError(f"the data gives no full batch of {batch // self.world} images per process")
         if cfg["steps"] is not None:
@@ -325,6 +339,20 @@ class Trainer:
         else:
             self.total = math.ceil(float(cfg["epochs"]) * len(self.loader) / self.model.n_critic)
         self._it = None
+
+    def _check_shard(self, loader, batch):
+        """A loader passed in under several processes must be this process's shard, with
+        its share of the batch: unsharded, every process trained on the same batches at the
+        full batch size (and the run could not be resumed with its processes)."""
+        want = {"rank": self.rank, "world_size": self.world, "batch_size": batch // self.world}
+        have = {k: getattr(loader, k, None) for k in want}
+        if have != want:
+            raise ValueError(
+                f"Trainer: under {self.world} processes the loader must be process {self.rank}'s shard "
+                f"with batch_size {batch} // {self.world}: make_loader(..., batch_size={batch // self.world}, "
+                f"shard=({self.rank}, {self.world})); it has "
+                + ", ".join(f"{k}={have[k]!r}" for k in want if have[k] != want[k])
+                + " (or pass no loader: the trainer makes the shards from config['data'])")
 
     def _setup(self):
         cfg = self.cfg

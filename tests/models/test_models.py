@@ -235,6 +235,35 @@ def test_began_k_is_clamped_to_the_unit_interval(fused):
 
 
 @pytest.mark.parametrize("fused", [True, False])
+def test_began_k_over_processes_is_the_whole_batchs(fused, monkeypatch):
+    """Under several processes k_{t+1} and M are those of the whole batch: the update of
+    L(x) and L(G(z)) averaged over the processes, clamped after. Each process's clamped
+    k_{t+1} was averaged before (a 2026-11-24 review): biased near 0 and 1, k0 = 0 among
+    them. Here this process has L(x) = 0, L(G(z)) = 0.2 (its own k would clamp to 0) and a
+    stand-in for the other has 1.0 and 0.1: the whole batch's means 0.5, 0.15."""
+    import fastgan.models.began as began_module
+    other = torch.tensor([1.0, 0.1])
+    reduced = []
+
+    def all_reduce(t):
+        reduced.append(t.clone())
+        t.add_(other.to(t.dtype))
+    monkeypatch.setattr(began_module.dist, "is_available", lambda: True)
+    monkeypatch.setattr(began_module.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(began_module.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(began_module.dist, "all_reduce", all_reduce)
+    real = torch.rand(8, 1, 16, 16) * 2 - 1
+    fake = torch.rand(8, 1, 16, 16) * 2 - 1
+    m = models.build("began", **TINY, embedding=8, k0=0.0, fused=fused)
+    _, logs = m.critic_loss(lambda v: v + (0.0 if v is real else 0.2), real, fake)
+    m.after_critic_step()
+    torch.testing.assert_close(reduced[0], torch.tensor([0.0, 0.2]), rtol=0, atol=1e-6)
+    balance = 0.5 * 0.5 - 0.15
+    assert m.k.item() == pytest.approx(0.001 * balance, abs=1e-8)  # not (0 + 0.0004) / 2
+    assert logs["convergence"].item() == pytest.approx(0.5 + abs(balance), abs=1e-6)
+
+
+@pytest.mark.parametrize("fused", [True, False])
 def test_began_k_survives_an_overflowed_step(fused):
     """A step whose losses overflow (float16 autocast: the GradScaler then skips the step)
     keeps k_t; before, inf - inf made k NaN, and every loss after it."""

@@ -322,6 +322,52 @@ def test_two_process_gloo_run(tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+def _bare_trainer(monkeypatch, world, rank, local, device):
+    """A Trainer with only what _setup_distributed and _setup_data read, as process `rank`
+    of `world` under torchrun (its environment); the process group stands initialized."""
+    for key, value in (("WORLD_SIZE", world), ("RANK", rank), ("LOCAL_RANK", local)):
+        monkeypatch.setenv(key, str(value))
+    monkeypatch.setattr(trainer_module.dist, "is_initialized", lambda: True)
+    t = Trainer.__new__(Trainer)
+    t.cfg = {**cfgmod.TRAIN_DEFAULTS, "device": device, "steps": 4}
+    return t
+
+
+@pytest.mark.parametrize("device, want", [("cuda", "cuda:1"), (None, "cuda:1"), ("cuda:1", "cuda:1"),
+                                          ("cuda:0", "LOCAL_RANK is 1")])
+def test_each_process_takes_its_own_gpu(monkeypatch, device, want):
+    """Under torchrun, device 'cuda' is the process's cuda:LOCAL_RANK: it was the current
+    device, GPU 0 in every process (NCCL refuses a GPU twice). Another index is refused."""
+    monkeypatch.setattr(trainer_module, "check_device", lambda d, where: d)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: None)
+    t = _bare_trainer(monkeypatch, world=2, rank=1, local=1, device=device)
+    if want.startswith("cuda"):
+        t._setup_distributed()
+        assert t.device == torch.device(want) and t.world == 2 and not t.main
+    else:
+        with pytest.raises(ValueError, match=f"device cuda:0 in process 1 of 2, whose {want}"):
+            t._setup_distributed()
+
+
+def test_a_loader_passed_in_must_be_the_processs_shard(monkeypatch):
+    """A loader passed to the Trainer under several processes was used as it was: every
+    process trained on the same batches at the whole batch size. It must be the process's
+    shard with its share of the batch."""
+    from fastgan.data import toy
+    t = _bare_trainer(monkeypatch, world=2, rank=1, local=1, device="cpu")
+    t._setup_distributed()
+    t.model = models.build("gan", arch="mlp", resolution=1, channels=2, z_dim=2, batch_size=8)
+    t.loader = toy.ToyLoader("ring8", batch_size=8, device="cpu")
+    with pytest.raises(ValueError, match=r"process 1's shard with batch_size 8 // 2: .*shard=\(1, 2\)\); "
+                                         r"it has rank=0, world_size=1, batch_size=8"):
+        t._setup_data()
+    t.loader = toy.ToyLoader("ring8", batch_size=4, device="cpu", shard=(1, 2))
+    t._setup_data()
+    assert t.loader.batch_size == 4 and t.total == 4
+
+
 def test_ema_of_a_generator_without_buffers(tmp_path):
     # an MLP generator without BatchNorm: EMA averages its parameters and has no buffers to copy
     t = _train(tmp_path, "gan", arch="mlp", steps=2, ema=0.5, hyper={"mlp_batchnorm": False})
