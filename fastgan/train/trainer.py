@@ -313,6 +313,8 @@ class Trainer:
             torch.cuda.set_device(self.device)
             # fixed input shapes every step: let cuDNN pick its fastest algorithms once
             torch.backends.cudnn.benchmark = True
+        if self.world > 1 and self.cfg["sync_bn"] and self.device.type != "cuda":  # DDP refuses it later
+            raise ValueError(f"Trainer: sync_bn needs CUDA devices (torch's SyncBatchNorm); device is {self.device}")
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo", timeout=DIST_TIMEOUT)
         self.main = self.rank == 0

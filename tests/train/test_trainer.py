@@ -351,6 +351,13 @@ def test_each_process_takes_its_own_gpu(monkeypatch, device, want):
             t._setup_distributed()
 
 
+def test_sync_bn_off_cuda_is_refused_in_fastgans_words(monkeypatch):
+    t = _bare_trainer(monkeypatch, world=2, rank=0, local=0, device="cpu")
+    t.cfg["sync_bn"] = True
+    with pytest.raises(ValueError, match="sync_bn needs CUDA devices .*device is cpu"):
+        t._setup_distributed()
+
+
 def test_a_loader_passed_in_must_be_the_processs_shard(monkeypatch):
     """A loader passed to the Trainer under several processes was used as it was: every
     process trained on the same batches at the whole batch size. It must be the process's
