@@ -212,9 +212,12 @@ class PILDecoder:
     def __init__(self, samples, num_workers, pin_memory):
         self.samples = samples
         self._sampler = _BatchList()
+        # its own generator: each iter() draws the workers' base seed from it (unused: PIL's
+        # decoding draws nothing), where it drew from torch's global RNG, so a resumed run
+        # starting an epoch mid-way shifted every random number after it
         self._loader = torch.utils.data.DataLoader(
             samples, batch_sampler=self._sampler, num_workers=num_workers, collate_fn=_collate,
-            pin_memory=pin_memory, persistent_workers=num_workers > 0,
+            generator=torch.Generator(), pin_memory=pin_memory, persistent_workers=num_workers > 0,
             prefetch_factor=4 if num_workers > 0 else None,
             worker_init_fn=_leave_stop_signals_to_the_main_process if num_workers > 0 else None)
 

@@ -241,15 +241,22 @@ def load_checkpoint(path, *, map_location="cpu"):
 def load_latest(run_dir, *, map_location="cpu", skipped=None):
     """(path, state) of the newest valid checkpoint of `run_dir`, or (None, None).
 
-    A damaged checkpoint is skipped with a warning and the next older one is tried; each
-    skipped one is appended to the list `skipped`, when given, as (path, why).
+    A damaged checkpoint is skipped with a warning and the next older one is tried, as is
+    one the file system will not give (its `why` starts "cannot be opened": permissions, an
+    I/O error; it may be intact, and a resume refuses to skip it) or one removed meanwhile;
+    each skipped one is appended to the list `skipped`, when given, as (path, why).
     """
     for path in reversed(list_checkpoints(run_dir)):
         try:
             return path, load_checkpoint(path, map_location=map_location)
-        except (CheckpointError, OSError) as exc:  # OSError: unreadable or removed meanwhile
-            why = str(exc).removeprefix(f"{path}: ")
-            warnings.warn(f"skipping damaged checkpoint {path}: {why}", stacklevel=2)
+        except (CheckpointError, OSError) as exc:
+            if isinstance(exc, CheckpointError):
+                why, what = str(exc).removeprefix(f"{path}: "), "damaged checkpoint"
+            elif isinstance(exc, FileNotFoundError):
+                why, what = "removed meanwhile", "checkpoint"
+            else:
+                why, what = f"cannot be opened: {type(exc).__name__}: {exc}", "checkpoint"
+            warnings.warn(f"skipping {what} {path}: {why}", stacklevel=2)
             if skipped is not None:
                 skipped.append((path, why))
     return None, None

@@ -531,6 +531,11 @@ class Trainer:
             p, why = foreign[0]
             raise ValueError(f"--resume: {p} is intact but {why}; resume with the fastgan that wrote "
                              "it, or move it out of checkpoints/ to resume from an older one")
+        closed = [(p, why) for p, why in skipped if why.startswith("cannot be opened")]
+        if closed:  # maybe intact (permissions, a network file system): the first save would replace it
+            p, why = closed[0]
+            raise ValueError(f"--resume: {p} {why}; nothing was changed. Make it readable, or move it "
+                             "out of checkpoints/ to resume from an older one")
         if state is None and newest:  # never start over silently: the first save would delete them all
             raise ValueError(f"--resume: none of the {len(newest)} checkpoint(s) in {self.run_dir} "
                              f"loads (see the warnings above); nothing was changed")

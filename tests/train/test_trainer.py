@@ -514,6 +514,36 @@ def test_resume_refuses_to_skip_a_checkpoint_of_another_version(tmp_path, monkey
     assert newest.is_file()  # not deleted by a resume from step 2
 
 
+def test_resume_refuses_to_skip_a_checkpoint_it_cannot_open(tmp_path, monkeypatch):
+    """A checkpoint the file system will not give (permissions, an I/O error) may be intact:
+    it was skipped as damaged, and the resume's first save replaced it (found by a review,
+    2026-11-24). A resume now refuses; one removed meanwhile is still skipped."""
+    from fastgan.train import checkpoint as ckpt
+    _train(tmp_path, steps=4, ckpt_every=2)
+    newest = list_checkpoints(tmp_path / "run")[-1]
+    before, load = newest.read_bytes(), ckpt.load_checkpoint
+
+    def refuse(path, **kw):
+        if path == newest:
+            raise PermissionError(13, "Permission denied", str(path))
+        return load(path, **kw)
+    monkeypatch.setattr(ckpt, "load_checkpoint", refuse)
+    with pytest.warns(UserWarning, match="skipping checkpoint .*step_000000004.pt: cannot be opened"):
+        with pytest.raises(ValueError, match=r"step_000000004.pt cannot be opened: PermissionError.*"
+                                             r"nothing was changed"):
+            _train(tmp_path, steps=6, ckpt_every=2, resume=True)
+    assert newest.read_bytes() == before
+
+    def removed(path, **kw):
+        if path == newest:
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return load(path, **kw)
+    monkeypatch.setattr(ckpt, "load_checkpoint", removed)
+    with pytest.warns(UserWarning, match="skipping checkpoint .*step_000000004.pt: removed meanwhile"):
+        t = _train(tmp_path, steps=4, ckpt_every=2, resume=True)
+    assert t.history[0]["step"] == 3
+
+
 def test_the_first_log_row_after_a_resume_averages_the_whole_window(tmp_path):
     # a checkpoint inside a log window (Ctrl-C after step 4 of the window 4-6) carries the
     # window's sums (a run that ends logs its last step, so the stop must come first)
