@@ -523,22 +523,19 @@ def test_resume_refuses_to_skip_a_checkpoint_it_cannot_open(tmp_path, monkeypatc
     newest = list_checkpoints(tmp_path / "run")[-1]
     before, load = newest.read_bytes(), ckpt.load_checkpoint
 
-    def refuse(path, **kw):
-        if path == newest:
-            raise PermissionError(13, "Permission denied", str(path))
-        return load(path, **kw)
-    monkeypatch.setattr(ckpt, "load_checkpoint", refuse)
+    def failing(exc):  # load_checkpoint, but `exc` for the newest checkpoint
+        def fake(path, **kw):
+            if path == newest:
+                raise exc
+            return load(path, **kw)
+        return fake
+    monkeypatch.setattr(ckpt, "load_checkpoint", failing(PermissionError(13, "Permission denied", str(newest))))
     with pytest.warns(UserWarning, match="skipping checkpoint .*step_000000004.pt: cannot be opened"):
         with pytest.raises(ValueError, match=r"step_000000004.pt cannot be opened: PermissionError.*"
                                              r"nothing was changed"):
             _train(tmp_path, steps=6, ckpt_every=2, resume=True)
     assert newest.read_bytes() == before
-
-    def removed(path, **kw):
-        if path == newest:
-            raise FileNotFoundError(2, "No such file or directory", str(path))
-        return load(path, **kw)
-    monkeypatch.setattr(ckpt, "load_checkpoint", removed)
+    monkeypatch.setattr(ckpt, "load_checkpoint", failing(FileNotFoundError(2, "No such file", str(newest))))
     with pytest.warns(UserWarning, match="skipping checkpoint .*step_000000004.pt: removed meanwhile"):
         t = _train(tmp_path, steps=4, ckpt_every=2, resume=True)
     assert t.history[0]["step"] == 3
