@@ -259,8 +259,8 @@ def build_parser():
     p.add_argument("--ema", type=float, help="keep an EMA of the generator's weights with this decay "
                                              "(default 0.999 on the built-in digits, else none)")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
-                   help="constant (default): the model's learning rates; linear: both fall "
-                        "linearly to 0 over the run")
+                   help="constant (the default; linear on the 2-D toy data): the model's learning "
+                        "rates; linear: both fall linearly to 0 over the run")
     p.add_argument("--data-backend", choices=("auto", "dali", "nvjpeg", "cpu", "cache"),
                    help="how images are decoded (default auto)")
     p.add_argument("--num-workers", type=int,

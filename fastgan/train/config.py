@@ -7,6 +7,7 @@ resolution, channels and crop (prepared_defaults), then a config file
 saved as config.yaml in the run directory and is what --resume continues with.
 """
 import ast
+import os
 import pathlib
 
 # The trainer's own settings (the model's hyperparameters live in fastgan.models).
@@ -80,15 +81,31 @@ def parse_value(text):
         return text
 
 
+PATH_KEYS = ("data", "out", "eval_ref", "inception")  # paths (data: or a dataset's name)
+
+
 def parse_set(items):
-    """['key=value', ...] -> {key: value}; ValueError naming a malformed item."""
+    """['key=value', ...] -> {key: value}; ValueError naming a malformed item. A path
+    setting keeps its text (out=2024 is the folder 2024), but none/null for None."""
     out = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: expected key=value")
-        out[key.strip().replace("-", "_")] = parse_value(value)
+        key = key.strip().replace("-", "_")
+        parsed = parse_value(value)
+        out[key] = value.strip() if key in PATH_KEYS and parsed is not None else parsed
     return out
+
+
+def check_paths(cfg, where="Trainer: "):
+    """ValueError naming a path setting that is not a path (a number or a list from a
+    config file, say): they reached pathlib and os as a TypeError's traceback."""
+    for key in PATH_KEYS:
+        v = cfg.get(key)
+        if v is not None and not isinstance(v, (str, os.PathLike)):
+            raise ValueError(f"{where}{key} must be a path{' or a dataset name' if key == 'data' else ''} "
+                             f"(a string), got {v!r}")
 
 
 def load_config_file(path):
@@ -204,6 +221,7 @@ def resolve(model_name, *layers):
         merged.update(layer)
         for k in given:  # a later layer's length replaces an earlier one's, in either unit
             merged["epochs" if k == "steps" else "steps"] = None
+    check_paths(merged, "")
     data = merged.get("data") or "digits"
     builtin = DATASET_DEFAULTS[data] if data in DATASET_DEFAULTS else prepared_defaults(data)
     full = {**TRAIN_DEFAULTS, **COMMON, "arch": cls.archs[0], **cls.defaults, **builtin, **merged}

@@ -51,7 +51,7 @@ from fastgan._devices import check_device, cpu_has_bf16
 from fastgan.models.base import number_from_text
 from fastgan.train import checkpoint as ckpt
 from fastgan.train import graphs
-from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, TRAIN_KEYS, plain, save_config
+from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, TRAIN_KEYS, check_paths, plain, save_config
 from fastgan.train.control import LOCK_NAME, Interrupted, RunLock, StopRequests, Terminated
 
 CONFIG_FILE = "config.yaml"
@@ -206,8 +206,10 @@ def check_settings(cfg):
     # negative seed: still accepted, so that they resume)
     if not (_is_int(cfg["seed"]) and abs(cfg["seed"]) < 2**53):
         raise ValueError(f"Trainer: seed must be an integer in -(2**53-1)..2**53-1, got {cfg['seed']!r}")
-    if cfg["eval_num"] is not None and not (_is_int(cfg["eval_num"]) and cfg["eval_num"] >= 1):
-        raise ValueError(f"Trainer: eval_num must be a positive integer or none, got {cfg['eval_num']!r}")
+    if cfg["eval_num"] is not None and not (_is_int(cfg["eval_num"]) and cfg["eval_num"] >= 2):
+        raise ValueError(f"Trainer: eval_num must be an integer >= 2 (the metrics' statistics need two "
+                         f"samples) or none, got {cfg['eval_num']!r}")
+    check_paths(cfg)
     from fastgan.data import BACKENDS
     if cfg["data_backend"] not in BACKENDS:
         raise ValueError(f"Trainer: data_backend must be one of {', '.join(BACKENDS)}, got {cfg['data_backend']!r}")

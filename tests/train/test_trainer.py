@@ -171,7 +171,12 @@ def test_trainer_rejects_bad_settings(tmp_path):
         ({"steps": 1, "seed": "0"}, "seed must be an integer in -(2**53-1)..2**53-1, got '0'"),
         ({"steps": 1, "seed": 2**62}, "seed must be an integer in -(2**53-1)..2**53-1, got 4611686018427387904"),
         ({"steps": 1, "seed": -2**53}, "seed must be an integer in -(2**53-1)..2**53-1, got -9007199254740992"),
-        ({"steps": 1, "eval_num": 0}, "eval_num must be a positive integer or none, got 0"),
+        ({"steps": 1, "eval_num": 0}, "eval_num must be an integer >= 2 (the metrics' statistics need"),
+        ({"steps": 1, "eval_num": 1}, "eval_num must be an integer >= 2"),  # passed, then failed in the metrics
+        ({"steps": 1, "out": 2024}, "out must be a path (a string), got 2024"),  # a TypeError's traceback
+        ({"steps": 1, "data": [1, 2]}, "data must be a path or a dataset name (a string), got [1, 2]"),
+        ({"steps": 1, "inception": 5}, "inception must be a path (a string), got 5"),
+        ({"steps": 1, "eval_ref": 1.5}, "eval_ref must be a path (a string), got 1.5"),
         ({"steps": 1, "data_backend": "pil"}, "data_backend must be one of auto, dali, nvjpeg, cpu, cache"),
         ({"steps": 1, "metrics": "fid,fod"}, "metrics: unknown metric 'fod'"),
         ({"steps": 1, "device": "tpu"}, "device 'tpu' is not a device name"),
@@ -263,6 +268,11 @@ def test_config_layers():
         cfgmod.parse_set(["lr_d"])
     with pytest.raises(ValueError, match="unknown setting"):
         cfgmod.resolve("dcgan", {"gp_weight": 1})
+    # a path keeps its text (the folder 2024, not the number; a TypeError's traceback before)
+    assert cfgmod.parse_set(["out=2024", "data=[1, 2]", "inception=none", "eval_ref= 3.npz "]) == {
+        "out": "2024", "data": "[1, 2]", "inception": None, "eval_ref": "3.npz"}
+    with pytest.raises(ValueError, match=r"^data must be a path or a dataset name \(a string\), got \[1, 2\]"):
+        cfgmod.resolve("dcgan", {"data": [1, 2]})  # from a config file
 
 
 def test_config_files(tmp_path):
