@@ -170,10 +170,16 @@ def plain(value):
 
 def save_config(config, path):
     import yaml
+    from fastgan.train.checkpoint import _fsync_dir
     plain_config = {k: plain(v) for k, v in sorted(config.items())}
-    tmp = pathlib.Path(path).with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(plain_config, sort_keys=True))
+    path = pathlib.Path(path)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:  # durable before the rename, as checkpoints are: after a power
+        f.write(yaml.safe_dump(plain_config, sort_keys=True))  # loss an empty config.yaml made
+        f.flush()                                              # the run refuse --resume and
+        os.fsync(f.fileno())                                   # --overwrite alike
     tmp.replace(path)
+    _fsync_dir(path.parent)
 
 
 def split(config, model_cls):

@@ -147,6 +147,14 @@ RUN_ENTRIES = frozenset({CONFIG_FILE, "checkpoints", "samples", "metrics.jsonl",
                          pathlib.Path(CONFIG_FILE).stem + ".tmp"})
 
 
+def _run_temporary(p):
+    """Whether p is the temporary of a write a killed run left (".best.pt.x1y2.tmp": the
+    atomic writes' mkstemp names of RUN_ENTRIES): part of the run, not a stranger's file."""
+    name = p.name
+    return (p.is_file() and name.startswith(".") and name.endswith(".tmp")
+            and any(name.startswith(f".{entry}.") for entry in RUN_ENTRIES))
+
+
 def _not_a_run(run_dir):
     """Why run_dir is not a directory fastgan wrote, or None: its config must name a known
     model and it may hold nothing a run does not write (a config.yaml alone proves nothing:
@@ -156,7 +164,7 @@ def _not_a_run(run_dir):
     except (FileNotFoundError, ValueError) as exc:
         return str(exc)
     foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir()
-                     if p.name not in RUN_ENTRIES)
+                     if p.name not in RUN_ENTRIES and not _run_temporary(p))
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         return f"it also holds {shown}, which a run does not write"
@@ -814,9 +822,17 @@ class Trainer:
             # a best ranked by another first metric (changed on --resume) ranks nothing now
             same = self.best is not None and list(self.best["metrics"])[:1] == list(metrics)[:1]
             if is_better(results, self.best["results"] if same else None, metrics):
+                # best.pt's state holds itself as the best; a write cut short (Ctrl-C, a full
+                # disk) restores the one before: later evaluations must not be measured
+                # against a model never saved
+                previous = self.best
                 self.best = {"step": self.step, "metrics": list(metrics), "results": numbers}
-                ckpt.save_file(self.run_dir / "best.pt", self.step, self.state_dict())
-                _write_json(self.run_dir / "best.json", self.best)
+                try:
+                    ckpt.save_file(self.run_dir / "best.pt", self.step, self.state_dict())
+                    _write_json(self.run_dir / "best.json", self.best)
+                except BaseException:
+                    self.best = previous
+                    raise
                 shown += " (best so far: best.pt)"
             self._say(f"step {self.step}: {shown}")
         if self.world > 1:

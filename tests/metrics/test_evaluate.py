@@ -264,6 +264,27 @@ def test_eval_every_logs_keeps_best_and_changes_nothing(tmp_path):
     assert g.fastgan_step == best["step"]
 
 
+def test_a_best_whose_write_fails_is_not_the_best(tmp_path, monkeypatch):
+    """The run's best changed before best.pt was written: a write cut short (a full disk,
+    Ctrl-C) left later evaluations measured against a model never saved. It changes only
+    with the write; best.pt's own state still names itself the best."""
+    from fastgan.train import checkpoint as ckpt_module
+    t = _toy_trainer(tmp_path, "b", eval_every=3, metrics="mixture", eval_num=200, steps=3).fit()
+    first = t.best
+    assert first is not None and first["step"] == 3
+    assert ckpt.load_checkpoint(tmp_path / "b" / "best.pt")["eval_best"] == first
+    t.step = 6  # as if trained on: the next evaluation would be a new best
+    t.logger = type("Logger", (), {"scalars": lambda self, *a, **k: None})()  # fit() closed the run's
+
+    def full(path, *a, **k):
+        raise OSError(28, "No space left on device", str(path))
+    monkeypatch.setattr(ckpt_module, "save_file", full)
+    monkeypatch.setattr(ev, "is_better", lambda *a, **k: True)
+    with pytest.raises(OSError, match="No space left"):
+        t.evaluate()
+    assert t.best == first
+
+
 def test_eval_every_resume_keeps_the_best(tmp_path):
     t = _toy_trainer(tmp_path, "r", eval_every=3, metrics="mixture", eval_num=200, steps=3).fit()
     first = t.best

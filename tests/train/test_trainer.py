@@ -474,7 +474,15 @@ def test_overwrite_deletes_only_a_directory_a_run_wrote(tmp_path):
         _train(tmp_path, steps=1, overwrite=True)
     assert (project / "src" / "main.py").is_file() and (run / "notes.txt").is_file()
     (run / "notes.txt").unlink()
+    # the temporaries of writes a killed run left are the run's own (they blocked --overwrite)
+    (run / ".notes.txt.k2j3.tmp").write_text("x")
+    with pytest.raises(ValueError, match=r"also holds .notes.txt.k2j3.tmp, which a run does not write"):
+        _train(tmp_path, steps=1, overwrite=True)
+    (run / ".notes.txt.k2j3.tmp").unlink()
+    for name in (".best.pt.k2j3h.tmp", ".metrics.jsonl.x1.tmp", ".best.json.q9.tmp"):
+        (run / name).write_text("cut short")
     assert _train(tmp_path, steps=1, overwrite=True).step == 1
+    assert not list(run.glob(".*.tmp"))
 
 
 def test_resume_refuses_other_settings_before_writing_anything(tmp_path):
