@@ -103,11 +103,18 @@ class _HashingWriter:
 
     def __init__(self, f):
         self.f, self.sha, self.n = f, hashlib.sha256(), 0
+        self.error = None  # the first OSError of a write: torch's zip writer replaces it by
+                           # a RuntimeError ("unexpected pos ..."), which names no cause
 
     def write(self, data):
+        try:
+            written = self.f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
         self.sha.update(data)
         self.n += len(data)
-        return self.f.write(data)
+        return written
 
     def flush(self):
         self.f.flush()
@@ -117,6 +124,7 @@ def _write(final, step, state, *, prefix):
     """Writes the checkpoint file `final` atomically (temporary file, fsync, rename)."""
     fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=prefix, suffix=_TMP_SUFFIX)
     tmp = pathlib.Path(tmp_name)
+    writer = None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_MAGIC)
@@ -126,8 +134,12 @@ def _write(final, step, state, *, prefix):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        cause = writer.error if writer is not None and writer.error is not None else exc
+        if isinstance(cause, OSError):  # a full disk, say: one line that says so (see _HashingWriter)
+            raise OSError(cause.errno, f"cannot write checkpoint {final}: {cause.strerror or cause}; "
+                                       "what was saved before is intact") from exc
         raise
 
 

@@ -211,6 +211,42 @@ def test_failed_rename_leaves_previous_checkpoint_and_no_temporary(tmp_path, mon
     assert load_latest(tmp_path)[1] == {"v": 1}
 
 
+def test_a_full_disk_is_one_clear_oserror(tmp_path, monkeypatch):
+    """ENOSPC inside torch.save reached the user as torch's zip writer's RuntimeError
+    ('unexpected pos ...', no cause named) and a traceback; it is an OSError that says what
+    failed, the temporary gone and the checkpoint before intact."""
+    save_checkpoint(tmp_path, 1, {"v": 1})
+    fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, data):
+            self.n += len(data)
+            if self.n > 300:
+                raise OSError(28, "No space left on device")
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Full(fdopen(fd, mode)))
+    with pytest.raises(OSError, match=r"cannot write checkpoint .*step_000000002.pt: No space left on "
+                                      r"device; what was saved before is intact") as caught:
+        save_checkpoint(tmp_path, 2, {"v": torch.zeros(1000)})
+    monkeypatch.undo()
+    assert caught.value.errno == 28
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000001.pt"]
+    assert load_latest(tmp_path)[1] == {"v": 1}
+
+
 def test_process_killed_between_write_and_rename(tmp_path):
     save_checkpoint(tmp_path, 1, {"v": torch.arange(10)})
     script = textwrap.dedent(f"""
