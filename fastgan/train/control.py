@@ -21,6 +21,7 @@ import pathlib
 import signal
 import threading
 import warnings
+import weakref
 
 try:
     import fcntl
@@ -28,6 +29,26 @@ except ImportError:  # Windows
     fcntl = None
 
 LOCK_NAME = ".lock"
+_HELD = weakref.WeakSet()  # the RunLocks this process holds
+
+
+def _drop_in_child():
+    """After a fork (DataLoader workers): the child closes its copies of the lock files. A
+    copy kept the lock after the trainer died (SIGKILL) until every worker had exited, and
+    the next --resume was refused with the dead trainer's pid; the child's release() would
+    have released the parent's lock (flock locks belong to the open file, which both share)."""
+    for lock in list(_HELD):
+        fd, lock._fd = lock._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_in_child)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -92,6 +113,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        _HELD.add(self)
         return self
 
     def release(self):
@@ -99,6 +121,7 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+            _HELD.discard(self)
 
     @property
     def held(self):

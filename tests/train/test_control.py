@@ -98,6 +98,41 @@ def test_the_lock_is_held_while_training_and_released_after(tmp_path):
     assert RunLock(run).acquire().held
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (DataLoader workers are forked)")
+def test_a_forked_worker_does_not_keep_a_dead_trainers_lock(tmp_path):
+    """A forked child (a DataLoader worker) shared the lock's open file: when the trainer
+    died (SIGKILL), the lock stayed held until every worker had exited, and a --resume was
+    refused naming the dead pid. The child now closes its copy at the fork; the parent's
+    lock is untouched by that."""
+    tmp_path.mkdir(exist_ok=True)
+    lock = RunLock(tmp_path).acquire()
+    read, write = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker (past the fork's handlers): alive until the parent has checked
+        try:
+            os.close(write)
+            os.write(ready_w, b"r")
+            os.read(read, 1)
+        finally:
+            os._exit(0 if not lock.held else 1)
+    os.close(read)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"r"
+    os.close(ready_r)
+    try:
+        with pytest.raises(ValueError, match="is in use by another fastgan process"):
+            RunLock.check_free(tmp_path)  # the parent still holds it
+        os.close(lock._fd)  # the trainer dies: its descriptor closes, no unlock
+        lock._fd = None
+        RunLock.check_free(tmp_path)  # free at once, though the worker lives on
+    finally:
+        os.write(write, b"x")
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # in the child the lock was not held
+
+
 def test_overwrite_keeps_the_lock_file_and_replaces_the_rest(tmp_path):
     run = tmp_path / "run"
     _fit(run, steps=2, ckpt_every=1)
