@@ -16,7 +16,9 @@ default.
 Learning rates (lr_schedule): "constant" keeps the model's rates (and whatever the model
 changes, as BEGAN's halving); "linear" sets both to initial_lr * (1 - step / total) before
 each generator step, as WGAN-GP's released CIFAR-10 code does. initial_lr is kept in the
-optimizers' param groups, so a resumed run continues the same schedule.
+optimizers' param groups, so a resumed run continues the same schedule; a resume that
+changes the run's length (--steps) changes `total`, and the rate moves at once to the
+new schedule's value at that step.
 
 CUDA graphs (cuda_graphs, fastgan.train.graphs): on a CUDA device the critic step and the
 generator step are captured after a few eager steps and replayed, one launch each; log
@@ -25,7 +27,8 @@ steps and anything that cannot be captured run eagerly, with the reason said onc
 Multi-GPU: started by torchrun (WORLD_SIZE > 1 in the environment) the trainer joins the
 process group (NCCL on CUDA, gloo on CPU), wraps the networks in DistributedDataParallel,
 shards the data, splits the batch size over the processes (batch_size is the global
-batch, as in the papers) and logs and checkpoints on rank 0 only.
+batch, as in the papers) and logs and checkpoints on rank 0 only. Each process trains on
+cuda:LOCAL_RANK; a loader passed in must be the process's shard (_check_shard).
 
 Checkpoints hold everything a run needs to continue exactly: networks, optimizers, scaler,
 EMA, the model's extra state, every RNG state, the step, the config and the data position;
