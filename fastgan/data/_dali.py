@@ -35,9 +35,10 @@ for that time). On a GPU the batch taken keeps its DALI buffer until the next is
 copy of its crops out of it is queued on the stream, as Pipeline.run leaves it); with the
 older executors that buffer is one of the pipeline's, so one fewer is ahead, while DALI's
 default one (exec_dynamic) counts references to its outputs and keeps AHEAD. Only DALI's
-calls can fail a batch (below): torch's resize after them raises as it is. A generator left before its end (the trainer stopping, a resume) leaves
-batches in flight; they are taken and dropped when it closes, or at the next call, which
-then owns the pipeline: the older generator, resumed, raises.
+calls can fail a batch (below): torch's resize after them raises as it is. A generator
+left before its end (the trainer stopping, a resume) leaves batches in flight; they are
+taken and dropped when it closes, or at the next call, which then owns the pipeline: the
+older generator, resumed, raises.
 
 A batch DALI cannot decode (corruption inside the compressed data: DALI's pipeline
 stops on it) is decoded again by PIL, the failed samples marked, and the pipeline

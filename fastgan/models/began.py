@@ -115,7 +115,8 @@ class BEGAN(DCGAN):
             dist.all_reduce(means)
             l_real, l_fake_all = means / dist.get_world_size()
             balance = c["gamma"] * l_real - l_fake_all
-            k_next = (self.k.reshape(()).to(balance.dtype) + c["lambda_k"] * balance).clamp(0, 1).reshape(1).to(self.k.dtype)
+            k_next = (self.k.reshape(()).to(balance.dtype) + c["lambda_k"] * balance).clamp(0, 1)
+            k_next = k_next.reshape(1).to(self.k.dtype)
             m = l_real + balance.abs()
         # a step whose losses overflowed (float16 autocast, where the GradScaler then skips the
         # step) keeps k_t: a NaN k would stay NaN, every loss after it too
