@@ -85,6 +85,11 @@ def _train(args):
                            "builds, or train with --arch mlp") from None
         raise
     Trainer(model, None, train, resume=args.resume, overwrite=args.overwrite).fit()
+    # under torchrun: the group the trainer joined ends with a run that ended well (torch warns
+    # else); not after an error, where the other processes may be waiting in a collective
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
     return 0
 
 

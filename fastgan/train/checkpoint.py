@@ -218,6 +218,9 @@ def load_checkpoint(path, *, map_location="cpu"):
     and why) if it is damaged or not a fastgan checkpoint.
     """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a checkpoint file: name one of its "
+                                "files, or load_latest(run_dir) for a run's newest")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
 

@@ -195,6 +195,8 @@ def test_no_valid_checkpoint(tmp_path):
         assert load_latest(tmp_path) == (None, None)
     with pytest.raises(FileNotFoundError, match="step_000000009.pt"):
         load_checkpoint(tmp_path / "checkpoints" / "step_000000009.pt")
+    with pytest.raises(IsADirectoryError, match="is a directory, not a checkpoint file: .*load_latest"):
+        load_checkpoint(tmp_path)  # it said "not found" of a directory that exists
 
 
 def test_failed_rename_leaves_previous_checkpoint_and_no_temporary(tmp_path, monkeypatch):
