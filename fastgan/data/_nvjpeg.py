@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numpy as np
 import torch
 
-from fastgan.data._pil import crop_box, group_crops, resize_crops
+from fastgan.data._pil import crop_box, group_crops, put_rows, resize_crops
 
 AHEAD = 2  # batches in flight: being read, decoded and resized while the caller uses one
 
@@ -111,7 +111,7 @@ class NvJPEGDecoder:
                     pil[n] = s.decode(indices[j])
                 except Exception:
                     failed[j] = True
-            out[torch.tensor(host, device=self.device)] = torch.from_numpy(pil).to(self.device)
+            put_rows(out, host, torch.from_numpy(pil))
         if refused is not None and not self._warned and not failed[jpeg].any():
             # PIL decoded every JPEG of the batch: not a corrupt file (the loader counts
             # those) but this machine's torchvision or nvJPEG, which the user should hear of

@@ -12,9 +12,9 @@ compares them). Here PIL decodes the crop and torch resizes a batch's crops in o
 crop size: the same pixels, bit for bit, as DALI decoding on the CPU (both libjpeg-turbo),
 and faster than PIL's resize of each image (2 workers, 2026-11-24, CelebA-like JPEGs to
 64 x 64: 5,115 images/s against 4,375, same run otherwise; benchmarks/results/2026-11-24-
-cpu-2core-EPYC-AVX512-data-rounds-cut-crop*.txt). Before 2026-11-24 this backend resized with PIL, the crop's box
-within the whole image: its filter read past the crop, up to 14 levels apart from the cut
-crop on the outermost rows and columns.
+cpu-2core-EPYC-AVX512-data-rounds-cut-crop*.txt). Before 2026-11-24 this backend resized
+with PIL, the crop's box within the whole image: its filter read past the crop, up to 14
+levels apart from the cut crop on the outermost rows and columns.
 Grayscale, CMYK, palette and alpha images convert to RGB (alpha dropped; 16-bit grayscale
 scaled to 8 bits); channels=1 converts to L (ITU-R 601 luma).
 EXIF orientation is ignored by every backend (CelebA has none).
@@ -131,16 +131,24 @@ def resize_crops(groups, n, resolution, channels, device):
                 return y.contiguous()
             if out is None:
                 out = torch.zeros((n, r, r, channels), dtype=torch.uint8, device=device)
-            out.index_copy_(0, rows_on(rows, device), y)
+            put_rows(out, rows, y)
     return torch.zeros((n, r, r, channels), dtype=torch.uint8, device=device) if out is None else out
 
 
-def rows_on(rows, device):
-    """int64 index tensor of the list `rows` on `device`: on a GPU through pinned memory,
-    copied with non_blocking, since torch.tensor(rows, device="cuda") and a list index wait
-    for all the work queued on the stream (a host synchronization)."""
-    t = torch.tensor(rows, dtype=torch.int64)
-    return t.pin_memory().to(device, non_blocking=True) if torch.device(device).type == "cuda" else t
+def to_device(t, device):
+    """t on `device`; from the host to a GPU through pinned memory with non_blocking, since a
+    plain copy (and torch.tensor(..., device="cuda"), a list index) waits for all the work
+    queued on the stream: a host synchronization."""
+    device = torch.device(device)
+    if t.device.type == "cpu" and device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def put_rows(out, rows, x):
+    """out[rows] = x for a list `rows`, x on any device, with no host synchronization."""
+    index = to_device(torch.tensor(rows, dtype=torch.int64), out.device)
+    out.index_copy_(0, index, to_device(x, out.device))
 
 
 class Samples(torch.utils.data.Dataset):
@@ -256,10 +264,8 @@ class PILBeside:
                 batches = [(here, self.samples.__getitems__([ix[j] for j in here]))]
                 if there:
                     batches.append((there, next(inner)))
-                for at, (u8, bad) in batches:  # no host synchronization (rows_on)
-                    if u8.device != self.device:
-                        u8 = u8.pin_memory().to(self.device, non_blocking=True)
-                    out.index_copy_(0, rows_on(at, self.device), u8)
+                for at, (u8, bad) in batches:
+                    put_rows(out, at, u8)
                     failed[at] = bad
                 yield out, failed
         finally:

@@ -36,7 +36,7 @@ import torch
 
 from fastgan.data import _dali, _nvjpeg, prepared, toy
 from fastgan.data._position import Position, check_shard
-from fastgan.data._pil import PILBeside, PILDecoder, Samples, one_thread
+from fastgan.data._pil import PILBeside, PILDecoder, Samples, one_thread, to_device
 from fastgan.data._scan import Source, check_all
 from fastgan.ops import gather_images
 
@@ -174,9 +174,7 @@ class ImageLoader(Position):
         self.epoch, self._batch = epoch + 1, 0
 
     def _out(self, images):
-        if images.device != self.device:   # pinned-host dataset feeding a GPU
-            images = images.pin_memory().to(self.device, non_blocking=True)
-        return images
+        return to_device(images, self.device)  # a pinned-host dataset feeding a GPU: no sync
 
     def _labels_of(self, index):
         if self._labels is None:
