@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fastgan import _files
+
 COUNT = 1797
 SIZE = 32
 
@@ -54,7 +56,7 @@ def digits(root=None):
         raise ValueError(f"cannot create fastgan's cache folder {str(base)!r} for the digits: "
                          f"{exc.strerror or exc}; point $FASTGAN_CACHE_DIR to a writable folder") from None
     d = load_digits()
-    tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=base))
+    tmp = Path(_files.mkdtemp(prefix=".digits-", dir=base))
     try:
         for label in range(10):
             (tmp / str(label)).mkdir()

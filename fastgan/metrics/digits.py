@@ -49,13 +49,13 @@ the Fréchet distance, which is inf when fewer than 2 samples are finite.
 """
 import math
 import os
-import tempfile
 import warnings
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fastgan import _files
 from fastgan.metrics import fid
 
 __all__ = ["DigitClassifier", "digit_classifier", "digit_metrics", "real_digits", "real_feature_stats",
@@ -186,7 +186,7 @@ def _load(path):
 def _save(path, model, accuracy):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".digit_classifier-", suffix=".tmp", dir=path.parent)
+        fd, tmp = _files.mkstemp(prefix=".digit_classifier-", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save({"format": FORMAT, "state_dict": model.state_dict(), "accuracy": accuracy}, f)

@@ -34,11 +34,12 @@ import pathlib
 import random
 import re
 import struct
-import tempfile
 import warnings
 from collections import OrderedDict
 
 import torch
+
+from fastgan import _files
 
 __all__ = ["CheckpointError", "save_checkpoint", "save_file", "list_checkpoints", "load_latest",
            "load_checkpoint", "rng_state", "set_rng_state"]
@@ -122,7 +123,7 @@ class _HashingWriter:
 
 def _write(final, step, state, *, prefix):
     """Writes the checkpoint file `final` atomically (temporary file, fsync, rename)."""
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=prefix, suffix=_TMP_SUFFIX)
+    fd, tmp_name = _files.mkstemp(dir=final.parent, prefix=prefix, suffix=_TMP_SUFFIX)
     tmp = pathlib.Path(tmp_name)
     writer = None
     try:

@@ -17,11 +17,12 @@ import math
 import os
 import pathlib
 import sys
-import tempfile
 import time
 import warnings
 
 import torch
+
+from fastgan import _files
 
 __all__ = ["make_grid", "picture", "save_image_grid", "save_samples", "RunLogger", "Progress"]
 
@@ -64,7 +65,7 @@ def make_grid(images, nrow=None, padding=2, value_range=(-1, 1)):
 def _replace_atomically(path, write):
     """Calls write(tmp_path) on a temporary beside `path`, then renames it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _files.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)

@@ -296,6 +296,7 @@ class Trainer:
         self.history = []  # what was logged: [{"step": s, name: value, ...}]
         self._graphs, self._graphs_wanted, self._steps_run = None, False, 0
         self._lock, self._mid_step = None, False
+        self._saved_step = None  # the step of the checkpoint save() wrote last
         self._sums, self._counts, self._norms = {}, {}, {}
         self._resumed_window = None
         self._saved_length = None  # the resumed run's own (steps, epochs), from its config.yaml
@@ -379,8 +380,8 @@ class Trainer:
             self._say("--amp: this CPU has no bfloat16 hardware (AVX512-BF16 or AMX): torch emulates "
                       "bf16 and training runs several times slower than float32; leave --amp off here")
         self.run_dir = pathlib.Path(cfg["out"] or default_run_dir(cfg))
-        if self.main:
-            check_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite)
+        self._main_does("checking its run directory", check_run_dir, self.run_dir,
+                        resume=self.resume, overwrite=self.overwrite)
         if self.resume:
             self._check_resumed_config()
             self._resume_from = self._load_resume_state()
@@ -444,13 +445,13 @@ class Trainer:
                 num=cfg["eval_num"], ref=cfg["eval_ref"], inception=cfg["inception"],
                 device=self.device, seed=cfg["seed"], progress=self.main and cfg["progress"],
                 verbose=self.main)
-            if self.main:  # a missing weights file or an unfit statistics file fails now
-                self.evaluator.check()
-        if self.main:  # after the setup, which may still fail (check_run_dir)
+            # a missing weights file or an unfit statistics file fails now
+            self._main_does("checking the evaluation's files", self.evaluator.check)
+
+        def claim():  # after the setup, which may still fail (check_run_dir)
             self._lock = RunLock(self.run_dir)
             prepare_run_dir(self.run_dir, resume=self.resume, overwrite=self.overwrite, lock=self._lock)
-        if self.world > 1:
-            dist.barrier()
+        self._main_does("preparing its run directory", claim)
         # The sample grid's z: fixed for the run, the same on every rank.
         gen = torch.Generator().manual_seed(cfg["seed"] + 12345)
         self.fixed_z = model.sample_z(cfg["num_samples"], "cpu", generator=gen).to(self.device)
@@ -458,8 +459,8 @@ class Trainer:
         from fastgan.train.logging import RunLogger
         if self.resume:  # before config.yaml is rewritten: a refused resume leaves the run as it was
             self._restore()  # (a run at or past its length has returned above)
-        if self.main:
-            save_config({**model.config, **cfg, "out": str(self.run_dir)}, self.run_dir / CONFIG_FILE)
+        self._main_does(f"writing {CONFIG_FILE}", save_config, {**model.config, **cfg, "out": str(self.run_dir)},
+                        self.run_dir / CONFIG_FILE)
         # On resume, lines logged past the checkpoint (by the run that was cut off) are dropped.
         from fastgan.data import toy
         self.logger = RunLogger(self.run_dir, enabled=self.main, tensorboard=cfg["tensorboard"],
@@ -625,11 +626,14 @@ class Trainer:
         if self.world > 1:
             ranks = [None] * self.world
             dist.all_gather_object(ranks, {"rng": ckpt.rng_state(), "log_window": self._log_window()})
-        if self.main:
+
+        def write():
             state = self.state_dict()
             if ranks is not None:
                 state["ranks"] = ranks
             ckpt.save_checkpoint(self.run_dir, self.step, state, keep=self.cfg["keep"])
+        self._main_does(f"writing the checkpoint of step {self.step}", write)
+        self._saved_step = self.step
 
     def _log_window(self):
         """The logged values summed since the last log step: a resume continues the window,
@@ -641,6 +645,28 @@ class Trainer:
     def _say(self, msg):
         if self.main:
             print(f"fastgan: {msg}", file=sys.stderr)
+
+    def _main_does(self, what, fn, *args, **kwargs):
+        """fn(*args, **kwargs) on the main process (rank 0), which alone writes the run
+        directory; returns its result there, None on the others. Under several processes every
+        process calls this at the same point, and an error on the main process stops the others
+        too (a RuntimeError naming `what`), instead of leaving them in their next collective
+        until DIST_TIMEOUT (a launcher that does not end the others when one fails: srun, say)."""
+        result = error = None
+        if self.main:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                error = exc
+        if self.world > 1:
+            failed = torch.tensor([error is not None], dtype=torch.int32, device=self.device)
+            dist.all_reduce(failed)
+            if failed.item() and error is None:
+                raise RuntimeError(f"process 0 failed {what} (its error is in its output); "
+                                   f"process {self.rank} stops too")
+        if error is not None:
+            raise error
+        return result
 
     def _batch(self):
         while True:
@@ -811,8 +837,8 @@ class Trainer:
         run_dir/best.pt (a full checkpoint) and best.json. Runs on the main process; the
         others wait. Uses no global RNG: training continues exactly as without it."""
         from fastgan.metrics.evaluate import PRIMARY, is_better
-        results = None
-        if self.main:
+
+        def score():
             m = self.model
             g = self.ema if self.ema is not None else m.generator
             results = self.evaluator(g, sample_z=lambda n, generator=None: m.sample_z(n, "cpu", generator=generator))
@@ -838,9 +864,8 @@ class Trainer:
                     raise
                 shown += " (best so far: best.pt)"
             self._say(f"step {self.step}: {shown}")
-        if self.world > 1:
-            dist.barrier()
-        return results
+            return results
+        return self._main_does(f"evaluating step {self.step}", score)
 
     def fit(self):
         """Trains to the configured steps; returns self (self.history holds the logged rows).
@@ -908,7 +933,8 @@ class Trainer:
                 else:
                     self.progress.update(self.step)
                 if self.step % cfg["sample_every"] == 0 or self.step == self.total:
-                    self.logger.images(self.step, self.samples())
+                    self._main_does(f"writing the samples of step {self.step}",
+                                    lambda: self.logger.images(self.step, self.samples()))
                 if self.step % cfg["ckpt_every"] == 0 or self.step == self.total:
                     self.save()
                 if self.evaluator is not None and (self.step % cfg["eval_every"] == 0
@@ -929,8 +955,11 @@ class Trainer:
                           f"no checkpoint (the newest is {newest})")
             else:
                 what = str(exc).split(":")[0] if str(exc) else "interrupted"
-                self._say(f"{what} at step {self.step}; saving a checkpoint")
-                self.save()
+                if self._saved_step == self.step:  # a checkpoint step: written just before
+                    self._say(f"{what} at step {self.step}; its checkpoint is written")
+                else:
+                    self._say(f"{what} at step {self.step}; saving a checkpoint")
+                    self.save()
             raise
         finally:
             self.progress.close()

@@ -18,6 +18,16 @@ def test_digits_written_once(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]       # no temp folders left
 
 
+def test_the_digits_folder_has_the_mode_the_umask_gives(tmp_path):
+    old = os.umask(0o022)  # the folder is built in a private mkdtemp (0700), then renamed
+    try:
+        root = digits(tmp_path)
+    finally:
+        os.umask(old)
+    assert oct(root.stat().st_mode & 0o777) == oct(0o755)
+    assert oct(next(root.glob("*/*.png")).stat().st_mode & 0o777) == oct(0o644)
+
+
 def test_default_dataset_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTGAN_CACHE_DIR", str(tmp_path))
     loader = make_loader(DEFAULT_DATASET, batch_size=64, device="cpu", verbose=False)

@@ -15,6 +15,7 @@ import torch
 from fastgan import models
 from fastgan.train.checkpoint import list_checkpoints
 from fastgan.train.control import LOCK_NAME, Interrupted, RunLock, Terminated
+from fastgan.train import trainer as trainer_module
 from fastgan.train.trainer import Trainer
 
 TINY = {"resolution": 16, "channels": 1, "g_width": 4, "d_width": 4, "z_dim": 8, "batch_size": 8}
@@ -169,6 +170,18 @@ def test_a_signal_stops_at_the_step_boundary_and_resume_is_exact(tmp_path, sig, 
     assert _losses(resumed.history) == _losses(whole.history)[4:]
     for p, q in zip(resumed.model.generator.parameters(), whole.model.generator.parameters()):
         assert torch.equal(p, q)
+
+
+def test_a_signal_on_a_checkpoint_step_writes_that_checkpoint_once(tmp_path, capsys, monkeypatch):
+    written = []
+    save = trainer_module.ckpt.save_checkpoint
+    monkeypatch.setattr(trainer_module.ckpt, "save_checkpoint",
+                        lambda run_dir, step, state, **kw: written.append(step) or save(run_dir, step, state, **kw))
+    with pytest.raises(Terminated):
+        _fit(tmp_path / "run", cls=_Signalled, ckpt_every=2)
+    assert written == [2, 4]
+    assert "SIGTERM at step 4; its checkpoint is written" in capsys.readouterr().err
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000000002.pt", "step_000000004.pt"]
 
 
 def test_a_second_sigint_stops_at_once_without_saving_a_partial_step(tmp_path, capsys):

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -332,6 +333,63 @@ def test_two_process_gloo_run(tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+_FAILING_RANK0_SCRIPT = textwrap.dedent("""
+    import os, sys, torch
+    from fastgan import models
+    from fastgan.train import trainer
+    run, where = sys.argv[1], sys.argv[2]
+    if where == "checkpoint" and os.environ["RANK"] == "0":
+        def full_disk(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+        trainer.ckpt.save_checkpoint = full_disk
+    model = models.build("wgan-gp", resolution=16, channels=1, g_width=4, d_width=4, z_dim=8, batch_size=8)
+    try:
+        trainer.Trainer(model, None, {"steps": 4, "out": run, "ckpt_every": 2, "progress": False,
+                                      "tensorboard": False, "device": "cpu", "data_backend": "cache"}).fit()
+    finally:  # gloo may abort a process that exits with its group alive after its peer left
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+""")
+
+
+@pytest.mark.parametrize("where, theirs, failed", [
+    ("run-dir", "ValueError", "checking its run directory"),
+    ("checkpoint", "OSError", "writing the checkpoint of step 2")])
+def test_an_error_on_process_0_alone_stops_the_others(tmp_path, where, theirs, failed):
+    # two processes started as srun would (no torchrun to end the others when one fails).
+    # Rank 0 alone checks and writes the run directory; when that fails, rank 1 must stop
+    # with an error that says so. Before, it went on to its next collective: over gloo that
+    # failed with "Connection closed by peer", over NCCL it would wait for DIST_TIMEOUT (1 h)
+    run = tmp_path / "run"
+    if where == "run-dir":
+        run.mkdir()
+        (run / "someone_elses.txt").write_text("x")
+    script = tmp_path / "fail.py"
+    script.write_text(_FAILING_RANK0_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)}
+        procs.append(subprocess.Popen([sys.executable, str(script), str(run), where], env=env, cwd=tmp_path,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    errs = []
+    try:
+        for proc in procs:
+            errs.append(proc.communicate(timeout=240)[1])
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert [proc.returncode for proc in procs] == [1, 1], errs
+    last = [re.sub(r"^\[rank\d\]: ", "", err.rstrip().splitlines()[-1]) for err in errs]  # torch's prefix
+    assert last[0].startswith(f"{theirs}:"), errs[0][-2000:]
+    assert last[1] == (f"RuntimeError: process 0 failed {failed} (its error is in its output); "
+                       "process 1 stops too"), errs[1][-2000:]
+    assert (run / "someone_elses.txt").is_file() if where == "run-dir" else not list_checkpoints(run)
+
+
 def _bare_trainer(monkeypatch, world, rank, local, device):
     """A Trainer with only what _setup_distributed and _setup_data read, as process `rank`
     of `world` under torchrun (its environment); the process group stands initialized."""
@@ -573,6 +631,21 @@ def test_the_first_log_row_after_a_resume_averages_the_whole_window(tmp_path):
     resumed = _train(tmp_path / "b", steps=6, log_every=3, ckpt_every=100, resume=True)
     assert [r["step"] for r in resumed.history] == [6]
     assert _losses(resumed.history) == _losses(whole.history)[1:]
+
+
+def test_a_runs_files_have_the_modes_the_umask_gives(tmp_path):
+    # checkpoints and sample grids are written to private temporaries (mkstemp: 0600) and
+    # renamed: they must end up as open() would have made them, readable by the group here
+    old = os.umask(0o027)
+    try:
+        _train(tmp_path, "dcgan", steps=2)
+    finally:
+        os.umask(old)
+    run = tmp_path / "run"
+    kinds = {p.suffix for p in run.rglob("*") if p.is_file()}
+    assert {".pt", ".png", ".yaml"} <= kinds
+    modes = {str(p.relative_to(run)): oct(p.stat().st_mode & 0o777) for p in run.rglob("*")}
+    assert modes == {name: oct(0o750 if (run / name).is_dir() else 0o640) for name in modes}
 
 
 def test_model_hyperparameters_in_the_trainer_config_must_match_the_model(tmp_path):
