@@ -1,11 +1,22 @@
 """Tensor-layout facts the kernels rely on (pure Python: no Triton needed)."""
+import torch
 
 
 def is_dense(t):
     """True when t's elements fill numel() consecutive slots from data_ptr() (contiguous,
     channels_last, any permutation), so a kernel may walk them linearly."""
+    if t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)):
+        return True
+    # the dims by increasing stride, picked one at a time: torch.compile traces comparisons
+    # of symbolic strides (a batch size it made dynamic) but not sorted() of them
+    dims = [(st, n) for st, n in zip(t.stride(), t.shape) if n != 1]
     expected = 1
-    for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape) if n != 1):
+    while dims:
+        k = 0
+        for j in range(1, len(dims)):
+            if dims[j][0] < dims[k][0]:
+                k = j
+        stride, size = dims.pop(k)
         if stride != expected:
             return False
         expected *= size

@@ -75,6 +75,6 @@ def nonnegative(op, name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__}")
     value = float(value)
-    if not (math.isfinite(value) and value >= 0.0):
+    if not 0.0 <= value < math.inf:  # NaN fails both; comparisons, which torch.compile traces
         raise ValueError(f"{op}: {name} must be a finite number >= 0, got {value}")
     return value

@@ -109,15 +109,31 @@ class _BEGANLoss(Function):
         ctx.mark_non_differentiable(outputs[2], outputs[3])
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, d_dloss, d_gloss, _k, _m):
         real, real_recon, fake, fake_recon, k = ctx.saved_tensors
         t = compute_dtype(real.dtype)
         d_dloss = torch.zeros((), dtype=t, device=real.device) if d_dloss is None else d_dloss.to(t)
         d_gloss = torch.zeros((), dtype=t, device=real.device) if d_gloss is None else d_gloss.to(t)
-        grads = _ops(ctx.backend)[1](real, real_recon, fake, fake_recon, k, d_dloss.reshape(()),
-                                     d_gloss.reshape(()))
+        d_dloss, d_gloss = d_dloss.reshape(()), d_gloss.reshape(())
+        if torch.is_grad_enabled():  # create_graph=True: the gradients' own graph is wanted
+            return (*_differentiable_backward(real, real_recon, fake, fake_recon, k, d_dloss, d_gloss),
+                    None, None, None, None)
+        grads = _ops(ctx.backend)[1](real, real_recon, fake, fake_recon, k, d_dloss, d_gloss)
         return (*grads, None, None, None, None)
+
+
+def _differentiable_backward(real, real_recon, fake, fake_recon, k, d_dloss, d_gloss):
+    """The backward in differentiable PyTorch ops, for a backward that builds a graph. The
+    gradients are linear in the incoming d_dloss and d_gloss, and sign(.) / N in the inputs,
+    whose derivative is zero: a second derivative is nonzero only through the incoming
+    gradients (the fused backward, an op, would make it silently zero there)."""
+    t = compute_dtype(real.dtype)
+    kt = k.detach().to(t).reshape(())
+    s_real = torch.sign(real.detach().to(t) - real_recon.detach().to(t)) / real.numel()
+    s_fake = torch.sign(fake.detach().to(t) - fake_recon.detach().to(t)) / fake.numel()
+    g_real, g_fake = s_real * d_dloss, s_fake * (d_gloss - kt * d_dloss)
+    return (g_real.to(real.dtype), (-g_real).to(real_recon.dtype), g_fake.to(fake.dtype),
+            (-g_fake).to(fake_recon.dtype))
 
 
 def _check(real, real_recon, fake, fake_recon, k, gamma, lambda_k):

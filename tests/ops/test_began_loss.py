@@ -86,6 +86,25 @@ def test_gradcheck_float64(backend_device):
         return d_loss, g_loss
 
     assert torch.autograd.gradcheck(f, inputs)
+    # second order: zero in the inputs (|.| is piecewise linear), linear in the incoming
+    # gradients, which the fused backward op alone would drop silently
+    assert torch.autograd.gradgradcheck(f, inputs)
+
+
+def test_a_gradient_of_the_gradient_through_the_incoming_gradient(backend_device):
+    backend, device = backend_device
+    real, real_recon = _pair((3, 2, 5), torch.float32, device, 7)
+    fake, fake_recon = _pair((3, 2, 5), torch.float32, device, 8)
+    k = torch.tensor([0.25], device=device)
+    got = []
+    for b in (backend, "reference"):
+        xs = [t.clone().requires_grad_(True) for t in (real, real_recon, fake, fake_recon)]
+        v = torch.tensor([2.0, 3.0], device=device, requires_grad=True)
+        d_loss, g_loss, _, _ = began_loss(*xs, k, backend=b)
+        grads = torch.autograd.grad(v[0] * d_loss + v[1] * g_loss, xs, create_graph=True)
+        got.append(torch.autograd.grad(sum((gr * gr).sum() for gr in grads), v)[0])
+    torch.testing.assert_close(got[0], got[1])
+    assert bool((got[0] != 0).all())
 
 
 def test_no_gradient_for_k_next_and_convergence(backend_device):
