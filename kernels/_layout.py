@@ -5,11 +5,17 @@ import torch
 def is_dense(t):
     """True when t's elements fill numel() consecutive slots from data_ptr() (contiguous,
     channels_last, any permutation), so a kernel may walk them linearly."""
-    if t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)):
+    if t.is_contiguous():
         return True
+    try:
+        if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+            return True
+        strides = t.stride()
+    except RuntimeError:  # torch.func.vmap's batched tensors answer no other layout query:
+        return False      # the caller makes it contiguous
     # the dims by increasing stride, picked one at a time: torch.compile traces comparisons
     # of symbolic strides (a batch size it made dynamic) but not sorted() of them
-    dims = [(st, n) for st, n in zip(t.stride(), t.shape) if n != 1]
+    dims = [(st, n) for st, n in zip(strides, t.shape) if n != 1]
     expected = 1
     while dims:
         k = 0

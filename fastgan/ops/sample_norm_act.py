@@ -42,10 +42,9 @@ from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
 from fastgan._autograd import Function
-from fastgan.kernels._layout import is_dense
 from fastgan.ops import _checks, _vmap
 from fastgan.ops.bias_leaky_relu import channel_view, engine_wants_grad
-from fastgan.ops.penalty import compute_dtype
+from fastgan.ops.penalty import compute_dtype, samples_contiguous
 
 OP = _backend.Op("sample_norm_act", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
 _NAMES = ("sample_norm_act", "sample_norm_act_backward", "sample_norm_act_double_backward")
@@ -317,7 +316,7 @@ def sample_norm_act(x, weight=None, bias=None, *, eps=1e-5, negative_slope=0.0, 
     shift, the activation.
 
     x: (N, C, ...), NCHW or channels_last (other layouts are copied); the output has x's
-    dtype and strides. weight, bias: (C,) tensors of any floating dtype and stride, or None.
+    dtype, and its strides where x was not copied. weight, bias: (C,) tensors of any floating dtype and stride, or None.
     Differentiable in x, weight and bias to any order: the backward and the double backward
     (a gradient penalty's) are fused ops, a third order runs as differentiable PyTorch.
     The backward reads the activation's mask from the output (see the module doc).
@@ -332,7 +331,7 @@ def sample_norm_act(x, weight=None, bias=None, *, eps=1e-5, negative_slope=0.0, 
     chosen = OP.resolve(x.device, backend)
     if chosen == "reference":
         return sample_norm_act_reference(x, weight, bias, eps, negative_slope)[0]
-    if not is_dense(x):
+    if not samples_contiguous(x):  # the kernels walk each sample as one range of memory
         x = x.contiguous()
     # the kernels take contiguous (C,) vectors: .contiguous() is differentiable
     weight = None if weight is None else weight.contiguous()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fastgan.nn import DCGANCritic
-from fastgan.ops import batch_norm_act, began_loss, bias_leaky_relu, penalty_from_grad
+from fastgan.ops import batch_norm_act, began_loss, bias_leaky_relu, penalty_from_grad, sample_norm_act
 
 V = 3  # the vmapped size
 DTYPES = [torch.float32, torch.float64]
@@ -275,3 +275,15 @@ def test_per_sample_gradient_penalty_through_the_fused_critic(require_backend, b
     for k in b:
         assert a[k].shape == (3,) + ps[k].shape
         torch.testing.assert_close(a[k], b[k], **tol)
+
+
+@pytest.mark.parametrize("name", ["bias_leaky_relu", "batch_norm_act", "sample_norm_act"])
+def test_a_vmapped_dim_inside_a_contiguous_tensor(backend_device, name):
+    # vmap over dim 1 of a contiguous tensor: each slice is strided, and a batched tensor
+    # answers no layout query but is_contiguous() (the ops then copy it)
+    backend, device = backend_device
+    op = {"bias_leaky_relu": lambda x: bias_leaky_relu(x, None, 0.2, backend=backend),
+          "batch_norm_act": lambda x: batch_norm_act(x, negative_slope=0.2, backend=backend),
+          "sample_norm_act": lambda x: sample_norm_act(x, negative_slope=0.2, backend=backend)}[name]
+    x = _randn((4, V, 3, 5, 5), torch.float64, device, seed=8)
+    _assert_close(torch.func.vmap(op, in_dims=1)(x), _loop(op, (1,), x), **SUM_TOL[torch.float64])
