@@ -30,6 +30,7 @@ states). Both are 1-element float32 tensors on the parameters' device, read ther
 so a CUDA graph replays the step with whatever they hold.
 """
 import math
+import numbers
 
 import torch
 
@@ -124,11 +125,13 @@ if _ext.module() is not None:
 
 
 def check_hyper(op, alpha, eps, weight_decay, momentum):
-    """RMSprop's hyperparameters in range: alpha in [0, 1], the rest finite and >= 0."""
-    for name, value, ok in (("alpha", alpha, 0 <= alpha <= 1), ("eps", eps, eps >= 0),
-                            ("weight_decay", weight_decay, weight_decay >= 0),
-                            ("momentum", momentum, momentum >= 0)):
-        if not (math.isfinite(value) and ok):
+    """RMSprop's hyperparameters real numbers (TypeError naming one that is not) in range
+    (ValueError): alpha in [0, 1], the rest finite and >= 0."""
+    for name, value, top in (("alpha", alpha, 1.0), ("eps", eps, math.inf),
+                             ("weight_decay", weight_decay, math.inf), ("momentum", momentum, math.inf)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__} {value!r}")
+        if not 0.0 <= value <= top or value == math.inf:  # NaN fails the comparisons
             raise ValueError(f"{op}: {name} = {value} is out of range")
 
 

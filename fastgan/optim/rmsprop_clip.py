@@ -60,6 +60,10 @@ def _check_group(group, index, dtypes=None):
     the parameters)."""
     _check_hyper(group["lr"], group["alpha"], group["eps"], group["weight_decay"],
                  group["momentum"], group["clip"])
+    for dtype in {p.dtype for p in group["params"]} if dtypes is None else dtypes:
+        if dtype not in _checks.FINITE_MAX:  # complex or integer parameters
+            raise TypeError(f"RMSpropClip: param_groups[{index}] holds a {dtype} parameter; RMSpropClip "
+                            "takes float32, float16, bfloat16 and float64 ones")
     clip = group["clip"]
     if clip is None:
         return
@@ -126,10 +130,23 @@ class RMSpropClip(torch.optim.Optimizer):
         self.__dict__.setdefault("backend", None)
         self.__dict__.setdefault("_lr", {})
         self.__dict__.setdefault("_flat", weakref.WeakKeyDictionary())
-        # A torch.optim.RMSprop state dict has no clip: its groups take this optimizer's own
-        # (a WGAN critic's optimizer built with clip=0.01 keeps clipping after loading one)
+        # a group without a clip (pickled by a version before it) takes the default clip
         for group in self.param_groups:
             group.setdefault("clip", self.defaults.get("clip"))
+
+    def load_state_dict(self, state_dict):
+        """torch.optim.Optimizer.load_state_dict. A torch.optim.RMSprop state dict has no
+        clip: each of its groups keeps the clip this optimizer's group had (a WGAN critic's
+        optimizer built with clip=0.01 keeps clipping, and a group excluded from the clip,
+        clip None, stays unclipped)."""
+        own = [group.get("clip", self.defaults.get("clip")) for group in self.param_groups]
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        without = [isinstance(g, dict) and "clip" not in g for g in groups] if isinstance(groups, list) else []
+        super().load_state_dict(state_dict)
+        for group, clip, missing in zip(self.param_groups, own, without):
+            if missing:
+                group["clip"] = clip
+        self._flat.clear()  # the loaded state tensors are not views of the flat buffers
 
     def _lr_tensor(self, index, group, device):
         lr = group["lr"]
@@ -184,10 +201,6 @@ class RMSpropClip(torch.optim.Optimizer):
                     view.copy_(old)
                 self.state[p][key] = view
             buffers[key] = buf
-
-    def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
-        self._flat.clear()  # the loaded state tensors are not views of the flat buffers
 
     def _lists(self, params, keys, flat):
         """(params, grads, states...) lists for the op: the flat buffers when `params` are

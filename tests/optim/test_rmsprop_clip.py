@@ -302,6 +302,22 @@ def test_bad_hyperparameters(kwargs, words):
         RMSpropClip(critic().parameters(), **kwargs)
 
 
+@pytest.mark.parametrize(("kwargs", "words"), [
+    (dict(alpha=None), "alpha must be a real number, got NoneType None"),
+    (dict(eps="1e-8"), "eps must be a real number, got str '1e-8'"),
+    (dict(momentum=True), "momentum must be a real number, got bool True"),
+])
+def test_hyperparameters_of_another_type_are_named(kwargs, words):
+    with pytest.raises(TypeError, match=words):
+        RMSpropClip(critic().parameters(), **kwargs)
+
+
+def test_a_complex_parameter_is_named():  # torch.optim.RMSprop takes them; the kernels do not
+    z = nn.Parameter(torch.ones(3, dtype=torch.complex64))
+    with pytest.raises(TypeError, match=r"param_groups\[1\] holds a torch.complex64 parameter"):
+        RMSpropClip([{"params": critic().parameters()}, {"params": [z]}])
+
+
 def test_torch_rmsprops_keywords_are_taken():
     """A drop-in for torch.optim.RMSprop(..., foreach=True, capturable=True): the keywords are
     taken (the step is fused and capturable anyway); differentiable=True is refused."""
@@ -452,6 +468,21 @@ def test_loads_torch_rmsprop_state_dicts(require_backend):
     for a, b in zip(theirs.parameters(), ours.parameters()):
         assert torch.equal(a, b)
     assert all(opt.state[p]["step"].item() == 8 for p in ours.parameters())
+
+
+def test_a_torch_state_dict_keeps_each_groups_own_clip():
+    # clip_param_groups' groups: clipped, and one excluded (clip None), which must stay so
+    model = critic()
+    groups = clip_param_groups(model, exclude=["2.*"])
+    assert [g["clip"] for g in groups] == [C, None]
+    ref = torch.optim.RMSprop([{"params": g["params"]} for g in groups], lr=5e-4)
+    opt = RMSpropClip(clip_param_groups(model, exclude=["2.*"]), lr=5e-4, clip=C, backend="reference")
+    opt.load_state_dict(copy.deepcopy(ref.state_dict()))
+    assert [g["clip"] for g in opt.param_groups] == [C, None]
+    mine = copy.deepcopy(opt.state_dict())  # a clip it saved itself is the one loaded
+    mine["param_groups"][1]["clip"] = 0.5
+    opt.load_state_dict(mine)
+    assert [g["clip"] for g in opt.param_groups] == [C, 0.5]
 
 
 # -- a flat module shared by two optimizers, moved, or copied ------------------------------
