@@ -35,3 +35,25 @@ def same_walk(t, like):
     dim's stride is arbitrary). The Python side of csrc/penalty.h's same_walk."""
     return t.shape == like.shape and all(n == 1 or a == b
                                          for n, a, b in zip(t.shape, t.stride(), like.stride()))
+
+
+def copy_like(t, ref, dtype=None):
+    """t (ref's shape) copied into ref's memory order (ref dense), in `dtype` (default ref's):
+    what torch.empty_like(ref, dtype=dtype).copy_(t) gives, but out of place, which
+    torch.func's batched tensors need (jacrev's cotangents: an in-place copy of a batched t
+    into an unbatched tensor is refused)."""
+    n = ref.dim()
+    order, strides = [], list(ref.stride())  # ref's dims outermost first (largest stride)
+    rest = list(range(n))
+    while rest:
+        k = 0
+        for j in range(1, len(rest)):
+            if strides[rest[j]] > strides[rest[k]]:
+                k = j
+        order.append(rest.pop(k))
+    inverse = [0] * n
+    for i, d in enumerate(order):
+        inverse[d] = i
+    # .contiguous(): .to(memory_format=) keeps a tensor whose suggested format matches,
+    # an expanded one (stride 0) included
+    return t.permute(order).to(ref.dtype if dtype is None else dtype).contiguous().permute(inverse)

@@ -34,7 +34,7 @@ from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
 from fastgan._autograd import Function
-from fastgan.kernels._layout import is_dense
+from fastgan.kernels._layout import copy_like, is_dense
 from fastgan.ops import _checks, _vmap
 from fastgan.ops.bias_leaky_relu import channel_view
 from fastgan.ops.penalty import compute_dtype
@@ -200,7 +200,7 @@ class _BatchNormAct(Function):
         x, out, weight, mean, invstd = ctx.saved_tensors
         use_batch_stats, slope, backend = ctx.args
         if grad_out.stride() != x.stride() or grad_out.dtype != x.dtype:
-            grad_out = torch.empty_like(x).copy_(grad_out)
+            grad_out = copy_like(grad_out, x)
         gx, gw, gb = _ops(backend)[1](grad_out, out, x, weight, mean, invstd, use_batch_stats, slope)
         w_dtype, b_dtype = ctx.param_dtypes
         gw = gw.to(w_dtype) if w_dtype is not None and ctx.needs_input_grad[1] else None
@@ -210,10 +210,14 @@ class _BatchNormAct(Function):
 
 def _differentiable_backward(ctx, grad_out):
     """_BatchNormAct's backward for a backward that builds a graph (create_graph=True, as a
-    gradient penalty's): the same gradients as differentiable PyTorch ops of the saved x,
-    weight and grad_out (the statistics recomputed from x with batch statistics), so the
-    double backward is exact. The activation's mask comes from the saved output, as in the
-    fused backward (its derivative is zero almost everywhere); bias enters only through it."""
+    gradient penalty's, or torch.func's transforms): batch norm's gradients in closed form,
+    as differentiable PyTorch ops of the saved x, weight and grad_out (the statistics
+    recomputed from x with batch statistics), so the double backward is exact. With x̂ the
+    normalized x, g the incoming gradient through the activation and s = weight * invstd:
+    dx = s * (g - mean(g) - x̂ * mean(g * x̂)) (batch statistics; s * g with running ones),
+    dweight = sum(g * x̂), dbias = sum(g), means and sums over every dim but the channels.
+    The activation's mask comes from the saved output, as in the fused backward (its
+    derivative is zero almost everywhere)."""
     x, out, weight, mean, invstd = ctx.saved_tensors
     use_batch_stats, slope, _ = ctx.args
     t = compute_dtype(x.dtype)
@@ -222,18 +226,22 @@ def _differentiable_backward(ctx, grad_out):
     if use_batch_stats:
         var, mean = torch.var_mean(xt, dim=dims, correction=0)
         invstd = torch.rsqrt(var + ctx.eps)
-    z = (xt - channel_view(mean.to(t), x)) * channel_view(invstd.to(t), x)
-    if weight is not None:
-        z = z * channel_view(weight.to(t), x)
+    mean, invstd = mean.to(t), invstd.to(t)
+    xhat = (xt - channel_view(mean, x)) * channel_view(invstd, x)
     g = grad_out.to(t)
     g = torch.where(out.detach() > 0, g, g * slope)
-    want_x = ctx.needs_input_grad[0]
-    want_w = weight is not None and ctx.needs_input_grad[1]
-    inputs = [x] * want_x + [weight] * want_w
-    grads = iter(torch.autograd.grad(z, inputs, g, create_graph=True) if inputs else ())
-    gx = next(grads).to(x.dtype) if want_x else None
-    gw = next(grads).to(ctx.param_dtypes[0]) if want_w else None
-    gb = g.sum(dims).to(ctx.param_dtypes[1]) if ctx.param_dtypes[1] is not None and ctx.needs_input_grad[2] else None
+    gx = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        scale = channel_view(invstd if weight is None else weight.to(t) * invstd, x)
+        if use_batch_stats:
+            gx = scale * (g - channel_view(g.mean(dims), x) - xhat * channel_view((g * xhat).mean(dims), x))
+        else:
+            gx = scale * g
+        gx = gx.to(x.dtype)
+    if weight is not None and ctx.needs_input_grad[1]:
+        gw = (g * xhat).sum(dims).to(ctx.param_dtypes[0])
+    if ctx.param_dtypes[1] is not None and ctx.needs_input_grad[2]:
+        gb = g.sum(dims).to(ctx.param_dtypes[1])
     return gx, gw, gb, None, None, None, None, None, None, None
 
 

@@ -19,7 +19,7 @@ import torch
 
 from fastgan import _backend, _ext, kernels
 from fastgan._autograd import Function
-from fastgan.kernels._layout import is_dense, same_walk
+from fastgan.kernels._layout import copy_like, is_dense, same_walk
 from fastgan.ops import _checks, _vmap
 from fastgan.ops.penalty import compute_dtype
 
@@ -165,7 +165,7 @@ def _walked_together(x, recon):
     if not is_dense(x):
         x = x.contiguous()
     if not same_walk(recon, x):
-        recon = torch.empty_like(x, dtype=recon.dtype).copy_(recon)
+        recon = copy_like(recon, x, dtype=recon.dtype)
     return x, recon
 
 

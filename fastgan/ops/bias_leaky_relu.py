@@ -31,7 +31,7 @@ from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
 from fastgan._autograd import Function
-from fastgan.kernels._layout import is_dense
+from fastgan.kernels._layout import copy_like, is_dense
 from fastgan.ops import _checks, _vmap
 from fastgan.ops.penalty import compute_dtype
 
@@ -180,7 +180,7 @@ class _LeakyReLUGrad(Function):
     @staticmethod
     def forward(dy, y, negative_slope, backend):
         if dy.stride() != y.stride() or dy.dtype != y.dtype:  # walked together, in memory order
-            dy = torch.empty_like(y).copy_(dy)
+            dy = copy_like(dy, y)
         return _ops(backend)[1](dy, y, negative_slope)
 
     @staticmethod

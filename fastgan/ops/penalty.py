@@ -24,7 +24,7 @@ import torch
 
 from fastgan import _backend, _ext, kernels
 from fastgan._autograd import Function
-from fastgan.kernels._layout import is_dense
+from fastgan.kernels._layout import copy_like, is_dense
 from fastgan.ops import _checks, _vmap
 
 OP = _backend.Op("penalty_from_grad", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)},
@@ -152,7 +152,7 @@ class _PenaltyGrad(Function):
         grad, sumsq, dout = ctx.saved_tensors
         weight, center, eps, backend = ctx.hyper
         if ggrad.stride() != grad.stride():
-            ggrad = torch.empty_like(grad).copy_(ggrad)
+            ggrad = copy_like(ggrad, grad)
         d_grad, d_dout = _ops(backend)[2](grad, sumsq, dout, ggrad, weight, center, eps)
         return d_grad, None, d_dout, None, None, None, None
 

@@ -25,7 +25,7 @@ computes the same numbers from the same seed, so a seed gives the same x on ever
 import torch
 
 from fastgan import _backend, _ext, kernels
-from fastgan.kernels._layout import is_dense, same_walk
+from fastgan.kernels._layout import copy_like, is_dense, same_walk
 from fastgan.ops import _checks, _philox
 from fastgan.ops.penalty import compute_dtype, samples_contiguous
 
@@ -137,7 +137,7 @@ def interpolate(real, fake, *, generator=None, seed=None, backend=None):
         if not samples_contiguous(real):
             real = real.contiguous()
         if not same_walk(fake, real):  # (fake.contiguous() would not do: it keeps a layout
-            fake = torch.empty_like(real).copy_(fake)  # that is dense but not real's)
+            fake = copy_like(fake, real)  # that is dense but not real's)
         if chosen == "triton":
             return torch.ops.fastgan.interpolate_triton(real, fake, seed)
         return torch.ops.fastgan.interpolate(real, fake, seed)

@@ -287,3 +287,30 @@ def test_a_vmapped_dim_inside_a_contiguous_tensor(backend_device, name):
           "sample_norm_act": lambda x: sample_norm_act(x, negative_slope=0.2, backend=backend)}[name]
     x = _randn((4, V, 3, 5, 5), torch.float64, device, seed=8)
     _assert_close(torch.func.vmap(op, in_dims=1)(x), _loop(op, (1,), x), **SUM_TOL[torch.float64])
+
+
+@pytest.mark.parametrize("name", ["bias_leaky_relu", "batch_norm_act", "batch_norm_act_eval", "sample_norm_act",
+                                  "penalty_from_grad", "began_loss"])
+def test_jacrev_equals_the_references(backend_device, name):
+    # jacrev is vmap over vjp: the cotangents are batched (expanded, stride 0, for a scalar),
+    # the saved tensors not; the backward must neither copy a batched tensor in place into
+    # an unbatched one nor differentiate through an unbatched saved tensor
+    backend, device = backend_device
+    x = _randn((3, 4, 2, 3), torch.float64, device, seed=9)
+    w, b = _randn((4,), torch.float64, device, 10), _randn((4,), torch.float64, device, 11)
+    rm, rv = _randn((4,), torch.float64, device, 12), _randn((4,), torch.float64, device, 13).abs() + 0.5
+    k = torch.tensor([0.3], dtype=torch.float64, device=device)
+    ops = {
+        "bias_leaky_relu": lambda x, be: bias_leaky_relu(x, b, 0.2, backend=be),
+        "batch_norm_act": lambda x, be: batch_norm_act(x, w, b, negative_slope=0.2, backend=be),
+        "batch_norm_act_eval": lambda x, be: batch_norm_act(x, w, b, rm, rv, use_batch_stats=False,
+                                                            negative_slope=0.2, backend=be),
+        "sample_norm_act": lambda x, be: sample_norm_act(x, w, b, negative_slope=0.2, backend=be),
+        "penalty_from_grad": lambda x, be: penalty_from_grad(x, weight=10.0, backend=be),
+        "began_loss": lambda x, be: began_loss(x, x.sin(), x.flip(0), x.cos(), k, backend=be)[0],
+    }
+    op = ops[name]
+    for f in (lambda x, be: op(x, be), lambda x, be: op(x, be).sum()):  # a tensor, a scalar
+        got = torch.func.jacrev(lambda x: f(x, backend))(x)
+        want = torch.func.jacrev(lambda x: f(x, "reference"))(x)
+        torch.testing.assert_close(got, want, **SUM_TOL[torch.float64])
