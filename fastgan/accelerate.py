@@ -127,6 +127,13 @@ def _fused_here(m):
     return _in_scope(m) and not getattr(m, "_is_replica", False)
 
 
+def _chain_fused(m):
+    """Whether the chain of m (its convolution, BatchNorm or activation) runs fused now:
+    _fused_here, and none of the three hooked since accelerate fused them (a hook must see
+    its module's own input and output: the chain then runs as its three modules)."""
+    return _fused_here(m) and not any(_hooked(x) for x in m.__dict__.get("_fastgan_chain", ()))
+
+
 class _ScopedRoot(_Retyped):
     """The model accelerate traced: its forward opens the scope of the chains fused in it."""
 
@@ -144,7 +151,7 @@ class _FusedConvMixin(_Retyped):
     kept (unregistered) in __dict__. Called on its own: the convolution alone."""
 
     def forward(self, x, output_size=None):
-        if not _fused_here(self) or isinstance(x, torch.fx.Proxy):  # alone, or in a torch.fx trace
+        if not _chain_fused(self) or isinstance(x, torch.fx.Proxy):  # alone, hooked, or in a torch.fx trace
             return super().forward(x) if output_size is None else super().forward(x, output_size)
         if output_size is not None:
             raise ValueError("fastgan.accelerate: a fused ConvTranspose2d takes no output_size")
@@ -159,7 +166,7 @@ class _PassThrough(_Retyped):
 
     def forward(self, x):
         # in a torch.fx trace the module as it is, like the convolution before it
-        return x if _fused_here(self) and not isinstance(x, torch.fx.Proxy) else super().forward(x)
+        return x if _chain_fused(self) and not isinstance(x, torch.fx.Proxy) else super().forward(x)
 
 
 class _FusedSequential(_Retyped):
@@ -282,6 +289,7 @@ def _fuse(conv, bn, act, backend, scope):
     conv.__dict__.update(_fastgan_bn=bn, _fastgan_act=act, _fastgan_backend=backend)
     for m in (conv, bn, act):
         m.__dict__["_fastgan_scope"] = scope
+        m.__dict__["_fastgan_chain"] = (conv, bn, act)
     _retype(conv, _FusedConvMixin)
     _retype(bn, _PassThrough)
     _retype(act, _PassThrough)

@@ -88,6 +88,8 @@ def bn_act(bn, y, slope, backend=None):
         bn.num_batches_tracked.add_(1)
         if bn.momentum is None:  # cumulative moving average (BatchNorm2d reads the count too)
             momentum = 1.0 / float(bn.num_batches_tracked)
+    if y.numel() == 0:  # BatchNorm2d's answer to an empty batch: empty, the statistics as they were
+        return F.relu(y) if slope == 0 else F.leaky_relu(y, slope)
     return batch_norm_act(y, bn.weight, bn.bias, bn.running_mean if update else None,
                           bn.running_var if update else None, use_batch_stats=True,
                           momentum=momentum, eps=bn.eps, negative_slope=slope, backend=backend)

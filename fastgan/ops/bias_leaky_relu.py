@@ -179,6 +179,8 @@ class _LeakyReLUGrad(Function):
 
     @staticmethod
     def forward(dy, y, negative_slope, backend):
+        if y.numel() == 0:  # an empty batch: nothing to walk (its strides may be anything)
+            return torch.empty_like(y)
         if dy.stride() != y.stride() or dy.dtype != y.dtype:  # walked together, in memory order
             dy = copy_like(dy, y)
         return _ops(backend)[1](dy, y, negative_slope)

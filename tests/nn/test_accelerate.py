@@ -176,6 +176,42 @@ def test_accelerate_leaves_hooked_chains(where, capsys):
     assert model.fastgan_fused == [] and "hook" in capsys.readouterr().err
 
 
+class _OwnForward(nn.Module):
+    """A chain called from a model's own forward (fused through the modules themselves)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2)
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+@pytest.mark.parametrize("container", ["own-forward", "sequential"])
+@pytest.mark.parametrize("where", ["conv-hook", "bn-hook", "bn-pre-hook", "act-pre-hook"])
+def test_a_hook_added_after_accelerate_sees_its_modules_own_tensors(container, where):
+    def build():
+        torch.manual_seed(0)
+        return _OwnForward() if container == "own-forward" else _chain()
+
+    model, ref = fastgan.accelerate(build(), verbose=False), build()
+    assert len(model.fastgan_fused) == 1
+    seen = {}
+    name, kind = where.split("-", 1)
+    for m in (model, ref):
+        module = list(m.modules())[1:][{"conv": 0, "bn": 1, "act": 2}[name]]
+        if kind == "hook":
+            module.register_forward_hook(lambda mod, i, o, m=m: seen.setdefault(id(m), []).append(o.clone()))
+        else:
+            module.register_forward_pre_hook(lambda mod, i, m=m: seen.setdefault(id(m), []).append(i[0].clone()))
+    x = torch.randn(2, 3, 5, 5)
+    for mode in (True, False):
+        model.train(mode), ref.train(mode)
+        torch.testing.assert_close(model(x), ref(x), **TOL)
+    assert len(seen[id(model)]) == 2
+    torch.testing.assert_close(seen[id(model)], seen[id(ref)], **TOL)
+
+
 def test_accelerate_leaves_parametrized_convolutions(capsys):
     model = _chain()
     weight_norm(model[0])

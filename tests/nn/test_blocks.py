@@ -410,3 +410,22 @@ def test_an_unbatched_input_is_refused_as_batchnorm2d_refuses_it(kind):
             stock(x)
         with pytest.raises(ValueError, match=r"BatchNorm2d: expected 4D input \(got 3D input\)"):
             block(x)
+
+
+@pytest.mark.parametrize("kind", ["convT", "conv"])
+def test_an_empty_batch_goes_through_as_it_goes_through_the_stock_chain(backend_device, kind):
+    # BatchNorm2d in training: an empty output, num_batches_tracked counted, statistics kept
+    backend, device = backend_device
+    fused, stock = _pair(kind, 3, 4, backend, device)
+    accelerated = fastgan.accelerate(_pair(kind, 3, 4, backend, device)[1], backend=backend, verbose=False)
+    x = torch.randn(0, 3, 6, 6, device=device, requires_grad=True)
+    for mode in (True, False):
+        outs = []
+        for m in (stock, fused, accelerated):
+            m.train(mode)
+            outs.append(m(x))
+            outs[-1].sum().backward()
+        assert [tuple(o.shape) for o in outs] == [tuple(outs[0].shape)] * 3 and outs[0].shape[0] == 0
+        for m in (fused, accelerated):
+            for k, v in stock.state_dict().items():
+                assert torch.equal(m.state_dict()[k], v), k
