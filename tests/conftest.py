@@ -74,6 +74,15 @@ def backend_device(request):
     return backend, device
 
 
+@pytest.fixture(params=[p for p in BACKEND_DEVICES if p.values[0][0] != "reference"])
+def fused_backend_device(request):
+    """backend_device without the reference: for tests whose oracle is the reference (the
+    reference against itself could not fail; its own tests check it against torch)."""
+    backend, device = request.param
+    need_backend(backend, device)
+    return backend, device
+
+
 @pytest.fixture(autouse=True)
 def _restore_default_backend():
     saved = fastgan.get_backend()

@@ -61,8 +61,8 @@ def _orders(backend, x, bias, slope, seed=0):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "2d", "one_channel", "sliced"])
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
-def test_matches_reference_to_second_order(backend_device, dtype, layout, with_bias):
-    backend, device = backend_device
+def test_matches_reference_to_second_order(fused_backend_device, dtype, layout, with_bias):
+    backend, device = fused_backend_device
     x, bias = _case(layout, dtype, device, seed=DTYPES.index(dtype))
     bias = bias if with_bias else None
     y, grads, ddy = _orders(backend, x, bias, 0.2)

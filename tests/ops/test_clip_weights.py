@@ -53,8 +53,8 @@ def _assert_same(actual, expected):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", ["one_element", "odd_65537", "300_tensors", "conv_shapes"])
-def test_matches_reference(backend_device, case, dtype):
-    backend, device = backend_device
+def test_matches_reference(fused_backend_device, case, dtype):
+    backend, device = fused_backend_device
     tensors = _case(case, dtype, device)
     expected = [t.clone() for t in tensors]
     clip_weights_reference(expected, C)

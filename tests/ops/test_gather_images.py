@@ -51,8 +51,8 @@ def _tolerance(backend, device, dtype):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("flip_mode", ["none", "all", "mixed"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-def test_matches_reference(backend_device, shape, flip_mode, channels_last):
-    backend, device = backend_device
+def test_matches_reference(fused_backend_device, shape, flip_mode, channels_last):
+    backend, device = fused_backend_device
     n, h, w, c, b = shape
     data = _images(n, h, w, c, seed=n * h).to(device)
     index = _index(n, b, seed=b).to(device)

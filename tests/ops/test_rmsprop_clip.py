@@ -47,8 +47,8 @@ SHAPES = {"odd": [(1,), (3,), (65537,), (5, 3, 7, 9), (113,)], "one": [(1,)]}
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("flags", FLAGS, ids=["plain", "momentum", "centered", "all"])
 @pytest.mark.parametrize("clip", [0.01, None], ids=["clip", "noclip"])
-def test_one_step_matches_reference(backend_device, dtype, flags, clip):
-    backend, device = backend_device
+def test_one_step_matches_reference(fused_backend_device, dtype, flags, clip):
+    backend, device = fused_backend_device
     gen = torch.Generator().manual_seed(0)
     state = _state(SHAPES["odd"], dtype, device, flags, gen)
     expected = [[t.clone() for t in lst] for lst in state]
@@ -100,8 +100,8 @@ def test_reference_loss_scaling_is_unscale_then_step():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("flags", [FLAGS[0], FLAGS[3]], ids=["plain", "all"])
 @pytest.mark.parametrize("scale", [65536.0, 3.0], ids=["pow2", "odd"])
-def test_loss_scaled_step_matches_reference(backend_device, dtype, flags, scale):
-    backend, device = backend_device
+def test_loss_scaled_step_matches_reference(fused_backend_device, dtype, flags, scale):
+    backend, device = fused_backend_device
     state = _state(SHAPES["odd"], dtype, device, flags, torch.Generator().manual_seed(2))
     for g in state[1]:  # the gradients as a GradScaler leaves them: scaled (finite in fp16)
         g.copy_((g.double() * min(scale, 1024.0)).to(dtype))

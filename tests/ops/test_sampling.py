@@ -56,8 +56,8 @@ def test_uniform_is_in_unit_interval_and_flat():
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_interpolate_matches_reference(backend_device, dtype, shape):
-    backend, device = backend_device
+def test_interpolate_matches_reference(fused_backend_device, dtype, shape):
+    backend, device = fused_backend_device
     real = _images(shape, dtype, device, 1)
     fake = _images(shape, dtype, device, 2)
     seed = _seed(987654321, device)
@@ -111,8 +111,8 @@ def test_interpolate_returns_reals_layout(backend_device, real_layout, fake_layo
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES + [(2, 3, 1, 1)], ids=str)
-def test_perturb_matches_reference(backend_device, dtype, shape):
-    backend, device = backend_device
+def test_perturb_matches_reference(fused_backend_device, dtype, shape):
+    backend, device = fused_backend_device
     real = _images(shape, dtype, device, 7)
     seed = _seed(-42, device)
     x = perturb(real, seed=seed, backend=backend)
