@@ -170,7 +170,7 @@ def _eval(args):
     ev = Evaluator(metrics, data=data, resolution=cfg["resolution"], channels=cfg["channels"],
                    crop=cfg.get("crop"), num=args.num, ref=args.ref, ref_num=args.ref_num,
                    inception=args.inception, device=device, batch_size=args.batch_size,
-                   seed=args.seed, amp=False if args.no_amp else None,
+                   seed=args.seed, amp=args.amp,
                    progress=not args.no_progress)
     if ev.uses_inception:
         ev.inception()  # a missing weights file: one line, before anything else
@@ -326,7 +326,11 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=250, help="images per batch (default 250)")
     p.add_argument("--seed", type=int, default=0, help="seed of z and of KID's subsets (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--no-amp", action="store_true", help="Inception in float32 (default: float16 autocast on CUDA)")
+    amp = p.add_mutually_exclusive_group()
+    amp.add_argument("--amp", action="store_true",
+                     help="Inception under float16 autocast on CUDA: faster, but not the float32 features of "
+                          "pytorch-fid, whose FIDs papers report")
+    amp.add_argument("--no-amp", action="store_true", help="Inception in float32 (the default)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_eval, parser=p)

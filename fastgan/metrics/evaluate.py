@@ -18,7 +18,8 @@ Metrics (names for --metrics):
 Samples: `num` of them (default 50,000 when an Inception metric is asked for, the standard
 FID-50k; 10,000 otherwise), from z drawn by a CPU generator seeded with `seed`, so the
 same checkpoint gives the same samples on any device. Generation runs in float32 in eval
-mode; Inception features under float16 autocast on CUDA (amp=None; amp=False for float32).
+mode; Inception features in float32, as pytorch-fid computes them (amp=True: float16 autocast
+on CUDA, faster, but its FIDs are not the float32 ones papers report).
 Generated images are quantized to 8 bits before the Inception network, as saving them
 to PNG would (fastgan.metrics.inception.preprocess).
 
@@ -302,7 +303,7 @@ def reference_stats(data, model, *, resolution, channels, crop=None, num=None, b
     from fastgan.metrics.inception import inception_features
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    amp_used = bool(amp) if amp is not None else device.type == "cuda"
+    amp_used = bool(amp)
     num = DEFAULT_REF_NUM if num is None else num
     if isinstance(num, bool) or not isinstance(num, int) or num < 2:
         raise ValueError(f"ref_num must be an integer >= 2, got {num!r}")

@@ -406,9 +406,10 @@ def inception_features(model, images, *, batch_size=200, amp=None, value_range=(
     [N, C, H, W] (uint8, or float in value_range; any device), `batch_size` images at a time
     (each batch moved to the model's device and preprocessed there, so memory stays bounded).
 
-    amp: None = float16 autocast on CUDA, none on CPU; True forces autocast (float16 on CUDA,
-    bfloat16 on CPU, the dtype CPU autocast supports well), False disables it. On CUDA the
-    batches (and the model's weights, once) are put in channels_last memory format.
+    amp: True runs the network under autocast (float16 on CUDA, bfloat16 on CPU, the dtype CPU
+    autocast supports well): faster, but not the float32 features of pytorch-fid, whose FIDs
+    papers report; None or False (the default) in float32. On CUDA the batches (and the
+    model's weights, once) are put in channels_last memory format.
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -418,7 +419,7 @@ def inception_features(model, images, *, batch_size=200, amp=None, value_range=(
                          "would make each image's features depend on the rest of its batch")
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
-    use_amp = cuda if amp is None else bool(amp)
+    use_amp = bool(amp)
     amp_dtype = torch.float16 if cuda else torch.bfloat16
     if cuda:
         model.to(memory_format=torch.channels_last)   # no copy when it already is

@@ -474,19 +474,23 @@ def test_real_weights():
 # ---------------------------------------------------------------- GPU
 
 @pytest.mark.gpu
-def test_cuda_amp_matches_cpu_float32(model):
-    """fp16 autocast + channels_last on CUDA vs float32 on CPU. Tolerance: bf16 autocast on CPU
-    measured 1.2% relative error per image (8 mantissa bits); fp16 keeps 11, ~8x less
-    (~0.15%); 1% leaves room for that and for cuDNN's algorithms, and is well below the 9-18%
-    that separates the test images, so a mix-up or a wrong layout would fail."""
+def test_cuda_float32_and_amp_match_cpu_float32(model):
+    """channels_last on CUDA, float32 by default (cuDNN's TF32 where torch allows it, as for
+    pytorch-fid) and fp16 autocast with amp=True, vs float32 on CPU. Tolerance: bf16 autocast
+    on CPU measured 1.2% relative error per image (8 mantissa bits); fp16 and TF32 keep 11
+    and 10, ~8x less (~0.15%); 1% leaves room for that and for cuDNN's algorithms, and is well
+    below the 9-18% that separates the test images, so a mix-up or a wrong layout would fail."""
     x = patterns(2)
     f_cpu, l_cpu = inception_features(model, x)
     gpu = copy.deepcopy(model).to("cuda")
-    f_gpu, l_gpu = inception_features(gpu, x)               # amp=None: fp16 on CUDA
-    assert f_gpu.device.type == "cuda" and f_gpu.dtype == torch.float32
+    f32 = inception_features(gpu, x)
+    half = inception_features(gpu, x, amp=True)
+    assert not torch.equal(f32[0], half[0])  # the default is not the autocast one
+    for f_gpu, l_gpu in (f32, half):
+        assert f_gpu.device.type == "cuda" and f_gpu.dtype == torch.float32
+        assert (rel_err(f_gpu.cpu(), f_cpu) < 1e-2).all()
+        assert (rel_err(l_gpu.cpu(), l_cpu) < 1e-2).all()
     assert gpu.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert (rel_err(f_gpu.cpu(), f_cpu) < 1e-2).all()
-    assert (rel_err(l_gpu.cpu(), l_cpu) < 1e-2).all()
 
 
 @pytest.mark.gpu
