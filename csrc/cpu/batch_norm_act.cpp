@@ -223,7 +223,7 @@ void batch_moments(const BnActLoops& loops, const Split& s, const scalar_t* x, T
         });
         if (k < kc) parts.count[k] = count;  // channel 0's parts: the same in every channel
         parts.mean[k] = m + sd / static_cast<T>(count);
-        parts.m2[k] = std::max(T(0), sd2 - sd * sd / static_cast<T>(count));
+        parts.m2[k] = std::max(sd2 - sd * sd / static_cast<T>(count), T(0));  // NaN stays NaN
       }
       return;
     }
@@ -251,7 +251,7 @@ void batch_moments(const BnActLoops& loops, const Split& s, const scalar_t* x, T
       for (int64_t lc = 0; lc < b.nch; ++lc) {
         const int64_t i = (b.c0 + lc) * kc + b.rb;
         parts.mean[i] = per[lc] + sdc[lc] / count;
-        parts.m2[i] = std::max(T(0), per2[lc] - sdc[lc] * sdc[lc] / count);
+        parts.m2[i] = std::max(per2[lc] - sdc[lc] * sdc[lc] / count, T(0));  // NaN stays NaN
       }
     }
   });

@@ -240,7 +240,7 @@ void sample_moments(const SnActLoops& loops, const Split& s, const scalar_t* x, 
         loops.sum_dev(xs + o, shift, m, len, r);
         const T sd = static_cast<T>(r[0]), sd2 = static_cast<T>(r[1]);
         pm[n * s.slices + q] = m + sd / count;
-        pm2[n * s.slices + q] = std::max(T(0), sd2 - sd * sd / count);
+        pm2[n * s.slices + q] = std::max(sd2 - sd * sd / count, T(0));  // NaN stays NaN
       });
     }
   });

@@ -26,6 +26,8 @@ convergence stalls": fastgan halves both learning rates when M has not improved 
 over `lr_patience` generator steps (checked on the logged M, so without synchronizing
 the step). Batch 16 (sec. 4.1).
 """
+import math
+
 import torch
 from torch import distributed as dist
 
@@ -137,7 +139,7 @@ class BEGAN(DCGAN):
 
     def on_log(self, step, row):
         m = row.get("convergence")
-        if m is None:
+        if m is None or not math.isfinite(m):  # a window with an overflowed (fp16) step: no news
             return
         if m < self._best_m * (1 - self.IMPROVEMENT):
             self._best_m, self._best_step = m, step

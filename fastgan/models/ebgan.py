@@ -39,9 +39,14 @@ def pulling_away(codes):
     n = s.shape[0]
     if n < 2:
         return s.new_zeros(())
-    s = s / torch.linalg.vector_norm(s, dim=1, keepdim=True).clamp_min(1e-12)
-    cos2 = (s @ s.t()).square()
-    return (cos2.sum() - cos2.diagonal().sum()) / (n * (n - 1))
+    # in float32 under autocast too (which would run the matrix product in bf16/fp16), and
+    # the diagonal masked rather than subtracted: the term is small (near 0 when the codes
+    # spread), where subtracting the diagonal's n from the whole sum leaves only rounding
+    with torch.autocast(s.device.type, enabled=False):
+        s = s / torch.linalg.vector_norm(s, dim=1, keepdim=True).clamp_min(1e-12)
+        cos2 = (s @ s.t()).square()
+        off = cos2.masked_fill(torch.eye(n, dtype=torch.bool, device=s.device), 0.0)
+        return off.sum() / (n * (n - 1))
 
 
 class EBGAN(DCGAN):

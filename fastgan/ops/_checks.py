@@ -77,4 +77,4 @@ def nonnegative(op, name, value):
     value = float(value)
     if not 0.0 <= value < math.inf:  # NaN fails both; comparisons, which torch.compile traces
         raise ValueError(f"{op}: {name} must be a finite number >= 0, got {value}")
-    return value
+    return value + 0.0  # -0.0 is 0.0: the kernels' bounds have no sign bit

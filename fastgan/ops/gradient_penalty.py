@@ -125,10 +125,15 @@ def penalty_at(x, scores, *, mode="wgan-gp", weight=WEIGHT, center=None, scaler=
     with torch.enable_grad():
         total = scores.float().sum()
         if scale is not None:
-            total = total * scale.reshape(())
+            # Each score's gradient is then scale / d, d the power of two >= the batch (>= 2):
+            # about what the critic loss's own backward (a mean) sends it, and finite in
+            # float16 (scale itself is not: 2^16, GradScaler's default, is float16's inf); a
+            # power of two, so that unscaling is exact
+            d = float(1 << (max(x.shape[0], 2) - 1).bit_length())
+            total = total * (scale.reshape(()) / d)
         (grad,) = torch.autograd.grad(total, x, create_graph=True)
         if scale is not None:
-            grad = grad * scale.reshape(()).reciprocal()
+            grad = grad * (d * scale.reshape(()).reciprocal())
         if mode == "r1":
             return penalty_from_grad(grad, weight=weight / 2, center=0.0, backend=backend)
         return penalty_from_grad(grad, weight=weight, center=center, eps=eps, backend=backend)

@@ -202,7 +202,7 @@ def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, *, a
         return
     args = (params, lists["grads"], lists["square_avgs"], lists["momentum_bufs"],
             lists["grad_avgs"], lr, float(alpha), float(eps), float(weight_decay),
-            float(momentum), bool(centered), bool(maximize), float(clip), grad_scale, found_inf)
+            float(momentum), bool(centered), bool(maximize), float(clip) + 0.0, grad_scale, found_inf)
     chosen = OP.resolve(params[0].device, backend)
     if chosen != "reference" and not fusable(params, *lists.values()):
         chosen = "reference"

@@ -318,6 +318,16 @@ def test_pulling_away_term():
     n = s / s.norm(dim=1, keepdim=True)
     brute = sum(float(n[i] @ n[j]) ** 2 for i in range(6) for j in range(6) if i != j) / 30
     assert pulling_away(s).item() == pytest.approx(brute, rel=1e-5)
+    # a small term (spread codes) in float32 under autocast too: bf16's product, and the
+    # diagonal subtracted from the whole sum, left 75-100% errors here
+    torch.manual_seed(0)
+    codes = torch.randn(64, 4096, dtype=torch.float64)
+    n = codes / codes.norm(dim=1, keepdim=True)
+    cos2 = (n @ n.t()) ** 2
+    want = float((cos2.sum() - cos2.diagonal().sum()) / (64 * 63))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = pulling_away(codes.float())
+    assert got.dtype == torch.float32 and got.item() == pytest.approx(want, rel=1e-3)
     # in the generator's loss only, weighted 0.1
     m = models.build("ebgan", **TINY)
     fake = torch.randn(4, 1, 16, 16)
@@ -366,6 +376,12 @@ def test_began_learning_rate_halves_when_convergence_stalls():
     other = models.build("began", **TINY, embedding=8, lr_patience=100)
     other.load_extra_state(state)
     assert other.extra_state() == state
+    # a log window whose M is NaN (an overflowed fp16 step) is no news: it neither decays the
+    # rates nor becomes the best M, which no later M could then beat
+    m.on_log(700, {"convergence": float("nan")})
+    for step in range(750, 1001, 50):
+        m.on_log(step, {"convergence": 1.0 / step})
+    assert opt_g.param_groups[0]["lr"] == 5e-5 and m.extra_state()["best_step"] == 1000
 
 
 def test_dragan_backpropagates_its_gan_loss():

@@ -92,6 +92,23 @@ def test_large_mean_keeps_the_variance(backend_device):
     assert n > 1
 
 
+def test_a_nan_in_a_channel_reaches_its_statistics(backend_device):
+    # NaN propagates into the channel's mean, invstd and running statistics as the
+    # reference's torch.var_mean does (a clamp of the variance at 0 made it 0 on the CPU:
+    # invstd 1/sqrt(eps), running_var decaying towards 0, silently)
+    backend, device = backend_device
+    x = _x((4, 3, 5, 5), "nchw", torch.float32, device)
+    x[1, 0, 2, 3] = float("nan")
+    got, want = [], []
+    for be, out in ((backend, got), ("reference", want)):
+        rm, rv = torch.zeros(3, device=device), torch.ones(3, device=device)
+        y = batch_norm_act(x, None, None, rm, rv, momentum=0.5, backend=be)
+        out += [y[:, 0].isnan().all(), rm.isnan(), rv.isnan()]
+    assert got[0] and want[0]
+    assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
+    assert got[2].tolist() == [True, False, False]
+
+
 @pytest.mark.parametrize("use_batch_stats", [True, False], ids=["train", "eval"])
 def test_gradcheck_float64(backend_device, use_batch_stats):
     backend, device = backend_device

@@ -103,6 +103,14 @@ def test_bound_values(backend_device, c):
     _assert_same([t], [expected])
 
 
+def test_a_bound_of_minus_zero_is_zero(backend_device):
+    # -0.0 passes "c >= 0"; the kernels' bound must carry no sign bit (every weight became -0.0)
+    backend, device = backend_device
+    t = torch.tensor([-0.5, 0.25, 0.0, -0.0, 3.0], device=device)
+    clip_weights_([t], -0.0, backend=backend)
+    assert torch.equal(t.signbit(), torch.tensor([True, False, False, True, False], device=device))
+
+
 def test_bound_rounded_to_dtype_like_clamp(backend_device):
     backend, device = backend_device
     t = torch.tensor([1.0, -1.0, 0.005], dtype=torch.bfloat16, device=device)

@@ -67,6 +67,17 @@ def test_matches_reference_to_second_order(backend_device, dtype, shape, weight,
     torch.testing.assert_close(got[3].to(torch.float64), ref[3], **_value_tol(dtype))
 
 
+@pytest.mark.parametrize("backend", ["cpp", "reference"])
+def test_a_large_batch_sums_without_drift(require_backend, backend):
+    # 2^18 samples: the C++ kernel's float32 running sum over the batch drifted to 7e-5
+    # relative (CPU backends only: Triton's interpreter takes minutes at this size)
+    require_backend(backend, "cpu")
+    grad = torch.randn(1 << 18, 2, generator=torch.Generator().manual_seed(3))
+    got = penalty_from_grad(grad, weight=10.0, backend=backend)
+    want = 10.0 * ((grad.double().norm(dim=1) - 1) ** 2).mean()
+    assert abs(float(got) - float(want)) <= 1e-6 * float(want)
+
+
 def test_norm_is_over_every_axis_of_a_sample(backend_device):
     # A gradient with norm exactly 1 per sample has penalty 0; taken over one axis it would not be.
     backend, device = backend_device
