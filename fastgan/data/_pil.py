@@ -19,9 +19,11 @@ Grayscale, CMYK, palette and alpha images convert to RGB (alpha dropped; 16-bit 
 scaled to 8 bits); channels=1 converts to L (ITU-R 601 luma).
 EXIF orientation is ignored by every backend (CelebA has none).
 """
+import atexit
 import contextlib
 import io
 import signal
+import weakref
 
 import numpy as np
 import torch
@@ -212,9 +214,24 @@ class _BatchList(torch.utils.data.Sampler):
         return len(self.batches)
 
 
+# Decoders whose workers may be alive. At interpreter exit torch leaves persistent workers to
+# multiprocessing, which terminates them with SIGTERM and waits: ours ignore SIGTERM (above),
+# so a script that still held a loader never exited. This hook, registered after torch's and
+# multiprocessing's (atexit runs last registered first), shuts them down first, as torch does
+# when a loader is deleted: the workers read their end-of-work message and return.
+_LIVE = weakref.WeakSet()
+
+
+@atexit.register
+def _shut_down_workers():
+    for decoder in list(_LIVE):
+        decoder.close()
+
+
 class PILDecoder:
     """Decodes batches of sample indices with PIL in `num_workers` worker processes (0: in
-    this process). Workers persist across epochs; pinned output when feeding a GPU."""
+    this process). Workers persist across epochs; pinned output when feeding a GPU.
+    close() (also run at interpreter exit) ends the workers; a later batch starts new ones."""
     name = "cpu"
 
     def __init__(self, samples, num_workers, pin_memory):
@@ -228,6 +245,15 @@ class PILDecoder:
             generator=torch.Generator(), pin_memory=pin_memory, persistent_workers=num_workers > 0,
             prefetch_factor=4 if num_workers > 0 else None,
             worker_init_fn=_leave_stop_signals_to_the_main_process if num_workers > 0 else None)
+        if num_workers > 0:
+            _LIVE.add(self)
+
+    def close(self):
+        """Ends the worker processes (torch's DataLoader keeps persistent ones in _iterator)."""
+        it = getattr(self._loader, "_iterator", None)
+        if it is not None:
+            self._loader._iterator = None
+            it._shutdown_workers()
 
     def batches(self, index_lists):
         """Yields (uint8 [B, R, R, C] on the host, bool [B] failed) per index list."""

@@ -1,4 +1,8 @@
 """make_loader on every backend that runs here: batches, order, sharding, resume, agreement."""
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -247,6 +251,29 @@ def test_cpu_backend_with_two_workers(labeled):
     for (x1, y1), (x2, y2) in zip(first, single):
         assert torch.equal(x1, x2) and torch.equal(y1, y2)
     assert len(list(loader)) == 3 and loader.epoch == 2  # persistent workers, second epoch
+
+
+@pytest.mark.parametrize("ending", ["exit", "exception"])
+def test_a_script_holding_a_loader_with_workers_exits(labeled, tmp_path, ending):
+    # the workers ignore SIGTERM (a stop is the trainer's to make), which multiprocessing sends
+    # them at interpreter exit: a script that still held the loader never exited
+    script = tmp_path / "hold.py"
+    script.write_text(textwrap.dedent(f"""
+        from fastgan.data import make_loader
+        loader = make_loader({str(labeled)!r}, resolution=16, batch_size=4, backend="cpu",
+                             device="cpu", num_workers=2, verbose=False)
+        x, y = next(iter(loader))
+        print("one batch", flush=True)
+        if {ending == "exception"!r}:
+            raise RuntimeError("the user's loop failed")
+    """))
+    try:
+        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                           cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the script did not exit in 120 s after its last line")
+    assert r.stdout == "one batch\n"
+    assert r.returncode == (1 if ending == "exception" else 0), r.stderr[-2000:]
 
 
 def test_auto_choice_and_message(labeled, capsys):
