@@ -152,8 +152,9 @@ class Source:
 
     def _list_folder(self):
         """({name: size}, [prepared files]) of the folder. Symbolic links are followed (a
-        class folder may be a link to images elsewhere), each real folder once (a link back
-        up the tree is not a loop); a file that cannot be sized (a broken link) is listed with
+        class folder may be a link to images elsewhere), each real folder once, the first in
+        sorted order (a link back up the tree is not a loop; of two names for one folder, the
+        same one on every machine, whatever order the file system lists them in); a file that cannot be sized (a broken link) is listed with
         size 0 and found unreadable by the check; a folder that cannot be listed is refused
         (its images would silently be missing, a class's labels with them)."""
         out, ignored, seen = {}, [], {os.path.realpath(self.path)}
@@ -163,7 +164,7 @@ class Source:
 
         for dirpath, dirnames, filenames in os.walk(self.path, onerror=refuse, followlinks=True):
             kept = []
-            for d in dirnames:
+            for d in sorted(dirnames):
                 real = os.path.realpath(os.path.join(dirpath, d))
                 if not _hidden(d) and real not in seen:
                     seen.add(real)

@@ -63,18 +63,25 @@ def digits(root=None):
         pixels = np.rint(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
         for i, (img, label) in enumerate(zip(pixels, d.target)):
             Image.fromarray(img, "L").resize((SIZE, SIZE), Image.BILINEAR).save(tmp / str(label) / f"{i}.png")
-        if final.exists():  # incomplete (files deleted by hand): move it aside, then replace
+        # Another process (a DDP rank on a fresh machine) may have finished first and be
+        # reading its folder: a complete folder is never replaced, and an incomplete one
+        # (files deleted by hand) is moved aside and deleted only once ours is in its place.
+        if _complete(final):
+            return final
+        stale = None
+        if final.exists():
             stale = Path(tempfile.mkdtemp(prefix=".digits-stale-", dir=base))
             try:
                 final.rename(stale / "digits")
             except OSError:
                 pass  # another process moved it first
-            shutil.rmtree(stale, ignore_errors=True)
         try:
             tmp.rename(final)
         except OSError:
             if not _complete(final):  # lost the race to a writer whose result is broken
                 raise
+        if stale is not None:
+            shutil.rmtree(stale, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final

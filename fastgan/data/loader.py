@@ -6,7 +6,9 @@ marks. The "cache" backend gathers straight from the whole dataset held on the d
 decoding backends ("dali", "nvjpeg", "cpu") decode each batch to uint8 first.
 
 Order. Epoch e visits torch.randperm(n, generator seeded with seed * 1_000_003 + e)
-(arange(n) with shuffle=False), trimmed to a multiple of world_size; shard (rank, world)
+(with shuffle=False: arange(n), rolled by e * (n % world_size) when world_size does not
+divide n, so that the samples the trim leaves out differ from epoch to epoch, as they do
+shuffled), trimmed to a multiple of world_size; shard (rank, world)
 takes positions rank, rank + world, ...: disjoint, equal shards that together cover the
 epoch once. The flip mask is drawn per epoch position on the output device, from a
 generator seeded with seed * 1_000_003 + e + 2**32, so a shard's flips are those of the
@@ -135,8 +137,8 @@ class ImageLoader(Position):
         if self.shuffle:
             g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
             order = torch.randperm(n, generator=g)
-        else:
-            order = torch.arange(n)
+        else:  # the trimmed n % world differ by epoch (the same ones every epoch before)
+            order = torch.arange(n).roll(-((epoch * (n % world)) % n))
         take = slice(self.rank, self.num_samples * world, world)
         order = order[take].contiguous()
         dev = self._data.device if self._data is not None else self.device
@@ -144,7 +146,8 @@ class ImageLoader(Position):
         order_dev = order.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else order
         flips = None
         if self.flip:
-            g = torch.Generator(dev).manual_seed(_epoch_seed(self.seed, epoch) + _FLIP_SEED_OFFSET)
+            v = _epoch_seed(self.seed, epoch) + _FLIP_SEED_OFFSET  # in the 64 bits a generator takes
+            g = torch.Generator(dev).manual_seed(v if v < 2**64 else v & (2**64 - 1))
             flips = (torch.rand(self.num_samples * world, generator=g, device=dev) < 0.5)[take].contiguous()
         # one hand-over per batch for all of them: the stream that makes the plan has waited
         # for the labels and the index (self._own), so a wait for it waits for those too

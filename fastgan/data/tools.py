@@ -43,6 +43,8 @@ def prepare(path, out, *, resolution=64, crop=None, channels=3, overwrite=False,
     path = _source_path(path)
     if prepared.is_prepared(path):
         raise ValueError(f"{str(path)!r} is already a prepared file")
+    if out.exists() and os.path.samefile(out, path):  # even with overwrite: the images would be lost
+        raise ValueError(f"out {str(out)!r} is the dataset itself; name another file")
     check_image_settings(resolution, crop, channels)
     if out.exists() and not overwrite:  # before the scan, not after it
         raise ValueError(f"{str(out)!r} exists; pass --overwrite (overwrite=True) to replace it")

@@ -266,6 +266,45 @@ def test_symlinked_class_folders_are_followed_once(tmp_path, capsys):
     assert "bad        cats/broken.jpg: unreadable" in capsys.readouterr().out
 
 
+def test_two_names_for_one_class_folder_keep_the_first_in_sorted_order(tmp_path, monkeypatch):
+    # the file system's listing order must not pick which name (and so the class names and
+    # labels) survives: here the listing is reversed
+    import os
+
+    root = tmp_path / "set"
+    for cls in ("b_real", "c_other"):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            (root / cls / f"{i}.jpg").write_bytes(_image(seed=i))
+    os.symlink(root / "b_real", root / "a_link")
+    scandir = os.scandir
+
+    def reversed_listing(path="."):
+        class Listing:  # what os.scandir returns: an iterator and a context manager
+            def __init__(self):
+                with scandir(path) as it:
+                    self.entries = iter(sorted(it, key=lambda e: e.name, reverse=True))
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                return next(self.entries)
+
+            def close(self):
+                pass
+        return Listing()
+    monkeypatch.setattr(os, "scandir", reversed_listing)
+    from fastgan.data._scan import Source
+    assert Source(root).classes == ["a_link", "c_other"]
+
+
 def test_settings_that_fit_no_image_are_refused_by_validate(labeled, capsys):
     for flag, value in (("--resolution", "0"), ("--crop", "0"), ("--crop", "-4")):
         assert main(["data", "validate", str(labeled), flag, value]) == 2
@@ -275,6 +314,9 @@ def test_settings_that_fit_no_image_are_refused_by_validate(labeled, capsys):
 
 def test_large_seed_and_a_shard_without_images(labeled):
     x, _ = next(iter(load(labeled, resolution=16, backend="cpu", seed=2**45)))
+    assert x.shape == (4, 3, 16, 16)
+    # a seed whose epoch seed is just below 2^64: the flips' seed (2^32 above it) wraps too
+    x, _ = next(iter(load(labeled, resolution=16, backend="cpu", seed=18446688733643, flip=True)))
     assert x.shape == (4, 3, 16, 16)
     with pytest.raises(ValueError, match=r"shard 0 of 16 has 0 images, since its 12 usable images are "
                                          r"fewer than the 16 processes"):

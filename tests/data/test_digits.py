@@ -1,4 +1,5 @@
 """The built-in digits: written once as PNGs, reused, loaded through the normal path."""
+import importlib
 import os
 
 import torch
@@ -16,6 +17,20 @@ def test_digits_written_once(tmp_path):
     os.unlink(files[5])
     assert len(list(digits(tmp_path).glob("*/*.png"))) == 1797                 # incomplete: rebuilt
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]       # no temp folders left
+
+
+def test_a_folder_another_process_completed_meanwhile_is_not_replaced(tmp_path, monkeypatch):
+    # Processes starting together (DDP ranks on a fresh machine) each write the digits; one
+    # that finishes second must not move aside and delete the folder the first one returned
+    # and is reading. Here the folder is complete by the time this call has written its own.
+    module = importlib.import_module("fastgan.data.digits")  # fastgan.data.digits is also the function
+    root = digits(tmp_path)
+    inode = root.stat().st_ino
+    real, calls = module._complete, []
+    monkeypatch.setattr(module, "_complete", lambda f: bool(calls.append(f)) or (len(calls) > 1 and real(f)))
+    assert digits(tmp_path) == root and len(calls) == 2  # wrote its own, saw the other's, kept it
+    assert root.stat().st_ino == inode
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # its own is gone
 
 
 def test_the_digits_folder_has_the_mode_the_umask_gives(tmp_path):

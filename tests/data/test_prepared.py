@@ -56,6 +56,14 @@ def test_refuses_to_overwrite(made, source):
     assert not list(made.parent.glob(".*.tmp"))  # no temporary file left behind
 
 
+def test_the_dataset_itself_as_out_is_refused_even_with_overwrite(source, tmp_path, zip_folder):
+    archive = zip_folder(source, tmp_path / "set.zip")
+    before = archive.read_bytes()
+    with pytest.raises(ValueError, match=r"out '.*set\.zip' is the dataset itself; name another file"):
+        prepare(archive, archive, resolution=16, overwrite=True, progress=False)
+    assert archive.read_bytes() == before
+
+
 def test_other_settings_refused(made):
     for kw, word in (({"resolution": 64}, "resolution=32"), ({"resolution": 32, "crop": 128}, "crop=None"),
                      ({"resolution": 32, "channels": 1}, "channels=3")):
