@@ -193,7 +193,10 @@ def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, *, a
     the step with whatever it holds). clip: the WGAN bound, None or < 0 for none.
     grad_scale, found_inf: loss scaling (see the module doc; what torch.amp.GradScaler
     hands an optimizer whose step supports it), None for none.
-    backend: as every fastgan op (None: the default of fastgan.set_backend).
+    backend: as every fastgan op (None: the default of fastgan.set_backend). A list with a
+    parameter the kernels cannot walk as a flat range (not dense, or a state or gradient
+    strided otherwise: fusable() says) takes the reference's step whatever the backend: the
+    update is in place, so a copy would not do.
     """
     clip = -1.0 if clip is None else clip
     params, lists = _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
