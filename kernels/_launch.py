@@ -33,3 +33,23 @@ def _sm_count(device):
 def target_programs(device):
     """Programs a reduction aims for: ~4 per SM on a GPU (even at batch 1 or 3 channels)."""
     return 4 * _sm_count(device) if device.type == "cuda" else CPU_PROGRAMS
+
+
+def on_tensors_device(fn):
+    """fn (a Triton op's body) run with the device of its first tensor argument (or first
+    tensor of a list argument) current when that is a CUDA device. Triton launches on the
+    current device and its current stream: for tensors on cuda:1 while cuda:0 is current it
+    would run on the wrong GPU (an illegal address, or an unordered read across them), as
+    CUDA code does without a device guard."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        for a in (*args, *kwargs.values()):
+            if isinstance(a, (list, tuple)) and a and isinstance(a[0], torch.Tensor):
+                a = a[0]
+            if isinstance(a, torch.Tensor):
+                if a.is_cuda and a.device.index != torch.cuda.current_device():
+                    with torch.cuda.device(a.device):
+                        return fn(*args, **kwargs)
+                break
+        return fn(*args, **kwargs)
+    return run

@@ -26,7 +26,7 @@ channels_last.
   r = (1 - momentum) * r + momentum * s in T, rounded once to r's dtype.
 - Elementwise passes walk the numel elements linearly (as kernels/bias_leaky_relu.py),
   loading three per-channel T values per element from a (C,) workspace.
-- momentum, 1 - momentum, eps, slope, n and n - 1 travel in a cached T tensor (a float
+- momentum, 1 - momentum, eps, slope, n and n / (n - 1) travel in a cached T tensor (a float
   argument would be float32); elementwise and finalize kernels launch with
   enable_fp_fusion=False (see kernels/penalty.py).
 """
@@ -49,7 +49,7 @@ _INT32_LIMIT = 2**31 - 1
 
 # Indices into the hyper tensor (T), each value computed in double and rounded once
 # (tl.constexpr: a compiled kernel may read no other global).
-_SLOPE, _MOMENTUM, _ONE_MINUS_MOMENTUM, _EPS, _N, _N_MINUS_1 = (tl.constexpr(i) for i in range(6))
+_SLOPE, _MOMENTUM, _ONE_MINUS_MOMENTUM, _EPS, _N, _UNBIAS = (tl.constexpr(i) for i in range(6))
 
 
 @triton.jit
@@ -58,7 +58,11 @@ def _chan(n_a, mean_a, m2_a, n_b, mean_b, m2_b, COMPUTE: tl.constexpr):
     n = n_a + n_b
     w = _div(n_b, tl.maximum(n, 1), COMPUTE)  # n_b / n, 0 when both are empty
     delta = mean_b - mean_a
-    return n, mean_a + delta * w, m2_a + m2_b + delta * delta * n_a * w
+    merged = m2_a + m2_b + delta * delta * n_a * w
+    # an empty side leaves the other as it is (CUDA's Welford::merge): delta * delta may be
+    # inf (a mean past sqrt(FLT_MAX)) and inf * 0 is NaN
+    mean = tl.where(n_a == 0, mean_b, tl.where(n_b == 0, mean_a, mean_a + delta * w))
+    return n, mean, tl.where(n_a == 0, m2_b, tl.where(n_b == 0, m2_a, merged))
 
 
 @triton.jit
@@ -141,7 +145,7 @@ def _stats_finalize_kernel(mean_p_ptr, m2_p_ptr, rm_ptr, rv_ptr, w_ptr, b_ptr, h
         n_t = tl.load(hyper_ptr + _N)
         var = _div(m2, n_t, COMPUTE)
         if HAS_RUNNING:
-            unbiased = _div(var * n_t, tl.load(hyper_ptr + _N_MINUS_1), COMPUTE)
+            unbiased = var * tl.load(hyper_ptr + _UNBIAS)  # var * round(n / (n - 1)), as CUDA, C++, torch
             keep = tl.load(hyper_ptr + _ONE_MINUS_MOMENTUM)
             momentum = tl.load(hyper_ptr + _MOMENTUM)
             rm = tl.load(rm_ptr + c, mask=c_mask).to(COMPUTE)
@@ -263,9 +267,9 @@ def _grad_x_kernel(go_ptr, out_ptr, x_ptr, mean_ptr, invstd_ptr, coef_ptr, hyper
 
 @device_constant
 def _hyper(slope, momentum, eps, n, compute, device):
-    """[slope, momentum, 1 - momentum, eps, n, n - 1] in T on the device (cached), each
+    """[slope, momentum, 1 - momentum, eps, n, n / (n - 1)] in T on the device (cached), each
     computed in double and rounded once."""
-    values = [slope, momentum, 1.0 - momentum, eps, float(n), float(n - 1)]
+    values = [slope, momentum, 1.0 - momentum, eps, float(n), n / (n - 1) if n > 1 else float("inf")]
     return torch.tensor(values, dtype=compute).to(device)
 
 

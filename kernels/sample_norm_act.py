@@ -205,7 +205,7 @@ def _channel_total(cp_ptr, q, rows, channels, c, c_mask, COMPUTE: tl.constexpr,
     for r0 in range(0, rows, FIN_BLOCK_R):
         r = tl.arange(0, FIN_BLOCK_R).to(tl.int64) + r0
         mask = (r < rows)[:, None] & c_mask[None, :]
-        at = (q * rows + r)[:, None] * channels + c[None, :]
+        at = (q * tl.cast(rows, tl.int64) + r)[:, None] * channels + c[None, :]  # q * rows may pass 2^31
         acc += tl.sum(tl.load(cp_ptr + at, mask=mask, other=0), axis=0)
     return acc
 
@@ -417,7 +417,7 @@ def _double_sums_kernel(ggx_ptr, ggw_ptr, go_ptr, out_ptr, x_ptr, w_ptr, mean_pt
             if CHANNEL:
                 tl.store(cp_ptr + row * channels + c, sum_g, mask=c_mask)
                 tl.store(cp_ptr + (rows + row) * channels + c, sum_gx, mask=c_mask)
-                tl.store(cp_ptr + (2 * rows + row) * channels + c, sum_gg, mask=c_mask)
+                tl.store(cp_ptr + (2 * tl.cast(rows, tl.int64) + row) * channels + c, sum_gg, mask=c_mask)
             s1 += tl.sum(tl.sum(acc_s1, axis=1), axis=0)
             s2 += tl.sum(tl.sum(acc_s2, axis=1), axis=0)
             if HAS_WEIGHT:
@@ -508,8 +508,9 @@ def _double_apply_kernel(ggx_ptr, ggw_ptr, ggb_ptr, go_ptr, out_ptr, x_ptr, w_pt
                     mask = r_mask[:, None] & c_mask[None, :]
                     cat = r[:, None] * channels + c[None, :]
                     sum_g = tl.load(cp_ptr + cat, mask=mask, other=0)
-                    sum_gx = tl.load(cp_ptr + rows * channels + cat, mask=mask, other=0)
-                    sum_gg = tl.load(cp_ptr + 2 * rows * channels + cat, mask=mask, other=0)
+                    plane = tl.cast(rows, tl.int64) * channels  # i32 arguments: their product in int64
+                    sum_gx = tl.load(cp_ptr + plane + cat, mask=mask, other=0)
+                    sum_gg = tl.load(cp_ptr + 2 * plane + cat, mask=mask, other=0)
                     term = rstd[:, None] * (sum_gg - q1[:, None] * sum_g - q2[:, None] * sum_gx)
                     acc += tl.sum(tl.where(mask, term, 0), axis=0)
             tl.store(dw_ptr + c, acc, mask=c_mask)

@@ -33,6 +33,7 @@ import torch
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
+from fastgan.kernels._launch import on_tensors_device
 from fastgan._autograd import Function
 from fastgan.kernels._layout import copy_like, is_dense
 from fastgan.ops import _checks, _vmap
@@ -84,6 +85,7 @@ if _ext.has_op("batch_norm_act"):
 if kernels.error() is None:
     @torch.library.custom_op("fastgan::batch_norm_act_triton",
                              mutates_args=("running_mean", "running_var"))
+    @on_tensors_device
     def _forward_triton(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
                         running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
                         use_batch_stats: bool, momentum: float, eps: float,
@@ -92,6 +94,7 @@ if kernels.error() is None:
                                                      use_batch_stats, momentum, eps, negative_slope)
 
     @torch.library.custom_op("fastgan::batch_norm_act_backward_triton", mutates_args=())
+    @on_tensors_device
     def _backward_triton(grad_out: torch.Tensor, out: torch.Tensor, x: torch.Tensor,
                          weight: torch.Tensor | None, mean: torch.Tensor, invstd: torch.Tensor,
                          use_batch_stats: bool,

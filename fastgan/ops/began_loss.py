@@ -18,6 +18,7 @@ import functools
 import torch
 
 from fastgan import _backend, _ext, kernels
+from fastgan.kernels._launch import on_tensors_device
 from fastgan._autograd import Function
 from fastgan.kernels._layout import copy_like, is_dense, same_walk
 from fastgan.ops import _checks, _vmap
@@ -58,6 +59,7 @@ if _ext.has_op("began_loss"):
 
 if kernels.error() is None:
     @torch.library.custom_op("fastgan::began_loss_triton", mutates_args=())
+    @on_tensors_device
     def _forward_triton(real: torch.Tensor, real_recon: torch.Tensor, fake: torch.Tensor,
                         fake_recon: torch.Tensor, k: torch.Tensor, gamma: float,
                         lambda_k: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
@@ -65,6 +67,7 @@ if kernels.error() is None:
         return kernels.began_loss.began_loss(real, real_recon, fake, fake_recon, k, gamma, lambda_k)
 
     @torch.library.custom_op("fastgan::began_loss_backward_triton", mutates_args=())
+    @on_tensors_device
     def _backward_triton(real: torch.Tensor, real_recon: torch.Tensor, fake: torch.Tensor,
                          fake_recon: torch.Tensor, k: torch.Tensor, d_dloss: torch.Tensor,
                          d_gloss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,

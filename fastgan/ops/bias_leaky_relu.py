@@ -30,6 +30,7 @@ import torch
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
+from fastgan.kernels._launch import on_tensors_device
 from fastgan._autograd import Function
 from fastgan.kernels._layout import copy_like, is_dense
 from fastgan.ops import _checks, _vmap
@@ -63,6 +64,7 @@ if _ext.has_op("bias_leaky_relu"):
 
 if kernels.error() is None:
     @torch.library.custom_op("fastgan::bias_leaky_relu_triton", mutates_args=())
+    @on_tensors_device
     def _forward_triton(x: torch.Tensor, bias: torch.Tensor | None,
                         negative_slope: float) -> torch.Tensor:
         # the kernel reads bias[c] at offset c: a strided bias (a column of a batched bias
@@ -71,6 +73,7 @@ if kernels.error() is None:
         return kernels.bias_leaky_relu.bias_leaky_relu(x, bias, negative_slope)
 
     @torch.library.custom_op("fastgan::leaky_relu_backward_triton", mutates_args=())
+    @on_tensors_device
     def _backward_triton(grad: torch.Tensor, out: torch.Tensor,
                          negative_slope: float) -> torch.Tensor:
         return kernels.bias_leaky_relu.leaky_relu_backward(grad, out, negative_slope)

@@ -14,6 +14,7 @@ clamped too, through ATen.
 import torch
 
 from fastgan import _backend, _ext, kernels
+from fastgan.kernels._launch import on_tensors_device
 from fastgan.ops import _checks
 
 OP = _backend.Op("clip_weights_", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
@@ -27,6 +28,7 @@ def clip_weights_reference(tensors, c):
 
 if kernels.error() is None:
     @torch.library.custom_op("fastgan::clip_weights_triton_", mutates_args=("tensors",))
+    @on_tensors_device
     def _clip_weights_triton(tensors: list[torch.Tensor], c: float) -> None:
         kernels.clip_weights.clip_weights_(tensors, c)
 

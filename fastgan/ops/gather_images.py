@@ -24,6 +24,7 @@ in its sample (one compare per pixel), which a loss then makes visible.
 import torch
 
 from fastgan import _backend, _ext, kernels
+from fastgan.kernels._launch import on_tensors_device
 
 OP = _backend.Op("gather_images", auto={"cuda": ("cuda", "triton"), "cpu": ("cpp",)})
 OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -66,6 +67,7 @@ if _ext.has_op("gather_images"):
 
 if kernels.error() is None:
     @torch.library.custom_op("fastgan::gather_images_triton", mutates_args=())
+    @on_tensors_device
     def _gather_triton(data: torch.Tensor, index: torch.Tensor, flip: torch.Tensor | None,
                        dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
         return kernels.gather_images.gather_images(data, index, flip, dtype, channels_last)

@@ -23,6 +23,7 @@ PyTorch, differentiated by autograd.
 import torch
 
 from fastgan import _backend, _ext, kernels
+from fastgan.kernels._launch import on_tensors_device
 from fastgan._autograd import Function
 from fastgan.kernels._layout import copy_like, is_dense
 from fastgan.ops import _checks, _vmap
@@ -70,16 +71,19 @@ if _ext.has_op("penalty_forward"):
 
 if kernels.error() is None:
     @torch.library.custom_op("fastgan::penalty_forward_triton", mutates_args=())
+    @on_tensors_device
     def _forward_triton(grad: torch.Tensor, weight: float, center: float,
                         eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         return kernels.penalty.penalty_forward(grad, weight, center, eps)
 
     @torch.library.custom_op("fastgan::penalty_backward_triton", mutates_args=())
+    @on_tensors_device
     def _backward_triton(grad: torch.Tensor, sumsq: torch.Tensor, dout: torch.Tensor,
                          weight: float, center: float, eps: float) -> torch.Tensor:
         return kernels.penalty.penalty_backward(grad, sumsq, dout, weight, center, eps)
 
     @torch.library.custom_op("fastgan::penalty_double_backward_triton", mutates_args=())
+    @on_tensors_device
     def _double_backward_triton(grad: torch.Tensor, sumsq: torch.Tensor, dout: torch.Tensor,
                                 ggrad: torch.Tensor, weight: float, center: float,
                                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,6 +35,7 @@ import numbers
 import torch
 
 from fastgan import _backend, _ext, kernels
+from fastgan.kernels._launch import on_tensors_device
 from fastgan.ops import _checks
 from fastgan.kernels._layout import is_dense, same_walk
 from fastgan.ops.clip_weights import clip_weights_reference
@@ -104,6 +105,7 @@ if kernels.error() is None:
     @torch.library.custom_op("fastgan::rmsprop_clip_triton_",
                              mutates_args=("params", "grads", "square_avgs", "momentum_bufs",
                                            "grad_avgs"))
+    @on_tensors_device
     def _rmsprop_clip_triton(params: list[torch.Tensor], grads: list[torch.Tensor],
                              square_avgs: list[torch.Tensor], momentum_bufs: list[torch.Tensor],
                              grad_avgs: list[torch.Tensor], lr: torch.Tensor, alpha: float,

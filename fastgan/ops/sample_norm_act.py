@@ -41,6 +41,7 @@ import torch
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from fastgan import _backend, _ext, kernels
+from fastgan.kernels._launch import on_tensors_device
 from fastgan._autograd import Function
 from fastgan.ops import _checks, _vmap
 from fastgan.ops.bias_leaky_relu import channel_view, engine_wants_grad
@@ -189,11 +190,13 @@ for _name, _fake in zip(_NAMES, _FAKES):
 _triton_ops = None
 if kernels.error() is None:
     @torch.library.custom_op("fastgan::sample_norm_act_triton", mutates_args=())
+    @on_tensors_device
     def _forward_triton(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
                         eps: float, negative_slope: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return kernels.sample_norm_act.sample_norm_act(x, weight, bias, eps, negative_slope)
 
     @torch.library.custom_op("fastgan::sample_norm_act_backward_triton", mutates_args=())
+    @on_tensors_device
     def _backward_triton(grad_out: torch.Tensor, out: torch.Tensor, x: torch.Tensor,
                          weight: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor,
                          negative_slope: float,
@@ -202,6 +205,7 @@ if kernels.error() is None:
                                                                 negative_slope, channel_grads)
 
     @torch.library.custom_op("fastgan::sample_norm_act_double_backward_triton", mutates_args=())
+    @on_tensors_device
     def _double_backward_triton(ggx: torch.Tensor | None, ggw: torch.Tensor | None,
                                 ggb: torch.Tensor | None, grad_out: torch.Tensor, out: torch.Tensor,
                                 x: torch.Tensor, weight: torch.Tensor | None, mean: torch.Tensor,

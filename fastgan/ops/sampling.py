@@ -25,6 +25,7 @@ computes the same numbers from the same seed, so a seed gives the same x on ever
 import torch
 
 from fastgan import _backend, _ext, kernels
+from fastgan.kernels._launch import on_tensors_device
 from fastgan.kernels._layout import copy_like, is_dense, same_walk
 from fastgan.ops import _checks, _philox
 from fastgan.ops.penalty import compute_dtype, samples_contiguous
@@ -86,10 +87,12 @@ if _ext.has_op("interpolate"):
 
 if kernels.error() is None:
     @torch.library.custom_op("fastgan::interpolate_triton", mutates_args=())
+    @on_tensors_device
     def _interpolate_triton(real: torch.Tensor, fake: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
         return kernels.penalty_sampling.interpolate(real, fake, seed)
 
     @torch.library.custom_op("fastgan::perturb_triton", mutates_args=())
+    @on_tensors_device
     def _perturb_triton(real: torch.Tensor, scale: torch.Tensor, seed: torch.Tensor, lo: float,
                         hi: float) -> torch.Tensor:
         return kernels.penalty_sampling.perturb(real, scale, seed, lo, hi)

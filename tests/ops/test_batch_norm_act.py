@@ -92,6 +92,34 @@ def test_large_mean_keeps_the_variance(backend_device):
     assert n > 1
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # Triton's interpreter: the unused branch
+def test_a_channel_past_the_square_root_of_float32s_max(backend_device):
+    # a constant channel of 2e19: (mean difference)^2 overflows float32 when partial
+    # statistics merge, and Triton's merge multiplied that inf by an empty side's count of 0
+    backend, device = backend_device
+    x = _x((2, 3, 4, 4), "nchw", torch.float32, device)
+    x[:, 0] = 2e19
+    out = {}
+    for be in (backend, "reference"):
+        rm, rv = torch.zeros(3, device=device), torch.ones(3, device=device)
+        y = batch_norm_act(x, None, None, rm, rv, backend=be)
+        out[be] = (y, rm, rv)
+    y, rm, rv = out[backend]
+    assert not y.isnan().any() and not rv.isnan().any()
+    torch.testing.assert_close(rv, out["reference"][2], rtol=1e-6, atol=0)
+
+
+def test_the_unbiased_running_variance_rounds_as_torchs(backend_device):
+    # integers: the batch variance is exact; the running update is var * round(n / (n - 1)),
+    # the factor rounded once, in every backend (Triton divided var * n by n - 1: 1 ulp off)
+    backend, device = backend_device
+    x = torch.randint(-8, 9, (2, 6, 2, 2), generator=torch.Generator().manual_seed(5)).float().to(device)
+    rm, rv = torch.zeros(6, device=device), torch.zeros(6, device=device)
+    batch_norm_act(x, None, None, rm, rv, momentum=1.0, backend=backend)
+    var = x.transpose(0, 1).reshape(6, -1).var(dim=1, correction=0)
+    assert torch.equal(rv, var * torch.tensor(8 / 7, dtype=torch.float32))
+
+
 def test_a_nan_in_a_channel_reaches_its_statistics(backend_device):
     # NaN propagates into the channel's mean, invstd and running statistics as the
     # reference's torch.var_mean does (a clamp of the variance at 0 made it 0 on the CPU:
