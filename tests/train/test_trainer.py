@@ -674,7 +674,8 @@ def test_an_eval_ref_file_of_other_images_fails_before_the_run_starts(tmp_path):
     ref = evaluate.reference_stats("digits", net, resolution=8, channels=1, num=2, batch_size=2,
                                    cache_root=tmp_path / "cache", progress=False, verbose=False)["path"]
     with pytest.raises(ValueError, match="holds statistics of images at resolution=8; the images scored "
-                                         "are at resolution=16"):
+                                         "are at resolution=16"), \
+            pytest.warns(UserWarning, match="are not the standard pt_inception"):  # random weights
         _train(tmp_path, "dcgan", steps=2, eval_every=1, metrics="fid", eval_ref=ref,
                inception=str(tmp_path / "inception.pth"))
     assert not (tmp_path / "run").exists()
