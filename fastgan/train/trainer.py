@@ -826,7 +826,7 @@ class Trainer:
         torch._foreach_zero_(list(self._sums.values()))
         self._counts, self._norms = {}, {}
         self.history.append({"step": self.step, **row})
-        self.logger.scalars(self.step, row)
+        self._main_does(f"writing the log of step {self.step}", self.logger.scalars, self.step, row)
         self.model.on_log(self.step, row)
         return row
 

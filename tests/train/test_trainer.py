@@ -342,6 +342,11 @@ _FAILING_RANK0_SCRIPT = textwrap.dedent("""
         def full_disk(*args, **kwargs):
             raise OSError(28, "No space left on device")
         trainer.ckpt.save_checkpoint = full_disk
+    if where == "log" and os.environ["RANK"] == "0":
+        from fastgan.train.logging import RunLogger
+        def full_disk(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+        RunLogger.scalars = full_disk
     model = models.build("wgan-gp", resolution=16, channels=1, g_width=4, d_width=4, z_dim=8, batch_size=8)
     try:
         trainer.Trainer(model, None, {"steps": 4, "out": run, "ckpt_every": 2, "progress": False,
@@ -354,7 +359,8 @@ _FAILING_RANK0_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("where, theirs, failed", [
     ("run-dir", "ValueError", "checking its run directory"),
-    ("checkpoint", "OSError", "writing the checkpoint of step 2")])
+    ("checkpoint", "OSError", "writing the checkpoint of step 2"),
+    ("log", "OSError", "writing the log of step 4")])
 def test_an_error_on_process_0_alone_stops_the_others(tmp_path, where, theirs, failed):
     # two processes started as srun would (no torchrun to end the others when one fails).
     # Rank 0 alone checks and writes the run directory; when that fails, rank 1 must stop
@@ -387,7 +393,10 @@ def test_an_error_on_process_0_alone_stops_the_others(tmp_path, where, theirs, f
     assert last[0].startswith(f"{theirs}:"), errs[0][-2000:]
     assert last[1] == (f"RuntimeError: process 0 failed {failed} (its error is in its output); "
                        "process 1 stops too"), errs[1][-2000:]
-    assert (run / "someone_elses.txt").is_file() if where == "run-dir" else not list_checkpoints(run)
+    if where == "run-dir":
+        assert (run / "someone_elses.txt").is_file()
+    elif where == "checkpoint":
+        assert not list_checkpoints(run)
 
 
 def _bare_trainer(monkeypatch, world, rank, local, device):
