@@ -47,11 +47,12 @@ Where the time goes (item 4): `--profile-steps` more iterations under torch.prof
 CUDA, every kernel of the trace is classified by is_math_kernel() (the rule is its
 docstring) as convolution/GEMM or other; reported per iteration: conv+GEMM kernel time,
 other kernel time, kernels run and host launches (the runtime's launch calls: a CUDA graph
-counts once however many kernels it replays), and step time / conv+GEMM time, where the step time is
-the timed median (the profiler's own overhead is left out). On a CPU the same code runs
-with CPU activities only: dispatcher ops (aten::, fastgan:: ...) called from Python or
-autograd (no op above them) are counted instead of kernels, and conv+GEMM time is the inclusive time of the outermost
-convolution-family and matrix-multiply aten ops (aten_breakdown()).
+counts once however many kernels it replays), and step time / conv+GEMM time, where the
+step time is the timed median (the profiler's own overhead is left out). On a CPU the same
+code runs with CPU activities only: dispatcher ops (aten::, fastgan:: ...) called from
+Python or autograd (no op above them) are counted instead of kernels, and conv+GEMM time
+is the inclusive time of the outermost convolution-family and matrix-multiply aten ops
+(aten_breakdown()).
 
 Time budget of the full GPU run (issue 9, item 5: under 8 minutes). Measured on an H100
 (2026-11-22, benchmarks/results/2026-11-22-NVIDIA-H100-80GB-HBM3-step.md): the five batch-64

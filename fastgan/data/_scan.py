@@ -154,9 +154,10 @@ class Source:
         """({name: size}, [prepared files]) of the folder. Symbolic links are followed (a
         class folder may be a link to images elsewhere), each real folder once, the first in
         sorted order (a link back up the tree is not a loop; of two names for one folder, the
-        same one on every machine, whatever order the file system lists them in); a file that cannot be sized (a broken link) is listed with
-        size 0 and found unreadable by the check; a folder that cannot be listed is refused
-        (its images would silently be missing, a class's labels with them)."""
+        same one on every machine, whatever order the file system lists them in); a file
+        that cannot be sized (a broken link) is listed with size 0 and found unreadable by
+        the check; a folder that cannot be listed is refused (its images would silently be
+        missing, a class's labels with them)."""
         out, ignored, seen = {}, [], {os.path.realpath(self.path)}
 
         def refuse(exc):

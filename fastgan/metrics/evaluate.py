@@ -235,10 +235,11 @@ def _ref_decoder(data, device):
     on the CPU, as PIL does; on a GPU the resize is float32, rounded), and the one that
     backend="auto" would pick depends on the machine (a GPU, DALI or torchvision installed)
     and on the dataset's size ("cache" then decodes with one of them): so the decoder is
-    chosen here, before the cache is looked up, passed to the loader by name, and keyed. (The formats are not looked at, as the loader's choice does:
-    that needs the header check of every file, which a cache hit skips; a dataset of GIFs
-    under "dali" has PIL decode them beside DALI.) A prepared file holds pixels decoded
-    when it was prepared, identified by the file's own size and time: "prepared"."""
+    chosen here, before the cache is looked up, passed to the loader by name, and keyed.
+    (The formats are not looked at, as the loader's choice does: that needs the header
+    check of every file, which a cache hit skips; a dataset of GIFs under "dali" has PIL
+    decode them beside DALI.) A prepared file holds pixels decoded when it was prepared,
+    identified by the file's own size and time: "prepared"."""
     from fastgan.data import DEFAULT_DATASET, loader, prepared
     if data not in (None, DEFAULT_DATASET) and prepared.is_prepared(pathlib.Path(data).expanduser()):
         return "cache", "prepared"

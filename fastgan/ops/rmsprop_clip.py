@@ -173,7 +173,7 @@ def _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
     if clip >= 0:
         clip = _checks.nonnegative(_OP_NAME, "clip", clip)
         _checks.bound_fits(_OP_NAME, "clip", clip, params, label="params")
-    return params, lists
+    return params, lists, float(clip)  # the bound nonnegative() made (-0.0 is 0.0)
 
 
 def fusable(params, *lists):
@@ -201,13 +201,13 @@ def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, *, a
     update is in place, so a copy would not do.
     """
     clip = -1.0 if clip is None else clip
-    params, lists = _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
+    params, lists, clip = _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
                            weight_decay, momentum, centered, clip, grad_scale, found_inf)
     if not params:
         return
     args = (params, lists["grads"], lists["square_avgs"], lists["momentum_bufs"],
             lists["grad_avgs"], lr, float(alpha), float(eps), float(weight_decay),
-            float(momentum), bool(centered), bool(maximize), float(clip) + 0.0, grad_scale, found_inf)
+            float(momentum), bool(centered), bool(maximize), clip, grad_scale, found_inf)
     chosen = OP.resolve(params[0].device, backend)
     if chosen != "reference" and not fusable(params, *lists.values()):
         chosen = "reference"

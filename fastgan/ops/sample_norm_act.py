@@ -320,7 +320,8 @@ def sample_norm_act(x, weight=None, bias=None, *, eps=1e-5, negative_slope=0.0, 
     shift, the activation.
 
     x: (N, C, ...), NCHW or channels_last (other layouts are copied); the output has x's
-    dtype, and its strides where x was not copied. weight, bias: (C,) tensors of any floating dtype and stride, or None.
+    dtype, and its strides where x was not copied. weight, bias: (C,) tensors of any
+    floating dtype and stride, or None.
     Differentiable in x, weight and bias to any order: the backward and the double backward
     (a gradient penalty's) are fused ops, a third order runs as differentiable PyTorch.
     The backward reads the activation's mask from the output (see the module doc).

@@ -59,8 +59,8 @@ from fastgan.train.control import LOCK_NAME, Interrupted, RunLock, StopRequests,
 
 CONFIG_FILE = "config.yaml"
 # How long processes wait for one another in a collective. Evaluation runs on rank 0 while
-# the others wait at a barrier, and its first one also computes the data's reference
-# statistics: longer than NCCL's default of 10 minutes can be (gloo's is 30).
+# the others wait for it (Trainer._main_does), and its first one also computes the data's
+# reference statistics: longer than NCCL's default of 10 minutes can be (gloo's is 30).
 DIST_TIMEOUT = datetime.timedelta(hours=1)
 
 
