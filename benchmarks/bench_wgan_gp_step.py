@@ -5,10 +5,12 @@ gradient penalty at interpolates (critic forward, input gradient with create_gra
 penalty, double backward), Adam (lr 1e-4, betas (0, 0.9)).
   eager          the DCGAN critic in stock modules (Conv2d + LeakyReLU, no BatchNorm),
                  the penalty as public code writes it (torch.autograd.grad,
-                 norm(2, dim=1) over the flattened gradient), torch.optim.Adam
+                 norm(2, dim=1) over the flattened gradient)
   fastgan        fastgan.nn.DCGANCritic (bias + leaky ReLU fused to second order,
-                 fastgan.nn.Conv2d), fastgan.ops.gradient_penalty, Adam(fused=True) (the
-                 trainer's, fastgan.models.dcgan.adam)
+                 fastgan.nn.Conv2d), fastgan.ops.gradient_penalty
+every one with torch.optim.Adam(fused=True), the trainer's (fastgan.models.dcgan.adam): the
+optimizer is not what this compares (until 2026-11-25 eager had the default foreach Adam,
+as in the 2026-11-22 H100 report).
   fastgan-nn.Conv2d  the same with the critic's convolutions retyped as nn.Conv2d: what
                  fastgan.nn.Conv2d saves (PyTorch's backward of zeros in the double backward)
 each in float32 and under bf16 autocast. Batch 64 and 256 on a GPU; 16 on a CPU.
@@ -40,8 +42,7 @@ def _step(impl, amp, device, batch):
         for m in critic.modules():
             if isinstance(m, nn.Conv2d):
                 m.__class__ = nn.Conv2d  # the stock backward (the same weights and forward)
-    kwargs = {"fused": True} if fused else {}
-    opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.0, 0.9), **kwargs)
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.0, 0.9), fused=True)
     real = torch.rand(batch, 3, 64, 64, device=device) * 2 - 1
     fake = torch.rand(batch, 3, 64, 64, device=device) * 2 - 1
     penalty = (lambda: gradient_penalty(critic, real, fake)) if fused else (lambda: _plain_gp(critic, real, fake))

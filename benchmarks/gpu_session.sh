@@ -17,7 +17,7 @@
 #   data      benchmarks/bench_data.py on 20,000 generated CelebA-like JPEGs (nvjpeg with 2, 1 and 4
 #             batches decoding ahead, cache, cpu, plain)
 #   models    every model for 200 steps at 64x64 with --amp from the GPU-resident cache
-#   bench     pytest benchmarks (the kernel benchmarks), JSON + markdown report
+#   bench     the kernel benchmarks, file by file (BENCH_FILES), JSON each + one markdown report
 #   tests     the rest of the test suite (not gpu) with pytest-xdist
 # A lease holds 30 minutes of device time and is given back after ~30 s idle: call `wait`
 # at once after every return (the background job dies with the machine), and name the
@@ -116,12 +116,23 @@ for f in sorted(d.glob("model-*.jsonl")):
 PYEOF
         ;;
       bench)
-        # shellcheck disable=SC2086
-        (cd "$REPO" && stage bench "${BENCH_S:-600}" $PY -P -m pytest benchmarks -q -p no:cacheprovider \
-           --benchmark-json "$FGS/bench.json" --benchmark-columns=median,iqr ${BENCH_ARGS:-})
-        (cd "$REPO" && $PY benchmarks/report.py "$FGS/bench.json" --out "$FGS/bench.md" \
+        # file by file, each with its own JSON, within BENCH_S in all: a file cut off by the
+        # time left loses its own results only (pytest-benchmark writes its JSON at the end).
+        # bench_step_e2e (the step stage's work) and bench_cpu_isa (CPU builds) are left out.
+        mkdir -p "$FGS/bench"
+        local bench_end=$(( $(date +%s) + ${BENCH_S:-600} )) f left
+        for f in ${BENCH_FILES:-penalty wgan_gp_step clip_weights rmsprop_clip conv_bn_act bias_leaky_relu \
+                   began_loss gather_images sampling sample_norm_act resnet fid}; do
+          left=$(( bench_end - $(date +%s) ))
+          if [ "$left" -lt 20 ]; then echo "$(date -u +%H:%M:%S) bench: no time left for bench_$f" >> "$FGS/progress.log"; continue; fi
+          # shellcheck disable=SC2086
+          (cd "$REPO" && stage "bench-$f" "$left" $PY -P -m pytest "benchmarks/bench_$f.py" -q -p no:cacheprovider \
+             --benchmark-json "$FGS/bench/$f.json" --benchmark-columns=median,iqr ${BENCH_ARGS:-})
+        done
+        (cd "$REPO" && $PY benchmarks/report.py "$FGS"/bench/*.json --out "$FGS/bench.md" \
            --title "fastgan kernel benchmarks, $(cat "$FGS/gpu")" --notes "$FGS/env.txt" > "$FGS/report.log" 2>&1)
-        { tail -8 "$FGS/bench.log"; tail -3 "$FGS/report.log"; } > "$FGS/bench-summary.txt" ;;
+        { for f in "$FGS"/bench-*.log; do echo "$(basename "$f"): $(tail -1 "$f")"; done
+          tail -3 "$FGS/report.log"; } > "$FGS/bench-summary.txt" ;;
       tests)
         (cd /tmp && stage tests "${TESTS_S:-600}" $PY -P -m pytest "$REPO/tests" -m "not gpu and not slow" \
            -n "${XDIST:-12}" -q -rfE -p no:cacheprovider $timeout_args)

@@ -20,6 +20,10 @@ loader (benchmarks/baselines/data.py), so what is compared is the step:
                    penalty, .item() every step
     eager-careful  (b) benchmarks/baselines/careful.py: bf16 autocast (on CUDA), channels_last,
                    cudnn.benchmark, fused/foreach optimizers, no host syncs
+    eager-careful-graphs  (b) with its critic step and generator step replayed from CUDA
+                   graphs as fastgan's trainer replays its own (CUDA only; not one of the
+                   issue's baselines: it splits fastgan's speedup into what graphs alone give
+                   plain PyTorch and what fastgan's kernels add)
     compile        (c) (b) with torch.compile on everything first-order (penalty eager)
     fastgan        fastgan.Trainer(model, loader, {"amp": True on CUDA}).train_step(), set up once
 Precision: (b), (c) and fastgan use bf16 autocast on CUDA and float32 on a CPU (where a CPU
@@ -138,6 +142,8 @@ TARGET = {"config": "wgan-gp-dcgan", "resolution": 64, "batch": 64,
           "vs_public": 3.0, "vs_best_plain": 1.7, "step_over_conv": 1.25}
 
 BASELINE, CAREFUL, COMPILED, FASTGAN = "eager-public", "eager-careful", "compile", "fastgan"
+GRAPHED = "eager-careful-graphs"
+CUDA_ONLY = {GRAPHED}
 
 
 # -- fastgan's own step ----------------------------------------------------------------------
@@ -280,8 +286,8 @@ def _fastgan(spec, device, args):
 
 
 #: implementation name -> factory(spec, device, args), in the report's order
-IMPLEMENTATIONS = {BASELINE: _plain(BASELINE), CAREFUL: _plain(CAREFUL), COMPILED: _plain(COMPILED),
-                   FASTGAN: _fastgan}
+IMPLEMENTATIONS = {BASELINE: _plain(BASELINE), CAREFUL: _plain(CAREFUL), GRAPHED: _plain(GRAPHED),
+                   COMPILED: _plain(COMPILED), FASTGAN: _fastgan}
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -559,12 +565,21 @@ def _speed(row):
 
 
 def config_summary(rows):
-    """Speedups of fastgan by gen it/s medians: vs (a), vs the faster of (b) and (c)."""
+    """Speedups of fastgan by gen it/s medians: vs (a), vs the faster of (b) and (c) (the
+    issue's targets), vs (b) replayed from CUDA graphs, and vs the fastest plain loop of all
+    (fastest_plain names it)."""
     by = {r["impl"]: r for r in rows}
     fg, public = _speed(by.get(FASTGAN)), _speed(by.get(BASELINE))
     plain = [s for s in (_speed(by.get(CAREFUL)), _speed(by.get(COMPILED))) if s is not None]
+    graphed = _speed(by.get(GRAPHED))
+    every = {n: _speed(by.get(n)) for n in IMPLEMENTATIONS if n != FASTGAN}
+    every = {n: v for n, v in every.items() if v is not None}
+    fastest = max(every, key=every.get) if every else None
     out = {"fastgan_vs_public": fg / public if fg and public else None,
            "fastgan_vs_best_plain": fg / max(plain) if fg and plain else None,
+           "fastgan_vs_graphed": fg / graphed if fg and graphed else None,
+           "fastgan_vs_fastest_plain": fg / every[fastest] if fg and fastest else None,
+           "fastest_plain": fastest,
            "best_plain": None, "public_fastest": bool(public and plain and public > max(plain))}
     if plain:
         out["best_plain"] = max((CAREFUL, COMPILED), key=lambda n: _speed(by.get(n)) or -1.0)
@@ -827,7 +842,10 @@ def markdown(result):
         s = c["summary"]
         lines += ["", f"## {c['label']} (n_critic {c['n_critic']})", "",
                   f"fastgan vs eager-public: {_fmt(s['fastgan_vs_public'])}x; vs the faster of "
-                  f"eager-careful and compile ({s['best_plain'] or '-'}): {_fmt(s['fastgan_vs_best_plain'])}x", "",
+                  f"eager-careful and compile ({s['best_plain'] or '-'}): {_fmt(s['fastgan_vs_best_plain'])}x; "
+                  f"vs eager-careful replayed from CUDA graphs: {_fmt(s.get('fastgan_vs_graphed'))}x; "
+                  f"vs the fastest plain loop ({s.get('fastest_plain') or '-'}): "
+                  f"{_fmt(s.get('fastgan_vs_fastest_plain'))}x", "",
                   f"| implementation | gen it/s | images/s | ms/it | warm-up s | {launches} | conv/GEMM ms/it "
                   "| other ms/it | step/conv | loss d | loss g | note |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -873,13 +891,14 @@ def _compile_note(counts, cold):
 
 
 def short_table(result):
-    head = ["configuration", BASELINE, CAREFUL, COMPILED, FASTGAN, "vs (a)", "vs best(b,c)", "step/conv"]
+    head = ["configuration", BASELINE, CAREFUL, GRAPHED, COMPILED, FASTGAN, "vs (a)", "vs best(b,c)",
+            "vs fastest plain", "step/conv"]
     lines = ["gen it/s (medians); fastgan's speedups and step/conv", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
     for c in result["configs"]:
         by = {r["impl"]: r for r in c["rows"]}
         cells = [c["label"]]
-        for name in (BASELINE, CAREFUL, COMPILED, FASTGAN):
+        for name in (BASELINE, CAREFUL, GRAPHED, COMPILED, FASTGAN):
             r = by.get(name)
             if r is None:
                 cells.append("-")
@@ -889,7 +908,9 @@ def short_table(result):
                 cells.append(_fmt(r["gen_it_s"]["median"]))
         fg = by.get(FASTGAN)
         ratio = fg.get("profile", {}).get("step_over_conv") if fg and "error" not in fg else None
-        cells += [_fmt(c["summary"]["fastgan_vs_public"]), _fmt(c["summary"]["fastgan_vs_best_plain"]), _fmt(ratio)]
+        s = c["summary"]
+        cells += [_fmt(s["fastgan_vs_public"]), _fmt(s["fastgan_vs_best_plain"]),
+                  _fmt(s.get("fastgan_vs_fastest_plain")), _fmt(ratio)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -953,8 +974,9 @@ def parse_args(argv=None):
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--models", type=_csv("--models", CONFIG_KEYS), default=CONFIG_KEYS,
                    help=f"configurations ({', '.join(CONFIG_KEYS)})")
-    p.add_argument("--impls", type=_csv("--impls", list(IMPLEMENTATIONS)), default=list(IMPLEMENTATIONS),
-                   help=f"implementations ({', '.join(IMPLEMENTATIONS)})")
+    p.add_argument("--impls", type=_csv("--impls", list(IMPLEMENTATIONS)), default=None,
+                   help=f"implementations ({', '.join(IMPLEMENTATIONS)}; default: all, less "
+                        f"{', '.join(sorted(CUDA_ONLY))} off CUDA)")
     p.add_argument("--batches", type=_ints, default=None, help="batch sizes (full: 64,256; small: 8)")
     p.add_argument("--resolution", type=int, choices=(16, 32, 64, 128), default=None)
     p.add_argument("--width", type=int, default=None, help="g_width = d_width (full: 64, the papers'; small: 16)")
@@ -1004,6 +1026,12 @@ def parse_args(argv=None):
         check_device(args.device, "--")  # fastgan's own device check (the trainer's)
     except ValueError as e:
         p.error(str(e))
+    cuda = torch.device(args.device).type == "cuda" if args.device else torch.cuda.is_available()
+    if args.impls is None:
+        args.impls = [n for n in IMPLEMENTATIONS if cuda or n not in CUDA_ONLY]
+    elif not cuda and set(args.impls) & CUDA_ONLY:
+        p.error(f"--impls {','.join(sorted(set(args.impls) & CUDA_ONLY))}: needs a CUDA device "
+                f"(CUDA graphs); this run's device is {args.device or 'cpu'}")
     if args.compile_backend is not None:
         known = sorted(set(torch._dynamo.list_backends(exclude_tags=())) | {CPU_COMPILE_BACKEND, "inductor"})
         if args.compile_backend not in known:

@@ -21,7 +21,12 @@ def _bench(name, group, median, **params):
 
 
 def _speeds(benchmarks):
-    return {name: round(speed, 3) for _, name, _, _, _, speed, _ in report._rows({"benchmarks": benchmarks})}
+    return {name: round(speed, 3) for _, name, _, _, _, speed, _, _ in report._rows({"benchmarks": benchmarks})}
+
+
+def _vs_best(benchmarks):
+    return {row[1]: None if row[-1] is None else round(row[-1], 3)
+            for row in report._rows({"benchmarks": benchmarks})}
 
 
 def test_a_row_is_measured_against_the_eager_row_with_its_other_parameters():
@@ -49,7 +54,28 @@ def test_the_loop_baseline_is_preferred_and_a_group_without_eager_uses_its_slowe
     assert speeds == {"eager-loop-fp32": 1.0, "eager-foreach-fp32": 4.0, "fastgan-cuda-fp32": 8.0,
                       "eigh": 3.0, "sqrtm": 1.0}
     rows = list(report._rows({"benchmarks": [_bench("eigh", "fid", 2.0, impl="eigh")]}))
-    assert rows[0][-1] == " (vs slowest)"
+    assert rows[0][-2] == " (vs slowest)"
+
+
+def test_fastgan_rows_are_also_measured_against_the_fastest_plain_row():
+    """The H100 report's "17.92x" of a clip that was 0.91x the foreach clamp: "vs eager" is
+    against the Python loop, "vs best plain" against the fastest row that is not fastgan's."""
+    g = "clip_weights dcgan float32 cuda"
+    rows = [
+        _bench("eager-loop-fp32", g, 3.4, impl="eager-loop", dtype="float32"),
+        _bench("eager-foreach-fp32", g, 0.175, impl="eager-foreach", dtype="float32"),
+        _bench("torch.compile-fp32", g, 0.25, impl="torch.compile", dtype="float32"),
+        _bench("fastgan-cuda-fp32", g, 0.19, impl="fastgan-cuda", dtype="float32"),
+        _bench("fastgan-cuda-bf16", g, 0.1, impl="fastgan-cuda", dtype="bfloat16"),
+    ]
+    assert _speeds(rows)["fastgan-cuda-fp32"] == round(3.4 / 0.19, 3)
+    # bf16 has no plain row of its own parameters: the fastest plain row of any
+    assert _vs_best(rows) == {"eager-loop-fp32": None, "eager-foreach-fp32": None, "torch.compile-fp32": None,
+                              "fastgan-cuda-fp32": round(0.175 / 0.19, 3), "fastgan-cuda-bf16": 1.75}
+    lines = report.table({"benchmarks": rows}).splitlines()
+    assert lines[0].endswith("| vs eager | vs best plain |")
+    assert f"| {g} | fastgan-cuda-fp32 | 190.0000 | 19.0000 |  | 17.89x | 0.92x |" in lines
+    assert f"| {g} | eager-foreach-fp32 | 175.0000 | 17.5000 |  | 19.43x |  |" in lines
 
 
 def test_the_header_names_the_versions(tmp_path, capsys):
@@ -59,6 +85,24 @@ def test_the_header_names_the_versions(tmp_path, capsys):
     path.write_text(json.dumps(data))
     assert report.main([str(path), "--out", str(tmp_path / "r.md")]) == 0
     assert "- fastgan 0.1.0, torch 2.13.0, device cpu (2 cores)" in (tmp_path / "r.md").read_text()
+
+
+def test_several_files_make_one_report(tmp_path, capsys):
+    """benchmarks/gpu_session.sh writes one JSON per benchmark file (a file cut off by its
+    time limit loses only its own results); the report joins them, header from the first."""
+    first = {"benchmarks": [_bench("eager", "g1", 1.0, impl="eager"), _bench("fastgan-cuda", "g1", 0.5, impl="fastgan-cuda")],
+             "machine_info": {"fastgan": {"device": "first"}}}
+    second = {"benchmarks": [_bench("eager", "g2", 3.0, impl="eager")], "machine_info": {"fastgan": {"device": "second"}}}
+    paths = []
+    for i, data in enumerate((first, second)):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(data))
+    assert report.main([str(p) for p in paths] + ["--out", str(tmp_path / "r.md")]) == 0
+    text = (tmp_path / "r.md").read_text()
+    assert "| g1 | fastgan-cuda | 500.0000 |" in text and "| g2 | eager | 3000.0000 |" in text
+    assert "device first" in text and "device second" not in text
+    with pytest.raises(SystemExit, match="cannot read"):
+        report.main([str(paths[0]), str(tmp_path / "missing.json")])
 
 
 @pytest.mark.parametrize("case, message", [

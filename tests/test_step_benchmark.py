@@ -430,7 +430,8 @@ def test_precision_is_bf16_on_cuda_only(step_e2e):
     assert step_e2e.trainer_settings("cpu", "/tmp", 0, {"amp": True})["amp"] is True
     spec = StepSpec("dcgan", "dcgan", 16, 4, g_width=8, d_width=8)
     args = step_e2e.parse_args(["--device", "cpu"])
-    for name in step_e2e.IMPLEMENTATIONS:
+    assert args.impls == [n for n in step_e2e.IMPLEMENTATIONS if n != step_e2e.GRAPHED]
+    for name in args.impls:
         if name == "compile":
             continue
         impl = step_e2e.IMPLEMENTATIONS[name](spec, torch.device("cpu"), args)
@@ -494,3 +495,32 @@ def test_a_public_loop_faster_than_the_careful_ones_is_said(step_e2e):
     assert "fastgan is 2.45x" in t["note"]
     rows[1]["gen_it_s"]["median"] = 10.0
     assert not step_e2e.config_summary(rows)["public_fastest"]
+
+
+def test_the_summary_splits_the_speedup_with_the_graphed_careful_loop(step_e2e):
+    """fastgan's rows replay CUDA graphs; (b) replayed from graphs (not one of the issue's
+    baselines) says how much of the speedup graphs alone give plain PyTorch, and the fastest
+    plain loop of all is named, whichever it is."""
+    def row(impl, it_s):
+        return {"impl": impl, "gen_it_s": {"median": it_s}}
+    rows = [row(step_e2e.FASTGAN, 52.7), row(step_e2e.BASELINE, 21.5), row(step_e2e.CAREFUL, 16.2),
+            row(step_e2e.GRAPHED, 40.0), row(step_e2e.COMPILED, 15.5)]
+    s = step_e2e.config_summary(rows)
+    assert math.isclose(s["fastgan_vs_best_plain"], 52.7 / 16.2)  # the issue's target: (b), (c) only
+    assert math.isclose(s["fastgan_vs_graphed"], 52.7 / 40.0)
+    assert s["fastest_plain"] == step_e2e.GRAPHED and math.isclose(s["fastgan_vs_fastest_plain"], 52.7 / 40.0)
+    rows[3] = {"impl": step_e2e.GRAPHED, "error": "RuntimeError: capture failed"}
+    s = step_e2e.config_summary(rows)
+    assert s["fastgan_vs_graphed"] is None and s["fastest_plain"] == step_e2e.BASELINE
+    assert math.isclose(s["fastgan_vs_fastest_plain"], 52.7 / 21.5)
+    config = {"label": "wgan-gp-dcgan 64x64 batch 64", "rows": rows, "summary": s}
+    table = step_e2e.short_table({"configs": [config]})
+    assert "| vs fastest plain |" in table and "| error | 15.5 | 52.7 | 2.45 | 3.25 | 2.45 |" in table
+
+
+def test_the_graphed_careful_loop_is_cuda_only(step_e2e):
+    from baselines import CarefulGraphed, StepSpec
+    with pytest.raises(SystemExit):
+        step_e2e.parse_args(["--device", "cpu", "--impls", step_e2e.GRAPHED])
+    with pytest.raises(RuntimeError, match="needs a CUDA device"):
+        CarefulGraphed(StepSpec("dcgan", "dcgan", 16, 4, g_width=8, d_width=8), "cpu")

@@ -22,6 +22,14 @@ optimizers are foreach (not fused) there, so Inductor generates their kernels. T
 penalty stays eager: AOTAutograd does not compile a double backward, so D(x_hat) and its
 input gradient run eagerly on the same critic. Compilation happens in the first calls (the
 benchmark's warm-up); a failure to compile surfaces there and the benchmark records it.
+
+eager-careful-graphs (CUDA only): eager-careful with its critic step and its generator step
+each captured once in a CUDA graph (torch.cuda.graph) and replayed, as fastgan's trainer
+does (fastgan/train/graphs.py): what a careful user gets from graphs without fastgan's
+kernels, so that fastgan's speedup can be split into launch overhead and kernels. The same
+steps, with what capture needs: capturable optimizers, autocast without its weight cache,
+BEGAN's k_t updated in place, real batches copied into one static buffer, three eager
+iterations on a side stream before the capture.
 """
 import torch
 from torch.nn import functional as F
@@ -101,28 +109,36 @@ class EagerCareful(PlainLoop):
 
     # -- one generator iteration ----------------------------------------------------------------
     def step(self):
-        b = self.spec.batch
         for _ in range(self.n_critic):
-            real = next(self.batches)
-            z = self.sample_z(b)
-            with self.autocast():
-                with torch.no_grad():
-                    fake = self.generate(z)
-                loss_d, k_next = self.critic_terms(real, fake, self.k)
-                if self.kind == "wgan-gp":
-                    loss_d = loss_d + self.penalty(real, fake)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.update_d()
-            if k_next is not None:
-                self.k = k_next
-        z = self.sample_z(b)
+            self.critic_step(next(self.batches))
+        self.generator_step()
+
+    def critic_step(self, real):
+        z = self.sample_z(self.spec.batch)
+        with self.autocast():
+            with torch.no_grad():
+                fake = self.generate(z)
+            loss_d, k_next = self.critic_terms(real, fake, self.k)
+            if self.kind == "wgan-gp":
+                loss_d = loss_d + self.penalty(real, fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.update_d()
+        if k_next is not None:
+            self.set_k(k_next)
+        self._loss_d = loss_d.detach()
+
+    def generator_step(self):
+        z = self.sample_z(self.spec.batch)
         with self.autocast():
             loss_g = self.generator_loss(z)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward(inputs=self.g_params)
         self.update_g()
-        self._last = (loss_d.detach(), loss_g.detach())
+        self._last = (self._loss_d, loss_g.detach())
+
+    def set_k(self, k):
+        self.k = k
 
     def losses(self):
         d, g = self._last
@@ -153,3 +169,68 @@ class Compiled(EagerCareful):
         self.generator_loss = torch.compile(self.generator_loss, **kw)
         self.update_d = torch.compile(self.update_d, **kw)
         self.update_g = torch.compile(self.update_g, **kw)
+
+
+class CarefulGraphed(EagerCareful):
+    """eager-careful replayed from two CUDA graphs (see the module docstring)."""
+    name = "eager-careful-graphs"
+    warmup_iterations = 3  # eager, on a side stream (PyTorch's advice: >= 3)
+    min_warmup = 5         # the benchmark's warm-up: those, the capture's iteration, one replay
+
+    def __init__(self, spec, device, *, seed=0):
+        if torch.device(device).type != "cuda":
+            raise RuntimeError("eager-careful-graphs needs a CUDA device (torch.cuda.graph)")
+        super().__init__(spec, device, seed=seed)
+        for opt in (self.opt_d, self.opt_g):  # the step count and its math stay on the device
+            for group in opt.param_groups:
+                group["capturable"] = True
+        self.k = self.k.clone()  # filled in place: a replay reads and writes this tensor
+        self.static_real = None
+        self.graphs = None
+        self._iterations = 0
+
+    def autocast(self):
+        # a captured cast must be recast at every replay: no weight cache across calls
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=False)
+
+    def set_k(self, k):
+        self.k.copy_(k)
+
+    def graphed(self):
+        """Whether the timed steps replayed graphs (the report's note, as fastgan's row)."""
+        return self.graphs is not None
+
+    def step(self):
+        if self.graphs is None and self._iterations < self.warmup_iterations:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                super().step()
+            torch.cuda.current_stream().wait_stream(stream)
+            self._iterations += 1
+            return
+        if self.graphs is None:
+            self._capture(next(self.batches))
+            first = True
+        else:
+            first = False
+        critic, generator = self.graphs
+        for i in range(self.n_critic):
+            if not first or i:  # the capture's batch is in the buffer already
+                self.static_real.copy_(next(self.batches))
+            critic.replay()
+        generator.replay()
+
+    def _capture(self, real):
+        self.static_real = torch.empty_like(real)
+        self.static_real.copy_(real)
+        for opt in (self.opt_d, self.opt_g):
+            opt.zero_grad(set_to_none=True)  # the captured backward allocates the gradients
+        torch.cuda.synchronize()
+        pool = torch.cuda.graph_pool_handle()
+        critic, generator = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        with torch.cuda.graph(critic, pool=pool):
+            self.critic_step(self.static_real)
+        with torch.cuda.graph(generator, pool=pool):
+            self.generator_step()
+        self.graphs = (critic, generator)
