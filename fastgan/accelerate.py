@@ -56,7 +56,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.utils import parametrize
 
 from fastgan import _backend
-from fastgan.nn.blocks import _ConvBNAct, act_slope, fused_conv_bn_act
+from fastgan.nn.blocks import _ConvBNAct, act_slope, fused_conv_bn_act, hooked as _hooked
 from fastgan.nn.activation import LeakyReLU as PenaltyLeakyReLU, ReLU as PenaltyReLU
 from fastgan.nn.conv import Conv2d as PenaltyConv2d
 
@@ -66,7 +66,6 @@ _ACTS = (nn.ReLU, nn.LeakyReLU)
 _BASES = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.LeakyReLU, nn.ReLU)
 _UNCONFIRMED = ("the torch.fx trace shows a module of it called more than once or an output "
                 "used elsewhere (kept as a feature, say)")
-_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 def _rebuild(base, mixins):
@@ -222,10 +221,6 @@ def _retype(module, mixin):
     module.__class__ = _subclass(_base(module), mixins)
 
 
-def _hooked(m):
-    return any(getattr(m, h, None) for h in _HOOKS)
-
-
 def _own_forward(m):
     """The name of m's class when it overrides the forward of the torch class it extends."""
     base = next((b for b in _BASES if isinstance(m, b)), None)
@@ -272,6 +267,10 @@ def _why_not(conv, bn, act, uses, containers=None):
         return f"the BatchNorm has {bn.num_features} channels, the convolution {conv.out_channels}"
     if act.negative_slope < 0 if isinstance(act, nn.LeakyReLU) else False:
         return "a negative slope"
+    if bn.momentum is not None and not 0.0 <= bn.momentum <= 1.0:
+        return f"BatchNorm momentum {bn.momentum} (the fused op takes [0, 1] or None)"
+    if not bn.eps > 0:
+        return f"BatchNorm eps {bn.eps} (the fused op takes eps > 0)"
     if any(uses[id(m)] > 1 for m in chain):
         return "a module of the chain is used in more than one place"
     return None

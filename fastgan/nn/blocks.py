@@ -15,6 +15,13 @@ the same state_dict keys and shapes: "0.weight", "1.weight", "1.bias",
 
 BatchNorm2d's semantics are kept: momentum (None: cumulative average), eps, affine,
 track_running_stats, num_batches_tracked, train/eval.
+
+The block runs fused only while its children are still what the fused kernels compute: a
+Conv2d/ConvTranspose2d, a BatchNorm2d and a ReLU/LeakyReLU (subclasses that keep torch's
+forward, so a torch.nn.utils.parametrize'd convolution is fused), none with a hook (a
+forward pre-hook is how nn.utils.spectral_norm and weight_norm recompute the weight), and
+BatchNorm settings the op takes. Otherwise, e.g. after `block[2] = nn.ELU()`, an added
+layer or a hook, it runs as the nn.Sequential it is.
 """
 import torch
 import torch.fx
@@ -95,17 +102,45 @@ def bn_act(bn, y, slope, backend=None):
                           momentum=momentum, eps=bn.eps, negative_slope=slope, backend=backend)
 
 
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_STOCK_FORWARDS = (nn.Conv2d.forward, nn.ConvTranspose2d.forward, nn.BatchNorm2d.forward,
+                   nn.ReLU.forward, nn.LeakyReLU.forward)
+
+
+def hooked(m):
+    """Whether module m has a forward or backward hook (which must see m's own tensors)."""
+    return any(getattr(m, h, None) for h in _HOOKS)
+
+
+def fusable(conv, bn, act):
+    """Whether conv -> bn -> act computes what fused_conv_bn_act computes: the torch classes
+    (or subclasses keeping their forward), no hook on any, a non-negative slope, BatchNorm's
+    momentum in [0, 1] (or None) and eps > 0, the channels matching."""
+    if not (isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d)
+            and isinstance(act, (nn.ReLU, nn.LeakyReLU))):
+        return False
+    if any(type(m).forward not in _STOCK_FORWARDS or hooked(m) for m in (conv, bn, act)):
+        return False
+    if isinstance(act, nn.LeakyReLU) and not act.negative_slope >= 0:
+        return False
+    if bn.momentum is not None and not 0.0 <= bn.momentum <= 1.0:
+        return False
+    return bn.eps > 0 and bn.num_features == conv.out_channels
+
+
 class _ConvBNAct(nn.Sequential):
     def __init__(self, conv, bn, act, backend):
         super().__init__(conv, bn, act)
         self.backend = _backend.check_choice(backend, type(self).__name__)
 
     def forward(self, x):
-        if isinstance(x, torch.fx.Proxy):
+        mods = list(self._modules.values())
+        if isinstance(x, torch.fx.Proxy) or len(mods) != 3 or not fusable(*mods):
             # a torch.fx symbolic trace: the three modules as they are (nn.Sequential's nodes,
-            # so BatchNorm's train/eval choice is made when the traced module runs, not baked in)
+            # so BatchNorm's train/eval choice is made when the traced module runs, not baked
+            # in); children changed or hooked since: the nn.Sequential they are
             return nn.Sequential.forward(self, x)
-        return fused_conv_bn_act(self[0], self[1], act_slope(self[2]), x, self.backend)
+        return fused_conv_bn_act(mods[0], mods[1], act_slope(mods[2]), x, self.backend)
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):  # a plain nn.Sequential of the layers, not a fused block

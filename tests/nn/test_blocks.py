@@ -429,3 +429,88 @@ def test_an_empty_batch_goes_through_as_it_goes_through_the_stock_chain(backend_
         for m in (fused, accelerated):
             for k, v in stock.state_dict().items():
                 assert torch.equal(m.state_dict()[k], v), k
+
+
+def _changed(kind, change, block):
+    if change == "act-elu":
+        block[2] = nn.ELU()
+    elif change == "act-identity":
+        block[2] = nn.Identity()
+    elif change == "appended-tanh":
+        block.append(nn.Tanh())
+    elif change == "bn-hook":
+        block[1].register_forward_hook(lambda m, i, o: o * 0.5)
+    elif change == "spectral-norm":  # the old API recomputes the weight in a forward pre-hook
+        nn.utils.spectral_norm(block[0], dim=1 if kind == "convT" else 0)
+    elif change == "momentum-1.5":  # torch takes it; the fused op would refuse it
+        block[1].momentum = 1.5
+    return block
+
+
+@pytest.mark.parametrize("kind", ["convT", "conv"])
+@pytest.mark.parametrize("change", ["act-elu", "act-identity", "appended-tanh", "bn-hook", "spectral-norm",
+                                    "momentum-1.5"])
+def test_a_block_whose_children_changed_runs_as_the_sequential_it_is(kind, change):
+    """The fused forward computed conv -> BatchNorm -> ReLU/LeakyReLU whatever the children
+    had become: a replaced activation, an added layer, a hook (and so nn.utils.spectral_norm:
+    its weight_orig got no gradient) were silently ignored."""
+    fused, stock = _pair(kind, 3, 4, "cpp", "cpu", torch.float64)
+    torch.manual_seed(1)
+    _changed(kind, change, stock)
+    torch.manual_seed(1)
+    _changed(kind, change, fused)
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    for step in range(3):
+        ys = [m(x * (1 + step)) for m in (stock, fused)]
+        torch.testing.assert_close(ys[1], ys[0], rtol=1e-9, atol=1e-9)
+        for m, y in zip((stock, fused), ys):
+            m.zero_grad()
+            y.square().sum().backward()
+        for (name, p), q in zip(stock.named_parameters(), fused.parameters()):
+            assert (p.grad is None) == (q.grad is None), name
+            if p.grad is not None:
+                torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_a_parametrized_convolution_in_a_block_is_still_fused(monkeypatch):
+    """torch.nn.utils.parametrize changes the class but keeps torch's forward: the fused
+    kernels read the parametrized weight, as the stock chain does."""
+    from fastgan.nn import blocks
+    fused, stock = _pair("conv", 3, 4, "cpp", "cpu", torch.float64)
+    for m in (fused, stock):
+        torch.manual_seed(1)
+        nn.utils.parametrizations.spectral_norm(m[0])
+    calls = []
+    real = blocks.fused_conv_bn_act
+    monkeypatch.setattr(blocks, "fused_conv_bn_act", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(fused(x), stock(x), rtol=1e-9, atol=1e-9)
+    assert calls == [1]
+
+
+def test_a_dcgan_generator_with_spectral_norm_trains_every_weight():
+    """The SNGAN idiom on fastgan's fused generator: every weight_orig gets its gradient."""
+    models = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        g = DCGANGenerator(resolution=16, z_dim=8, out_channels=3, width=8, fused=fused).double()
+        for m in g.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.utils.spectral_norm(m, dim=1 if isinstance(m, nn.ConvTranspose2d) else 0)
+        models.append(g)
+    z = torch.randn(4, 8, dtype=torch.float64)
+    for g in models:
+        torch.manual_seed(2)  # spectral_norm's power iteration draws at the first call
+        g(z).square().sum().backward()
+    stock, fused = (dict(g.named_parameters()) for g in models)
+    origs = [k for k in stock if k.endswith("weight_orig")]
+    assert len(origs) >= 3
+    for k in origs:
+        assert fused[k].grad is not None, k
+        torch.testing.assert_close(fused[k].grad, stock[k].grad, rtol=1e-7, atol=1e-9, msg=k)
+
+
+def test_accelerate_leaves_a_batchnorm_the_fused_op_cannot_take():
+    for option in ({"momentum": 1.5}, {"momentum": -0.1}, {"eps": 0.0}):
+        model = nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4, **option), nn.ReLU())
+        assert not fastgan.accelerate(model, verbose=False).fastgan_fused, option
