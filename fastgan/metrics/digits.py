@@ -173,7 +173,8 @@ def _load(path):
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise ValueError(f"format {blob.get('format') if isinstance(blob, dict) else None!r}, "
                              f"expected {FORMAT}")
-        model = DigitClassifier()
+        with torch.random.fork_rng(devices=[]):  # its initial weights, replaced at once
+            model = DigitClassifier()
         model.load_state_dict(blob["state_dict"])
         accuracy = float(blob["accuracy"])
     except Exception as e:  # unreadable, truncated, another version: retrain

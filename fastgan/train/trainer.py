@@ -446,7 +446,8 @@ class Trainer:
                 device=self.device, seed=cfg["seed"], progress=self.main and cfg["progress"],
                 verbose=self.main)
             # a missing weights file or an unfit statistics file fails now
-            self._main_does("checking the evaluation's files", self.evaluator.check)
+            # (building the Inception network draws its initial weights: not from the run's RNG)
+            self._main_does("checking the evaluation's files", self._keeping_rng(self.evaluator.check))
 
         def claim():  # after the setup, which may still fail (check_run_dir)
             self._lock = RunLock(self.run_dir)
@@ -830,6 +831,15 @@ class Trainer:
         self.model.on_log(self.step, row)
         return row
 
+    def _keeping_rng(self, fn):
+        """fn run with torch's global RNG (the CPU's and this device's) put back after it."""
+        devices = [self.device] if self.device.type == "cuda" else []
+
+        def run(*args, **kwargs):
+            with torch.random.fork_rng(devices=devices):
+                return fn(*args, **kwargs)
+        return run
+
     def evaluate(self):
         """Scores the generator (its EMA when kept) with the run's metrics: logs them as
         eval/<key> (TensorBoard, metrics.jsonl), appends them to self.evaluations and, when
@@ -841,7 +851,10 @@ class Trainer:
         def score():
             m = self.model
             g = self.ema if self.ema is not None else m.generator
-            results = self.evaluator(g, sample_z=lambda n, generator=None: m.sample_z(n, "cpu", generator=generator))
+            # whatever the metrics draw (a network's initial weights before its weights are
+            # loaded, at the first evaluation of a process) is not drawn from the run's RNG
+            results = self._keeping_rng(self.evaluator)(
+                g, sample_z=lambda n, generator=None: m.sample_z(n, "cpu", generator=generator))
             numbers = {k: v for k, v in results.items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
             self.logger.scalars(self.step, {f"eval/{k}": v for k, v in numbers.items()})

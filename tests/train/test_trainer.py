@@ -709,6 +709,23 @@ def test_evaluation_settings_without_eval_every_are_reported(tmp_path, capsys):
     assert "metrics, eval_num set but eval_every is 0: this run scores nothing" in capsys.readouterr().err
 
 
+def test_evaluations_draw_nothing_from_the_runs_rng(tmp_path, monkeypatch):
+    """The digit classifier built at a process's first evaluation drew its initial weights
+    from the global RNG: a resumed run (whose first evaluation comes later) drifted from the
+    uninterrupted one, and a fresh run trained differently with the classifier's cache file
+    than without. A run with evaluations now trains as one without them. (The first run
+    with evaluations trains the classifier and writes its cache, the next two load it.)"""
+    from fastgan.metrics import digits
+    monkeypatch.setattr(digits, "_cache_file", lambda root: tmp_path / "cache" / digits.CACHE_NAME)
+    plain = _train(tmp_path / "plain", "dcgan", steps=6, ckpt_every=3)
+    whole = _train(tmp_path / "a", "dcgan", steps=6, ckpt_every=3, eval_every=2, metrics="digits", eval_num=64)
+    assert _losses(whole.history) == _losses(plain.history)
+    _train(tmp_path / "b", "dcgan", steps=3, ckpt_every=3, eval_every=2, metrics="digits", eval_num=64)
+    resumed = _train(tmp_path / "b", "dcgan", steps=6, ckpt_every=3, eval_every=2, metrics="digits",
+                     eval_num=64, resume=True)
+    assert _losses(resumed.history) == _losses(whole.history)[3:]
+
+
 def test_resume_keeps_a_best_evaluation_past_its_checkpoint(tmp_path):
     # best.pt/best.json written at step 4, then a crash before the step-4 checkpoint: the
     # resumed run ranks new evaluations against that best, not the checkpoint's older one
