@@ -51,7 +51,7 @@ import torch
 from torch import distributed as dist
 
 from fastgan._devices import check_device, cpu_has_bf16
-from fastgan.models.base import number_from_text
+from fastgan.models.base import GANModel, number_from_text
 from fastgan.train import checkpoint as ckpt
 from fastgan.train import graphs
 from fastgan.train.config import LR_SCHEDULES, TRAIN_DEFAULTS, TRAIN_KEYS, check_paths, plain, save_config
@@ -295,7 +295,7 @@ class Trainer:
         self.images_seen = 0
         self.history = []  # what was logged: [{"step": s, name: value, ...}]
         self._graphs, self._graphs_wanted, self._steps_run = None, False, 0
-        self._lock, self._mid_step = None, False
+        self._lock, self._mid_step, self._mid_log = None, False, False
         self._saved_step = None  # the step of the checkpoint save() wrote last
         self._sums, self._counts, self._norms = {}, {}, {}
         self._resumed_window = None
@@ -346,15 +346,35 @@ class Trainer:
                 crop=cfg["crop"], flip=cfg["flip"], seed=cfg["seed"], shard=(self.rank, self.world),
                 channels_last=self.channels_last, channels=mc["channels"],
                 num_workers=cfg["num_workers"], verbose=self.main, progress=self.main and cfg["progress"])
-        elif self.world > 1:
-            self._check_shard(self.loader, batch)
+        else:
+            missing = [m for m in ("state_dict", "load_state_dict") if not callable(getattr(self.loader, m, None))]
+            if missing:  # found at the first checkpoint otherwise, after ckpt_every steps
+                raise ValueError(
+                    f"Trainer: the loader ({type(self.loader).__name__}) has no {' or '.join(missing)}: "
+                    "checkpoints keep the loader's position, so the trainer needs a loader that saves "
+                    "it (fastgan.data.make_loader makes one from a dataset)")
+            if self.world > 1:
+                self._check_shard(self.loader, batch)
         if len(self.loader) == 0:
             raise ValueError(f"the data gives no full batch of {batch // self.world} images per process")
         if cfg["steps"] is not None:
             self.total = int(cfg["steps"])
         else:
-            self.total = math.ceil(float(cfg["epochs"]) * len(self.loader) / self.model.n_critic)
+            self.total = self._steps_for_epochs(float(cfg["epochs"]), len(self.loader))
         self._it = None
+
+    def _steps_for_epochs(self, epochs, batches):
+        """The generator steps whose critic steps first make `epochs` passes over `batches`
+        batches: the model's critic_steps(step), which WGAN's critic_boost raises to 100 in
+        the first 25 steps and every 500th (Arjovsky et al. 2017), not n_critic alone."""
+        need = epochs * batches
+        if type(self.model).critic_steps is GANModel.critic_steps:  # n_critic every step
+            return max(1, math.ceil(need / self.model.n_critic))
+        total, done = 0, 0
+        while done < need:
+            done += self.model.critic_steps(total)
+            total += 1
+        return max(1, total)
 
     def _check_shard(self, loader, batch):
         """A loader passed in under several processes must be this process's shard, with
@@ -938,8 +958,10 @@ class Trainer:
                 log_now = (self.step + 1) % cfg["log_every"] == 0 or self.step + 1 == self.total
                 norms = self.train_step(measure_norms=log_now)
                 if log_now:
+                    self._mid_log = True  # the row and on_log belong to the step (BEGAN's rates)
                     self._norms = {k: float(v) for k, v in norms.items()}
                     row = self._flush_logs(t0, (self.images_seen - seen0) * self.world)
+                    self._mid_log = False
                     t0, seen0 = time.perf_counter(), self.images_seen
                     self.progress.update(self.step, images_per_s=row["images_per_s"],
                                          **{k: v for k, v in row.items() if k.startswith("loss/")})
@@ -950,17 +972,20 @@ class Trainer:
                                     lambda: self.logger.images(self.step, self.samples()))
                 if self.step % cfg["ckpt_every"] == 0 or self.step == self.total:
                     self.save()
-                if self.evaluator is not None and (self.step % cfg["eval_every"] == 0
-                                                   or self.step == self.total):
+                # a stop is saved before this step's evaluation (which may take minutes: a
+                # scheduler's grace period is not spent on it); the evaluation is skipped
+                stopping = self.step < self.total and self._stop_agreed(stop, log_now)
+                if self.evaluator is not None and not stopping and (self.step % cfg["eval_every"] == 0
+                                                                    or self.step == self.total):
                     self.evaluate()
-                if self.step < self.total and self._stop_agreed(stop, log_now):
+                if stopping:
                     raise stop.exception()
         except KeyboardInterrupt as exc:
             newest = ckpt.list_checkpoints(self.run_dir) if self.main else []
             newest = newest[-1].name if newest else "none"
-            if self._mid_step:  # a second Ctrl-C inside a step: its state is not a step's
-                self._say(f"stopped inside step {self.step + 1}: no checkpoint of a partial step "
-                          f"(the newest is {newest})")
+            if self._mid_step or self._mid_log:  # a second Ctrl-C inside a step: its state is not a step's
+                where = f"inside step {self.step + 1}" if self._mid_step else f"while logging step {self.step}"
+                self._say(f"stopped {where}: no checkpoint of a partial step (the newest is {newest})")
             elif self.world > 1 and not isinstance(exc, (Interrupted, Terminated)):
                 # not a stop every process agreed on: the others may be anywhere, and saving
                 # gathers every process's random state

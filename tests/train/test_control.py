@@ -195,6 +195,35 @@ def test_a_second_sigint_stops_at_once_without_saving_a_partial_step(tmp_path, c
     assert [p.name for p in list_checkpoints(run)] == ["step_000000002.pt"]
 
 
+def test_a_second_sigint_while_a_log_row_is_written_saves_no_checkpoint_of_that_step(tmp_path, capsys):
+    """The step's log row (and the model's on_log, BEGAN's rate control) belongs to the step:
+    a second Ctrl-C while it was written saved the step's checkpoint with its log window
+    already emptied, so the row was lost for good after a resume."""
+    class LogTwice(Trainer):
+        def _flush_logs(self, t_start, images):
+            if self.step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+            return super()._flush_logs(t_start, images)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _fit(run, cls=LogTwice, ckpt_every=2)
+    assert "stopped while logging step 3: no checkpoint of a partial step (the newest is step_000000002.pt)" \
+        in capsys.readouterr().err
+    assert [p.name for p in list_checkpoints(run)] == ["step_000000002.pt"]
+
+
+def test_a_stop_is_saved_before_the_steps_evaluation(tmp_path, capsys, monkeypatch):
+    """A SIGTERM waited for the step's evaluation (a 50k-sample FID: minutes) before its
+    checkpoint was written, past a scheduler's grace period; the evaluation is skipped now."""
+    evaluated = []
+    monkeypatch.setattr(Trainer, "evaluate", lambda self: evaluated.append(self.step))
+    with pytest.raises(Terminated):
+        _fit(tmp_path / "run", cls=_Signalled, eval_every=2, metrics="digits")
+    assert evaluated == [2]  # not step 4, where the stop came
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_000000004.pt"]
+
+
 def _start_training(run, args, **popen):
     """`fastgan train ... --out run` in a child, once it trains (its run log exists); returns
     the process and what it has written to stderr so far."""

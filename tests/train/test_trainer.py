@@ -452,6 +452,41 @@ def test_a_loader_passed_in_must_be_the_processs_shard(monkeypatch):
     assert t.loader.batch_size == 4 and t.total == 4
 
 
+def test_a_loader_without_a_state_is_refused_before_training(tmp_path):
+    """A torch DataLoader passed in trained until its first checkpoint (ckpt_every steps, or
+    a Ctrl-C) and failed there: checkpoints keep the loader's position."""
+    images = torch.zeros(16, 1, 16, 16)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.zeros(16)), batch_size=8)
+    model = models.build("dcgan", **TINY)
+    cfg = {"steps": 2, "out": str(tmp_path / "run"), "progress": False, "tensorboard": False, "device": "cpu"}
+    with pytest.raises(ValueError, match=r"the loader \(DataLoader\) has no state_dict or load_state_dict"):
+        Trainer(model, loader, cfg).fit()
+    assert not (tmp_path / "run").exists()
+
+
+def test_epochs_count_the_critic_steps_of_wgans_boost(monkeypatch):
+    """--epochs counts the critic's passes over the data: WGAN's critic_boost runs 100 critic
+    steps in each of the first 25 generator steps (and every 500th), which the length in
+    epochs ignored (one epoch of 30 batches took 6 steps: 600 critic batches, 20 epochs)."""
+    from fastgan.data import toy
+    for boost in (False, True):
+        t = _bare_trainer(monkeypatch, world=1, rank=0, local=0, device="cpu")
+        t.cfg.update(steps=None)
+        t._setup_distributed()
+        t.model = models.build("wgan", arch="mlp", resolution=1, channels=2, z_dim=2, batch_size=8,
+                               critic_boost=boost)
+        t.loader = toy.ToyLoader("ring8", batch_size=8, device="cpu")
+        for epochs in (0.01, 1, 2):
+            t.cfg["epochs"] = epochs
+            t._setup_data()
+            need = epochs * len(t.loader)
+            # the fewest generator steps whose critic steps make the passes
+            assert sum(t.model.critic_steps(s) for s in range(t.total)) >= need, (boost, epochs)
+            assert sum(t.model.critic_steps(s) for s in range(t.total - 1)) < need, (boost, epochs)
+            if not boost:
+                assert t.total == math.ceil(need / 5)
+
+
 def test_ema_of_a_generator_without_buffers(tmp_path):
     # an MLP generator without BatchNorm: EMA averages its parameters and has no buffers to copy
     t = _train(tmp_path, "gan", arch="mlp", steps=2, ema=0.5, hyper={"mlp_batchnorm": False})
