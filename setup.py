@@ -41,6 +41,27 @@ def _sources(pattern):
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
 
 
+def _nvcc_problem(cuda_home, torch_cuda):
+    """Why nvcc under cuda_home cannot build for a torch built with CUDA torch_cuda ("13.0"),
+    or None: torch's BuildExtension checks this before compiling and raises, so an auto build
+    must find it first to fall back to the CPU kernels."""
+    import subprocess
+    nvcc = os.path.join(cuda_home, "bin", "nvcc")
+    if not os.access(nvcc, os.X_OK):
+        return f"there is no nvcc at {nvcc} (CUDA_HOME {cuda_home})"
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{nvcc} --version failed ({exc})"
+    found = re.search(r"release (\d+)\.(\d+)", out)
+    if found is None:
+        return f"{nvcc} --version names no CUDA release"
+    if found.group(1) != str(torch_cuda).split(".")[0]:
+        return (f"nvcc at {nvcc} is CUDA {found.group(1)}.{found.group(2)}, this torch was built with "
+                f"CUDA {torch_cuda} (the major versions must match)")
+    return None
+
+
 def _extension_and_cmdclass():
     build_ext = _switch("FASTGAN_BUILD_EXT")
     want_cuda = _switch("FASTGAN_CUDA")
@@ -53,7 +74,7 @@ def _extension_and_cmdclass():
         msg = (f"fastgan setup: torch is not importable here ({exc}); the extension builds "
                "against the installed torch: install torch first, then "
                "`pip install --no-build-isolation .`")
-        if build_ext == "1":
+        if build_ext == "1" or want_cuda == "1":  # FASTGAN_CUDA=1 asks for the extension too
             sys.exit(msg)
         print(f"WARNING: {msg}. Installing without the extension (reference kernels only).",
               file=sys.stderr)
@@ -67,12 +88,20 @@ def _extension_and_cmdclass():
                  + ("this torch has no CUDA" if torch.version.cuda is None
                     else "nvcc was not found (set CUDA_HOME)"))
     use_cuda = has_cuda and want_cuda != "0"
+    problem = _nvcc_problem(cpp_extension.CUDA_HOME, torch.version.cuda) if use_cuda else None
+    if problem:  # torch's build would stop on it before compiling anything (no fallback there)
+        if want_cuda == "1":
+            sys.exit(f"fastgan setup: FASTGAN_CUDA=1 but {problem}")
+        print(f"WARNING: {problem}; building the CPU kernels only. FASTGAN_CUDA=1 makes this an error.",
+              file=sys.stderr)
+        use_cuda = False
 
     # No implicit fused multiply-adds: the kernels write every fma they mean
     # (csrc/rmsprop_math.h), so results do not depend on what a compiler contracts.
     # No errno from math functions: with it GCC keeps sqrtf a possible libm call and
     # will not vectorize the RMSprop loop (8x slower than torch's step on the dev host).
-    cxx = ["-O3", "-std=c++20", "-ffp-contract=off", "-fno-math-errno"]
+    # -g0: Python's own CFLAGS carry -g, which made 94% of the library debug information.
+    cxx = ["-O3", "-std=c++20", "-ffp-contract=off", "-fno-math-errno", "-g0"]
     link = []
     if sys.platform.startswith("linux"):
         # at::parallel_for is inline OpenMP: without -fopenmp the C++ kernels run on one

@@ -38,12 +38,29 @@ def _load():
         else:
             _module = _C
             _build_info.update(_C.build_info())  # fixed at build time: read once
+            mismatch = version_mismatch(_build_info.get("torch"), torch.__version__)
+            if mismatch:
+                if os.environ.get("FASTGAN_REQUIRE_EXT") == "1":
+                    raise ImportError(f"{mismatch}; FASTGAN_REQUIRE_EXT=1 forbids running it")
+                warnings.warn(mismatch, RuntimeWarning, stacklevel=3)
             _choose_cpu_isa(_C)
             return
     warnings.warn(
         f"fastgan's compiled extension is not loaded ({_error}): fastgan runs its reference and "
         "Triton kernels only. Build it with `pip install --no-build-isolation .` after "
         "installing torch; `fastgan info` says more.", RuntimeWarning, stacklevel=3)
+
+
+def version_mismatch(built, running):
+    """A warning's text when the extension was built against another torch release (major.minor)
+    than the one running, else None. torch keeps no C++ ABI across releases: such a build
+    mostly fails to load (then the fallback), and where it loads it is untested."""
+    def release(v):
+        return tuple(str(v).split("+")[0].split(".")[:2])
+    if not built or release(built) == release(running):
+        return None
+    return (f"fastgan's compiled extension was built against torch {built} and torch {running} is "
+            "running: rebuild it (`pip install --no-build-isolation --force-reinstall --no-deps .`)")
 
 
 def _choose_cpu_isa(ext):

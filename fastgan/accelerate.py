@@ -23,17 +23,23 @@ whole (torch.save(model)).
 Where it looks: the chains are read from a torch.fx trace of the model (nn.Sequential
 containers and named submodules called from a custom forward() alike), and fused only
 where the trace shows the convolution's output going to the BatchNorm alone and the
-BatchNorm's to the activation alone, each module called once. Where torch.fx cannot trace
-the model (data-dependent control flow, ...), only the consecutive children of
-nn.Sequential containers that keep nn.Sequential's forward are fused.
+BatchNorm's to the activation alone, each module called once, in a trace in train mode and
+one in eval mode alike (a forward branching on self.training). A module replaced after
+accelerate (model.bn = ..., SyncBatchNorm.convert_sync_batchnorm, torch's conv-BN folding)
+ends its chain's fusion: the others run as themselves. Where torch.fx cannot trace the model
+(data-dependent control flow, ...) or the trace shows the forward keeping a tensor aside in
+an attribute (self.feats.append(h), which the trace cannot follow), only the consecutive
+children of nn.Sequential containers that keep nn.Sequential's forward are fused. What no
+trace shows, a forward that reads a module's output other than through its return value
+(a hook-free side channel), stays the user's to rule out.
 
 Left alone, with a message saying why: a module used in more than one place; a chain
 whose convolution or BatchNorm output is used elsewhere (kept as a feature, say); a
 module whose class has its own forward() (a weight-standardized or equalized-lr
 convolution, ...), a lazy module not yet initialized (run one forward first), a module
 with forward or backward hooks, or a parametrized one (torch.nn.utils.parametrize); a
-convolution that is not 2-D with zero padding mode, a BatchNorm whose channels differ, an
-activation with a negative slope. An activation called functionally (F.relu) is not
+convolution that is not 2-D with zero padding mode, a BatchNorm whose channels differ or
+whose momentum is outside [0, 1] or eps not positive, an activation with a negative slope. An activation called functionally (F.relu) is not
 matched. A model with nothing to fuse is returned unchanged.
 
     critic = fastgan.accelerate(critic, penalty=True)   # a critic a gradient penalty differentiates twice
@@ -43,7 +49,12 @@ fastgan.nn.Conv2d and every nn.LeakyReLU (slope >= 0) and nn.ReLU outside the fu
 chains fastgan.nn.activation's LeakyReLU / ReLU: the same modules and parameters, whose
 double backwards skip PyTorch's backward of zeros through the layers before them
 (fastgan/nn/conv.py, fastgan.ops.bias_leaky_relu). Only for a critic differentiated
-twice (WGAN-GP, DRAGAN, R1): elsewhere it gains nothing.
+twice (WGAN-GP, DRAGAN, R1): elsewhere it gains nothing. One difference shows: a backward
+of the penalty alone (a lazy-R1 step without the loss) leaves the biases whose only path
+to the penalty is the skipped backward of zeros without a .grad (None), where PyTorch
+gives zeros, so an optimizer with momentum (Adam) does not move them in that step;
+with the loss in the same backward, as WGAN-GP's and DRAGAN's steps have it, nothing
+differs.
 """
 import collections
 import functools
@@ -128,9 +139,14 @@ def _fused_here(m):
 
 def _chain_fused(m):
     """Whether the chain of m (its convolution, BatchNorm or activation) runs fused now:
-    _fused_here, and none of the three hooked since accelerate fused them (a hook must see
-    its module's own input and output: the chain then runs as its three modules)."""
-    return _fused_here(m) and not any(_hooked(x) for x in m.__dict__.get("_fastgan_chain", ()))
+    _fused_here, none of the three hooked since accelerate fused them (a hook must see its
+    module's own input and output) and each still the module its model holds where the
+    trace found it (one replaced, by hand or by SyncBatchNorm.convert_sync_batchnorm, say,
+    leaves the others to run as themselves)."""
+    d = m.__dict__
+    return (_fused_here(m) and not any(_hooked(x) for x in d.get("_fastgan_chain", ()))
+            and all(parent._modules.get(name) is x
+                    for (parent, name), x in zip(d.get("_fastgan_slots", ()), d.get("_fastgan_chain", ()))))
 
 
 class _ScopedRoot(_Retyped):
@@ -284,11 +300,13 @@ def _scope_of(model):
     return model.__dict__["_fastgan_scope"]
 
 
-def _fuse(conv, bn, act, backend, scope):
+def _fuse(conv, bn, act, backend, scope, slots=()):
+    """slots: (parent module, attribute name) of conv, bn and act in the model."""
     conv.__dict__.update(_fastgan_bn=bn, _fastgan_act=act, _fastgan_backend=backend)
     for m in (conv, bn, act):
         m.__dict__["_fastgan_scope"] = scope
         m.__dict__["_fastgan_chain"] = (conv, bn, act)
+        m.__dict__["_fastgan_slots"] = tuple(slots)
     _retype(conv, _FusedConvMixin)
     _retype(bn, _PassThrough)
     _retype(act, _PassThrough)
@@ -352,7 +370,47 @@ def _traced_chains(model):
         confirmed = (len(node.users) == 1 and len(bn_node.users) == 1 and all(map(_single_input, nodes))
                      and all(calls[n.target] == 1 for n in nodes))
         yield (f"{node.target} -> {bn_node.target} -> {act_node.target}", modules[node.target],
-               modules[bn_node.target], modules[act_node.target], None if confirmed else _UNCONFIRMED)
+               modules[bn_node.target], modules[act_node.target], None if confirmed else _UNCONFIRMED,
+               tuple(n.target for n in nodes))
+
+
+def _proxy_left(model):
+    """The name of a module attribute where the torch.fx trace left a Proxy (the forward kept
+    an intermediate tensor aside, a feature list say: uses the trace cannot see), or None."""
+    def has_proxy(value, depth=0):
+        if isinstance(value, torch.fx.Proxy):
+            return True
+        if depth < 2 and isinstance(value, (list, tuple)):
+            return any(has_proxy(v, depth + 1) for v in value)
+        if depth < 2 and isinstance(value, dict):
+            return any(has_proxy(v, depth + 1) for v in value.values())
+        return False
+    for prefix, m in model.named_modules():
+        for key, value in vars(m).items():
+            if not key.startswith("_") and has_proxy(value):
+                return f"{prefix + '.' if prefix else ''}{key}"
+    return None
+
+
+def _chains_in_both_modes(model):
+    """_traced_chains of the model as it is, keeping the chains the trace in the other mode
+    (train/eval) also shows, as they are (a forward that branches on self.training, say);
+    the others come back with the reason. Every module's mode is restored."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        first = list(_traced_chains(model))
+        where = _proxy_left(model)
+        model.train(not model.training)
+        other = {c[0]: c[4] for c in _traced_chains(model)}
+        where = where or _proxy_left(model)
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    if where:
+        raise RuntimeError(f"the forward keeps an intermediate tensor in {where}, which the trace "
+                           "cannot follow")
+    return [c if c[0] in other and other[c[0]] == c[4] else
+            (*c[:4], "the torch.fx traces in train and eval mode differ", c[5]) for c in first]
 
 
 def _penalty_modules(model):
@@ -397,7 +455,7 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
                 f"{_base(act).__name__})")
 
     try:
-        chains = list(_traced_chains(model))
+        chains = _chains_in_both_modes(model)
     except Exception as exc:  # fx cannot trace data-dependent control flow, etc.
         chains = None
         notes.append(f"torch.fx could not trace the model ({type(exc).__name__}: "
@@ -408,7 +466,7 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
         # nn.Sequential container where they are consecutive children of one
         containers = {id(a): (seq, i, (a, b, c)) for _, seq, i, a, b, c in _sequential_chains(model)}
         traced = set()
-        for name, conv, bn, act, unconfirmed in chains:
+        for name, conv, bn, act, unconfirmed, targets in chains:
             if id(conv) in traced:  # a convolution called twice: one chain per call, one note
                 continue
             traced.add(id(conv))
@@ -418,7 +476,8 @@ def accelerate(model, *, backend=None, penalty=False, verbose=True):
                 _fuse_in_container(seq, i, conv, bn, act, backend)
                 fused.append(describe(name, conv, act))
             elif why is None:
-                _fuse(conv, bn, act, backend, _scope_of(model))
+                slots = [(model.get_submodule(t.rpartition(".")[0]), t.rpartition(".")[2]) for t in targets]
+                _fuse(conv, bn, act, backend, _scope_of(model), slots)
                 fused.append(describe(name, conv, act))
             elif why == "already fused":
                 already += 1

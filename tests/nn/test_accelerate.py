@@ -602,3 +602,81 @@ def test_checkpoint_context_combines_with_another_context_fn_and_names_bad_argum
         checkpoint_context(lambda t: t)
     with pytest.raises(TypeError, match="context_fn must be callable"):
         checkpoint_context(model, context_fn=(Note("a"), Note("b")))
+
+
+def _replace(model, what):
+    if what == "bn-identity":
+        model.bn = nn.Identity()
+    elif what == "bn-new":
+        model.bn = nn.BatchNorm2d(4)
+    elif what == "conv-new":
+        model.conv = nn.Conv2d(3, 4, 3, 1, 1)
+    elif what == "act-tanh":
+        model.act = nn.Tanh()
+    elif what == "fold-for-inference":  # torch's own conv-BN folding, then an Identity
+        model.eval()
+        model.conv = torch.nn.utils.fusion.fuse_conv_bn_eval(model.conv, model.bn)
+        model.bn = nn.Identity()
+    return model
+
+
+@pytest.mark.parametrize("what", ["bn-identity", "bn-new", "conv-new", "act-tanh", "fold-for-inference"])
+def test_a_module_replaced_after_accelerate_runs_as_what_the_model_holds(what):
+    """The fused convolution kept its BatchNorm and activation and the others passed through
+    whatever the model then held: a replaced module gave silently wrong outputs (the ReLU
+    dropped after torch's own conv-BN folding, 0.85 off)."""
+    torch.manual_seed(0)
+    stock = _CustomForward()
+    model = copy.deepcopy(stock)
+    fastgan.accelerate(model, verbose=False)
+    assert model.fastgan_fused
+    torch.manual_seed(1)
+    _replace(stock, what)
+    torch.manual_seed(1)
+    _replace(model, what)
+    x = torch.randn(2, 3, 8, 8)
+    for _ in range(2):
+        torch.testing.assert_close(model(x), stock(x), **TOL)
+
+
+class _StashesFeatures(_CustomForward):
+    """Keeps the BatchNorm's output aside (feature matching), which a trace cannot see."""
+
+    def forward(self, x):
+        self.feats = [self.bn(self.conv(x))]
+        return self.head(self.act(self.feats[0]))
+
+
+class _BranchesOnMode(_CustomForward):
+    def forward(self, x):
+        h = self.bn(self.conv(x))
+        return self.head(self.act(h) if self.training else h)
+
+
+@pytest.mark.parametrize("make", [_StashesFeatures, _BranchesOnMode], ids=["stash", "train-eval-branch"])
+def test_uses_a_trace_cannot_see_leave_the_chain_unfused(make, capsys):
+    """A forward keeping an intermediate aside got the activated tensor there (2.8 off), and
+    one branching on self.training was fused as the trace's mode showed it (2.0 off in the
+    other mode)."""
+    torch.manual_seed(0)
+    stock = make()
+    model = copy.deepcopy(stock)
+    fastgan.accelerate(model)
+    err = capsys.readouterr().err
+    assert not model.fastgan_fused, err
+    assert ("keeps an intermediate tensor in feats" if make is _StashesFeatures
+            else "the torch.fx traces in train and eval mode differ") in err
+    x = torch.randn(2, 3, 8, 8)
+    for mode in (True, False):
+        model.train(mode), stock.train(mode)
+        torch.testing.assert_close(model(x), stock(x), **TOL)
+        if make is _StashesFeatures:
+            torch.testing.assert_close(model.feats[0], stock.feats[0], **TOL)
+
+
+def test_accelerate_restores_every_modules_mode():
+    torch.manual_seed(0)
+    model = _CustomForward()
+    model.bn.eval()  # a frozen BatchNorm inside a model in training
+    fastgan.accelerate(model, verbose=False)
+    assert model.training and model.conv.training and not model.bn.training
