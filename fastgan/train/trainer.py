@@ -347,7 +347,9 @@ class Trainer:
                 channels_last=self.channels_last, channels=mc["channels"],
                 num_workers=cfg["num_workers"], verbose=self.main, progress=self.main and cfg["progress"])
         else:
-            missing = [m for m in ("state_dict", "load_state_dict") if not callable(getattr(self.loader, m, None))]
+            # a checkpoint keeps the loader's position; a resume puts it back
+            needs = ("state_dict", "load_state_dict") if self.resume else ("state_dict",)
+            missing = [m for m in needs if not callable(getattr(self.loader, m, None))]
             if missing:  # found at the first checkpoint otherwise, after ckpt_every steps
                 raise ValueError(
                     f"Trainer: the loader ({type(self.loader).__name__}) has no {' or '.join(missing)}: "

@@ -398,3 +398,23 @@ def test_device_tensors_handed_to_each_taking_stream(monkeypatch):
     loader_mod._OnStreams(None, Host()).take()  # nothing on CUDA: no stream is even asked for
     current[0] = "missing"
     loader_mod._OnStreams(Host()).take()
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_flip_mirrors_about_half_the_images_and_nothing_else(labeled, backend):
+    """Every flip test compared two runs sharing one flip mask: a loader that never (or
+    always) flipped passed them all. Here each image is itself or its mirror image, against
+    the same loader without flips, and about half are mirrored over 10 epochs."""
+    plain = load(labeled, backend=backend, batch_size=4, seed=5)
+    flipping = load(labeled, backend=backend, batch_size=4, seed=5, flip=True)
+    flipped = total = 0
+    for _ in range(10):
+        for (x, y), (xf, yf) in zip(plain, flipping):
+            assert torch.equal(y, yf)
+            for a, b in zip(x, xf):
+                mirrored = torch.equal(b, a.flip(-1))
+                assert mirrored or torch.equal(b, a)
+                assert not torch.equal(a, a.flip(-1))  # the test images are not symmetric
+                flipped += mirrored
+                total += 1
+    assert total == 120 and 0.3 < flipped / total < 0.7, (flipped, total)

@@ -4,6 +4,7 @@ Tolerance is zero in every dtype: the op only selects (each output is the input 
 bound rounded to the dtype, as torch.clamp_ rounds it), so any difference is a bug.
 """
 import math
+import zlib
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ def _with_specials(t):
 
 
 def _case(name, dtype, device):
-    gen = torch.Generator().manual_seed(hash(name) % 2**31)
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))  # hash() differs per process
     if name == "one_element":
         shapes = [(1,)]
     elif name == "odd_65537":
@@ -56,12 +57,15 @@ def _assert_same(actual, expected):
 def test_matches_reference(fused_backend_device, case, dtype):
     backend, device = fused_backend_device
     tensors = _case(case, dtype, device)
+    before = [t.clone() for t in tensors]
     expected = [t.clone() for t in tensors]
     clip_weights_reference(expected, C)
     clip_weights_(tensors, C, backend=backend)
     _assert_same(tensors, expected)
-    # The clip did something: values outside the bound existed and are now at it.
-    assert any((t.abs() == e.abs().nan_to_num(posinf=0).max()).any() for t, e in zip(tensors, expected))
+    # The clip did something: finite values outside the bound existed, and each is now at it
+    outside = [(b.abs() > C) & b.isfinite() for b in before]
+    assert sum(int(o.sum()) for o in outside) > 0
+    assert all((t[o].abs() == C).all() for t, o in zip(tensors, outside))
 
 
 def test_mixed_dtypes_and_layouts_in_one_call(backend_device):

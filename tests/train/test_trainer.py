@@ -459,9 +459,22 @@ def test_a_loader_without_a_state_is_refused_before_training(tmp_path):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.zeros(16)), batch_size=8)
     model = models.build("dcgan", **TINY)
     cfg = {"steps": 2, "out": str(tmp_path / "run"), "progress": False, "tensorboard": False, "device": "cpu"}
-    with pytest.raises(ValueError, match=r"the loader \(DataLoader\) has no state_dict or load_state_dict"):
+    with pytest.raises(ValueError, match=r"the loader \(DataLoader\) has no state_dict:"):
         Trainer(model, loader, cfg).fit()
     assert not (tmp_path / "run").exists()
+
+    class Saves:  # saves its position, cannot be put back: enough for a run, not for a resume
+        def __init__(self):
+            self.batch_size = 8
+        def __len__(self):
+            return 2
+        def __iter__(self):
+            return iter([(images[:8], None), (images[8:], None)])
+        def state_dict(self):
+            return {}
+    Trainer(models.build("dcgan", **TINY), Saves(), cfg).fit()
+    with pytest.raises(ValueError, match=r"the loader \(Saves\) has no load_state_dict:"):
+        Trainer(models.build("dcgan", **TINY), Saves(), {**cfg, "steps": 3}, resume=True).fit()
 
 
 def test_epochs_count_the_critic_steps_of_wgans_boost(monkeypatch):
@@ -485,6 +498,26 @@ def test_epochs_count_the_critic_steps_of_wgans_boost(monkeypatch):
             assert sum(t.model.critic_steps(s) for s in range(t.total - 1)) < need, (boost, epochs)
             if not boost:
                 assert t.total == math.ceil(need / 5)
+
+
+def test_ema_is_the_decayed_average_of_the_generators_weights(tmp_path):
+    """EMA after one step: ema * d + g * (1 - d), the generator's weights before the step
+    weighted d (0.9 here: a swapped decay, g * d + ema * (1 - d), passed every test)."""
+    torch.manual_seed(0)
+    before = [p.detach().clone() for p in models.build("gan", **TINY, arch="mlp").generator.parameters()]
+    t = _train(tmp_path, "gan", arch="mlp", steps=1, ema=0.9)
+    after = list(t.model.generator.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))  # the step moved the generator
+    for e, b, a in zip(t.ema.parameters(), before, after):
+        torch.testing.assert_close(e, 0.9 * b + 0.1 * a.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_the_logged_gradient_norm_is_the_global_l2_norm(tmp_path):
+    """grad_norm/g of a log step: the L2 norm of all the generator's gradients together (the
+    gradients stay on the parameters after the run's last step)."""
+    t = _train(tmp_path, "gan", arch="mlp", steps=2)
+    grads = torch.cat([p.grad.flatten() for p in t.model.generator.parameters() if p.grad is not None])
+    assert math.isclose(t.history[-1]["grad_norm/g"], float(torch.linalg.vector_norm(grads)), rel_tol=1e-5)
 
 
 def test_ema_of_a_generator_without_buffers(tmp_path):
