@@ -73,7 +73,10 @@ def _train(args):
     models.get(name)  # unknown model: one line
     config = cfgmod.resolve(name, *layers)
     hyper, train = cfgmod.split(config, models.get(name))
-    torch.manual_seed(int(train["seed"]))
+    seed = train["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not abs(seed) < 2**53:  # the Trainer's check
+        raise CLIError(f"seed: expected an integer of absolute value below 2**53, got {seed!r}")
+    torch.manual_seed(seed)
     try:
         model = models.build(name, **hyper)
     except ValueError as exc:

@@ -504,3 +504,30 @@ def test_a_mixture_metric_on_the_digits_names_the_digits(tmp_path, capsys):
     assert err == ("fastgan train: error: the mixture metric scores 2-D samples of ring8 or grid25; "
                    "this data is 'digits'"), err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "seed=abc"], "seed: expected an integer of absolute value below 2**53, got 'abc'"),
+    (["--seed", "99999999999999999999"], "seed: expected an integer of absolute value below 2**53"),
+    (["--set", "metrics=5"], "metrics: expected names like 'fid,kid' or a list of them, got 5"),
+])
+def test_bad_seed_and_metrics_settings_are_named(tmp_path, monkeypatch, capsys, args, message):
+    """Were a Python traceback (metrics=5) and errors naming no setting (the seed was used
+    before it was checked: "invalid literal for int()", "Overflow when unpacking long")."""
+    from fastgan.cli import main
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--model", "gan", "--steps", "1", "--out", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_that_is_not_a_run_is_not_offered_resume_or_overwrite(tmp_path, capsys):
+    """The error named --resume and --overwrite as remedies, both of which then refused."""
+    from fastgan.cli import main
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "important.txt").write_text("keep")
+    assert main(["train", "--model", "gan", "--steps", "1", "--out", str(tmp_path / "mine")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a fastgan run" in err and "choose another --out" in err and "--overwrite" not in err
+    assert (tmp_path / "mine" / "important.txt").read_text() == "keep"

@@ -79,6 +79,8 @@ REF_FORMAT, REF_VERSION = "fastgan-fid-ref", 3
 def parse_metrics(spec):
     """'fid,kid' or ['fid', 'kid'] -> ['fid', 'kid'] (order kept, duplicates dropped);
     ValueError naming an unknown metric and the known ones."""
+    if spec is not None and not isinstance(spec, (str, list, tuple)):
+        raise ValueError(f"expected names like 'fid,kid' or a list of them, got {spec!r}")
     items = spec.split(",") if isinstance(spec, str) else list(spec or ())
     out = []
     for item in items:

@@ -113,10 +113,13 @@ def check_run_dir(run_dir, *, resume=False, overwrite=False):
     if resume:
         read_run_config(run_dir, "--resume: ")
     elif used:
+        why = _not_a_run(run_dir)
+        if not overwrite and why:  # neither --resume nor --overwrite would take it
+            raise ValueError(f"run directory {run_dir} exists, is not empty and is not a fastgan run "
+                             f"({why}); choose another --out")
         if not overwrite:
             raise ValueError(f"run directory {run_dir} already exists; pass --resume to continue "
                              "that run or --overwrite to replace it")
-        why = _not_a_run(run_dir)
         if why:
             raise ValueError(f"--overwrite: {run_dir} is not empty and is not a fastgan run ({why}); "
                              "refusing to delete it")

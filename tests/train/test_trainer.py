@@ -407,6 +407,7 @@ def _bare_trainer(monkeypatch, world, rank, local, device):
     monkeypatch.setattr(trainer_module.dist, "is_initialized", lambda: True)
     t = Trainer.__new__(Trainer)
     t.cfg = {**cfgmod.TRAIN_DEFAULTS, "device": device, "steps": 4}
+    t.resume = False
     return t
 
 
