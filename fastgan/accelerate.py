@@ -39,8 +39,9 @@ module whose class has its own forward() (a weight-standardized or equalized-lr
 convolution, ...), a lazy module not yet initialized (run one forward first), a module
 with forward or backward hooks, or a parametrized one (torch.nn.utils.parametrize); a
 convolution that is not 2-D with zero padding mode, a BatchNorm whose channels differ or
-whose momentum is outside [0, 1] or eps not positive, an activation with a negative slope. An activation called functionally (F.relu) is not
-matched. A model with nothing to fuse is returned unchanged.
+whose momentum is outside [0, 1] or eps not positive, an activation with a negative slope.
+An activation called functionally (F.relu) is not matched. A model with nothing to fuse is
+returned unchanged.
 
     critic = fastgan.accelerate(critic, penalty=True)   # a critic a gradient penalty differentiates twice
 
@@ -67,7 +68,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.utils import parametrize
 
 from fastgan import _backend
-from fastgan.nn.blocks import _ConvBNAct, act_slope, fused_conv_bn_act, hooked as _hooked
+from fastgan.nn.blocks import _ConvBNAct, act_slope, bn_refused, fused_conv_bn_act, hooked as _hooked
 from fastgan.nn.activation import LeakyReLU as PenaltyLeakyReLU, ReLU as PenaltyReLU
 from fastgan.nn.conv import Conv2d as PenaltyConv2d
 
@@ -283,10 +284,8 @@ def _why_not(conv, bn, act, uses, containers=None):
         return f"the BatchNorm has {bn.num_features} channels, the convolution {conv.out_channels}"
     if act.negative_slope < 0 if isinstance(act, nn.LeakyReLU) else False:
         return "a negative slope"
-    if bn.momentum is not None and not 0.0 <= bn.momentum <= 1.0:
-        return f"BatchNorm momentum {bn.momentum} (the fused op takes [0, 1] or None)"
-    if not bn.eps > 0:
-        return f"BatchNorm eps {bn.eps} (the fused op takes eps > 0)"
+    if bn_refused(bn):
+        return bn_refused(bn)
     if any(uses[id(m)] > 1 for m in chain):
         return "a module of the chain is used in more than one place"
     return None

@@ -36,7 +36,7 @@ def _train(args):
 
     from fastgan import models
     from fastgan.train import config as cfgmod
-    from fastgan.train.trainer import Trainer, default_run_dir, read_run_config
+    from fastgan.train.trainer import Trainer, check_seed, default_run_dir, read_run_config
 
     flags = {k: v for k, v in {
         "arch": args.arch, "data": args.data, "resolution": args.resolution,
@@ -73,10 +73,8 @@ def _train(args):
     models.get(name)  # unknown model: one line
     config = cfgmod.resolve(name, *layers)
     hyper, train = cfgmod.split(config, models.get(name))
-    seed = train["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or not abs(seed) < 2**53:  # the Trainer's check
-        raise CLIError(f"seed: expected an integer of absolute value below 2**53, got {seed!r}")
-    torch.manual_seed(seed)
+    check_seed(train["seed"])  # before it seeds the model's initialization
+    torch.manual_seed(train["seed"])
     try:
         model = models.build(name, **hyper)
     except ValueError as exc:

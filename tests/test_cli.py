@@ -507,8 +507,8 @@ def test_a_mixture_metric_on_the_digits_names_the_digits(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--set", "seed=abc"], "seed: expected an integer of absolute value below 2**53, got 'abc'"),
-    (["--seed", "99999999999999999999"], "seed: expected an integer of absolute value below 2**53"),
+    (["--set", "seed=abc"], "Trainer: seed must be an integer in -(2**53-1)..2**53-1, got 'abc'"),
+    (["--seed", "99999999999999999999"], "Trainer: seed must be an integer in -(2**53-1)..2**53-1"),
     (["--set", "metrics=5"], "metrics: expected names like 'fid,kid' or a list of them, got 5"),
 ])
 def test_bad_seed_and_metrics_settings_are_named(tmp_path, monkeypatch, capsys, args, message):

@@ -112,6 +112,15 @@ def hooked(m):
     return any(getattr(m, h, None) for h in _HOOKS)
 
 
+def bn_refused(bn):
+    """Why the fused op would refuse BatchNorm bn's settings (which torch takes), or None."""
+    if bn.momentum is not None and not 0.0 <= bn.momentum <= 1.0:
+        return f"BatchNorm momentum {bn.momentum} (the fused op takes [0, 1] or None)"
+    if not bn.eps > 0:
+        return f"BatchNorm eps {bn.eps} (the fused op takes eps > 0)"
+    return None
+
+
 def fusable(conv, bn, act):
     """Whether conv -> bn -> act computes what fused_conv_bn_act computes: the torch classes
     (or subclasses keeping their forward), no hook on any, a non-negative slope, BatchNorm's
@@ -123,9 +132,7 @@ def fusable(conv, bn, act):
         return False
     if isinstance(act, nn.LeakyReLU) and not act.negative_slope >= 0:
         return False
-    if bn.momentum is not None and not 0.0 <= bn.momentum <= 1.0:
-        return False
-    return bn.eps > 0 and bn.num_features == conv.out_channels
+    return bn_refused(bn) is None and bn.num_features == conv.out_channels
 
 
 class _ConvBNAct(nn.Sequential):

@@ -202,7 +202,7 @@ def rmsprop_clip_(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, *, a
     """
     clip = -1.0 if clip is None else clip
     params, lists, clip = _check(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
-                           weight_decay, momentum, centered, clip, grad_scale, found_inf)
+                                 weight_decay, momentum, centered, clip, grad_scale, found_inf)
     if not params:
         return
     args = (params, lists["grads"], lists["square_avgs"], lists["momentum_bufs"],

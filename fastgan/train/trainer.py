@@ -201,6 +201,12 @@ RESUME_MAY_CHANGE = frozenset({
     "data_backend", "cuda_graphs", "channels_last", "out"})
 
 
+def check_seed(seed):
+    """ValueError unless seed is an integer the trainer's seeding takes."""
+    if not (_is_int(seed) and abs(seed) < 2**53):
+        raise ValueError(f"Trainer: seed must be an integer in -(2**53-1)..2**53-1, got {seed!r}")
+
+
 def check_settings(cfg):
     """ValueError naming the first trainer setting of a wrong type or range (the ones
     Trainer.__init__ does not check itself), before anything is set up or written."""
@@ -218,8 +224,7 @@ def check_settings(cfg):
             raise ValueError(f"Trainer: {key} must be true, false or none ({none}), got {cfg[key]!r}")
     # seed * 1000 + rank seeds torch, which takes -2**63..2**64-1 (older runs may hold a
     # negative seed: still accepted, so that they resume)
-    if not (_is_int(cfg["seed"]) and abs(cfg["seed"]) < 2**53):
-        raise ValueError(f"Trainer: seed must be an integer in -(2**53-1)..2**53-1, got {cfg['seed']!r}")
+    check_seed(cfg["seed"])
     if cfg["eval_num"] is not None and not (_is_int(cfg["eval_num"]) and cfg["eval_num"] >= 2):
         raise ValueError(f"Trainer: eval_num must be an integer >= 2 (the metrics' statistics need two "
                          f"samples) or none, got {cfg['eval_num']!r}")
